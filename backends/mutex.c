@@ -1,0 +1,99 @@
+/* mutex: a pthread mutex around a plain word; process-shared and robust when
+ * shared, so that a holder that dies is recovered from. */
+#include "backend.h"
+
+#include <errno.h>
+#include <pthread.h>
+
+/* The value sits beside the lock: it is only touched by the lock holder, who
+ * already owns this cache line. */
+struct mutex_state {
+	pthread_mutex_t lock;
+	uint64_t value;
+};
+
+static int mutex_init(void *state, int64_t initial, unsigned flags,
+		      const char *options)
+{
+	struct mutex_state *s = state;
+	pthread_mutexattr_t attr;
+	int rc;
+
+	(void)options;
+	if (pthread_mutexattr_init(&attr) != 0)
+		return TALLY_ENOMEM;
+	if (flags & TALLY_PSHARED) {
+		/* Robust: a process that dies holding the lock hands the next
+		 * locker EOWNERDEAD instead of a deadlock. */
+		pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+		pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+	}
+	rc = pthread_mutex_init(&s->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	if (rc != 0) {
+		errno = rc;
+		return rc == ENOMEM ? TALLY_ENOMEM : TALLY_ESYSTEM;
+	}
+	s->value = (uint64_t)initial;
+	return 0;
+}
+
+/* 0, TALLY_RECOVERED when the previous holder died, or an error. */
+static int mutex_lock(struct mutex_state *s)
+{
+	int rc = pthread_mutex_lock(&s->lock);
+
+	if (rc == 0)
+		return 0;
+	if (rc == EOWNERDEAD) {
+		/* The dead holder either stored its value or did not; the
+		 * word itself is never torn, so the state is consistent. */
+		pthread_mutex_consistent(&s->lock);
+		return TALLY_RECOVERED;
+	}
+	if (rc == ENOTRECOVERABLE)
+		return TALLY_ENOTRECOVERABLE;
+	abort(); /* EINVAL/EDEADLK: a bug in tally, not a runtime condition */
+}
+
+static int mutex_add(void *state, int64_t delta)
+{
+	struct mutex_state *s = state;
+	int rc = mutex_lock(s);
+
+	if (rc < 0)
+		return rc;
+	s->value += (uint64_t)delta;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static int mutex_get(void *state, int64_t *value)
+{
+	struct mutex_state *s = state;
+	int rc = mutex_lock(s);
+
+	if (rc < 0)
+		return rc;
+	*value = (int64_t)s->value;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static void mutex_destroy(void *state)
+{
+	pthread_mutex_destroy(&((struct mutex_state *)state)->lock);
+}
+
+const struct tally_backend tally_backend_mutex = {
+	.name = "mutex",
+	.summary = "pthread mutex; sleeps when contended, robust when shared",
+	.caps = TALLY_CAP_BLOCKING | TALLY_CAP_PSHARED | TALLY_CAP_ROBUST |
+		TALLY_CAP_NAMED,
+	.state_size = sizeof(struct mutex_state),
+	.state_align = _Alignof(struct mutex_state),
+	.init = mutex_init,
+	.add = mutex_add,
+	.get = mutex_get,
+	.destroy = mutex_destroy,
+};

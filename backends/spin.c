@@ -1,0 +1,81 @@
+/* spin: Concurrency Kit's default spinlock (ck_spinlock_t, fetch-and-store):
+ * unfair, the fastest lock when uncontended. */
+#include "backend.h"
+
+#ifdef TALLY_HAVE_CK
+#include "tsan.h"
+
+#include <ck_spinlock.h>
+
+struct spin_state {
+	ck_spinlock_t lock;
+	uint64_t value; /* same line as the lock: only the holder touches it */
+};
+
+static int spin_init(void *state, int64_t initial, unsigned flags,
+		     const char *options)
+{
+	struct spin_state *s = state;
+
+	(void)flags; /* a spinlock word works unchanged in shared memory */
+	(void)options;
+	ck_spinlock_init(&s->lock);
+	s->value = (uint64_t)initial;
+	return 0;
+}
+
+static void spin_lock(struct spin_state *s)
+{
+	tally__tsan_pre_lock(&s->lock);
+	ck_spinlock_lock(&s->lock);
+	tally__tsan_post_lock(&s->lock);
+}
+
+static void spin_unlock(struct spin_state *s)
+{
+	tally__tsan_pre_unlock(&s->lock);
+	ck_spinlock_unlock(&s->lock);
+	tally__tsan_post_unlock(&s->lock);
+}
+
+static int spin_add(void *state, int64_t delta)
+{
+	struct spin_state *s = state;
+
+	spin_lock(s);
+	s->value += (uint64_t)delta;
+	spin_unlock(s);
+	return 0;
+}
+
+static int spin_get(void *state, int64_t *value)
+{
+	struct spin_state *s = state;
+
+	spin_lock(s);
+	*value = (int64_t)s->value;
+	spin_unlock(s);
+	return 0;
+}
+
+static void spin_destroy(void *state)
+{
+	tally__tsan_destroy(&((struct spin_state *)state)->lock);
+}
+#endif /* TALLY_HAVE_CK */
+
+/* Without Concurrency Kit the identity stays, so the name is known and
+ * answers "not built in"; the operations are NULL. */
+const struct tally_backend tally_backend_spin = {
+	.name = "spin",
+	.summary = "Concurrency Kit spinlock; unfair, fastest uncontended",
+	.caps = TALLY_CAP_SPINNING | TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
+#ifdef TALLY_HAVE_CK
+	.state_size = sizeof(struct spin_state),
+	.state_align = _Alignof(struct spin_state),
+	.init = spin_init,
+	.add = spin_add,
+	.get = spin_get,
+	.destroy = spin_destroy,
+#endif
+};

@@ -1,0 +1,83 @@
+/* ticket: Concurrency Kit's ticket lock (ck_spinlock_ticket_t): FIFO-fair,
+ * and it collapses once waiters outnumber CPUs. */
+#include "backend.h"
+
+#ifdef TALLY_HAVE_CK
+#include "tsan.h"
+
+#include <ck_spinlock.h>
+
+struct ticket_state {
+	ck_spinlock_ticket_t lock;
+	uint64_t value; /* same line as the lock: only the holder touches it */
+};
+
+static int ticket_init(void *state, int64_t initial, unsigned flags,
+		       const char *options)
+{
+	struct ticket_state *s = state;
+
+	(void)flags; /* a spinlock word works unchanged in shared memory */
+	(void)options;
+	ck_spinlock_ticket_init(&s->lock);
+	s->value = (uint64_t)initial;
+	return 0;
+}
+
+static void ticket_lock(struct ticket_state *s)
+{
+	tally__tsan_pre_lock(&s->lock);
+	ck_spinlock_ticket_lock(&s->lock);
+	tally__tsan_post_lock(&s->lock);
+}
+
+static void ticket_unlock(struct ticket_state *s)
+{
+	tally__tsan_pre_unlock(&s->lock);
+	ck_spinlock_ticket_unlock(&s->lock);
+	tally__tsan_post_unlock(&s->lock);
+}
+
+static int ticket_add(void *state, int64_t delta)
+{
+	struct ticket_state *s = state;
+
+	ticket_lock(s);
+	s->value += (uint64_t)delta;
+	ticket_unlock(s);
+	return 0;
+}
+
+static int ticket_get(void *state, int64_t *value)
+{
+	struct ticket_state *s = state;
+
+	ticket_lock(s);
+	*value = (int64_t)s->value;
+	ticket_unlock(s);
+	return 0;
+}
+
+static void ticket_destroy(void *state)
+{
+	tally__tsan_destroy(&((struct ticket_state *)state)->lock);
+}
+#endif /* TALLY_HAVE_CK */
+
+/* Without Concurrency Kit the identity stays, so the name is known and
+ * answers "not built in"; the operations are NULL. */
+const struct tally_backend tally_backend_ticket = {
+	.name = "ticket",
+	.summary = "Concurrency Kit ticket lock; FIFO-fair, collapses when "
+		   "oversubscribed",
+	.caps = TALLY_CAP_SPINNING | TALLY_CAP_FAIR | TALLY_CAP_PSHARED |
+		TALLY_CAP_NAMED,
+#ifdef TALLY_HAVE_CK
+	.state_size = sizeof(struct ticket_state),
+	.state_align = _Alignof(struct ticket_state),
+	.init = ticket_init,
+	.add = ticket_add,
+	.get = ticket_get,
+	.destroy = ticket_destroy,
+#endif
+};

@@ -1,0 +1,73 @@
+/* The private contract between the library core and its backends. */
+#ifndef TALLY_BACKEND_H
+#define TALLY_BACKEND_H
+
+#include "tally.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+/*
+ * Cache-line size used to pad shared state.  128 rather than 64: on x86 the
+ * adjacent-line prefetcher pulls cache lines in pairs, so two hot words 64
+ * bytes apart still interfere; 128 is also the line size on Apple M-series
+ * and POWER.
+ */
+#define TALLY_CACHELINE 128
+
+/*
+ * One backend.  Each backends/NAME.c exports exactly one const object of this
+ * type, tally_backend_NAME, and the registry (src/registry.c) lists them.
+ *
+ * Identity (always present, also when the backend was not built in):
+ *   name      lower case, equal to the file name.
+ *   summary   one line for `tally list`.
+ *   caps      TALLY_CAP_* bits; callers branch on these, never on names.
+ *   state_size, state_align
+ *             bytes the core allocates for the backend's state.  The core
+ *             places the state at the start of its own cache line(s) (in
+ *             private memory, an anonymous shared mapping for TALLY_PSHARED,
+ *             or a POSIX shared-memory object for named counters) and pads it
+ *             to whole lines.  state_size is 0 when not built in.
+ *
+ * Operations, in lifecycle order.  The core validates every argument first
+ * (STYLE 6): a backend never sees NULL pointers or unknown flags.  When the
+ * backend was not built in, all of them are NULL.
+ *   init      called once, by the creating thread, before any other call; no
+ *             concurrency.  `flags` has TALLY_PSHARED when the state lives in
+ *             shared memory (create the lock process-shared).  `options` is
+ *             the text after "NAME:", or NULL; a backend that takes none may
+ *             leave this to the core, which refuses options for it.  Returns
+ *             0 or a TALLY_E* code, and on failure leaves nothing to destroy.
+ *   add, get  hot path: any number of threads (and processes, when shared)
+ *             at once.  Arithmetic wraps modulo 2^64 (use uint64_t).
+ *   destroy   once, by the creating process, when no other call can run;
+ *             may be NULL when there is nothing to release.
+ */
+struct tally_backend {
+	const char *name;
+	const char *summary;
+	unsigned caps;
+	size_t state_size;
+	size_t state_align;
+	int takes_options;
+
+	int (*init)(void *state, int64_t initial, unsigned flags,
+		    const char *options);
+	int (*add)(void *state, int64_t delta);
+	int (*get)(void *state, int64_t *value);
+	void (*destroy)(void *state);
+};
+
+/* src/registry.c */
+const struct tally_backend *tally__backend_lookup(const char *name, size_t len);
+const struct tally_backend *tally__backend_at(size_t i);
+size_t tally__backend_count(void);
+
+/* Modulo-2^64 addition without signed-overflow undefined behaviour. */
+static inline int64_t tally__wrap_add(int64_t a, int64_t b)
+{
+	return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+
+#endif /* TALLY_BACKEND_H */

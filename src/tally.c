@@ -1,0 +1,170 @@
+/* The public entry points: validation at the edge, then one-line dispatch. */
+#include "internal.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const error_names[] = {
+#define TALLY__ERR_NAME(name, value, msg) [-(value)] = "TALLY_" #name,
+	TALLY_ERRNO_MAP(TALLY__ERR_NAME)
+#undef TALLY__ERR_NAME
+};
+
+static const char *const error_messages[] = {
+#define TALLY__ERR_MSG(name, value, msg) [-(value)] = msg,
+	TALLY_ERRNO_MAP(TALLY__ERR_MSG)
+#undef TALLY__ERR_MSG
+};
+
+#define N_ERRORS (sizeof(error_names) / sizeof(error_names[0]))
+
+const char *tally_strerror(int err)
+{
+	if (err == 0)
+		return "success";
+	if (err == TALLY_RECOVERED)
+		return "success; the lock was recovered from a holder that "
+		       "died";
+	if (err < 0 && (size_t)-err < N_ERRORS && error_messages[-err])
+		return error_messages[-err];
+	return "unknown error";
+}
+
+const char *tally_errname(int err)
+{
+	if (err == 0)
+		return "TALLY_OK";
+	if (err == TALLY_RECOVERED)
+		return "TALLY_RECOVERED";
+	if (err < 0 && (size_t)-err < N_ERRORS && error_names[-err])
+		return error_names[-err];
+	return "TALLY_E?";
+}
+
+const char *tally_version(void)
+{
+	return TALLY_VERSION_STRING;
+}
+
+static void describe(const struct tally_backend *b, tally_backend_info *info)
+{
+	info->name = b->name;
+	info->summary = b->summary;
+	info->caps = b->caps;
+	info->built_in = b->add != NULL;
+}
+
+size_t tally_backend_count(void)
+{
+	return tally__backend_count();
+}
+
+int tally_backend_at(size_t i, tally_backend_info *info)
+{
+	const struct tally_backend *b = tally__backend_at(i);
+
+	if (b == NULL || info == NULL)
+		return TALLY_EINVAL;
+	describe(b, info);
+	return 0;
+}
+
+int tally_backend_find(const char *name, tally_backend_info *info)
+{
+	if (name == NULL || info == NULL)
+		return TALLY_EINVAL;
+	const struct tally_backend *b =
+		tally__backend_lookup(name, strlen(name));
+	if (b == NULL)
+		return TALLY_ENOBACKEND;
+	describe(b, info);
+	return 0;
+}
+
+int tally__resolve(const char *spec, const struct tally_backend **ops,
+		   const char **options)
+{
+	if (spec == NULL) {
+		spec = getenv(TALLY_ENV_BACKEND);
+		if (spec == NULL || *spec == '\0')
+			spec = TALLY_DEFAULT_BACKEND;
+	}
+	const char *colon = strchr(spec, ':');
+	size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+	const struct tally_backend *b = tally__backend_lookup(spec, len);
+
+	if (b == NULL)
+		return TALLY_ENOBACKEND;
+	if (b->add == NULL)
+		return TALLY_ENOTBUILT;
+	if (colon != NULL && !b->takes_options)
+		return TALLY_EOPTION;
+	*ops = b;
+	*options = colon ? colon + 1 : NULL;
+	return 0;
+}
+
+int tally_create(tally **out, const char *backend, int64_t initial,
+		 unsigned flags)
+{
+	const struct tally_backend *ops;
+	const char *options;
+	tally *t;
+	int rc;
+
+	if (out == NULL || (flags & ~(unsigned)TALLY_PSHARED) != 0)
+		return TALLY_EINVAL;
+	rc = tally__resolve(backend, &ops, &options);
+	if (rc != 0)
+		return rc;
+	if ((flags & TALLY_PSHARED) && !(ops->caps & TALLY_CAP_PSHARED))
+		return TALLY_EUNSUPPORTED;
+
+	rc = (flags & TALLY_PSHARED) ? tally__place_shared(&t, ops)
+				     : tally__place_private(&t, ops);
+	if (rc != 0)
+		return rc;
+	rc = ops->init(t->state, initial, flags, options);
+	if (rc != 0) {
+		tally__unplace(t);
+		return rc;
+	}
+	t->add = ops->add;
+	t->ops = ops;
+	t->flags = flags;
+	t->creator = getpid();
+	*out = t;
+	return 0;
+}
+
+int tally_add(tally *t, int64_t delta)
+{
+	if (t == NULL)
+		return TALLY_EINVAL;
+	return t->add(t->state, delta);
+}
+
+int tally_get(tally *t, int64_t *value)
+{
+	if (t == NULL || value == NULL)
+		return TALLY_EINVAL;
+	return t->ops->get(t->state, value);
+}
+
+const char *tally_backend_name(const tally *t)
+{
+	return t ? t->ops->name : NULL;
+}
+
+void tally_destroy(tally *t)
+{
+	if (t == NULL)
+		return;
+	/* A forked child's copy of the handle, or a named counter that other
+	 * programs may still use, must not tear down the shared lock. */
+	if (!t->named && t->creator == getpid() && t->ops->destroy)
+		t->ops->destroy(t->state);
+	tally__unplace(t);
+}

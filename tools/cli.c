@@ -1,0 +1,313 @@
+/* Strict input parsing, backend checks and output helpers for `tally`. */
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void vreport(const char *kind, const char *cmd, const char *fmt,
+		    va_list ap)
+{
+	fprintf(stderr, "tally%s%s: %s", cmd ? " " : "", cmd ? cmd : "", kind);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void cli_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport("", cmd, fmt, ap);
+	va_end(ap);
+}
+
+void cli_warn(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport("warning: ", cmd, fmt, ap);
+	va_end(ap);
+}
+
+/* Digits only (after an optional leading '-' when allow_minus). */
+static int all_digits(const char *s, int allow_minus)
+{
+	if (allow_minus && *s == '-')
+		s++;
+	if (*s == '\0')
+		return 0;
+	for (; *s; s++)
+		if (!isdigit((unsigned char)*s))
+			return 0;
+	return 1;
+}
+
+int cli_parse_u64(const char *cmd, const char *what, const char *s,
+		  uint64_t min, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+
+	if (s == NULL || !all_digits(s, 0)) {
+		cli_error(cmd,
+			  "%s must be a whole number from %llu to %llu, "
+			  "not '%s'",
+			  what, (unsigned long long)min,
+			  (unsigned long long)max, s ? s : "");
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, NULL, 10);
+	if (errno == ERANGE || v < min || v > max) {
+		cli_error(cmd,
+			  "%s is out of range: '%s' (allowed: %llu to %llu)",
+			  what, s, (unsigned long long)min,
+			  (unsigned long long)max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_parse_i64(const char *cmd, const char *what, const char *s, int64_t min,
+		  int64_t max, int64_t *out)
+{
+	long long v;
+
+	if (s == NULL || !all_digits(s, 1)) {
+		cli_error(cmd,
+			  "%s must be a whole number from %lld to %lld, "
+			  "not '%s'",
+			  what, (long long)min, (long long)max, s ? s : "");
+		return -1;
+	}
+	errno = 0;
+	v = strtoll(s, NULL, 10);
+	if (errno == ERANGE || v < min || v > max) {
+		cli_error(cmd,
+			  "%s is out of range: '%s' (allowed: %lld to %lld)",
+			  what, s, (long long)min, (long long)max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_parse_seconds(const char *cmd, const char *what, const char *s,
+		      double min, double max, double *out)
+{
+	char *end;
+	double v;
+
+	/* Decimal only: no sign, no hex, no "inf"/"nan", no exponent. */
+	if (s == NULL || *s == '\0' || strspn(s, "0123456789.") != strlen(s)) {
+		cli_error(cmd,
+			  "%s must be a number of seconds from %g to %g, "
+			  "not '%s'",
+			  what, min, max, s ? s : "");
+		return -1;
+	}
+	errno = 0;
+	v = strtod(s, &end);
+	if (*end != '\0' || errno == ERANGE || !isfinite(v) || v < min ||
+	    v > max) {
+		cli_error(cmd,
+			  "%s is out of range: '%s' (allowed: %g to %g "
+			  "seconds)",
+			  what, s, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_parse_format(const char *cmd, const char *s, enum cli_format *out)
+{
+	static const char *const names[] = {"table", "json", "csv"};
+
+	for (int i = 0; i < 3; i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum cli_format)i;
+			return 0;
+		}
+	}
+	cli_error(cmd, "unknown format '%s' (allowed: table, json, csv)", s);
+	return -1;
+}
+
+void cli_backend_names(char *buf, size_t size, int built_in_only)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < tally_backend_count(); i++) {
+		tally_backend_info info;
+
+		tally_backend_at(i, &info);
+		if (built_in_only && !info.built_in)
+			continue;
+		int n = snprintf(buf + used, size - used, "%s%s",
+				 used ? ", " : "", info.name);
+		if (n < 0 || (size_t)n >= size - used)
+			break;
+		used += (size_t)n;
+	}
+}
+
+int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
+		      const char *why_caps, tally_backend_info *info)
+{
+	char names[512];
+	size_t len = strcspn(spec, ":");
+	char name[64];
+
+	if (len == 0 || len >= sizeof(name)) {
+		cli_backend_names(names, sizeof(names), 0);
+		cli_error(cmd, "unknown backend '%s' (known: %s)", spec, names);
+		return -1;
+	}
+	memcpy(name, spec, len);
+	name[len] = '\0';
+	if (tally_backend_find(name, info) != 0) {
+		cli_backend_names(names, sizeof(names), 0);
+		cli_error(cmd, "unknown backend '%s' (known: %s)", name, names);
+		return -1;
+	}
+	if (!info->built_in) {
+		cli_backend_names(names, sizeof(names), 1);
+		cli_error(cmd,
+			  "backend '%s' is known but was not built into "
+			  "this tally: its library was missing at build "
+			  "time (built in: %s)",
+			  info->name, names);
+		return -1;
+	}
+	if ((info->caps & need_caps) != need_caps) {
+		cli_error(cmd, "backend '%s' cannot be used %s", info->name,
+			  why_caps);
+		return -1;
+	}
+	return 0;
+}
+
+unsigned cli_online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned)n : 1;
+}
+
+uint64_t cli_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+void table_init(struct table *t, unsigned cols, const char *const *headers,
+		const char *align)
+{
+	memset(t, 0, sizeof(*t));
+	t->cols = cols;
+	for (unsigned c = 0; c < cols && c < sizeof(t->right); c++)
+		t->right[c] = align[c] == 'r';
+	t->cap = 16;
+	t->cells = calloc((size_t)t->cap * cols, sizeof(char *));
+	if (t->cells == NULL)
+		abort();
+	for (unsigned c = 0; c < cols; c++)
+		t->cells[c] = strdup(headers[c]);
+	t->rows = 1;
+}
+
+void table_row(struct table *t, ...)
+{
+	va_list ap;
+
+	if (t->rows == t->cap) {
+		t->cap *= 2;
+		t->cells = realloc(t->cells,
+				   (size_t)t->cap * t->cols * sizeof(char *));
+		if (t->cells == NULL)
+			abort();
+	}
+	va_start(ap, t);
+	for (unsigned c = 0; c < t->cols; c++)
+		t->cells[t->rows * t->cols + c] =
+			strdup(va_arg(ap, const char *));
+	va_end(ap);
+	t->rows++;
+}
+
+void table_print(const struct table *t, FILE *f)
+{
+	size_t width[32] = {0};
+
+	for (unsigned r = 0; r < t->rows; r++)
+		for (unsigned c = 0; c < t->cols && c < 32; c++) {
+			size_t n = strlen(t->cells[r * t->cols + c]);
+			if (n > width[c])
+				width[c] = n;
+		}
+	for (unsigned r = 0; r < t->rows; r++) {
+		for (unsigned c = 0; c < t->cols; c++) {
+			const char *cell = t->cells[r * t->cols + c];
+			int w = (int)width[c];
+			int last = c + 1 == t->cols;
+
+			if (t->right[c])
+				fprintf(f, "%*s", w, cell);
+			else
+				fprintf(f, "%-*s", last ? 0 : w, cell);
+			fputs(last ? "\n" : "  ", f);
+		}
+	}
+}
+
+void table_free(struct table *t)
+{
+	for (unsigned i = 0; i < t->rows * t->cols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	t->cells = NULL;
+}
+
+const char *fmt_i64(char *buf, size_t size, int64_t v)
+{
+	snprintf(buf, size, "%lld", (long long)v);
+	return buf;
+}
+
+const char *fmt_u64(char *buf, size_t size, uint64_t v)
+{
+	snprintf(buf, size, "%llu", (unsigned long long)v);
+	return buf;
+}
+
+const char *fmt_f(char *buf, size_t size, const char *fmt, double v)
+{
+	snprintf(buf, size, fmt, v);
+	return buf;
+}

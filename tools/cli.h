@@ -1,0 +1,82 @@
+/* Shared pieces of the `tally` command: strict number parsing, backend
+ * lookup with helpful errors, output formats. */
+#ifndef TALLY_CLI_H
+#define TALLY_CLI_H
+
+#include "tally.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes: the contract of DESIGN.md. */
+enum {
+	EXIT_EXACT = 0,
+	EXIT_LOST = 1,
+	EXIT_USAGE = 2,
+	EXIT_RUNTIME = 3,
+};
+
+enum cli_format { FORMAT_TABLE, FORMAT_JSON, FORMAT_CSV };
+
+/* Print "tally CMD: MESSAGE" on stderr. */
+void cli_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void cli_warn(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Strict parsers: the whole string must be a number in [min, max]; no sign
+ * where none is allowed, no spaces, no trailing text, no overflow.  On
+ * failure they print why (naming `what`) and return -1; *out is untouched.
+ */
+int cli_parse_u64(const char *cmd, const char *what, const char *s,
+		  uint64_t min, uint64_t max, uint64_t *out);
+int cli_parse_i64(const char *cmd, const char *what, const char *s, int64_t min,
+		  int64_t max, int64_t *out);
+int cli_parse_seconds(const char *cmd, const char *what, const char *s,
+		      double min, double max, double *out);
+int cli_parse_format(const char *cmd, const char *s, enum cli_format *out);
+
+/*
+ * Check a backend name (NAME or NAME:OPTIONS) as tally_create() would and
+ * explain a refusal: unknown names list the valid ones, "not built in" says
+ * which dependency was missing.  need_caps: bits the backend must have (e.g.
+ * TALLY_CAP_PSHARED for --mode processes).  Returns 0 and fills info, or -1.
+ */
+int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
+		      const char *why_caps, tally_backend_info *info);
+/* Comma-separated list of the names of every known backend. */
+void cli_backend_names(char *buf, size_t size, int built_in_only);
+
+/* Online CPUs, at least 1. */
+unsigned cli_online_cpus(void);
+
+/* Monotonic time in nanoseconds. */
+uint64_t cli_now_ns(void);
+
+/* Write s as a JSON string literal (quotes included). */
+void json_string(FILE *f, const char *s);
+
+/*
+ * A small table: add rows of cells (strings), then print with each column
+ * as wide as its widest cell, numbers right-aligned.  Used for every
+ * human-readable table so that they all look alike.
+ */
+struct table {
+	unsigned cols, rows, cap;
+	char **cells; /* rows x cols, owned */
+	unsigned char right[32];
+};
+void table_init(struct table *t, unsigned cols, const char *const *headers,
+		const char *align /* "lrr..." */);
+void table_row(struct table *t, ...); /* exactly cols strings */
+void table_print(const struct table *t, FILE *f);
+void table_free(struct table *t);
+
+/* Format helpers into a caller buffer; return the buffer. */
+const char *fmt_i64(char *buf, size_t size, int64_t v);
+const char *fmt_u64(char *buf, size_t size, uint64_t v);
+const char *fmt_f(char *buf, size_t size, const char *fmt, double v);
+
+#endif /* TALLY_CLI_H */

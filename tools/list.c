@@ -1,0 +1,144 @@
+/* `tally list`: every known backend, its capabilities, and whether it is
+ * built into this tally. */
+#include "cli.h"
+#include "commands.h"
+
+#include <getopt.h>
+#include <string.h>
+
+static const struct {
+	unsigned bit;
+	const char *name;
+} cap_names[] = {
+	{TALLY_CAP_LOCKFREE, "lockfree"},
+	{TALLY_CAP_PSHARED, "pshared"},
+	{TALLY_CAP_FAIR, "fair"},
+	{TALLY_CAP_BLOCKING, "blocking"},
+	{TALLY_CAP_SPINNING, "spinning"},
+	{TALLY_CAP_RACY, "racy"},
+	{TALLY_CAP_REMOTE, "remote"},
+	{TALLY_CAP_THREADS_ONLY, "threads-only"},
+	{TALLY_CAP_ROBUST, "robust"},
+	{TALLY_CAP_NAMED, "named"},
+};
+
+#define N_CAPS (sizeof(cap_names) / sizeof(cap_names[0]))
+
+static void caps_text(unsigned caps, char *buf, size_t size, char sep)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < N_CAPS; i++) {
+		if (!(caps & cap_names[i].bit))
+			continue;
+		int n = snprintf(buf + used, size - used, "%s%s",
+				 used ? (char[]){sep, '\0'} : "",
+				 cap_names[i].name);
+		if (n > 0 && (size_t)n < size - used)
+			used += (size_t)n;
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tally list [--format table|json|csv]\n\n"
+		"List every backend tally knows, with a one-line summary, "
+		"its capabilities,\nand whether it was built in (a backend "
+		"whose library was missing at build\ntime is listed but "
+		"not usable).  The default backend is '%s'; $%s\noverrides "
+		"it for programs that pass no name.\n",
+		TALLY_DEFAULT_BACKEND, TALLY_ENV_BACKEND);
+}
+
+static void print_json(void)
+{
+	printf("[");
+	for (size_t i = 0; i < tally_backend_count(); i++) {
+		tally_backend_info b;
+
+		tally_backend_at(i, &b);
+		printf("%s\n  {\"name\": ", i ? "," : "");
+		json_string(stdout, b.name);
+		printf(", \"summary\": ");
+		json_string(stdout, b.summary);
+		printf(", \"built_in\": %s, \"default\": %s, \"caps\": [",
+		       b.built_in ? "true" : "false",
+		       strcmp(b.name, TALLY_DEFAULT_BACKEND) ? "false"
+							     : "true");
+		for (size_t c = 0, n = 0; c < N_CAPS; c++)
+			if (b.caps & cap_names[c].bit)
+				printf("%s\"%s\"", n++ ? ", " : "",
+				       cap_names[c].name);
+		printf("]}");
+	}
+	printf("\n]\n");
+}
+
+int cmd_list(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"format", required_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	enum cli_format format = FORMAT_TABLE;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			if (cli_parse_format("list", optarg, &format))
+				return EXIT_USAGE;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_EXACT;
+		default:
+			cli_error("list",
+				  "unknown or incomplete option '%s' "
+				  "(see 'tally list --help')",
+				  argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_error("list", "unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (format == FORMAT_JSON) {
+		print_json();
+		return EXIT_EXACT;
+	}
+
+	static const char *const head[] = {"backend", "built", "capabilities",
+					   "summary"};
+	struct table t;
+	table_init(&t, 4, head, "llll");
+	for (size_t i = 0; i < tally_backend_count(); i++) {
+		tally_backend_info b;
+		char caps[256], name[64];
+
+		tally_backend_at(i, &b);
+		caps_text(b.caps, caps, sizeof(caps),
+			  format == FORMAT_CSV ? ' ' : ',');
+		snprintf(name, sizeof(name), "%s%s", b.name,
+			 strcmp(b.name, TALLY_DEFAULT_BACKEND) ||
+					 format == FORMAT_CSV
+				 ? ""
+				 : " (default)");
+		table_row(&t, name, b.built_in ? "yes" : "no", caps, b.summary);
+	}
+	if (format == FORMAT_CSV) {
+		for (unsigned r = 0; r < t.rows; r++)
+			printf("%s,%s,%s,\"%s\"\n", t.cells[r * 4],
+			       t.cells[r * 4 + 1], t.cells[r * 4 + 2],
+			       t.cells[r * 4 + 3]);
+	} else {
+		table_print(&t, stdout);
+	}
+	table_free(&t);
+	return EXIT_EXACT;
+}

@@ -1,0 +1,386 @@
+/* `tally run`: one workload on one backend, in threads or processes, with
+ * the final count checked. */
+#include "cli.h"
+#include "commands.h"
+#include "workload.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tally run --workload addsub|inc [--backend B]\n"
+		"                 [--workers N] [--iters N] [--mode "
+		"threads|processes]\n"
+		"                 [--delta D] [--initial V] [--sleep-us U]\n"
+		"                 [--kill-after-ms MS] [--stall-timeout S]\n"
+		"                 [--format table|json|csv]\n\n"
+		"Run one of the lesson's workloads and check the final "
+		"count.\n\n"
+		"  addsub  start at --initial (500); even workers add --delta "
+		"(5),\n"
+		"          odd ones subtract it, --iters (100) times each, "
+		"sleeping\n"
+		"          --sleep-us (10000) before each step: exact answer "
+		"500\n"
+		"  inc     --workers (2) workers, --iters (1000000) each; "
+		"worker k\n"
+		"          adds (k+1) x --delta (1): exact answer 3000000\n\n"
+		"  --backend B        a name from 'tally list' (default: $%s, "
+		"else %s)\n"
+		"  --mode M           threads (default) or processes (forked "
+		"workers\n"
+		"                     sharing the counter in shared memory)\n"
+		"  --workers N        1 to %u\n"
+		"  --kill-after-ms MS processes only: SIGKILL worker 0 after "
+		"MS ms, to\n"
+		"                     see whether the lock survives a holder "
+		"that dies\n"
+		"  --stall-timeout S  give up when no add completes for S "
+		"seconds\n"
+		"                     (default 10)\n"
+		"  --format F         table (default), json or csv\n\n"
+		"exit status: 0 exact, 1 lost updates, 2 bad input, 3 runtime "
+		"failure\n"
+		"(a worker killed or died, no progress, interrupted by "
+		"Ctrl-C)\n",
+		TALLY_ENV_BACKEND, TALLY_DEFAULT_BACKEND, WL_MAX_WORKERS);
+}
+
+int run_verdict(const struct wl_result *res)
+{
+	if (res->lost != 0 && res->killed_worker < 0 && res->died_worker < 0 &&
+	    !res->stalled)
+		return EXIT_LOST;
+	if (res->killed_worker >= 0 || res->died_worker >= 0 || res->stalled ||
+	    res->interrupted || res->add_error)
+		return EXIT_RUNTIME;
+	return EXIT_EXACT;
+}
+
+int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
+	    struct wl_result *res)
+{
+	tally *t;
+	unsigned flags = cfg->mode == WL_PROCESSES ? TALLY_PSHARED : 0;
+	int rc = tally_create(&t, backend, cfg->initial, flags);
+
+	if (rc != 0) {
+		cli_error(cmd, "cannot create a '%s' counter: %s", backend,
+			  tally_strerror(rc));
+		return EXIT_RUNTIME;
+	}
+	if (wl_run(t, cfg, res) != 0) {
+		cli_error(cmd, "cannot start the workers: %s", strerror(errno));
+		tally_destroy(t);
+		return EXIT_RUNTIME;
+	}
+	/* Abandoned threads spinning on a dead lock still use it. */
+	if (!(res->stalled && cfg->mode == WL_THREADS))
+		tally_destroy(t);
+	return -1;
+}
+
+void run_warn_oversubscribed(const char *cmd, const tally_backend_info *b,
+			     unsigned workers)
+{
+	unsigned cpus = cli_online_cpus();
+
+	if ((b->caps & TALLY_CAP_SPINNING) && workers > cpus)
+		cli_warn(
+			cmd,
+			"%u workers on %u online CPUs: '%s' spins while it "
+			"waits, and a waiter whose lock holder is descheduled "
+			"burns its whole time slice; this can run thousands of "
+			"times slower than with %u workers",
+			workers, cpus, b->name, cpus);
+}
+
+static void explain_faults(const struct wl_config *cfg,
+			   const struct wl_result *res, const char *backend)
+{
+	int victim =
+		res->killed_worker >= 0 ? res->killed_worker : res->died_worker;
+
+	if (res->interrupted)
+		fprintf(stderr, "tally run: interrupted; the counts above are "
+				"what the workers completed before they "
+				"stopped\n");
+	if (res->add_error)
+		fprintf(stderr, "tally run: an add failed: %s\n",
+			tally_strerror(res->add_error));
+	if (victim >= 0) {
+		fprintf(stderr,
+			"tally run: worker %d %s after %llu of %llu adds\n",
+			victim,
+			res->killed_worker >= 0
+				? "was killed (SIGKILL, --kill-after-ms)"
+				: "died",
+			(unsigned long long)res->done[victim],
+			(unsigned long long)cfg->iters);
+		if (res->recovered)
+			fprintf(stderr,
+				"tally run: it died holding the lock; a "
+				"surviving worker recovered it (EOWNERDEAD, "
+				"robust mutex) and carried on\n");
+		else if (!res->stalled)
+			fprintf(stderr, "tally run: the lock was not held when "
+					"it died, or needed no recovery\n");
+	}
+	if (res->stalled) {
+		fprintf(stderr, "tally run: no add completed for %g s; ",
+			cfg->stall_timeout_s);
+		if (victim >= 0)
+			fprintf(stderr,
+				"worker %d most likely died holding the '%s' "
+				"lock, which records no owner and cannot be "
+				"recovered: the counter is unusable; create a "
+				"new one, or use the robust 'mutex' backend\n",
+				victim, backend);
+		else
+			fprintf(stderr, "the workers are stuck (a lock that is "
+					"never released?)\n");
+	}
+	if (victim >= 0 && !res->stalled) {
+		int64_t d = wl_worker_delta(cfg, (unsigned)victim);
+		uint64_t mag = d < 0 ? -(uint64_t)d : (uint64_t)d;
+		uint64_t off = res->lost < 0 ? -(uint64_t)res->lost
+					     : (uint64_t)res->lost;
+		fprintf(stderr,
+			"tally run: accounting: final value %lld, completed "
+			"adds "
+			"sum to %lld: %s\n",
+			(long long)res->actual, (long long)res->expected,
+			off == 0 ? "they agree"
+			: off <= mag
+				? "they differ by the one add that was in "
+				  "flight"
+				: "they differ by more than the add in flight "
+				  "(lost updates)");
+	}
+}
+
+static void print_result(enum cli_format format, const char *backend,
+			 const struct wl_config *cfg,
+			 const struct wl_result *res)
+{
+	double ns = res->total_ops ? res->seconds * 1e9 / (double)res->total_ops
+				   : 0.0;
+	int over = cfg->workers > cli_online_cpus();
+
+	if (format == FORMAT_JSON) {
+		printf("{\"backend\": ");
+		json_string(stdout, backend);
+		printf(", \"workload\": \"%s\", \"mode\": \"%s\", \"workers\": "
+		       "%u, "
+		       "\"iters\": %llu, \"delta\": %lld, \"initial\": %lld, "
+		       "\"sleep_us\": %llu, \"expected\": %lld, \"actual\": "
+		       "%lld, "
+		       "\"lost\": %lld, \"seconds\": %.6f, \"ns_per_op\": "
+		       "%.2f, "
+		       "\"total_ops\": %llu, \"per_worker_ops\": [",
+		       wl_kind_name(cfg->kind), wl_mode_name(cfg->mode),
+		       cfg->workers, (unsigned long long)cfg->iters,
+		       (long long)cfg->delta, (long long)cfg->initial,
+		       (unsigned long long)cfg->sleep_us,
+		       (long long)res->expected, (long long)res->actual,
+		       (long long)res->lost, res->seconds, ns,
+		       (unsigned long long)res->total_ops);
+		for (unsigned k = 0; k < cfg->workers; k++)
+			printf("%s%llu", k ? ", " : "",
+			       (unsigned long long)res->done[k]);
+		printf("], \"online_cpus\": %u, \"oversubscribed\": %s, "
+		       "\"interrupted\": %s, \"killed_worker\": %d, "
+		       "\"died_worker\": %d, \"recovered\": %u, \"stalled\": "
+		       "%s, "
+		       "\"exact\": %s}\n",
+		       cli_online_cpus(), over ? "true" : "false",
+		       res->interrupted ? "true" : "false", res->killed_worker,
+		       res->died_worker, res->recovered,
+		       res->stalled ? "true" : "false",
+		       res->lost == 0 ? "true" : "false");
+		return;
+	}
+
+	char b[10][32];
+	static const char *const head[] = {
+		"backend",  "workload", "mode", "workers", "iters",
+		"expected", "actual",	"lost", "seconds", "ns/op"};
+	struct table t;
+
+	table_init(&t, 10, head, "lllrrrrrrr");
+	table_row(&t, backend, wl_kind_name(cfg->kind), wl_mode_name(cfg->mode),
+		  fmt_u64(b[0], 32, cfg->workers),
+		  fmt_u64(b[1], 32, cfg->iters),
+		  fmt_i64(b[2], 32, res->expected),
+		  fmt_i64(b[3], 32, res->actual), fmt_i64(b[4], 32, res->lost),
+		  fmt_f(b[5], 32, "%.3f", res->seconds),
+		  fmt_f(b[6], 32, "%.1f", ns));
+	if (format == FORMAT_CSV) {
+		for (unsigned r = 0; r < t.rows; r++)
+			for (unsigned c = 0; c < t.cols; c++)
+				printf("%s%c", t.cells[r * t.cols + c],
+				       c + 1 == t.cols ? '\n' : ',');
+	} else {
+		table_print(&t, stdout);
+	}
+	table_free(&t);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	enum {
+		O_BACKEND = 256,
+		O_WORKLOAD,
+		O_WORKERS,
+		O_ITERS,
+		O_MODE,
+		O_DELTA,
+		O_INITIAL,
+		O_SLEEP,
+		O_KILL,
+		O_STALL,
+		O_FORMAT
+	};
+	static const struct option opts[] = {
+		{"backend", required_argument, NULL, O_BACKEND},
+		{"workload", required_argument, NULL, O_WORKLOAD},
+		{"workers", required_argument, NULL, O_WORKERS},
+		{"iters", required_argument, NULL, O_ITERS},
+		{"mode", required_argument, NULL, O_MODE},
+		{"delta", required_argument, NULL, O_DELTA},
+		{"initial", required_argument, NULL, O_INITIAL},
+		{"sleep-us", required_argument, NULL, O_SLEEP},
+		{"kill-after-ms", required_argument, NULL, O_KILL},
+		{"stall-timeout", required_argument, NULL, O_STALL},
+		{"format", required_argument, NULL, O_FORMAT},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	/* Options are collected first and applied over the workload's
+	 * defaults, so that their order does not matter. */
+	const char *val[O_FORMAT - O_BACKEND + 1] = {0};
+	const char *backend;
+	enum cli_format format = FORMAT_TABLE;
+	struct wl_config cfg;
+	enum wl_kind kind;
+	uint64_t u;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			return EXIT_EXACT;
+		}
+		if (c < O_BACKEND || c > O_FORMAT) {
+			cli_error("run",
+				  "unknown or incomplete option '%s' (see "
+				  "'tally run --help')",
+				  argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+		val[c - O_BACKEND] = optarg;
+	}
+	if (optind < argc) {
+		cli_error("run", "unexpected argument '%s'", argv[optind]);
+		return EXIT_USAGE;
+	}
+#define V(o) val[(o)-O_BACKEND]
+	if (V(O_WORKLOAD) == NULL) {
+		cli_error("run", "--workload is required (addsub or inc)");
+		return EXIT_USAGE;
+	}
+	if (wl_parse_kind(V(O_WORKLOAD), &kind) != 0) {
+		cli_error("run", "unknown workload '%s' (allowed: addsub, inc)",
+			  V(O_WORKLOAD));
+		return EXIT_USAGE;
+	}
+	wl_defaults(kind, &cfg);
+	if (V(O_MODE) && strcmp(V(O_MODE), "threads") == 0)
+		cfg.mode = WL_THREADS;
+	else if (V(O_MODE) && strcmp(V(O_MODE), "processes") == 0)
+		cfg.mode = WL_PROCESSES;
+	else if (V(O_MODE)) {
+		cli_error("run",
+			  "unknown mode '%s' (allowed: threads, processes)",
+			  V(O_MODE));
+		return EXIT_USAGE;
+	}
+	if ((V(O_WORKERS) && cli_parse_u64("run", "--workers", V(O_WORKERS), 1,
+					   WL_MAX_WORKERS, &u)))
+		return EXIT_USAGE;
+	if (V(O_WORKERS))
+		cfg.workers = (unsigned)u;
+	if ((V(O_ITERS) && cli_parse_u64("run", "--iters", V(O_ITERS), 1,
+					 UINT64_MAX / 2, &cfg.iters)) ||
+	    (V(O_DELTA) && cli_parse_i64("run", "--delta", V(O_DELTA),
+					 INT64_MIN, INT64_MAX, &cfg.delta)) ||
+	    (V(O_INITIAL) &&
+	     cli_parse_i64("run", "--initial", V(O_INITIAL), INT64_MIN,
+			   INT64_MAX, &cfg.initial)) ||
+	    (V(O_SLEEP) && cli_parse_u64("run", "--sleep-us", V(O_SLEEP), 0,
+					 10000000, &cfg.sleep_us)) ||
+	    (V(O_KILL) && cli_parse_u64("run", "--kill-after-ms", V(O_KILL), 1,
+					3600000, &cfg.kill_after_ms)) ||
+	    (V(O_STALL) &&
+	     cli_parse_seconds("run", "--stall-timeout", V(O_STALL), 0.1, 3600,
+			       &cfg.stall_timeout_s)) ||
+	    (V(O_FORMAT) && cli_parse_format("run", V(O_FORMAT), &format)))
+		return EXIT_USAGE;
+	if (cfg.kill_after_ms && cfg.mode != WL_PROCESSES) {
+		cli_error("run", "--kill-after-ms needs --mode processes (a "
+				 "thread cannot be killed alone)");
+		return EXIT_USAGE;
+	}
+	if (cfg.kill_after_ms && cfg.workers < 2) {
+		cli_error("run",
+			  "--kill-after-ms needs at least 2 workers (one "
+			  "to die, one to find the lock)");
+		return EXIT_USAGE;
+	}
+	char msg[256];
+	if (wl_check(&cfg, msg, sizeof(msg)) != 0) {
+		cli_error("run", "%s", msg);
+		return EXIT_USAGE;
+	}
+	backend = V(O_BACKEND);
+	if (backend == NULL) {
+		backend = getenv(TALLY_ENV_BACKEND);
+		if (backend == NULL || *backend == '\0')
+			backend = TALLY_DEFAULT_BACKEND;
+	}
+	tally_backend_info info;
+	if (cli_check_backend("run", backend,
+			      cfg.mode == WL_PROCESSES ? TALLY_CAP_PSHARED : 0,
+			      "with --mode processes: it cannot live in "
+			      "memory shared between processes",
+			      &info) != 0)
+		return EXIT_USAGE;
+#undef V
+
+	run_warn_oversubscribed("run", &info, cfg.workers);
+	cfg.progress = isatty(STDERR_FILENO);
+	cfg.label = info.name;
+	wl_install_sigint();
+
+	struct wl_result *res = malloc(sizeof(*res));
+	if (res == NULL)
+		return EXIT_RUNTIME;
+	int rc = run_one("run", backend, &cfg, res);
+	if (rc < 0) {
+		print_result(format, info.name, &cfg, res);
+		explain_faults(&cfg, res, info.name);
+		rc = run_verdict(res);
+		if (res->stalled && cfg.mode == WL_THREADS) {
+			fflush(NULL);
+			_exit(rc); /* threads are stuck on the lock */
+		}
+	}
+	free(res);
+	return rc;
+}

@@ -1,0 +1,74 @@
+/* The lesson's workloads (addsub, inc), run in threads or forked processes
+ * over any backend.  Shared by `tally run`, `tally demo`, stress and tests. */
+#ifndef TALLY_WORKLOAD_H
+#define TALLY_WORKLOAD_H
+
+#include "tally.h"
+
+#include <signal.h>
+#include <stdint.h>
+
+enum wl_kind { WL_ADDSUB, WL_INC };
+enum wl_mode { WL_THREADS, WL_PROCESSES };
+
+#define WL_MAX_WORKERS 1024u
+
+struct wl_config {
+	enum wl_kind kind;
+	enum wl_mode mode;
+	unsigned workers;
+	uint64_t iters;
+	int64_t delta;
+	int64_t initial;
+	uint64_t sleep_us;	/* before each add, outside the lock */
+	uint64_t kill_after_ms; /* processes: SIGKILL worker 0 then; 0 = off */
+	double stall_timeout_s; /* no progress for this long: give up */
+	int progress;		/* progress line on stderr */
+	const char *label;	/* for the progress line */
+};
+
+struct wl_result {
+	int64_t expected; /* initial + what the completed adds sum to */
+	int64_t actual;	  /* the counter's final value */
+	int64_t lost;	  /* expected - actual (modulo 2^64) */
+	uint64_t done[WL_MAX_WORKERS]; /* adds each worker completed */
+	uint64_t total_ops;
+	double seconds;	    /* first start to last finish, monotonic */
+	int interrupted;    /* stopped early by SIGINT */
+	int killed_worker;  /* -1, or the worker SIGKILLed on purpose */
+	int died_worker;    /* -1, or a worker that died on its own */
+	unsigned recovered; /* adds that returned TALLY_RECOVERED */
+	int stalled;	    /* no progress for stall_timeout_s */
+	int add_error;	    /* first negative tally_add() result, or 0 */
+};
+
+/* The lesson's defaults for a workload. */
+void wl_defaults(enum wl_kind kind, struct wl_config *cfg);
+/* "addsub" / "inc" -> kind; -1 when neither. */
+int wl_parse_kind(const char *s, enum wl_kind *kind);
+const char *wl_kind_name(enum wl_kind kind);
+const char *wl_mode_name(enum wl_mode mode);
+
+/* What worker k adds each iteration. */
+int64_t wl_worker_delta(const struct wl_config *cfg, unsigned k);
+
+/*
+ * Check that the expected final value and every value the counter can pass
+ * through on the way (whatever the interleaving) fit in int64, and that each
+ * worker's own delta does.  Returns 0, or -1 with a reason in msg.
+ */
+int wl_check(const struct wl_config *cfg, char *msg, size_t size);
+
+/*
+ * Run the workload on t (created with TALLY_PSHARED for processes).  All
+ * workers start together; each runs in its own thread or process, even when
+ * there is one.  Returns 0 when the run completed, or -1 on a setup failure
+ * (errno set).  The verdict is in *res.
+ */
+int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res);
+
+/* Set by the SIGINT handler that wl_install_sigint() installs. */
+extern volatile sig_atomic_t wl_sigint;
+void wl_install_sigint(void);
+
+#endif /* TALLY_WORKLOAD_H */
