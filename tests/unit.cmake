@@ -1,0 +1,7 @@
+# cmocka unit tests: the API, and the workloads over every backend.
+foreach(name unit_api unit_workload unit_named)
+  add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/${name}.c)
+  target_link_libraries(${name} PRIVATE tally_tool PkgConfig::CMOCKA)
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 300)
+endforeach()

@@ -1,0 +1,187 @@
+/* Unit tests of the public API, table-driven over the backend registry. */
+#include "tally.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* Call fn for every built-in backend. */
+#define FOR_EACH_BACKEND(info)                                                 \
+	for (size_t i_ = 0; i_ < tally_backend_count(); i_++)                  \
+		if (tally_backend_at(i_, &(info)) == 0 && (info).built_in)
+
+static void test_registry_lists_known_backends(void **state)
+{
+	static const char *const expected[] = {"none", "mutex",	 "sem",
+					       "spin", "ticket", "atomic"};
+	tally_backend_info info;
+
+	(void)state;
+	assert_true(tally_backend_count() >= 6);
+	for (size_t i = 0; i < 6; i++) {
+		assert_int_equal(tally_backend_find(expected[i], &info), 0);
+		assert_string_equal(info.name, expected[i]);
+		assert_non_null(info.summary);
+	}
+	assert_int_equal(tally_backend_at(tally_backend_count(), &info),
+			 TALLY_EINVAL);
+	assert_int_equal(tally_backend_at(0, NULL), TALLY_EINVAL);
+	assert_int_equal(tally_backend_find("nope", &info), TALLY_ENOBACKEND);
+}
+
+static void test_names_are_case_insensitive(void **state)
+{
+	tally *t = NULL;
+
+	(void)state;
+	assert_int_equal(tally_create(&t, "MuTeX", 7, 0), 0);
+	assert_string_equal(tally_backend_name(t), "mutex");
+	tally_destroy(t);
+}
+
+static void test_bad_arguments_change_nothing(void **state)
+{
+	tally *t = (tally *)0x1; /* must stay untouched on failure */
+	int64_t v = 42;
+
+	(void)state;
+	assert_int_equal(tally_create(NULL, "atomic", 0, 0), TALLY_EINVAL);
+	assert_int_equal(tally_create(&t, "atomic", 0, 1u << 20), TALLY_EINVAL);
+	assert_int_equal(tally_create(&t, "no-such", 0, 0), TALLY_ENOBACKEND);
+	assert_int_equal(tally_create(&t, "", 0, 0), TALLY_ENOBACKEND);
+	assert_int_equal(tally_create(&t, "mutex:x=1", 0, 0), TALLY_EOPTION);
+	assert_ptr_equal(t, (tally *)0x1);
+	assert_int_equal(tally_add(NULL, 1), TALLY_EINVAL);
+	assert_int_equal(tally_get(NULL, &v), TALLY_EINVAL);
+	assert_int_equal(v, 42);
+	tally_destroy(NULL);
+
+	assert_int_equal(tally_create(&t, "atomic", 3, 0), 0);
+	assert_int_equal(tally_get(t, NULL), TALLY_EINVAL);
+	tally_destroy(t);
+}
+
+static void test_default_comes_from_environment(void **state)
+{
+	tally *t;
+
+	(void)state;
+	unsetenv(TALLY_ENV_BACKEND);
+	assert_int_equal(tally_create(&t, NULL, 0, 0), 0);
+	assert_string_equal(tally_backend_name(t), TALLY_DEFAULT_BACKEND);
+	tally_destroy(t);
+
+	setenv(TALLY_ENV_BACKEND, "ticket", 1);
+	assert_int_equal(tally_create(&t, NULL, 0, 0), 0);
+	assert_string_equal(tally_backend_name(t), "ticket");
+	tally_destroy(t);
+	/* An explicit name wins over the environment. */
+	assert_int_equal(tally_create(&t, "sem", 0, 0), 0);
+	assert_string_equal(tally_backend_name(t), "sem");
+	tally_destroy(t);
+
+	setenv(TALLY_ENV_BACKEND, "bogus", 1);
+	assert_int_equal(tally_create(&t, NULL, 0, 0), TALLY_ENOBACKEND);
+	setenv(TALLY_ENV_BACKEND, "", 1);
+	assert_int_equal(tally_create(&t, NULL, 0, 0), 0);
+	assert_string_equal(tally_backend_name(t), TALLY_DEFAULT_BACKEND);
+	tally_destroy(t);
+	unsetenv(TALLY_ENV_BACKEND);
+}
+
+/* Every backend wraps modulo 2^64 the same way, in private and shared
+ * memory. */
+static void test_every_backend_wraps_alike(void **state)
+{
+	tally_backend_info b;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		for (unsigned flags = 0; flags <= TALLY_PSHARED;
+		     flags += TALLY_PSHARED) {
+			tally *t;
+			int64_t v;
+
+			if ((flags & TALLY_PSHARED) &&
+			    !(b.caps & TALLY_CAP_PSHARED))
+				continue;
+			assert_int_equal(
+				tally_create(&t, b.name, INT64_MAX, flags), 0);
+			assert_int_equal(tally_add(t, 1), 0);
+			assert_int_equal(tally_get(t, &v), 0);
+			assert_true(v == INT64_MIN);
+			assert_int_equal(tally_add(t, -1), 0);
+			assert_int_equal(tally_add(t, INT64_MIN), 0);
+			assert_int_equal(tally_get(t, &v), 0);
+			assert_true(v == -1);
+			assert_int_equal(tally_add(t, INT64_MIN), 0);
+			assert_int_equal(tally_add(t, INT64_MIN), 0);
+			assert_int_equal(tally_get(t, &v), 0);
+			assert_true(v == -1);
+			tally_destroy(t);
+		}
+	}
+}
+
+static void test_errors_have_messages_and_names(void **state)
+{
+	static const int codes[] = {
+#define CODE(name, value, msg) value,
+		TALLY_ERRNO_MAP(CODE)
+#undef CODE
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		assert_string_not_equal(tally_strerror(codes[i]),
+					"unknown error");
+		assert_true(strncmp(tally_errname(codes[i]), "TALLY_E", 7) ==
+			    0);
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(tally_strerror(codes[i]),
+						tally_strerror(codes[j]));
+	}
+	assert_string_equal(tally_strerror(-9999), "unknown error");
+	assert_string_equal(tally_errname(TALLY_ENOTBUILT), "TALLY_ENOTBUILT");
+	assert_string_equal(tally_version(), TALLY_VERSION_STRING);
+}
+
+/* A backend not built in is still known, and says so. */
+static void test_not_built_in_is_not_unknown(void **state)
+{
+	tally_backend_info b;
+	tally *t;
+	int missing = 0;
+
+	(void)state;
+	for (size_t i = 0; i < tally_backend_count(); i++) {
+		tally_backend_at(i, &b);
+		if (b.built_in)
+			continue;
+		missing++;
+		assert_int_equal(tally_create(&t, b.name, 0, 0),
+				 TALLY_ENOTBUILT);
+	}
+	if (missing == 0)
+		skip(); /* every optional library was present at build time */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_registry_lists_known_backends),
+		cmocka_unit_test(test_names_are_case_insensitive),
+		cmocka_unit_test(test_bad_arguments_change_nothing),
+		cmocka_unit_test(test_default_comes_from_environment),
+		cmocka_unit_test(test_every_backend_wraps_alike),
+		cmocka_unit_test(test_errors_have_messages_and_names),
+		cmocka_unit_test(test_not_built_in_is_not_unknown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,188 @@
+/* The workloads on every backend: the final count equals the sum of what the
+ * workers added (table-driven over the registry), in threads and processes;
+ * and the harness can fail. */
+#include "tally.h"
+#include "workload.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static struct wl_result res;
+
+/*
+ * Iterations sized so that spinning backends, which collapse once workers
+ * outnumber the cores, still finish in seconds: inc with 4 spinning workers
+ * on 2 cores costs a scheduler time slice per hand-over.
+ */
+static void configure(struct wl_config *cfg, enum wl_kind kind,
+		      enum wl_mode mode, unsigned workers, unsigned caps)
+{
+	wl_defaults(kind, cfg);
+	cfg->mode = mode;
+	cfg->workers = workers;
+	cfg->stall_timeout_s = 30;
+	if (kind == WL_INC) {
+		int crowded = workers > (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+		cfg->iters =
+			(caps & TALLY_CAP_SPINNING) && crowded ? 2000 : 100000;
+	} else {
+		cfg->iters = 50;
+		cfg->sleep_us = 200;
+	}
+}
+
+static void run_exact(const tally_backend_info *b, enum wl_kind kind,
+		      enum wl_mode mode, unsigned workers)
+{
+	struct wl_config cfg;
+	char msg[256];
+	tally *t;
+
+	configure(&cfg, kind, mode, workers, b->caps);
+	assert_int_equal(wl_check(&cfg, msg, sizeof(msg)), 0);
+	assert_int_equal(tally_create(&t, b->name, cfg.initial,
+				      mode == WL_PROCESSES ? TALLY_PSHARED : 0),
+			 0);
+	assert_int_equal(wl_run(t, &cfg, &res), 0);
+	tally_destroy(t);
+
+	uint64_t sum = 0;
+	for (unsigned k = 0; k < workers; k++) {
+		assert_int_equal(res.done[k], cfg.iters);
+		sum += res.done[k];
+	}
+	assert_int_equal(res.total_ops, sum);
+	assert_false(res.stalled);
+	assert_int_equal(res.killed_worker, -1);
+	assert_int_equal(res.died_worker, -1);
+	if (res.lost != 0)
+		fail_msg("%s %s %s x%u: expected %lld, got %lld", b->name,
+			 wl_kind_name(kind), wl_mode_name(mode), workers,
+			 (long long)res.expected, (long long)res.actual);
+}
+
+/* Every synchronized backend, both workloads, 1, 2 and 4 workers. */
+static void every_backend_exact(enum wl_mode mode, const unsigned *workers,
+				size_t n)
+{
+	for (size_t i = 0; i < tally_backend_count(); i++) {
+		tally_backend_info b;
+
+		tally_backend_at(i, &b);
+		if (!b.built_in || (b.caps & TALLY_CAP_RACY) ||
+		    (mode == WL_PROCESSES && !(b.caps & TALLY_CAP_PSHARED)))
+			continue;
+		for (size_t w = 0; w < n; w++) {
+			run_exact(&b, WL_INC, mode, workers[w]);
+			run_exact(&b, WL_ADDSUB, mode, workers[w]);
+		}
+	}
+}
+
+static void test_threads_exact(void **state)
+{
+	static const unsigned workers[] = {1, 2, 4};
+
+	(void)state;
+	every_backend_exact(WL_THREADS, workers, 3);
+}
+
+static void test_processes_exact(void **state)
+{
+	static const unsigned workers[] = {2, 4};
+
+	(void)state;
+	every_backend_exact(WL_PROCESSES, workers, 2);
+}
+
+/* The expected value is exact, and a delta that cannot fit is refused. */
+static void test_expected_values(void **state)
+{
+	struct wl_config cfg;
+	char msg[256];
+
+	(void)state;
+	wl_defaults(WL_INC, &cfg);
+	assert_int_equal(wl_check(&cfg, msg, sizeof(msg)), 0);
+	assert_int_equal(wl_worker_delta(&cfg, 0), 1);
+	assert_int_equal(wl_worker_delta(&cfg, 1), 2);
+	wl_defaults(WL_ADDSUB, &cfg);
+	assert_int_equal(wl_worker_delta(&cfg, 0), 5);
+	assert_int_equal(wl_worker_delta(&cfg, 1), -5);
+
+	/* The end value fits, but the counter could pass INT64_MAX on the
+	 * way (all adds before all subtracts). */
+	cfg.initial = INT64_MAX - 100;
+	cfg.iters = 100;
+	cfg.delta = 5;
+	assert_int_equal(wl_check(&cfg, msg, sizeof(msg)), -1);
+
+	wl_defaults(WL_INC, &cfg);
+	cfg.workers = 4;
+	cfg.delta = INT64_MAX / 3; /* worker 3 adds 4 x delta: too big */
+	cfg.iters = 1;
+	assert_int_equal(wl_check(&cfg, msg, sizeof(msg)), -1);
+	cfg.delta = INT64_MAX / 10;
+	assert_int_equal(wl_check(&cfg, msg, sizeof(msg)), 0);
+	cfg.delta = INT64_MIN / 10;
+	assert_int_equal(wl_check(&cfg, msg, sizeof(msg)), 0);
+	cfg.iters = 2;
+	assert_int_equal(wl_check(&cfg, msg, sizeof(msg)), -1);
+}
+
+/*
+ * The deliberately racy backend proves the harness can fail: the check must
+ * see its lost updates.  A loss is a matter of timing, so try a few times
+ * with growing work; on two or more cores the first try loses nearly always.
+ */
+static void lost_updates_are_caught(enum wl_mode mode)
+{
+	struct wl_config cfg;
+
+	wl_defaults(WL_INC, &cfg);
+	cfg.mode = mode;
+	for (int attempt = 0; attempt < 6; attempt++) {
+		tally *t;
+
+		cfg.iters = 1000000u << attempt;
+		assert_int_equal(
+			tally_create(&t, "none", 0,
+				     mode == WL_PROCESSES ? TALLY_PSHARED : 0),
+			0);
+		assert_int_equal(wl_run(t, &cfg, &res), 0);
+		tally_destroy(t);
+		assert_true(res.expected == (int64_t)(3 * cfg.iters));
+		if (res.lost != 0) {
+			assert_true(res.actual != res.expected);
+			return;
+		}
+	}
+	fail_msg("the 'none' backend never lost an update: either this "
+		 "machine has one CPU or the harness cannot see a loss");
+}
+
+static void test_harness_catches_lost_updates(void **state)
+{
+	(void)state;
+	lost_updates_are_caught(WL_THREADS);
+	lost_updates_are_caught(WL_PROCESSES);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_expected_values),
+		cmocka_unit_test(test_threads_exact),
+		cmocka_unit_test(test_processes_exact),
+		cmocka_unit_test(test_harness_catches_lost_updates),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
