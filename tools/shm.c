@@ -1,0 +1,328 @@
+/* `tally shm`: named counters in POSIX shared memory that separate programs
+ * and shells share, like the lesson's multiprocessing.Value outliving one
+ * program. */
+#include "cli.h"
+#include "commands.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *shm_name; /* for the timeout message */
+static const char *shm_backend = "its";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tally shm create NAME [--backend B] [--initial V]\n"
+		"       tally shm add NAME DELTA [--timeout S]\n"
+		"       tally shm get NAME [--timeout S]\n"
+		"       tally shm rm NAME\n"
+		"       tally shm list\n\n"
+		"Named counters in POSIX shared memory (/dev/shm/tally.NAME, "
+		"mode\n"
+		"0600) that separate programs and shells share; concurrent "
+		"adds\n"
+		"lose nothing.  NAME: 1 to 200 of A-Z a-z 0-9 . _ - (not "
+		"starting\n"
+		"with '.').\n\n"
+		"  create  make a new counter (fails if NAME exists); "
+		"--backend is\n"
+		"          any backend with the 'named' capability (default: "
+		"$%s,\n"
+		"          else %s), --initial its start value (default 0)\n"
+		"  add     add DELTA (may be negative); prints nothing\n"
+		"  get     print the value\n"
+		"  rm      remove the name; programs that have it open keep "
+		"it\n"
+		"  list    the named counters on this machine, with backend "
+		"and value\n\n"
+		"  --timeout S  give up after S seconds (default 5) when the "
+		"lock\n"
+		"               never comes free: a process died holding a "
+		"lock\n"
+		"               that cannot be recovered (spin, ticket, "
+		"sem)\n\n"
+		"exit status: 0 done, 2 bad input (also: NAME missing, or "
+		"exists\n"
+		"on create, or is not a tally counter), 3 runtime failure "
+		"(also:\n"
+		"the lock timed out)\n",
+		TALLY_ENV_BACKEND, TALLY_DEFAULT_BACKEND);
+}
+
+/* Refusals about what the user named are bad input; the rest is runtime. */
+static int exit_for(int err)
+{
+	switch (err) {
+	case TALLY_EINVAL:
+	case TALLY_ENOBACKEND:
+	case TALLY_ENOTBUILT:
+	case TALLY_EOPTION:
+	case TALLY_EUNSUPPORTED:
+	case TALLY_ENOTFOUND:
+	case TALLY_EEXIST:
+	case TALLY_EBADOBJECT:
+		return EXIT_USAGE;
+	default:
+		return EXIT_RUNTIME;
+	}
+}
+
+static int fail(const char *name, int err)
+{
+	if (err == TALLY_EINVAL)
+		cli_error("shm",
+			  "invalid counter name '%s' (allowed: 1 to 200 "
+			  "of A-Z a-z 0-9 . _ -, not starting with '.')",
+			  name);
+	else
+		cli_error("shm", "%s: %s", name, tally_strerror(err));
+	return exit_for(err);
+}
+
+/* A lock whose holder died without recovery never comes free: say why and
+ * leave, from inside the signal handler (async-signal-safe calls only). */
+static void on_alarm(int sig)
+{
+	static const char a[] = "tally shm: ";
+	static const char b[] =
+		": the lock did not come free in time; a process "
+		"most likely died holding ";
+	static const char c[] = " lock, which cannot be recovered. Remove the "
+				"counter with 'tally shm rm' and create it "
+				"again (the robust 'mutex' backend recovers "
+				"by itself)\n";
+
+	(void)sig;
+	if (write(2, a, sizeof(a) - 1) < 0 ||
+	    write(2, shm_name, strlen(shm_name)) < 0 ||
+	    write(2, b, sizeof(b) - 1) < 0 ||
+	    write(2, shm_backend, strlen(shm_backend)) < 0 ||
+	    write(2, c, sizeof(c) - 1) < 0)
+		_exit(EXIT_RUNTIME);
+	_exit(EXIT_RUNTIME);
+}
+
+static void arm_timeout(double seconds)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_alarm;
+	sigaction(SIGALRM, &sa, NULL);
+	alarm((unsigned)(seconds + 0.999));
+}
+
+/* Open NAME for add/get, with the lock timeout armed. */
+static int open_named(const char *name, double timeout, tally **t)
+{
+	int rc = tally_open(t, name, NULL, 0, 0);
+
+	if (rc != 0)
+		return fail(name, rc);
+	shm_name = name;
+	shm_backend = tally_backend_name(*t);
+	arm_timeout(timeout);
+	return 0;
+}
+
+static int report_op(const char *name, int rc)
+{
+	if (rc == TALLY_RECOVERED)
+		fprintf(stderr,
+			"tally shm: %s: recovered the lock from a "
+			"process that died holding it\n",
+			name);
+	return rc < 0 ? fail(name, rc) : EXIT_EXACT;
+}
+
+static int do_create(const char *name, const char *backend, int64_t initial)
+{
+	tally_backend_info info;
+	tally *t;
+
+	if (backend == NULL)
+		backend = getenv(TALLY_ENV_BACKEND);
+	if (backend == NULL || *backend == '\0')
+		backend = TALLY_DEFAULT_BACKEND;
+	if (cli_check_backend("shm", backend, TALLY_CAP_NAMED,
+			      "for a named counter: its lock cannot live at a "
+			      "different address in each process",
+			      &info) != 0)
+		return EXIT_USAGE;
+	int rc = tally_open(&t, name, backend, initial,
+			    TALLY_CREATE | TALLY_EXCL);
+	if (rc != 0)
+		return fail(name, rc);
+	tally_destroy(t);
+	return EXIT_EXACT;
+}
+
+static int do_list(void)
+{
+	static const char *const head[] = {"name", "backend", "value"};
+	DIR *d = opendir("/dev/shm");
+	struct dirent *e;
+	struct table tb;
+
+	if (d == NULL) {
+		cli_error("shm", "cannot read /dev/shm: %s", strerror(errno));
+		return EXIT_RUNTIME;
+	}
+	table_init(&tb, 3, head, "llr");
+	while ((e = readdir(d)) != NULL) {
+		tally *t;
+		int64_t v;
+		char buf[32];
+
+		if (strncmp(e->d_name, "tally.", 6) != 0)
+			continue;
+		const char *name = e->d_name + 6;
+		if (tally_open(&t, name, NULL, 0, 0) != 0) {
+			table_row(&tb, name, "?", "(not a tally counter)");
+			continue;
+		}
+		shm_name = name;
+		shm_backend = tally_backend_name(t);
+		alarm(0);
+		arm_timeout(5);
+		int rc = tally_get(t, &v);
+		alarm(0);
+		table_row(&tb, name, tally_backend_name(t),
+			  rc < 0 ? tally_strerror(rc) : fmt_i64(buf, 32, v));
+		tally_destroy(t);
+	}
+	closedir(d);
+	table_print(&tb, stdout);
+	table_free(&tb);
+	return EXIT_EXACT;
+}
+
+int cmd_shm(int argc, char **argv)
+{
+	enum { O_BACKEND = 256, O_INITIAL, O_TIMEOUT };
+	static const struct option opts[] = {
+		{"backend", required_argument, NULL, O_BACKEND},
+		{"initial", required_argument, NULL, O_INITIAL},
+		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *backend = NULL, *initial_s = NULL, *timeout_s = NULL;
+	const char *pos[4] = {0};
+	int npos = 0, c;
+	int64_t initial = 0, delta = 0;
+	double timeout = 5;
+
+	/* Options may come before or after the operands; "-5" as DELTA is an
+	 * operand, so a leading '-' followed by a digit is not an option. */
+	opterr = 0;
+	optind = 1;
+	while (optind < argc) {
+		const char *a = argv[optind];
+		if (a[0] == '-' && a[1] != '\0' &&
+		    !(a[1] >= '0' && a[1] <= '9')) {
+			c = getopt_long(argc, argv, "+h", opts, NULL);
+			if (c == 'h') {
+				usage(stdout);
+				return EXIT_EXACT;
+			}
+			if (c == O_BACKEND)
+				backend = optarg;
+			else if (c == O_INITIAL)
+				initial_s = optarg;
+			else if (c == O_TIMEOUT)
+				timeout_s = optarg;
+			else {
+				cli_error("shm",
+					  "unknown or incomplete option "
+					  "'%s' (see 'tally shm --help')",
+					  a);
+				return EXIT_USAGE;
+			}
+			continue;
+		}
+		if (npos == 4) {
+			cli_error("shm", "unexpected argument '%s'", a);
+			return EXIT_USAGE;
+		}
+		pos[npos++] = argv[optind++];
+	}
+	static const struct {
+		const char *op;
+		int operands;
+		int backend_ok, timeout_ok;
+	} ops[] = {
+		{"create", 1, 1, 0}, {"add", 2, 0, 1},	{"get", 1, 0, 1},
+		{"rm", 1, 0, 0},     {"list", 0, 0, 0},
+	};
+	int op = -1;
+	for (int i = 0; npos > 0 && i < 5; i++)
+		if (strcmp(pos[0], ops[i].op) == 0)
+			op = i;
+	if (op < 0) {
+		cli_error("shm",
+			  "%s '%s' (allowed: create, add, get, rm, list)",
+			  npos ? "unknown operation" : "missing operation",
+			  npos ? pos[0] : "");
+		return EXIT_USAGE;
+	}
+	if (npos - 1 != ops[op].operands) {
+		cli_error("shm", "'shm %s' takes %s (see 'tally shm --help')",
+			  ops[op].op,
+			  ops[op].operands == 0	  ? "no operands"
+			  : ops[op].operands == 1 ? "one operand: NAME"
+						  : "two operands: NAME DELTA");
+		return EXIT_USAGE;
+	}
+	if (((backend || initial_s) && !ops[op].backend_ok) ||
+	    (timeout_s && !ops[op].timeout_ok)) {
+		cli_error("shm", "'shm %s' does not take %s", ops[op].op,
+			  timeout_s && !ops[op].timeout_ok ? "--timeout"
+			  : backend			   ? "--backend"
+							   : "--initial");
+		return EXIT_USAGE;
+	}
+	if ((initial_s && cli_parse_i64("shm", "--initial", initial_s,
+					INT64_MIN, INT64_MAX, &initial)) ||
+	    (timeout_s && cli_parse_seconds("shm", "--timeout", timeout_s, 1,
+					    3600, &timeout)) ||
+	    (op == 1 && cli_parse_i64("shm", "DELTA", pos[2], INT64_MIN,
+				      INT64_MAX, &delta)))
+		return EXIT_USAGE;
+
+	const char *name = pos[1];
+	tally *t;
+	int64_t v;
+	int rc;
+
+	switch (op) {
+	case 0:
+		return do_create(name, backend, initial);
+	case 1:
+		if ((rc = open_named(name, timeout, &t)) != 0)
+			return rc;
+		rc = report_op(name, tally_add(t, delta));
+		tally_destroy(t);
+		return rc;
+	case 2:
+		if ((rc = open_named(name, timeout, &t)) != 0)
+			return rc;
+		int err = tally_get(t, &v);
+		if (err == 0)
+			printf("%lld\n", (long long)v);
+		rc = report_op(name, err);
+		tally_destroy(t);
+		return rc;
+	case 3:
+		rc = tally_unlink(name);
+		return rc ? fail(name, rc) : EXIT_EXACT;
+	default:
+		return do_list();
+	}
+}
