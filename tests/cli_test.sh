@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Drive the built `tally` binary: output, exit codes, and every bad-input
+# case.  Usage: cli_test.sh PATH/TO/tally GROUP   (GROUP: basic, input,
+# processes, faults, shm, demo)
+set -u
+T=$1
+GROUP=$2
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0 passes=0
+
+ok() { passes=$((passes + 1)); }
+bad() {
+	fails=$((fails + 1))
+	echo "FAIL: $*"
+	echo "  stdout: $(head -c 600 "$TMP/out")"
+	echo "  stderr: $(head -c 600 "$TMP/err")"
+}
+
+# run EXPECTED_EXIT CMD...: run with a time limit, keep stdout and stderr.
+run() {
+	local want=$1
+	shift
+	timeout 120 "$@" >"$TMP/out" 2>"$TMP/err"
+	local got=$?
+	if [ "$got" -ne "$want" ]; then
+		bad "exit $got, wanted $want: $*"
+		return 1
+	fi
+	ok
+}
+
+# refused ERR_PATTERN ARGS...: exit 2, nothing on stdout, a message on
+# stderr that matches the pattern.
+refused() {
+	local pattern=$1
+	shift
+	run 2 "$T" "$@" || return
+	if [ -s "$TMP/out" ]; then
+		bad "printed on stdout when refusing: $*"
+	elif ! grep -Eq -- "$pattern" "$TMP/err"; then
+		bad "stderr does not match /$pattern/: $*"
+	else
+		ok
+	fi
+}
+
+contains() { # FILE PATTERN WHAT
+	if grep -Eq -- "$2" "$TMP/$1"; then ok; else bad "$3: no /$2/ in $1"; fi
+}
+
+json() { # PYTHON-EXPRESSION over `d`, the parsed stdout; must be true
+	if python3 -c "import json,sys; d=json.load(open('$TMP/out')); sys.exit(0 if ($1) else 1)"; then
+		ok
+	else
+		bad "JSON check failed: $1"
+	fi
+}
+
+synchronized="mutex sem spin ticket atomic"
+
+case $GROUP in
+basic)
+	for cmd in list run demo shm; do
+		run 0 "$T" $cmd --help && contains out "^usage: tally $cmd" "$cmd --help"
+	done
+	run 0 "$T" --help && contains out "^usage: tally" "--help"
+	run 0 "$T" --version && contains out "^tally [0-9]+\.[0-9]+\.[0-9]+$" "--version"
+	run 0 "$T" list && contains out "ticket" "list"
+	run 0 "$T" list --format json &&
+		json "{b['name'] for b in d} >= {'none','mutex','sem','spin','ticket','atomic'}"
+	run 0 "$T" list --format csv && contains out "^atomic,yes," "list csv"
+	for b in $synchronized; do
+		run 0 "$T" run --backend $b --workload inc --format json &&
+			json "d['actual'] == 3000000 == d['expected'] and d['lost'] == 0 and d['backend'] == '$b' and d['workers'] == 2 and d['iters'] == 1000000 and d['mode'] == 'threads' and d['per_worker_ops'] == [1000000, 1000000] and d['seconds'] > 0 and d['ns_per_op'] > 0"
+	done
+	# The racy backend loses updates and says so with exit 1.
+	run 1 "$T" run --backend none --workload inc --iters 5000000 --format json &&
+		json "d['lost'] > 0 and d['actual'] != d['expected'] == 15000000"
+	# Names are case-insensitive; the environment picks the default.
+	run 0 "$T" run --backend TiCkEt --workload inc --iters 1000 &&
+		contains out "^ticket " "case-insensitive backend"
+	run 0 env TALLY_BACKEND=sem "$T" run --workload addsub --sleep-us 0 --format csv &&
+		contains out "^sem,addsub,threads,2,100,500,500,0," "TALLY_BACKEND"
+	run 0 "$T" run --workload addsub --sleep-us 0 --format csv --workers 1 &&
+		contains out "^atomic,addsub,threads,1,100,1000,1000,0," "default backend, 1 worker"
+	# A spinning backend with more workers than CPUs is warned about.
+	cpus=$(nproc)
+	run 0 "$T" run --backend ticket --workload inc --workers $((cpus + 2)) --iters 200 &&
+		contains err "warning: $((cpus + 2)) workers on $cpus online CPUs" "oversubscription warning"
+	# Wrap-around is modulo 2^64, and the bounds themselves are allowed.
+	run 0 "$T" run --backend mutex --workload inc --workers 1 --iters 1 --initial -9223372036854775808 --format json &&
+		json "d['actual'] == -9223372036854775807"
+	;;
+input)
+	refused "unknown command 'frob'.*list, run, demo" frob
+	refused "usage" # no command at all
+	refused "unknown or incomplete option '--frob'" run --workload inc --frob
+	refused "unknown or incomplete option" run --workload inc --workers
+	refused "unexpected argument 'extra'" run --workload inc extra
+	refused "--workload is required" run --backend mutex
+	refused "unknown workload 'mul'.*addsub, inc" run --workload mul
+	refused "unknown backend 'lock'.*none, mutex, sem, spin, ticket, atomic" run --workload inc --backend lock
+	refused "unknown backend 'bogus'" run --workload inc --backend "bogus:x=1"
+	refused "unknown mode 'fibers'.*threads, processes" run --workload inc --mode fibers
+	refused "unknown format 'xml'.*table, json, csv" run --workload inc --format xml
+	refused "unknown format" list --format yaml
+	refused "--workers must be a whole number.*not 'abc'" run --workload inc --workers abc
+	refused "--workers must be a whole number.*not '-5'" run --workload inc --workers -5
+	refused "--workers is out of range" run --workload inc --workers 0
+	refused "--workers is out of range.*1 to 1024" run --workload inc --workers 5000
+	refused "--iters is out of range: '99999999999999999999'" run --workload inc --iters 99999999999999999999
+	refused "--iters must be a whole number" run --workload inc --iters " 5"
+	refused "--iters must be a whole number" run --workload inc --iters +5
+	refused "--iters must be a whole number" run --workload inc --iters 1e6
+	refused "--iters must be a whole number" run --workload inc --iters ""
+	refused "--delta is out of range" run --workload inc --delta 9223372036854775808
+	refused "--initial must be a whole number" run --workload inc --initial 0x10
+	refused "--sleep-us is out of range" run --workload inc --sleep-us 99999999
+	refused "--stall-timeout must be a number of seconds" run --workload inc --stall-timeout -1
+	refused "--stall-timeout must be a number of seconds" run --workload inc --stall-timeout inf
+	refused "--kill-after-ms needs --mode processes" run --workload inc --kill-after-ms 10
+	refused "--kill-after-ms needs at least 2 workers" run --workload inc --mode processes --workers 1 --kill-after-ms 10
+	# Values the counter could pass through that do not fit in int64.
+	refused "outside the signed 64-bit range" run --workload inc --initial 9223372036854775000 --iters 1000
+	refused "outside the signed 64-bit range" run --workload addsub --initial -9223372036854775800 --sleep-us 0
+	refused "does not fit in a signed 64-bit integer" run --workload inc --workers 3 --delta 4611686018427387904 --iters 1
+	refused "does not fit" run --workload inc --iters 4611686018427387904 --delta 4
+	refused "unexpected argument" list extra
+	refused "unexpected argument" demo extra
+	;;
+processes)
+	for b in none $synchronized; do
+		want=0
+		[ $b = none ] && want=1
+		iters=200000
+		[ $b = none ] && iters=5000000
+		run $want "$T" run --backend $b --workload inc --mode processes --iters $iters --format json &&
+			json "d['mode'] == 'processes' and d['expected'] == 3 * $iters and (d['lost'] > 0) == ('$b' == 'none')"
+		[ $b = none ] && continue
+		run 0 "$T" run --backend $b --workload addsub --mode processes --workers 4 --sleep-us 100 --format json &&
+			json "d['actual'] == 500 and d['per_worker_ops'] == [100] * 4"
+	done
+	;;
+faults)
+	# A robust mutex survives a worker killed while holding it.  Whether
+	# the victim holds the lock at the instant of SIGKILL is chance
+	# (about one try in three here), so try until it does, within bounds.
+	seen=0
+	for i in $(seq 1 25); do
+		run 3 "$T" run --backend mutex --workload inc --mode processes --iters 3000000 --kill-after-ms 30 || break
+		contains err "worker 0 was killed" "kill report"
+		contains err "accounting: .*(they agree|the one add that was in flight)" "mutex accounting"
+		if grep -q "recovered it" "$TMP/err"; then
+			seen=1
+			break
+		fi
+	done
+	[ $seen = 1 ] && ok || bad "a killed mutex holder was never recovered in 25 tries"
+	# A spin lock cannot be recovered: the run must still end, in bounded
+	# time, with exit 3 and the likely cause named.
+	seen=0
+	for i in $(seq 1 25); do
+		start=$(date +%s)
+		run 3 "$T" run --backend spin --workload inc --mode processes --iters 3000000 --kill-after-ms 30 --stall-timeout 1 || break
+		[ $(($(date +%s) - start)) -le 10 ] && ok || bad "spin holder death took over 10 s"
+		if grep -q "most likely died holding the 'spin' lock" "$TMP/err"; then
+			seen=1
+			break
+		fi
+	done
+	[ $seen = 1 ] && ok || bad "a killed spin holder never stalled the run in 25 tries"
+	# Ctrl-C stops the workers and reports partial counts (exit 3).
+	"$T" run --backend mutex --workload addsub --iters 100000 --sleep-us 1000 --format json >"$TMP/out" 2>"$TMP/err" &
+	pid=$!
+	sleep 1
+	kill -INT $pid
+	wait $pid
+	code=$?
+	[ $code = 3 ] && ok || bad "Ctrl-C: exit $code, wanted 3"
+	contains err "interrupted" "Ctrl-C message"
+	json "d['interrupted'] and 0 < sum(d['per_worker_ops']) < 200000 and d['lost'] == 0"
+	;;
+shm)
+	name="clitest-$$"
+	trap 'rm -rf "$TMP"; "$T" shm rm $name 2>/dev/null' EXIT
+	refused "invalid counter name" shm create "a/b"
+	refused "invalid counter name" shm create ".x"
+	refused "missing operation" shm
+	refused "unknown operation 'inc'" shm inc $name
+	refused "takes two operands" shm add $name
+	refused "DELTA must be a whole number" shm add $name five
+	refused "no shared counter by that name" shm get $name
+	refused "does not take --backend" shm add $name 1 --backend mutex
+	refused "unknown backend 'nope'" shm create $name --backend nope
+	run 0 "$T" shm create $name --backend mutex --initial 500
+	refused "already exists" shm create $name
+	mode=$(stat -c %a /dev/shm/tally.$name)
+	[ "$mode" = 600 ] && ok || bad "mode is $mode, not 600"
+	# Four shells at once, each 100 adds of +5 or -5: nothing is lost.
+	for s in 1 2 3 4; do
+		(
+			d=5
+			[ $((s % 2)) = 0 ] && d=-5
+			for i in $(seq 1 100); do "$T" shm add $name $d || exit 1; done
+		) &
+	done
+	wait
+	run 0 "$T" shm get $name && contains out "^500$" "four concurrent shells"
+	run 0 "$T" shm list && contains out "^$name +mutex +500$" "shm list"
+	run 0 "$T" shm rm $name
+	refused "no shared counter by that name" shm rm $name
+	# Something else under the name is refused, never read as a counter.
+	head -c 4096 /dev/urandom >/dev/shm/tally.$name
+	refused "not a tally counter" shm get $name
+	run 0 "$T" shm rm $name
+	;;
+demo)
+	run 0 "$T" demo && {
+		contains out "^inc +threads +none +3000000 " "demo none row"
+		contains out "Every synchronized backend was exact" "demo verdict"
+		# none loses, every synchronized row is exact.
+		awk '$1 == "inc" && $3 == "none" && $6 == 0 { exit 1 }' "$TMP/out" && ok || bad "none did not lose in demo"
+		awk '($1 == "inc" || $1 == "addsub") && $3 != "none" && $6 != 0 { exit 1 }' "$TMP/out" && ok || bad "a synchronized demo row lost updates"
+	}
+	run 0 "$T" demo --format json && json "len(d) >= 20 and all(r['lost'] == 0 for r in d if r['backend'] != 'none')"
+	;;
+*)
+	echo "unknown group $GROUP"
+	exit 2
+	;;
+esac
+
+echo "$passes passed, $fails failed"
+[ $fails = 0 ]
