@@ -4,3 +4,11 @@ foreach(group basic input processes faults shm demo)
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:tally_cli> ${group})
   set_tests_properties(cli_${group} PROPERTIES TIMEOUT 300)
 endforeach()
+
+# A build without Concurrency Kit still builds, knows the CK backends by name
+# and refuses them as "not built in" (exit 2), which is not "unknown".
+add_test(NAME cli_without_ck
+  COMMAND ${CMAKE_COMMAND}
+    -DSOURCE=${PROJECT_SOURCE_DIR} -DBINARY=${CMAKE_CURRENT_BINARY_DIR}/without-ck
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/cli_without_ck.cmake)
+set_tests_properties(cli_without_ck PROPERTIES TIMEOUT 300)
