@@ -286,6 +286,34 @@ void table_print(const struct table *t, FILE *f)
 	}
 }
 
+static void csv_cell(const char *s, FILE *f)
+{
+	if (strpbrk(s, ",\"\n") == NULL) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+void table_emit(const struct table *t, enum cli_format format, FILE *f)
+{
+	if (format != FORMAT_CSV) {
+		table_print(t, f);
+		return;
+	}
+	for (unsigned r = 0; r < t->rows; r++)
+		for (unsigned c = 0; c < t->cols; c++) {
+			csv_cell(t->cells[r * t->cols + c], f);
+			fputc(c + 1 == t->cols ? '\n' : ',', f);
+		}
+}
+
 void table_free(struct table *t)
 {
 	for (unsigned i = 0; i < t->rows * t->cols; i++)

@@ -72,6 +72,8 @@ void table_init(struct table *t, unsigned cols, const char *const *headers,
 		const char *align /* "lrr..." */);
 void table_row(struct table *t, ...); /* exactly cols strings */
 void table_print(const struct table *t, FILE *f);
+/* CSV (RFC 4180 quoting) for FORMAT_CSV, else the aligned table. */
+void table_emit(const struct table *t, enum cli_format format, FILE *f);
 void table_free(struct table *t);
 
 /* Format helpers into a caller buffer; return the buffer. */

@@ -101,14 +101,7 @@ static void print_rows(enum cli_format format, const struct row *rows, size_t n)
 			fmt_f(b[4], 32, "%.1f",
 			      r->res.seconds * 1e9 / (double)r->res.total_ops));
 	}
-	if (format == FORMAT_CSV) {
-		for (unsigned r = 0; r < t.rows; r++)
-			for (unsigned c = 0; c < t.cols; c++)
-				printf("%s%c", t.cells[r * t.cols + c],
-				       c + 1 == t.cols ? '\n' : ',');
-	} else {
-		table_print(&t, stdout);
-	}
+	table_emit(&t, format, stdout);
 	table_free(&t);
 }
 

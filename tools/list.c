@@ -131,14 +131,7 @@ int cmd_list(int argc, char **argv)
 				 : " (default)");
 		table_row(&t, name, b.built_in ? "yes" : "no", caps, b.summary);
 	}
-	if (format == FORMAT_CSV) {
-		for (unsigned r = 0; r < t.rows; r++)
-			printf("%s,%s,%s,\"%s\"\n", t.cells[r * 4],
-			       t.cells[r * 4 + 1], t.cells[r * 4 + 2],
-			       t.cells[r * 4 + 3]);
-	} else {
-		table_print(&t, stdout);
-	}
+	table_emit(&t, format, stdout);
 	table_free(&t);
 	return EXIT_EXACT;
 }

@@ -220,14 +220,7 @@ static void print_result(enum cli_format format, const char *backend,
 		  fmt_i64(b[3], 32, res->actual), fmt_i64(b[4], 32, res->lost),
 		  fmt_f(b[5], 32, "%.3f", res->seconds),
 		  fmt_f(b[6], 32, "%.1f", ns));
-	if (format == FORMAT_CSV) {
-		for (unsigned r = 0; r < t.rows; r++)
-			for (unsigned c = 0; c < t.cols; c++)
-				printf("%s%c", t.cells[r * t.cols + c],
-				       c + 1 == t.cols ? '\n' : ',');
-	} else {
-		table_print(&t, stdout);
-	}
+	table_emit(&t, format, stdout);
 	table_free(&t);
 }
 
