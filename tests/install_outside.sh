@@ -1,0 +1,105 @@
+#!/bin/sh
+# Install the built tree into a temporary prefix, move it somewhere else, and
+# build the examples against it as an outside program would, four ways:
+#   pkg-config, shared       cc prog.c $(pkg-config --cflags --libs tally)
+#   pkg-config, static only  the same with --static, libtally.so removed
+#   find_package, shared     tally::tally
+#   find_package, static     tally::tally_static (Concurrency Kit found again)
+# Each program then runs every backend, in threads and in forked processes,
+# and checks its own count.
+#
+# usage: install_outside.sh BUILD_DIR EXAMPLES_DIR CMAKE CC [CFLAGS]
+set -eu
+build=$1 examples=$2 cmake=$3 cc=$4 cflags=${5:-}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-install.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+step() { printf '\n== %s\n' "$*"; }
+fail() { echo "install_outside: FAIL: $*" >&2; exit 1; }
+
+step "install into a staging prefix, then move it: nothing may point back"
+"$cmake" --install "$build" --prefix "$tmp/stage" >/dev/null
+prefix="$tmp/moved+prefix@1"
+mv "$tmp/stage" "$prefix"
+for f in include/tally.h share/man/man1/tally.1 share/man/man3/tally.3 \
+	bin/tally; do
+	[ -e "$prefix/$f" ] || fail "$f not installed"
+done
+pc=$(find "$prefix" -name tally.pc)
+[ -n "$pc" ] || fail "tally.pc not installed"
+libdir=$(dirname "$(dirname "$pc")")
+for f in libtally.a libtally.so; do
+	[ -e "$libdir/$f" ] || fail "$f not installed"
+done
+soname=$(readelf -d "$libdir/libtally.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+[ -e "$libdir/$soname" ] || fail "SONAME '$soname' missing"
+echo "libraries in $libdir, SONAME $soname"
+# Only tally_* leaves the shared library.
+bad=$(nm -D --defined-only "$libdir/libtally.so" | awk '{print $3}' |
+	grep -v '^tally_' || true)
+[ -z "$bad" ] || fail "exported symbols not named tally_*: $bad"
+"$prefix/bin/tally" list >/dev/null || fail "installed 'tally list'"
+
+export PKG_CONFIG_PATH="$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+got=$(pkg-config --variable=prefix tally)
+[ "$(cd "$got" && pwd -P)" = "$(cd "$prefix" && pwd -P)" ] ||
+	fail "tally.pc prefix is '$got', not the moved '$prefix'"
+
+run() { # NAME PROGRAM ARGS...: every backend, exact counts
+	name=$1
+	shift
+	echo "-- $name"
+	"$@" || fail "$name: exit status $?"
+}
+runboth() { # DIR LABEL
+	run "$2 pool" "$1/tally-pool" --backend all --threads 2 --jobs 5000
+	run "$2 fork" "$1/tally-fork" --backend all --workers 2 --iters 20000
+}
+needs_no_libtally() {
+	! readelf -d "$1" | grep -q 'NEEDED.*libtally' ||
+		fail "$1 is linked to libtally.so, not libtally.a"
+}
+
+step "pkg-config, shared library"
+mkdir "$tmp/pc"
+for ex in pool fork; do
+	# shellcheck disable=SC2046,SC2086 # word splitting is the point
+	"$cc" $cflags -o "$tmp/pc/tally-$ex" "$examples/$ex.c" \
+		$(pkg-config --cflags --libs tally) \
+		-Wl,-rpath,"$(pkg-config --variable=libdir tally)"
+done
+readelf -d "$tmp/pc/tally-pool" | grep -q "NEEDED.*$soname" ||
+	fail "not linked to $soname"
+runboth "$tmp/pc" pkg-config
+
+step "pkg-config --static, only libtally.a installed"
+cp -R "$prefix" "$tmp/static-only"
+rm -f "$tmp/static-only/${libdir#"$prefix"/}"/libtally.so*
+mkdir "$tmp/pcs"
+for ex in pool fork; do
+	# shellcheck disable=SC2046,SC2086
+	PKG_CONFIG_PATH="$tmp/static-only/${pc#"$prefix"/}" \
+		"$cc" $cflags -o "$tmp/pcs/tally-$ex" "$examples/$ex.c" \
+		$(PKG_CONFIG_PATH="$(dirname "$tmp/static-only/${pc#"$prefix"/}")" \
+			pkg-config --static --cflags --libs tally)
+	needs_no_libtally "$tmp/pcs/tally-$ex"
+done
+runboth "$tmp/pcs" "pkg-config --static"
+
+for kind in shared static; do
+	step "find_package(tally CONFIG), $kind library"
+	static=OFF
+	[ $kind = shared ] || static=ON
+	"$cmake" -S "$examples" -B "$tmp/cm-$kind" -DCMAKE_BUILD_TYPE=Release \
+		-DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$cflags" \
+		-DCMAKE_PREFIX_PATH="$prefix" -DTALLY_EXAMPLES_STATIC=$static \
+		-DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF >"$tmp/cm-$kind.log" 2>&1 ||
+		{ cat "$tmp/cm-$kind.log"; fail "configure ($kind)"; }
+	grep 'tally 0' "$tmp/cm-$kind.log"
+	"$cmake" --build "$tmp/cm-$kind" -j2 >"$tmp/cm-$kind-build.log" 2>&1 ||
+		{ cat "$tmp/cm-$kind-build.log"; fail "build ($kind)"; }
+	[ $kind = shared ] || needs_no_libtally "$tmp/cm-$kind/tally-pool"
+	runboth "$tmp/cm-$kind" "find_package $kind"
+done
+echo
+echo "install_outside: all four ways build and count exactly"
