@@ -6,6 +6,7 @@ int cmd_list(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_shm(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Shared by run, demo and stress (tools/run.c). */
 #include "workload.h"

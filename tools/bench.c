@@ -1,0 +1,620 @@
+/* `tally bench`: time-bounded throughput, fairness and latency of backends
+ * over a sweep of worker counts, in threads or processes. */
+#include "bench.h"
+#include "commands.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tally bench [--backend all|B,B...] [--workers N,N...]\n"
+		"                   [--mode "
+		"threads|processes|threads,processes]"
+		"\n"
+		"                   [--duration S] [--warmup S] [--repeat R]\n"
+		"                   [--think-ns N] [--cs-ns N] [--sample-every "
+		"K|auto|off]\n"
+		"                   [--pin] [--format table|json|csv] [--out "
+		"FILE]\n"
+		"                   [--plot FILE.png|FILE.svg]\n\n"
+		"Every worker adds 1 to one shared counter until a stop flag; "
+		"runs are\nbounded by time, all workers start together, and "
+		"every run checks\nthe final count against the adds the "
+		"workers made.\n\n"
+		"  --backend    'all' (default: every built-in backend that "
+		"needs no\n"
+		"               server) or a comma-separated list from 'tally "
+		"list'\n"
+		"  --workers    comma-separated worker counts, 1 to %u "
+		"(default 1,2,4,8)\n"
+		"  --mode       threads (default), processes, or both\n"
+		"  --duration   measured seconds per run, 0.01 to 3600 "
+		"(default 1)\n"
+		"  --warmup     unmeasured seconds before it, 0.01 to 60 "
+		"(default 0.1)\n"
+		"  --repeat     runs per configuration, 1 to 1000 (default 5): "
+		"median,\n"
+		"               min and max; repeats are interleaved across "
+		"configurations\n"
+		"  --think-ns   calibrated busy work before each add, 0 to "
+		"10000000 ns\n"
+		"  --cs-ns      work inside the critical section: only 0 "
+		"(the public\n"
+		"               API cannot run code while a backend holds its "
+		"lock)\n"
+		"  --sample-every  time one add in K for latency percentiles: "
+		"auto (K\n"
+		"               from the warm-up rate, ~10 us apart), off, or "
+		"a power of\n"
+		"               two up to %u\n"
+		"  --pin        pin worker k to the k-th allowed CPU, "
+		"round-robin\n"
+		"  --format     table (default), json or csv; --out FILE "
+		"writes it there\n"
+		"  --plot       throughput and fairness against workers, with "
+		"gnuplot\n\n"
+		"More workers than online CPUs is labelled 'oversubscribed': "
+		"spinning\nlocks collapse there, and the runs still end on "
+		"time.  The racy 'none'\nbackend is measured but its lost "
+		"updates do not set exit status 1.\n\n"
+		"exit status: 0 every count right, 1 a count was wrong, 2 bad "
+		"input,\n3 runtime failure (a counter could not be created, "
+		"workers never\nstopped, gnuplot failed)\n",
+		WL_MAX_WORKERS, BENCH_SAMPLE_MAX);
+}
+
+/* Split a comma list in place into at most BENCH_MAX_LIST non-empty items. */
+static int split(const char *what, char *s, char **items, unsigned *n)
+{
+	*n = 0;
+	for (char *p = s;; p++) {
+		char *end = strchr(p, ',');
+		if (end)
+			*end = '\0';
+		if (*p == '\0' || *n == BENCH_MAX_LIST) {
+			cli_error("bench",
+				  "%s must be a comma-separated list of 1 to "
+				  "%u non-empty items",
+				  what, BENCH_MAX_LIST);
+			return -1;
+		}
+		items[(*n)++] = p;
+		if (!end)
+			return 0;
+		p = end;
+	}
+}
+
+static int parse_workers(struct bench_opts *o, const char *arg)
+{
+	char *copy = strdup(arg), *items[BENCH_MAX_LIST];
+	unsigned n;
+
+	if (copy == NULL || split("--workers", copy, items, &n) != 0)
+		return -1;
+	o->n_workers = n;
+	o->max_workers = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t v;
+		if (cli_parse_u64("bench", "each --workers entry", items[i], 1,
+				  WL_MAX_WORKERS, &v) != 0)
+			return -1;
+		for (unsigned j = 0; j < i; j++)
+			if (o->workers[j] == v) {
+				cli_error("bench", "--workers lists %u twice",
+					  (unsigned)v);
+				return -1;
+			}
+		o->workers[i] = (unsigned)v;
+		if (v > o->max_workers)
+			o->max_workers = (unsigned)v;
+	}
+	return 0;
+}
+
+static int parse_modes(struct bench_opts *o, const char *arg)
+{
+	char *copy = strdup(arg), *items[BENCH_MAX_LIST];
+	unsigned n;
+
+	if (copy == NULL || split("--mode", copy, items, &n) != 0)
+		return -1;
+	o->n_modes = 0;
+	for (unsigned i = 0; i < n; i++) {
+		enum wl_mode m;
+		if (strcmp(items[i], "threads") == 0)
+			m = WL_THREADS;
+		else if (strcmp(items[i], "processes") == 0)
+			m = WL_PROCESSES;
+		else {
+			cli_error("bench",
+				  "unknown mode '%s' (allowed: threads, "
+				  "processes, or both separated by a comma)",
+				  items[i]);
+			return -1;
+		}
+		if (o->n_modes == 2 || (o->n_modes && o->modes[0] == m)) {
+			cli_error("bench", "--mode lists '%s' twice", items[i]);
+			return -1;
+		}
+		o->modes[o->n_modes++] = m;
+	}
+	return 0;
+}
+
+static int wants_processes(const struct bench_opts *o)
+{
+	for (unsigned i = 0; i < o->n_modes; i++)
+		if (o->modes[i] == WL_PROCESSES)
+			return 1;
+	return 0;
+}
+
+/*
+ * 'all': every built-in backend except those that need a server
+ * (TALLY_CAP_REMOTE, which also need options).  The racy 'none' is in: it is
+ * the no-synchronization baseline; its lost updates are reported, not failed.
+ */
+static void all_backends(struct bench_opts *o)
+{
+	o->n_backends = 0;
+	for (size_t i = 0; i < tally_backend_count(); i++) {
+		tally_backend_info info;
+
+		tally_backend_at(i, &info);
+		if (!info.built_in || (info.caps & TALLY_CAP_REMOTE) ||
+		    o->n_backends == BENCH_MAX_LIST)
+			continue;
+		if (wants_processes(o) && !(info.caps & TALLY_CAP_PSHARED))
+			continue;
+		o->backend_caps[o->n_backends] = info.caps;
+		o->backends[o->n_backends++] = info.name;
+	}
+}
+
+static int parse_backends(struct bench_opts *o, const char *arg)
+{
+	char *copy = strdup(arg), *items[BENCH_MAX_LIST];
+	unsigned n;
+
+	if (strcmp(arg, "all") == 0) {
+		all_backends(o);
+		return 0;
+	}
+	if (copy == NULL || split("--backend", copy, items, &n) != 0)
+		return -1;
+	for (unsigned i = 0; i < n; i++) {
+		tally_backend_info info;
+		if (cli_check_backend("bench", items[i],
+				      wants_processes(o) ? TALLY_CAP_PSHARED
+							 : 0,
+				      "with --mode processes: it cannot live "
+				      "in memory shared between processes",
+				      &info) != 0)
+			return -1;
+		o->backends[i] = items[i];
+		o->backend_caps[i] = info.caps;
+	}
+	o->n_backends = n;
+	return 0;
+}
+
+static int parse_sample(struct bench_opts *o, const char *arg)
+{
+	uint64_t v;
+
+	if (strcmp(arg, "auto") == 0) {
+		o->sample_every = BENCH_SAMPLE_AUTO;
+		return 0;
+	}
+	if (strcmp(arg, "off") == 0) {
+		o->sample_every = 0;
+		return 0;
+	}
+	if (cli_parse_u64("bench", "--sample-every", arg, 0, BENCH_SAMPLE_MAX,
+			  &v) != 0)
+		return -1;
+	if (v & (v - 1)) {
+		cli_error("bench",
+			  "--sample-every must be auto, off, 0 or a power of "
+			  "two (1, 2, 4, ... %u), not '%s'",
+			  BENCH_SAMPLE_MAX, arg);
+		return -1;
+	}
+	o->sample_every = v;
+	return 0;
+}
+
+static int parse_plot(const char *arg)
+{
+	size_t len = strlen(arg);
+
+	if (len < 5 || (strcmp(arg + len - 4, ".png") != 0 &&
+			strcmp(arg + len - 4, ".svg") != 0)) {
+		cli_error("bench",
+			  "--plot needs a file name ending in .png or .svg, "
+			  "not '%s'",
+			  arg);
+		return -1;
+	}
+	if (strpbrk(arg, "'\"\n\\")) {
+		cli_error("bench", "--plot: the file name may not contain "
+				   "quotes, backslashes or newlines");
+		return -1;
+	}
+	return 0;
+}
+
+/* Worker k runs on the k-th CPU this process may use, round-robin. */
+static int plan_pinning(struct bench_opts *o)
+{
+	cpu_set_t set;
+	int cpus[CPU_SETSIZE], n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return -1;
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &set))
+			cpus[n++] = c;
+	o->pin_cpus = calloc(o->max_workers, sizeof(int));
+	if (n == 0 || o->pin_cpus == NULL)
+		return -1;
+	for (unsigned k = 0; k < o->max_workers; k++)
+		o->pin_cpus[k] = cpus[k % (unsigned)n];
+	return 0;
+}
+
+enum {
+	O_BACKEND = 256,
+	O_WORKERS,
+	O_MODE,
+	O_DURATION,
+	O_WARMUP,
+	O_REPEAT,
+	O_THINK,
+	O_CS,
+	O_SAMPLE,
+	O_FORMAT,
+	O_OUT,
+	O_PLOT,
+	O_PIN,
+};
+
+/* Apply one option's value; -1 after printing why it is wrong. */
+static int apply(struct bench_opts *o, int opt, const char *v)
+{
+	uint64_t u;
+
+	switch (opt) {
+	case O_WORKERS:
+		return parse_workers(o, v);
+	case O_MODE:
+		return parse_modes(o, v);
+	case O_DURATION:
+		return cli_parse_seconds("bench", "--duration", v, 0.01, 3600,
+					 &o->duration_s);
+	case O_WARMUP:
+		return cli_parse_seconds("bench", "--warmup", v, 0.01, 60,
+					 &o->warmup_s);
+	case O_REPEAT:
+		if (cli_parse_u64("bench", "--repeat", v, 1, 1000, &u) != 0)
+			return -1;
+		o->repeat = (unsigned)u;
+		return 0;
+	case O_THINK:
+		return cli_parse_u64("bench", "--think-ns", v, 0, 10000000,
+				     &o->think_ns);
+	case O_CS:
+		if (cli_parse_u64("bench", "--cs-ns", v, 0, 10000000,
+				  &o->cs_ns) != 0)
+			return -1;
+		if (o->cs_ns == 0)
+			return 0;
+		cli_error("bench",
+			  "--cs-ns %s: tally's public API has no way to run "
+			  "work while a backend holds its lock, so only 0 is "
+			  "allowed; use --think-ns for work outside it",
+			  v);
+		return -1;
+	case O_SAMPLE:
+		return parse_sample(o, v);
+	case O_FORMAT:
+		return cli_parse_format("bench", v, &o->format);
+	case O_OUT:
+		o->out_path = v;
+		return 0;
+	case O_PLOT:
+		o->plot_path = v;
+		return parse_plot(v);
+	}
+	return -1;
+}
+
+static int parse(struct bench_opts *o, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"backend", required_argument, NULL, O_BACKEND},
+		{"workers", required_argument, NULL, O_WORKERS},
+		{"mode", required_argument, NULL, O_MODE},
+		{"duration", required_argument, NULL, O_DURATION},
+		{"warmup", required_argument, NULL, O_WARMUP},
+		{"repeat", required_argument, NULL, O_REPEAT},
+		{"think-ns", required_argument, NULL, O_THINK},
+		{"cs-ns", required_argument, NULL, O_CS},
+		{"sample-every", required_argument, NULL, O_SAMPLE},
+		{"format", required_argument, NULL, O_FORMAT},
+		{"out", required_argument, NULL, O_OUT},
+		{"plot", required_argument, NULL, O_PLOT},
+		{"pin", no_argument, NULL, O_PIN},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *backend = "all";
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			return 1;
+		}
+		if (c == O_PIN) {
+			o->pin = 1;
+		} else if (c == O_BACKEND) {
+			backend = optarg; /* checked once the modes are known */
+		} else if (c < O_BACKEND || c > O_PIN ||
+			   apply(o, c, optarg) != 0) {
+			if (c < O_BACKEND || c > O_PIN)
+				cli_error("bench",
+					  "unknown or incomplete option '%s' "
+					  "(see 'tally bench --help')",
+					  argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		cli_error("bench", "unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	if (parse_backends(o, backend) != 0)
+		return -1;
+	if (o->n_backends == 0) {
+		cli_error("bench", "no backend to measure");
+		return -1;
+	}
+	return 0;
+}
+
+static void defaults(struct bench_opts *o, int argc, char **argv)
+{
+	static const unsigned workers[] = {1, 2, 4, 8};
+
+	memset(o, 0, sizeof(*o));
+	for (unsigned i = 0; i < 4; i++)
+		o->workers[i] = workers[i];
+	o->n_workers = 4;
+	o->max_workers = 8;
+	o->modes[0] = WL_THREADS;
+	o->n_modes = 1;
+	o->duration_s = 1.0;
+	o->warmup_s = 0.1;
+	o->repeat = 5;
+	o->sample_every = BENCH_SAMPLE_AUTO;
+	o->format = FORMAT_TABLE;
+	o->argc = argc;
+	o->argv = argv;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Median, min and max of the rates; keep the run nearest the median. */
+static void summarize(struct bench_result *r, struct bench_run *runs)
+{
+	double *s = malloc(r->done * sizeof(double));
+	unsigned best = 0;
+
+	if (s == NULL)
+		abort();
+	memcpy(s, r->rates, r->done * sizeof(double));
+	qsort(s, r->done, sizeof(double), cmp_double);
+	r->min = s[0];
+	r->max = s[r->done - 1];
+	r->median = r->done % 2 ? s[r->done / 2]
+				: (s[r->done / 2 - 1] + s[r->done / 2]) / 2;
+	free(s);
+	for (unsigned i = 1; i < r->done; i++)
+		if (fabs(r->rates[i] - r->median) <
+		    fabs(r->rates[best] - r->median))
+			best = i;
+	r->run = runs[best];
+	r->have_run = 1;
+	for (unsigned i = 0; i < r->done; i++)
+		if (i != best)
+			bench_run_free(&runs[i]);
+}
+
+static void progress(const struct bench_opts *o, const struct bench_result *r,
+		     unsigned idx, unsigned n, unsigned rep)
+{
+	fprintf(stderr, "\r\033[K[%u/%u] %s, %s, %u worker%s%s, repeat %u/%u",
+		rep * n + idx + 1, n * o->repeat, r->backend,
+		wl_mode_name(r->mode), r->workers, r->workers == 1 ? "" : "s",
+		r->oversubscribed ? " (oversubscribed)" : "", rep + 1,
+		o->repeat);
+	fflush(stderr);
+}
+
+/* One repeat of one configuration.  Returns -1 when the sweep must stop
+ * (threads that never stopped are still spinning). */
+static int measure(const struct bench_opts *o, struct bench_result *r,
+		   struct bench_run *run)
+{
+	struct bench_config cfg = {
+		.backend = r->backend,
+		.mode = r->mode,
+		.workers = r->workers,
+		.warmup_s = o->warmup_s,
+		.duration_s = o->duration_s,
+		.think_loops =
+			(uint64_t)((double)o->think_ns * o->loops_per_ns),
+		.sample_every = o->sample_every,
+		.pin_cpus = o->pin ? o->pin_cpus : NULL,
+		.stop_limit_s = 10.0 + o->duration_s,
+	};
+	uint64_t t0 = cli_now_ns();
+	int rc = bench_run_once(&cfg, run);
+	double took = (double)(cli_now_ns() - t0) / 1e9;
+
+	if (rc != 0) {
+		r->error = rc;
+		cli_error("bench", "%s, %s, %u workers: %s", r->backend,
+			  wl_mode_name(r->mode), r->workers,
+			  rc == -1 ? "cannot start the workers"
+				   : tally_strerror(rc));
+		bench_run_free(run);
+		return 0;
+	}
+	if (took > r->run_s_max)
+		r->run_s_max = took;
+	if (run->stop_lag_s > r->stop_lag_max)
+		r->stop_lag_max = run->stop_lag_s;
+	if (run->stalled) {
+		r->stalled = 1;
+		cli_error("bench",
+			  "%s, %s, %u workers: workers still running %.0f s "
+			  "after the stop flag; giving up",
+			  r->backend, wl_mode_name(r->mode), r->workers,
+			  cfg.stop_limit_s);
+		return r->mode == WL_THREADS ? -1 : 0;
+	}
+	uint64_t sum = 0;
+	for (unsigned k = 0; k < run->workers; k++)
+		sum += run->ops[k];
+	r->rates[r->done++] = run->wall_s > 0 ? (double)sum / run->wall_s : 0;
+	if (!run->correct || run->add_error)
+		r->all_correct = 0;
+	return 0;
+}
+
+/* Every configuration, repeats interleaved: repeat 1 of all, then 2, ...
+ * so that slow drift (thermal, noisy neighbours) spreads over all of them
+ * instead of landing on one. */
+static int sweep(const struct bench_opts *o, struct bench_result *res,
+		 unsigned n, struct bench_run *runs)
+{
+	int tty = isatty(STDERR_FILENO);
+
+	for (unsigned rep = 0; rep < o->repeat; rep++)
+		for (unsigned i = 0; i < n; i++) {
+			struct bench_result *r = &res[i];
+			if (r->error || r->stalled)
+				continue;
+			if (tty)
+				progress(o, r, i, n, rep);
+			if (measure(o, r, &runs[i * o->repeat + r->done]) < 0)
+				return -1;
+		}
+	if (tty)
+		fprintf(stderr, "\r\033[K");
+	for (unsigned i = 0; i < n; i++)
+		if (res[i].done)
+			summarize(&res[i], &runs[i * o->repeat]);
+	return 0;
+}
+
+static struct bench_result *plan(const struct bench_opts *o, unsigned *n)
+{
+	struct bench_result *res;
+	unsigned i = 0;
+
+	*n = o->n_modes * o->n_backends * o->n_workers;
+	res = calloc(*n, sizeof(*res));
+	if (res == NULL)
+		return NULL;
+	for (unsigned m = 0; m < o->n_modes; m++)
+		for (unsigned b = 0; b < o->n_backends; b++)
+			for (unsigned w = 0; w < o->n_workers; w++, i++) {
+				struct bench_result *r = &res[i];
+				r->backend = o->backends[b];
+				r->caps = o->backend_caps[b];
+				r->mode = o->modes[m];
+				r->workers = o->workers[w];
+				r->oversubscribed = r->workers > o->online_cpus;
+				r->all_correct = 1;
+				r->rates = calloc(o->repeat, sizeof(double));
+				if (r->rates == NULL)
+					return NULL;
+			}
+	return res;
+}
+
+static int verdict(const struct bench_result *res, unsigned n, int aborted)
+{
+	int wrong = 0, failed = aborted;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!res[i].all_correct && !(res[i].caps & TALLY_CAP_RACY))
+			wrong = 1;
+		if (res[i].error || res[i].stalled || res[i].run.add_error)
+			failed = 1;
+	}
+	return wrong ? EXIT_LOST : failed ? EXIT_RUNTIME : EXIT_EXACT;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	struct bench_opts o;
+	FILE *out = stdout;
+	unsigned n;
+
+	defaults(&o, argc, argv);
+	int p = parse(&o, argc, argv);
+	if (p != 0)
+		return p > 0 ? EXIT_EXACT : EXIT_USAGE;
+	if (o.plot_path && bench_plot_check("bench", o.plot_path) != 0)
+		return EXIT_USAGE;
+	if (o.out_path && (out = fopen(o.out_path, "w")) == NULL) {
+		cli_error("bench", "--out: cannot write '%s'", o.out_path);
+		return EXIT_USAGE;
+	}
+	o.online_cpus = cli_online_cpus();
+	if (o.pin && plan_pinning(&o) != 0) {
+		cli_error("bench", "--pin: cannot read this process's CPUs");
+		return EXIT_RUNTIME;
+	}
+	o.loops_per_ns = bench_calibrate_loops_per_ns();
+	o.timer_overhead_ns = bench_timer_overhead_ns();
+	getloadavg(&o.loadavg_before, 1);
+
+	struct bench_result *res = plan(&o, &n);
+	struct bench_run *runs = calloc((size_t)n * o.repeat, sizeof(*runs));
+	if (res == NULL || runs == NULL) {
+		cli_error("bench", "out of memory");
+		return EXIT_RUNTIME;
+	}
+	int aborted = sweep(&o, res, n, runs) != 0;
+	bench_report(out, &o, res, n);
+	if (out != stdout && fclose(out) != 0) {
+		cli_error("bench", "--out: cannot write '%s'", o.out_path);
+		aborted = 1;
+	}
+	if (o.plot_path && bench_plot("bench", &o, res, n) != 0)
+		aborted = 1;
+	int rc = verdict(res, n, aborted);
+	if (aborted) {
+		fflush(NULL);
+		_exit(rc); /* threads may still spin on a lock */
+	}
+	return rc;
+}

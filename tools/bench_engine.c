@@ -1,0 +1,430 @@
+/* Time-bounded benchmark runs: every worker adds until a shared stop flag,
+ * after a warm-up, with sampled latency and CPU time. */
+#include "bench_engine.h"
+#include "cli.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum phase { PH_WAIT, PH_WARMUP, PH_MEASURE, PH_STOP };
+
+/*
+ * One worker's results, on cache lines of its own (128 bytes: the adjacent-
+ * line prefetcher pairs 64-byte lines on x86).  A worker writes its slot only
+ * when it changes phase, never per add, so the slots add no traffic to what
+ * is measured; the add count lives in a register meanwhile.
+ */
+struct slot {
+	_Alignas(128) uint64_t measured;
+	uint64_t total;
+	uint64_t begin_ns, end_ns; /* monotonic: measuring started, stopped */
+	uint64_t cpu_ns;	   /* thread CPU time while measuring */
+	uint64_t sample_every;
+	int error;
+	_Atomic int finished; /* release: the fields above are written */
+	struct bench_hist hist;
+};
+
+/* In an anonymous shared mapping, so that forked workers share it. */
+struct shared {
+	_Alignas(128) _Atomic unsigned ready;
+	/* Its own line: every worker reads it before every add, and it is
+	 * written three times a run, so it stays shared in every cache. */
+	_Alignas(128) _Atomic int phase;
+	_Alignas(128) struct slot slots[];
+};
+
+struct ctx {
+	const struct bench_config *cfg;
+	tally *t;
+	struct shared *sh;
+};
+
+struct worker {
+	struct ctx *c;
+	unsigned k;
+};
+
+static uint64_t cpu_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Busy work the compiler cannot remove or fold: one empty asm a turn. */
+static void spin_loops(uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		__asm__ __volatile__("" ::: "memory");
+}
+
+double bench_calibrate_loops_per_ns(void)
+{
+	double best = 0;
+
+	/* Best of five 10 ms tries: the fastest is the one no interrupt or
+	 * neighbour slowed down. */
+	for (int i = 0; i < 5; i++) {
+		uint64_t n = 4000000, t0 = cli_now_ns();
+		spin_loops(n);
+		double rate = (double)n / (double)(cli_now_ns() - t0 + 1);
+		if (rate > best)
+			best = rate;
+	}
+	return best;
+}
+
+double bench_timer_overhead_ns(void)
+{
+	uint64_t best = UINT64_MAX;
+
+	for (int i = 0; i < 10000; i++) {
+		uint64_t a = cli_now_ns(), b = cli_now_ns();
+		if (b - a < best)
+			best = b - a;
+	}
+	return (double)best;
+}
+
+static unsigned hist_bucket(uint64_t v)
+{
+	if (v < BENCH_HIST_SUB)
+		return (unsigned)v;
+	unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= 4 */
+	return (e - 3u) * BENCH_HIST_SUB +
+	       (unsigned)((v >> (e - 4u)) & (BENCH_HIST_SUB - 1));
+}
+
+/* Largest value that falls in bucket b. */
+static uint64_t hist_upper(unsigned b)
+{
+	if (b < BENCH_HIST_SUB)
+		return b;
+	unsigned e = b / BENCH_HIST_SUB + 3u, sub = b % BENCH_HIST_SUB;
+	uint64_t lo = (uint64_t)(BENCH_HIST_SUB + sub) << (e - 4u);
+	return lo + ((uint64_t)1 << (e - 4u)) - 1;
+}
+
+static void hist_add(struct bench_hist *h, uint64_t v)
+{
+	h->b[hist_bucket(v)]++;
+	h->n++;
+	if (v > h->max)
+		h->max = v;
+}
+
+static void hist_merge(struct bench_hist *into, const struct bench_hist *h)
+{
+	for (unsigned i = 0; i < BENCH_HIST_BUCKETS; i++)
+		into->b[i] += h->b[i];
+	into->n += h->n;
+	if (h->max > into->max)
+		into->max = h->max;
+}
+
+uint64_t bench_hist_quantile(const struct bench_hist *h, double q)
+{
+	uint64_t want, seen = 0;
+
+	if (h->n == 0)
+		return 0;
+	want = (uint64_t)(q * (double)h->n);
+	if (want < 1)
+		want = 1;
+	for (unsigned i = 0; i < BENCH_HIST_BUCKETS; i++) {
+		seen += h->b[i];
+		if (seen >= want) {
+			uint64_t up = hist_upper(i);
+			return up < h->max ? up : h->max;
+		}
+	}
+	return h->max;
+}
+
+/* K for "sample one add in K": a power of two, so the test is a mask. */
+static uint64_t auto_sample_every(uint64_t ops, uint64_t ns)
+{
+	double per =
+		ns ? (double)ops * BENCH_SAMPLE_SPACING_NS / (double)ns : 1.0;
+	uint64_t k = 1;
+
+	while ((double)k < per && k < BENCH_SAMPLE_MAX)
+		k <<= 1;
+	return k;
+}
+
+static void pin_self(const struct bench_config *cfg, unsigned k)
+{
+	cpu_set_t set;
+
+	if (cfg->pin_cpus == NULL)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(cfg->pin_cpus[k], &set);
+	/* Threads and processes alike: 0 is the calling thread. */
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* Entering the measured phase: note where it starts and pick K. */
+static void begin_measuring(struct slot *s, const struct bench_config *cfg,
+			    uint64_t n, uint64_t warm_t0, uint64_t *mask)
+{
+	uint64_t now = cli_now_ns();
+
+	s->begin_ns = now;
+	s->cpu_ns = cpu_now_ns();
+	s->measured = n;
+	s->sample_every = cfg->sample_every == BENCH_SAMPLE_AUTO
+				  ? auto_sample_every(n, now - warm_t0)
+				  : cfg->sample_every;
+	*mask = s->sample_every ? s->sample_every - 1 : 0;
+}
+
+static void work(struct worker *w)
+{
+	const struct bench_config *cfg = w->c->cfg;
+	struct shared *sh = w->c->sh;
+	struct slot *s = &sh->slots[w->k];
+	tally *t = w->c->t;
+	uint64_t think = cfg->think_loops, n = 0, mask = 0, warm_t0;
+	int ph = PH_WARMUP, sampling = 0, rc = 0;
+
+	pin_self(cfg, w->k);
+	atomic_fetch_add(&sh->ready, 1);
+	while (atomic_load_explicit(&sh->phase, memory_order_acquire) ==
+	       PH_WAIT)
+		sched_yield();
+	warm_t0 = cli_now_ns();
+	for (;;) {
+		/* Relaxed: the flag carries no data; one add late is fine. */
+		int p = atomic_load_explicit(&sh->phase, memory_order_relaxed);
+		if (__builtin_expect(p != ph, 0)) {
+			if (ph == PH_WARMUP)
+				begin_measuring(s, cfg, n, warm_t0, &mask);
+			sampling = s->sample_every != 0;
+			ph = p;
+			if (p == PH_STOP)
+				break;
+		}
+		if (think)
+			spin_loops(think);
+		if (sampling && (n & mask) == 0) {
+			uint64_t t0 = cli_now_ns();
+			rc = tally_add(t, 1);
+			hist_add(&s->hist, cli_now_ns() - t0);
+		} else {
+			rc = tally_add(t, 1);
+		}
+		if (__builtin_expect(rc < 0, 0))
+			break;
+		n++;
+	}
+	s->end_ns = cli_now_ns();
+	s->cpu_ns = cpu_now_ns() - s->cpu_ns;
+	s->measured = n - s->measured;
+	s->total = n;
+	s->error = rc < 0 ? rc : 0;
+	atomic_store_explicit(&s->finished, 1, memory_order_release);
+}
+
+static void *thread_main(void *arg)
+{
+	work(arg);
+	return NULL;
+}
+
+/* Sleep until the monotonic time `until` (ns); signals do not shorten it. */
+static void sleep_until(uint64_t until)
+{
+	struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+			      .tv_nsec = (long)(until % 1000000000u)};
+
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
+	       EINTR)
+		;
+}
+
+static unsigned count_finished(const struct shared *sh, unsigned n)
+{
+	unsigned done = 0;
+
+	for (unsigned k = 0; k < n; k++)
+		done += (unsigned)atomic_load_explicit(&sh->slots[k].finished,
+						       memory_order_acquire);
+	return done;
+}
+
+/* Wait until every worker has finished or `deadline` passes, looking every
+ * millisecond (the coordinator sleeps, so it takes no CPU from workers). */
+static int wait_finished(const struct shared *sh, unsigned n, uint64_t deadline)
+{
+	while (count_finished(sh, n) < n) {
+		if (cli_now_ns() >= deadline)
+			return -1;
+		sleep_until(cli_now_ns() + 1000000u);
+	}
+	return 0;
+}
+
+/* Start the workers; on failure stop those started and return -1. */
+static int start(struct ctx *c, struct worker *ws, pthread_t *th, pid_t *pids,
+		 unsigned *started)
+{
+	for (unsigned k = 0; k < c->cfg->workers; k++) {
+		ws[k] = (struct worker){.c = c, .k = k};
+		if (c->cfg->mode == WL_THREADS) {
+			int rc = pthread_create(&th[k], NULL, thread_main,
+						&ws[k]);
+			if (rc != 0) {
+				errno = rc;
+				return -1;
+			}
+		} else {
+			pid_t pid = fork();
+			if (pid < 0)
+				return -1;
+			if (pid == 0) {
+				signal(SIGINT, SIG_IGN);
+				work(&ws[k]);
+				_exit(0);
+			}
+			pids[k] = pid;
+		}
+		(*started)++;
+	}
+	return 0;
+}
+
+static void finish(struct ctx *c, pthread_t *th, pid_t *pids, unsigned started,
+		   int stalled)
+{
+	for (unsigned k = 0; k < started; k++) {
+		if (c->cfg->mode == WL_THREADS) {
+			if (!stalled)
+				pthread_join(th[k], NULL);
+		} else {
+			if (stalled)
+				kill(pids[k], SIGKILL);
+			while (waitpid(pids[k], NULL, 0) < 0 && errno == EINTR)
+				;
+		}
+	}
+}
+
+static void collect(const struct ctx *c, struct bench_run *run, uint64_t stop)
+{
+	uint64_t first = UINT64_MAX, last = 0;
+
+	for (unsigned k = 0; k < c->cfg->workers; k++) {
+		const struct slot *s = &c->sh->slots[k];
+
+		run->ops[k] = s->measured;
+		run->total_ops += s->total;
+		run->cpu_s += (double)s->cpu_ns / 1e9;
+		if (s->begin_ns < first)
+			first = s->begin_ns;
+		if (s->end_ns > last)
+			last = s->end_ns;
+		if (s->sample_every > run->sample_every)
+			run->sample_every = s->sample_every;
+		if (s->error && !run->add_error)
+			run->add_error = s->error;
+		hist_merge(&run->hist, &s->hist);
+	}
+	run->wall_s = last > first ? (double)(last - first) / 1e9 : 0;
+	run->stop_lag_s = last > stop ? (double)(last - stop) / 1e9 : 0;
+}
+
+/* Workers are started; run the phases, then stop and collect them. */
+static void drive(struct ctx *c, struct bench_run *run, pthread_t *th,
+		  pid_t *pids, unsigned started)
+{
+	const struct bench_config *cfg = c->cfg;
+	uint64_t t;
+
+	while (atomic_load(&c->sh->ready) < cfg->workers)
+		sleep_until(cli_now_ns() + 100000u);
+	t = cli_now_ns();
+	atomic_store_explicit(&c->sh->phase, PH_WARMUP, memory_order_release);
+	t += (uint64_t)(cfg->warmup_s * 1e9);
+	sleep_until(t);
+	atomic_store_explicit(&c->sh->phase, PH_MEASURE, memory_order_relaxed);
+	t += (uint64_t)(cfg->duration_s * 1e9);
+	sleep_until(t);
+	atomic_store_explicit(&c->sh->phase, PH_STOP, memory_order_relaxed);
+	t = cli_now_ns();
+	run->stalled = wait_finished(c->sh, cfg->workers,
+				     t + (uint64_t)(cfg->stop_limit_s * 1e9));
+	finish(c, th, pids, started, run->stalled);
+	if (run->stalled) {
+		run->stop_lag_s = (double)(cli_now_ns() - t) / 1e9;
+		return;
+	}
+	collect(c, run, t);
+	int rc = tally_get(c->t, &run->final);
+	if (rc < 0 && !run->add_error)
+		run->add_error = rc;
+	run->correct = rc == 0 && (uint64_t)run->final == run->total_ops;
+}
+
+int bench_run_once(const struct bench_config *cfg, struct bench_run *run)
+{
+	size_t size =
+		sizeof(struct shared) + cfg->workers * sizeof(struct slot);
+	struct ctx c = {.cfg = cfg};
+	struct worker *ws = calloc(cfg->workers, sizeof(*ws));
+	pthread_t *th = calloc(cfg->workers, sizeof(*th));
+	pid_t *pids = calloc(cfg->workers, sizeof(*pids));
+	unsigned started = 0;
+	int rc;
+
+	memset(run, 0, sizeof(*run));
+	run->workers = cfg->workers;
+	run->ops = calloc(cfg->workers, sizeof(*run->ops));
+	c.sh = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (!ws || !th || !pids || !run->ops || c.sh == MAP_FAILED) {
+		rc = TALLY_ENOMEM;
+		goto out;
+	}
+	rc = tally_create(&c.t, cfg->backend, 0,
+			  cfg->mode == WL_PROCESSES ? TALLY_PSHARED : 0);
+	if (rc != 0)
+		goto out;
+	if (start(&c, ws, th, pids, &started) != 0) {
+		int saved = errno;
+		atomic_store(&c.sh->phase, PH_STOP);
+		finish(&c, th, pids, started, 0);
+		errno = saved;
+		rc = -1;
+	} else {
+		drive(&c, run, th, pids, started);
+	}
+	if (run->stalled && cfg->mode == WL_THREADS)
+		return 0; /* abandoned threads still use all of it */
+	tally_destroy(c.t);
+out:
+	if (c.sh != MAP_FAILED && c.sh != NULL)
+		munmap(c.sh, size);
+	free(ws);
+	free(th);
+	free(pids);
+	return rc;
+}
+
+void bench_run_free(struct bench_run *run)
+{
+	free(run->ops);
+	run->ops = NULL;
+}

@@ -1,0 +1,78 @@
+/* The measuring engine of `tally bench`: one time-bounded run of one backend
+ * with N workers (threads or forked processes), warm-up first, per-worker
+ * counts on their own cache lines, sampled latency, CPU time. */
+#ifndef TALLY_BENCH_ENGINE_H
+#define TALLY_BENCH_ENGINE_H
+
+#include "workload.h"
+
+#include <stdint.h>
+
+/*
+ * Latency histogram: exact below 16 ns, then 16 linear sub-buckets per power
+ * of two (relative error under 6.25%), up to 2^64 ns.  Counts are per worker
+ * and merged afterwards, so workers never share a histogram line.
+ */
+#define BENCH_HIST_SUB	   16u
+#define BENCH_HIST_BUCKETS (64u * BENCH_HIST_SUB)
+
+struct bench_hist {
+	uint64_t n;   /* samples */
+	uint64_t max; /* exact largest sample, ns */
+	uint64_t b[BENCH_HIST_BUCKETS];
+};
+
+/* Sample one operation in K, K chosen per worker from its warm-up rate so
+ * that samples are about BENCH_SAMPLE_SPACING_NS apart. */
+#define BENCH_SAMPLE_AUTO	UINT64_MAX
+#define BENCH_SAMPLE_SPACING_NS 10000u
+#define BENCH_SAMPLE_MAX	(1u << 20)
+
+struct bench_config {
+	const char *backend; /* name for tally_create() */
+	enum wl_mode mode;
+	unsigned workers;
+	double warmup_s;
+	double duration_s;
+	uint64_t think_loops;  /* calibrated busy work before each add */
+	uint64_t sample_every; /* 0 off, a power of two, or _AUTO */
+	const int *pin_cpus;   /* NULL, or the CPU of each worker */
+	double stop_limit_s;   /* workers not stopped this long after the stop
+				  flag: give up (processes are killed) */
+};
+
+struct bench_run {
+	unsigned workers;
+	uint64_t *ops;	       /* measured adds per worker [workers] */
+	uint64_t total_ops;    /* every add, warm-up and drain included */
+	int64_t final;	       /* the counter afterwards (initial 0, +1 each) */
+	int correct;	       /* final == total_ops */
+	double wall_s;	       /* first worker's start of measurement to the
+				  last one's stop */
+	double cpu_s;	       /* CPU time of all workers while measured */
+	double stop_lag_s;     /* stop flag to the last worker stopped */
+	uint64_t sample_every; /* largest K a worker used */
+	struct bench_hist hist; /* merged */
+	int stalled;		/* a worker never stopped */
+	int add_error;		/* first negative tally_add() result */
+};
+
+/* Busy-work loop iterations per nanosecond, measured once. */
+double bench_calibrate_loops_per_ns(void);
+/* Cost of one clock read (min of many), in ns: part of every sample. */
+double bench_timer_overhead_ns(void);
+
+/*
+ * One run: create the counter (TALLY_PSHARED for processes), run, check,
+ * destroy.  Returns 0 when it ran (verdict in *run), or a TALLY_E* code from
+ * tally_create(), or -1 with errno set when workers could not be started.
+ * run->ops is allocated here; free it with bench_run_free().
+ */
+int bench_run_once(const struct bench_config *cfg, struct bench_run *run);
+void bench_run_free(struct bench_run *run);
+
+/* Latency percentile q in [0, 1] from a merged histogram (0 when empty): the
+ * upper edge of the bucket that holds it, never above the exact max. */
+uint64_t bench_hist_quantile(const struct bench_hist *h, double q);
+
+#endif /* TALLY_BENCH_ENGINE_H */
