@@ -2,14 +2,38 @@
  * tally: one shared-counter interface in front of pluggable synchronization
  * backends (mutex, spinlocks, ticket lock, C11 atomics, semaphores, ...).
  *
+ *     tally *t;
+ *     int rc = tally_create(&t, NULL, 0, 0);  // $TALLY_BACKEND, else atomic
+ *     if (rc != 0)
+ *             fprintf(stderr, "tally: %s\n", tally_strerror(rc));
+ *     tally_add(t, 1);                        // from any thread
+ *     int64_t v;
+ *     tally_get(t, &v);
+ *     tally_destroy(t);
+ *
+ * Build: cc prog.c $(pkg-config --cflags --libs tally), or in CMake
+ * find_package(tally CONFIG REQUIRED) and link tally::tally (shared) or
+ * tally::tally_static.  The manual is tally(3).
+ *
  * Conventions, for every function below:
  *   - A return value of 0 is success; a negative TALLY_E* code is an error.
  *     tally_add() may also return the positive TALLY_RECOVERED (success, see
- *     there).
+ *     there).  Test for errors with `rc < 0`.
  *   - Output parameters are written only on success.
- *   - A tally handle is safe to use from any number of threads at once, and,
- *     when created with TALLY_PSHARED, from processes forked after creation.
- *     tally_destroy() must not race with any other call on the same handle.
+ *   - Ownership: the library allocates every handle and the caller releases
+ *     it with tally_destroy().  Every string the library returns is static:
+ *     never free or modify it; it stays valid while the library is loaded.
+ *   - Threads: every function may be called from any number of threads at
+ *     once, and a handle is safe to use from all of them at once, and, when
+ *     created with TALLY_PSHARED or by tally_open(), from processes forked
+ *     after creation.  The exceptions: tally_destroy() must not race with
+ *     any other call on the same handle, and the "none" backend
+ *     (TALLY_CAP_RACY) loses updates by design.
+ *   - Signals: no function is async-signal-safe.
+ *   - Arguments are validated at the edge: a NULL handle or output pointer
+ *     is TALLY_EINVAL, never a crash (tally_destroy(NULL) does nothing,
+ *     tally_backend_name(NULL) is NULL).
+ *   - Only tally_* symbols (and TALLY_* macros) are exported or defined.
  */
 #ifndef TALLY_H
 #define TALLY_H
@@ -21,12 +45,17 @@
 extern "C" {
 #endif
 
+/* Marks the library's exported functions; the library is built with
+ * -fvisibility=hidden, so nothing else leaves libtally.so.  Defining
+ * TALLY_STATIC_DEFINE (optional, for libtally.a) leaves it empty. */
 #if defined(__GNUC__) && !defined(TALLY_STATIC_DEFINE)
 #define TALLY_API __attribute__((visibility("default")))
 #else
 #define TALLY_API
 #endif
 
+/* The version of this header.  The library's own version, which may be newer
+ * when a program runs against a newer libtally.so.0, is tally_version(). */
 #define TALLY_VERSION_MAJOR  0
 #define TALLY_VERSION_MINOR  1
 #define TALLY_VERSION_PATCH  0
@@ -114,83 +143,154 @@ typedef struct tally_backend_info {
 #define TALLY_ENV_BACKEND "TALLY_BACKEND"
 
 /*
- * Create a counter holding `initial`.
+ * Create a counter holding `initial`, and store its handle in *out.
  *   backend: a name ("mutex"), "NAME:OPTIONS" for backends that take options,
  *            or NULL for $TALLY_BACKEND if set and non-empty, else
- *            TALLY_DEFAULT_BACKEND.  Names match case-insensitively.
- *   flags:   0 or TALLY_PSHARED.
- * The handle is owned by the caller and released with tally_destroy().
- * Errors: TALLY_EINVAL (out is NULL, unknown flag bits), TALLY_ENOBACKEND,
- * TALLY_ENOTBUILT, TALLY_EUNSUPPORTED (TALLY_PSHARED on a backend without
- * TALLY_CAP_PSHARED), TALLY_EOPTION, TALLY_ENOMEM, TALLY_ESYSTEM,
- * TALLY_EREMOTE.
+ *            TALLY_DEFAULT_BACKEND.  Names match case-insensitively.  A
+ *            program that passes NULL runs on whatever backend its user
+ *            chose, and its code does not change.
+ *   flags:   0, or TALLY_PSHARED: the counter (lock included) lives in an
+ *            anonymous shared mapping, and processes forked after this call
+ *            use the same counter through their copy of the handle.
+ * Ownership: the caller owns *out and releases it with tally_destroy(); with
+ * TALLY_PSHARED, each forked child may destroy its own copy, and the creating
+ * process destroys the counter itself (see tally_destroy()).
+ * Threads: safe to call concurrently (with NULL it reads the environment, so
+ * not concurrently with setenv()).
+ * Errors:
+ *   TALLY_EINVAL       out is NULL, or flags has bits other than
+ *                      TALLY_PSHARED
+ *   TALLY_ENOBACKEND   no backend by that name (see tally_backend_count())
+ *   TALLY_ENOTBUILT    the backend is known, but its library was absent when
+ *                      this tally was built
+ *   TALLY_EUNSUPPORTED TALLY_PSHARED on a backend without TALLY_CAP_PSHARED
+ *                      (never a counter that silently is not shared)
+ *   TALLY_EOPTION      options given to a backend that takes none, or
+ *                      options the backend does not understand
+ *   TALLY_ENOMEM       out of memory, or the shared mapping failed
+ *   TALLY_ESYSTEM      the backend's lock could not be initialized (errno
+ *                      says why)
+ *   TALLY_EREMOTE      a remote backend's server is unreachable or failed
  */
 TALLY_API int tally_create(tally **out, const char *backend, int64_t initial,
 			   unsigned flags);
 
 /*
  * Open, or with TALLY_CREATE create, a counter named `name` in POSIX shared
- * memory, which separate programs share ("/tally.NAME", mode 0600).
+ * memory, which separate programs share ("/tally.NAME", mode 0600), and
+ * store its handle in *out.
  *   name:    1 to 200 characters of [A-Za-z0-9._-], not starting with '.'.
  *   backend, initial: used only when the counter is created; backend must
- *            have TALLY_CAP_NAMED.  NULL means as in tally_create().
- *   flags:   TALLY_CREATE, TALLY_EXCL.
+ *            have TALLY_CAP_NAMED.  NULL means as in tally_create().  With
+ *            TALLY_CREATE the backend is resolved (and its errors returned)
+ *            even when the counter turns out to exist already.
+ *   flags:   0 (open an existing counter), TALLY_CREATE (open, or create
+ *            when absent), or TALLY_CREATE | TALLY_EXCL (create only).
  * Opening an existing counter validates its header (magic, layout version,
- * backend, size) and refuses anything else with TALLY_EBADOBJECT.
- * Errors: those of tally_create(), TALLY_ENOTFOUND, TALLY_EEXIST,
- * TALLY_EBADOBJECT.
+ * backend, size), waiting up to a second for a creator that is still
+ * initializing it, and refuses anything else with TALLY_EBADOBJECT.
+ * Ownership: the caller owns *out; tally_destroy() only unmaps it: the
+ * counter stays until tally_unlink() and the last handle are gone.  The
+ * handle also works in processes forked after this call.
+ * Threads: safe to call concurrently, also from separate programs racing to
+ * create the same name (exactly one creates it).
+ * Errors:
+ *   TALLY_EINVAL       out is NULL, name invalid, unknown flag bits, or
+ *                      TALLY_EXCL without TALLY_CREATE
+ *   TALLY_ENOBACKEND, TALLY_ENOTBUILT, TALLY_EOPTION
+ *                      as in tally_create() (TALLY_CREATE only); also
+ *                      TALLY_ENOTBUILT when an existing counter's backend is
+ *                      not built into this library
+ *   TALLY_EUNSUPPORTED the backend lacks TALLY_CAP_NAMED
+ *   TALLY_ENOTFOUND    no counter by that name, and no TALLY_CREATE
+ *   TALLY_EEXIST       TALLY_CREATE | TALLY_EXCL, and the name exists
+ *   TALLY_EBADOBJECT   the object is not a complete tally counter of this
+ *                      layout (foreign, truncated, or its creator died
+ *                      while creating it)
+ *   TALLY_ENOMEM, TALLY_ESYSTEM
+ *                      shm_open(), ftruncate() or mmap() failed (errno says
+ *                      why; e.g. EACCES for another user's counter)
  */
 TALLY_API int tally_open(tally **out, const char *name, const char *backend,
 			 int64_t initial, unsigned flags);
 
 /*
  * Remove the named counter.  Handles already open keep working; the memory
- * goes away when the last one is destroyed.
- * Errors: TALLY_EINVAL (bad name), TALLY_ENOTFOUND, TALLY_ESYSTEM.
+ * goes away when the last one is destroyed.  A later tally_open() with
+ * TALLY_CREATE makes a new, separate counter under the same name.
+ * Threads: safe to call concurrently.
+ * Errors: TALLY_EINVAL (name invalid), TALLY_ENOTFOUND, TALLY_ESYSTEM
+ * (shm_unlink() failed; errno says why).
  */
 TALLY_API int tally_unlink(const char *name);
 
 /*
  * Add `delta` (which may be negative) to the counter.  Arithmetic wraps
- * modulo 2^64 on every backend.  Thread-safe (process-safe when shared),
- * except on the deliberately racy "none" backend.
- * Returns 0, TALLY_RECOVERED, or TALLY_EINVAL (t is NULL),
- * TALLY_ENOTRECOVERABLE, TALLY_EREMOTE.
+ * modulo 2^64 on every backend (no undefined behaviour on overflow).
+ * Threads: any number of threads (and processes, when shared) at once; every
+ * add is counted exactly once, except on the deliberately racy "none"
+ * backend.  Blocks or spins while another caller holds the backend's lock;
+ * a signal does not interrupt it.
+ * Returns 0, or TALLY_RECOVERED (> 0, also a success: a robust lock's holder
+ * died and this call recovered the lock, then added delta), or:
+ *   TALLY_EINVAL          t is NULL
+ *   TALLY_ENOTRECOVERABLE a robust lock's holder died and it could not be
+ *                         recovered: the counter is unusable
+ *   TALLY_EREMOTE         a remote backend's server failed (the add may or
+ *                         may not have happened)
  */
 TALLY_API int tally_add(tally *t, int64_t delta);
 
 /*
- * Read the counter into *value.
+ * Read the counter into *value: a value it held at some instant during the
+ * call (with adds running concurrently, it may be stale on return).
+ * Threads: as tally_add().  Never returns TALLY_RECOVERED: a lock recovered
+ * while reading is still a success, 0.
  * Errors: TALLY_EINVAL (t or value NULL), TALLY_ENOTRECOVERABLE,
- * TALLY_EREMOTE.
+ * TALLY_EREMOTE (as in tally_add()).
  */
 TALLY_API int tally_get(tally *t, int64_t *value);
 
-/* Release the handle (NULL is allowed).  A shared counter lives on until the
- * last process using it destroys its handle or exits. */
+/*
+ * Release the handle; NULL is a no-op.  Afterwards the handle is invalid.
+ * Threads: no other call on the same handle may run concurrently or follow.
+ * TALLY_PSHARED: a forked child's tally_destroy() (or exit) releases only its
+ * copy.  The creating process's call also destroys the lock, so it must come
+ * after every other process has stopped using the counter (e.g. after
+ * waitpid()).  tally_open() handles: only unmapped; the counter stays.
+ */
 TALLY_API void tally_destroy(tally *t);
 
-/* The backend a handle runs on, e.g. "ticket".  Static storage. */
+/* The name of the backend a handle runs on, e.g. "ticket" (lower case,
+ * without options), or NULL when t is NULL.  Static storage. */
 TALLY_API const char *tally_backend_name(const tally *t);
 
-/* A one-line English description of an error code; never NULL. */
+/* A one-line English description of any return value: "success" for 0, a
+ * line for TALLY_RECOVERED and each TALLY_E*, "unknown error" otherwise.
+ * Never NULL; static storage; thread-safe. */
 TALLY_API const char *tally_strerror(int err);
-/* The error's symbolic name, e.g. "TALLY_ENOTBUILT"; never NULL. */
+/* The return value's symbolic name, e.g. "TALLY_ENOTBUILT" ("TALLY_OK" for 0,
+ * "TALLY_E?" when unknown).  Never NULL; static storage; thread-safe. */
 TALLY_API const char *tally_errname(int err);
 
 /*
- * Backend enumeration.  tally_backend_count() backends are known (built in
- * or not); tally_backend_at(i, &info) describes number i, in registry order.
+ * Backend enumeration.  tally_backend_count() backends are known, built in
+ * or not (info.built_in says which); tally_backend_at(i, &info) describes
+ * number i, for i from 0 to count - 1, in registry order (the order of
+ * `tally list`).  Pick backends by info.caps bits, never by name.  The list
+ * is fixed when the library is built; thread-safe.
  * Errors: TALLY_EINVAL (i out of range, info NULL).
  */
 TALLY_API size_t tally_backend_count(void);
 TALLY_API int tally_backend_at(size_t i, tally_backend_info *info);
-/* Describe the backend called `name` (no options).  Errors: TALLY_EINVAL,
- * TALLY_ENOBACKEND. */
+/* Describe the backend called `name`, case-insensitively; no "NAME:OPTIONS".
+ * A backend that is not built in is found (info.built_in is 0).
+ * Errors: TALLY_EINVAL (name or info NULL), TALLY_ENOBACKEND. */
 TALLY_API int tally_backend_find(const char *name, tally_backend_info *info);
 
 /* The library's version string, e.g. "0.1.0" (may differ from the header's
- * TALLY_VERSION_STRING when a program runs against a newer library). */
+ * TALLY_VERSION_STRING when a program runs against a newer library).  Never
+ * NULL; static storage; thread-safe. */
 TALLY_API const char *tally_version(void);
 
 #ifdef __cplusplus
