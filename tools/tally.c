@@ -12,6 +12,7 @@ static const struct command {
 	{"list", cmd_list, "list the backends, their capabilities and build"},
 	{"run", cmd_run, "run one workload on one backend and check the count"},
 	{"demo", cmd_demo, "the lock lesson, end to end, on every backend"},
+	{"stress", cmd_stress, "random rounds hunting races and lost updates"},
 	{"bench", cmd_bench, "throughput, fairness and latency, with plots"},
 	{"shm", cmd_shm, "named counters in shared memory that programs share"},
 };
