@@ -242,8 +242,9 @@ TALLY_API int tally_unlink(const char *name);
 TALLY_API int tally_add(tally *t, int64_t delta);
 
 /*
- * Read the counter into *value: a value it held at some instant during the
- * call (with adds running concurrently, it may be stale on return).
+ * Read the counter into *value.  With adds running concurrently, the value
+ * includes every add that returned before this call began and may include
+ * any of those that overlap it (so it may be stale on return).
  * Threads: as tally_add().  Never returns TALLY_RECOVERED: a lock recovered
  * while reading is still a success, 0.
  * Errors: TALLY_EINVAL (t or value NULL), TALLY_ENOTRECOVERABLE,

@@ -9,3 +9,25 @@ add_test(NAME install_outside
     ${CMAKE_C_COMPILER} "${CMAKE_C_FLAGS}")
 set_tests_properties(install_outside PROPERTIES LABELS "install;embed"
   TIMEOUT 300)
+
+# The man pages render without a single groff warning.
+find_program(TALLY_GROFF groff)
+if(TALLY_GROFF)
+  foreach(page ${PROJECT_SOURCE_DIR}/src/tally.3 ${PROJECT_SOURCE_DIR}/tools/tally.1)
+    get_filename_component(_name ${page} NAME)
+    add_test(NAME install_man_${_name}
+      COMMAND ${TALLY_GROFF} -man -Tutf8 -ww -z ${page})
+    set_tests_properties(install_man_${_name} PROPERTIES LABELS install
+      FAIL_REGULAR_EXPRESSION "warning|error")
+  endforeach()
+endif()
+
+# Only tally_* leaves libtally.so (the install test checks the installed
+# copy too; this one needs no install).
+find_program(TALLY_NM nm)
+if(TALLY_NM)
+  add_test(NAME install_exports COMMAND sh -c
+    "bad=$(\"$0\" -D --defined-only \"$1\" | awk '{print $3}' | grep -v '^tally_'); [ -z \"$bad\" ] || { echo \"exported, not tally_*: $bad\"; exit 1; }"
+    ${TALLY_NM} $<TARGET_FILE:tally>)
+  set_tests_properties(install_exports PROPERTIES LABELS install)
+endif()
