@@ -21,8 +21,8 @@ set logscale x 2
 set xlabel "workers"
 set grid xtics ytics mytics lc rgb "#dddddd"
 set key outside right top
-set style object 1 rect fc rgb "#f2e6e6" fs solid 1.0 noborder behind
-set object 1 rect from cpus + 0.5, graph 0 to graph 1, graph 1
+set object 1 rect from cpus + 0.5, graph 0 to graph 1, graph 1 \
+	fc rgb "#f2e6e6" fs solid 1.0 noborder behind
 set label 1 "oversubscribed\n(workers > ".cpus." CPUs)" at graph 0.99, graph 0.95 right textcolor rgb "#aa4444"
 
 set logscale y 10
@@ -33,6 +33,7 @@ plot for [i=0:nseries-1] datafile index i using 1:2:3:4 \
 
 unset logscale y
 set format y "%g"
+set label 1 at graph 0.99, graph 0.08
 set yrange [0:1.05]
 set ylabel "fairness (Jain's index; 1 = equal shares)"
 plot for [i=0:nseries-1] datafile index i using 1:5 \
