@@ -11,6 +11,7 @@ extern const struct tally_backend tally_backend_spin;
 extern const struct tally_backend tally_backend_ticket;
 extern const struct tally_backend tally_backend_atomic;
 extern const struct tally_backend tally_backend_sem;
+extern const struct tally_backend tally_backend_sharded;
 
 /*
  * Registry order is the order of `tally list`, the demo and `--backend all`:
@@ -27,6 +28,7 @@ static const struct tally_backend *const registry[] = {
 	&tally_backend_spin,
 	&tally_backend_ticket,
 	&tally_backend_atomic,
+	&tally_backend_sharded,
 	NULL,
 };
 

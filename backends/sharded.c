@@ -1,0 +1,110 @@
+/* sharded: one counter spread over per-worker cache-line slots, summed on
+ * read (LongAdder-style); far faster than one word under contention. */
+#include "backend.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/*
+ * 16 slots of one padded cache line each: 2 KiB.  Each thread (or forked
+ * process) takes the next slot round-robin on its first add, so up to 16
+ * workers never share a line and their adds never bounce one between cores.
+ * More workers share slots, which stays correct (every slot is atomic) and
+ * merely contends again.
+ */
+#define SLOTS 16
+
+struct slot {
+	_Alignas(TALLY_CACHELINE) _Atomic uint64_t value;
+};
+
+struct sharded_state {
+	struct slot slots[SLOTS];
+	_Alignas(TALLY_CACHELINE) _Atomic unsigned next; /* slot to hand out */
+};
+
+/* This thread's slot in the counter it last used.  A thread alternating
+ * between two sharded counters re-picks each time: still correct. */
+static _Thread_local struct {
+	const void *state;
+	unsigned slot;
+} mine;
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* A forked child must not keep its parent's slot: it would share that line
+ * with the parent, and every forked worker would share it with the others. */
+static void forget_slot(void)
+{
+	mine.state = NULL;
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, forget_slot);
+}
+
+static int sharded_init(void *state, int64_t initial, unsigned flags,
+			const char *options)
+{
+	struct sharded_state *s = state;
+
+	(void)flags; /* atomics work unchanged in shared memory */
+	(void)options;
+	for (unsigned i = 0; i < SLOTS; i++)
+		atomic_init(&s->slots[i].value, 0);
+	atomic_init(&s->slots[0].value, (uint64_t)initial);
+	atomic_init(&s->next, 0);
+	return 0;
+}
+
+static unsigned pick_slot(struct sharded_state *s)
+{
+	pthread_once(&atfork_once, register_atfork);
+	mine.slot =
+		atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed) %
+		SLOTS;
+	mine.state = s;
+	return mine.slot;
+}
+
+/* acq_rel/acquire for the same reason as backends/atomic.c: order memory
+ * like the lock-based backends do. */
+static int sharded_add(void *state, int64_t delta)
+{
+	struct sharded_state *s = state;
+	unsigned i = mine.state == s ? mine.slot : pick_slot(s);
+
+	atomic_fetch_add_explicit(&s->slots[i].value, (uint64_t)delta,
+				  memory_order_acq_rel);
+	return 0;
+}
+
+/*
+ * The sum is exact once the adds have finished.  While adds run it is not an
+ * atomic snapshot: slots are read one after another, so it may be a value
+ * the counter never held at any single instant (as with Java's LongAdder).
+ */
+static int sharded_get(void *state, int64_t *value)
+{
+	struct sharded_state *s = state;
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < SLOTS; i++)
+		sum += atomic_load_explicit(&s->slots[i].value,
+					    memory_order_acquire);
+	*value = (int64_t)sum;
+	return 0;
+}
+
+const struct tally_backend tally_backend_sharded = {
+	.name = "sharded",
+	.summary = "per-worker cache-line slots summed on read; fastest "
+		   "under contention",
+	.caps = TALLY_CAP_LOCKFREE | TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
+	.state_size = sizeof(struct sharded_state),
+	.state_align = _Alignof(struct sharded_state),
+	.init = sharded_init,
+	.add = sharded_add,
+	.get = sharded_get,
+};
