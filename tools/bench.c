@@ -160,6 +160,7 @@ static int wants_processes(const struct bench_opts *o)
  * 'all': every built-in backend except those that need a server
  * (TALLY_CAP_REMOTE, which also need options).  The racy 'none' is in: it is
  * the no-synchronization baseline; its lost updates are reported, not failed.
+ * A backend without TALLY_CAP_PSHARED is measured in threads only (plan()).
  */
 static void all_backends(struct bench_opts *o)
 {
@@ -170,8 +171,6 @@ static void all_backends(struct bench_opts *o)
 		tally_backend_at(i, &info);
 		if (!info.built_in || (info.caps & TALLY_CAP_REMOTE) ||
 		    o->n_backends == BENCH_MAX_LIST)
-			continue;
-		if (wants_processes(o) && !(info.caps & TALLY_CAP_PSHARED))
 			continue;
 		o->backend_caps[o->n_backends] = info.caps;
 		o->backends[o->n_backends++] = info.name;
@@ -480,8 +479,8 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 		r->error = rc;
 		cli_error("bench", "%s, %s, %u workers: %s", r->backend,
 			  wl_mode_name(r->mode), r->workers,
-			  rc == -1 ? "cannot start the workers"
-				   : tally_strerror(rc));
+			  rc == BENCH_ESTART ? "cannot start the workers"
+					     : tally_strerror(rc));
 		bench_run_free(run);
 		return 0;
 	}
@@ -533,19 +532,28 @@ static int sweep(const struct bench_opts *o, struct bench_result *res,
 	return 0;
 }
 
+/* Processes need a counter that can live in shared memory: by the bit. */
+static int can_run(unsigned caps, enum wl_mode mode)
+{
+	return mode == WL_THREADS ||
+	       ((caps & TALLY_CAP_PSHARED) && !(caps & TALLY_CAP_THREADS_ONLY));
+}
+
 static struct bench_result *plan(const struct bench_opts *o, unsigned *n)
 {
-	struct bench_result *res;
-	unsigned i = 0;
+	struct bench_result *res =
+		calloc((size_t)o->n_modes * o->n_backends * o->n_workers,
+		       sizeof(*res));
 
-	*n = o->n_modes * o->n_backends * o->n_workers;
-	res = calloc(*n, sizeof(*res));
+	*n = 0;
 	if (res == NULL)
 		return NULL;
 	for (unsigned m = 0; m < o->n_modes; m++)
 		for (unsigned b = 0; b < o->n_backends; b++)
-			for (unsigned w = 0; w < o->n_workers; w++, i++) {
-				struct bench_result *r = &res[i];
+			for (unsigned w = 0; w < o->n_workers; w++) {
+				struct bench_result *r = &res[*n];
+				if (!can_run(o->backend_caps[b], o->modes[m]))
+					continue;
 				r->backend = o->backends[b];
 				r->caps = o->backend_caps[b];
 				r->mode = o->modes[m];
@@ -555,6 +563,7 @@ static struct bench_result *plan(const struct bench_opts *o, unsigned *n)
 				r->rates = calloc(o->repeat, sizeof(double));
 				if (r->rates == NULL)
 					return NULL;
+				(*n)++;
 			}
 	return res;
 }
@@ -596,6 +605,12 @@ int cmd_bench(int argc, char **argv)
 	o.loops_per_ns = bench_calibrate_loops_per_ns();
 	o.timer_overhead_ns = bench_timer_overhead_ns();
 	getloadavg(&o.loadavg_before, 1);
+	if (o.loadavg_before >= 0.5 * o.online_cpus)
+		cli_warn("bench",
+			 "load average %.2f on %u CPUs: other work is running "
+			 "and will share the CPUs with the workers; expect "
+			 "noisy numbers (it is recorded in the context)",
+			 o.loadavg_before, o.online_cpus);
 
 	struct bench_result *res = plan(&o, &n);
 	struct bench_run *runs = calloc((size_t)n * o.repeat, sizeof(*runs));

@@ -407,7 +407,7 @@ int bench_run_once(const struct bench_config *cfg, struct bench_run *run)
 		atomic_store(&c.sh->phase, PH_STOP);
 		finish(&c, th, pids, started, 0);
 		errno = saved;
-		rc = -1;
+		rc = BENCH_ESTART;
 	} else {
 		drive(&c, run, th, pids, started);
 	}

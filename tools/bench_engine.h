@@ -28,6 +28,10 @@ struct bench_hist {
 #define BENCH_SAMPLE_SPACING_NS 10000u
 #define BENCH_SAMPLE_MAX	(1u << 20)
 
+/* bench_run_once(): the workers could not be started (a positive code, so
+ * that it cannot be mistaken for a TALLY_E* one). */
+#define BENCH_ESTART 1
+
 struct bench_config {
 	const char *backend; /* name for tally_create() */
 	enum wl_mode mode;
@@ -65,7 +69,7 @@ double bench_timer_overhead_ns(void);
 /*
  * One run: create the counter (TALLY_PSHARED for processes), run, check,
  * destroy.  Returns 0 when it ran (verdict in *run), or a TALLY_E* code from
- * tally_create(), or -1 with errno set when workers could not be started.
+ * tally_create(), or BENCH_ESTART (errno set) when workers could not start.
  * run->ops is allocated here; free it with bench_run_free().
  */
 int bench_run_once(const struct bench_config *cfg, struct bench_run *run);

@@ -228,10 +228,9 @@ static void print_result_json(FILE *f, const struct bench_opts *o,
 							       : "false");
 	if (r->error || r->stalled)
 		fprintf(f, ", \"error\": \"%s\"",
-			r->stalled ? "workers did not stop"
-			: r->error < 0 && r->error != -1
-				? tally_errname(r->error)
-				: "cannot start workers");
+			r->stalled		   ? "workers did not stop"
+			: r->error != BENCH_ESTART ? tally_errname(r->error)
+						   : "cannot start workers");
 	fputs("}", f);
 }
 
@@ -330,12 +329,18 @@ static void print_table(FILE *f, const struct bench_opts *o,
 		"%s, %u online CPUs, %s; tally %s, %s build; load "
 		"average %.2f before\n"
 		"%g s measured after %g s warm-up, %u repeat%s (median and "
-		"min..max), latency from one add in K (timer ~%.0f ns)%s\n\n",
+		"min..max), latency from one add in K (timer ~%.0f ns)\n",
 		c.cpu_model, o->online_cpus, c.kernel, tally_version(),
 		TALLY_BENCH_BUILD_TYPE, o->loadavg_before, o->duration_s,
 		o->warmup_s, o->repeat, o->repeat == 1 ? "" : "s",
-		o->timer_overhead_ns,
-		o->pin ? ", workers pinned round-robin" : "");
+		o->timer_overhead_ns);
+	if (o->pin) {
+		fputs("workers pinned round-robin: worker k on CPU", f);
+		for (unsigned k = 0; k < o->max_workers && k < 16; k++)
+			fprintf(f, "%s%d", k ? "," : " ", o->pin_cpus[k]);
+		fputs(o->max_workers > 16 ? ",...\n" : "\n", f);
+	}
+	fputc('\n', f);
 	table_init(&t, 15, head, "llrrrrrrrrrrrll");
 	for (unsigned i = 0; i < n; i++) {
 		table_add(&t, &r[i]);
@@ -477,6 +482,17 @@ int bench_plot_check(const char *cmd, const char *path)
 	return 0;
 }
 
+/* Whether results hold a measured (backend, mode) series. */
+static int has_series(const struct bench_result *r, unsigned n,
+		      const char *backend, enum wl_mode mode)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (r[i].backend == backend && r[i].mode == mode &&
+		    r[i].have_run)
+			return 1;
+	return 0;
+}
+
 static int write_plot_data(FILE *f, const struct bench_opts *o,
 			   const struct bench_result *r, unsigned n)
 {
@@ -484,16 +500,17 @@ static int write_plot_data(FILE *f, const struct bench_opts *o,
 
 	for (unsigned m = 0; m < o->n_modes; m++)
 		for (unsigned b = 0; b < o->n_backends; b++) {
+			const char *name = o->backends[b];
+			if (!has_series(r, n, name, o->modes[m]))
+				continue;
 			fprintf(f, "%s\"%s %s\" w med min max fair\n",
-				series ? "\n\n" : "", o->backends[b],
+				series++ ? "\n\n" : "", name,
 				wl_mode_name(o->modes[m]));
-			series++;
 			for (unsigned i = 0; i < n; i++) {
 				const struct bench_result *x = &r[i];
 				double lo, hi;
 				if (x->mode != o->modes[m] ||
-				    x->backend != o->backends[b] ||
-				    !x->have_run)
+				    x->backend != name || !x->have_run)
 					continue;
 				fprintf(f, "%u %.6g %.6g %.6g %.4f\n",
 					x->workers, x->median, x->min, x->max,
@@ -518,6 +535,11 @@ int bench_plot(const char *cmd, const struct bench_opts *o,
 	}
 	int series = write_plot_data(f, o, r, n);
 	fclose(f);
+	if (series == 0) {
+		unlink(data);
+		cli_error(cmd, "--plot: no result to plot");
+		return -1;
+	}
 	read_cpu_model(cpu, sizeof(cpu));
 	for (char *p = cpu; *p; p++)
 		if (*p == '\'' || *p == '"' || *p == '\\')

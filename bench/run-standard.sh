@@ -1,0 +1,112 @@
+#!/bin/sh
+# The standard sweep: every backend, workers 1, 2, 4, 8, threads and
+# processes; JSON, CSV and a plot under bench/results/ with the machine's
+# context, plus the interface-cost and latency-sampling-cost checks.
+#
+# usage: bench/run-standard.sh [BUILD_DIR]   (default: build/bench)
+# environment: DURATION (0.5), REPEAT (3), PAIRS (21: interface_cost)
+# Run it on a quiet machine: the load average is recorded, not subtracted.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build/bench}
+tally=$build/tools/tally
+cost=$build/bench/interface_cost
+out=$root/bench/results
+duration=${DURATION:-0.5}
+repeat=${REPEAT:-3}
+pairs=${PAIRS:-21}
+
+if [ ! -x "$tally" ]; then
+	echo "run-standard.sh: no $tally; build first:" >&2
+	echo "  cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release &&" \
+		"cmake --build build/bench" >&2
+	exit 2
+fi
+mkdir -p "$out"
+start=$(date +%s)
+
+echo "== standard sweep (${duration} s x ${repeat})" >&2
+set +e
+"$tally" bench --backend all --workers 1,2,4,8 --mode threads,processes \
+	--duration "$duration" --repeat "$repeat" --format json \
+	--out "$out/standard.json" --plot "$out/standard.png"
+status=$?
+set -e
+swept=$(date +%s)
+
+# The same results as CSV, for spreadsheets, from the JSON just written.
+python3 - "$out/standard.json" "$out/standard.csv" <<'EOF'
+import csv, json, sys
+doc = json.load(open(sys.argv[1]))
+cols = ["backend", "mode", "workers", "oversubscribed", "ops_per_sec",
+        "ops_per_sec_min", "ops_per_sec_max", "ns_per_op", "fairness",
+        "min_share", "max_share", "cpu_per_wall", "stop_lag_ms_max",
+        "correct", "racy"]
+with open(sys.argv[2], "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(cols + ["p50_ns", "p99_ns", "p999_ns", "max_ns"])
+    for r in doc["results"]:
+        lat = r["latency_ns"]
+        w.writerow([r[c] for c in cols] +
+                   [lat["p50"], lat["p99"], lat["p999"], lat["max"]])
+EOF
+
+echo "== latency sampling cost (atomic, 1 worker, off vs auto)" >&2
+python3 - "$tally" > "$out/sampling_cost.txt" <<'EOF'
+import json, statistics, subprocess, sys
+# Adds per CPU-second, so that time stolen by other work on the machine
+# does not count against whichever side happened to run then.
+def rate(sample):
+    p = subprocess.run([sys.argv[1], "bench", "--backend", "atomic",
+                        "--workers", "1", "--duration", "0.3", "--repeat",
+                        "1", "--sample-every", sample, "--format", "json"],
+                       capture_output=True, text=True, check=True)
+    r = json.loads(p.stdout)["results"][0]
+    return sum(r["per_worker_ops"]) / r["cpu_s"], r["latency_ns"]
+ratios = []
+for i in range(11):
+    order = ["off", "auto"] if i % 2 == 0 else ["auto", "off"]
+    got = {s: rate(s) for s in order}
+    ratios.append(got["off"][0] / got["auto"][0])
+ratios.sort()
+print("latency sampling cost, atomic backend, 1 worker, 11 interleaved "
+      "pairs of 0.3 s")
+print("slowdown with sampling on (adds per CPU-second, off / auto): "
+      "median %.4f, range %.4f..%.4f (target <= 1.05: %s)" % (
+          statistics.median(ratios), ratios[0], ratios[-1],
+          "ok" if statistics.median(ratios) <= 1.05 else "ABOVE"))
+print("last sampled run: sample_every %d, %d samples" % (
+    got["auto"][1]["sample_every"], got["auto"][1]["samples"]))
+EOF
+cat "$out/sampling_cost.txt" >&2
+
+if [ -x "$cost" ]; then
+	echo "== interface cost ($pairs pairs)" >&2
+	"$cost" "$pairs" 20 > "$out/interface_cost.txt"
+	cat "$out/interface_cost.txt" >&2
+fi
+end=$(date +%s)
+
+# The machine and build the numbers came from, for people.
+python3 - "$out/standard.json" "$((swept - start))" "$((end - start))" \
+	> "$out/context.md" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+c = doc["context"]
+print("# Context of the recorded benchmark run\n")
+for k in ("date", "cpu_model", "online_cpus", "kernel", "compiler",
+          "c_flags", "build_type", "tally_version", "loadavg_before",
+          "duration_s", "warmup_s", "repeat", "sample_every",
+          "timer_overhead_ns", "command_line"):
+    print("- **%s**: `%s`" % (k, c.get(k)))
+print("- **sweep wall time**: %s s (all steps: %s s)" % (sys.argv[2],
+                                                        sys.argv[3]))
+bad = [r for r in doc["results"] if not r["correct"] and not r["racy"]]
+print("- **results**: %d configurations, %d with a wrong count" % (
+    len(doc["results"]), len(bad)))
+print("\nFiles: `standard.json` (every field), `standard.csv`, "
+      "`standard.png`, `interface_cost.txt`, `sampling_cost.txt`.")
+EOF
+echo "== wrote $out (sweep $((swept - start)) s, all $((end - start)) s)" >&2
+exit $status
