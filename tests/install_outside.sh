@@ -40,7 +40,8 @@ bad=$(nm -D --defined-only "$libdir/libtally.so" | awk '{print $3}' |
 [ -z "$bad" ] || fail "exported symbols not named tally_*: $bad"
 "$prefix/bin/tally" list >/dev/null || fail "installed 'tally list'"
 
-export PKG_CONFIG_PATH="$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+PKG_CONFIG_PATH="$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export PKG_CONFIG_PATH
 got=$(pkg-config --variable=prefix tally)
 [ "$(cd "$got" && pwd -P)" = "$(cd "$prefix" && pwd -P)" ] ||
 	fail "tally.pc prefix is '$got', not the moved '$prefix'"
@@ -76,12 +77,11 @@ step "pkg-config --static, only libtally.a installed"
 cp -R "$prefix" "$tmp/static-only"
 rm -f "$tmp/static-only/${libdir#"$prefix"/}"/libtally.so*
 mkdir "$tmp/pcs"
+spc=$(dirname "$tmp/static-only/${pc#"$prefix"/}")
 for ex in pool fork; do
 	# shellcheck disable=SC2046,SC2086
-	PKG_CONFIG_PATH="$tmp/static-only/${pc#"$prefix"/}" \
-		"$cc" $cflags -o "$tmp/pcs/tally-$ex" "$examples/$ex.c" \
-		$(PKG_CONFIG_PATH="$(dirname "$tmp/static-only/${pc#"$prefix"/}")" \
-			pkg-config --static --cflags --libs tally)
+	"$cc" $cflags -o "$tmp/pcs/tally-$ex" "$examples/$ex.c" \
+		$(PKG_CONFIG_PATH="$spc" pkg-config --static --cflags --libs tally)
 	needs_no_libtally "$tmp/pcs/tally-$ex"
 done
 runboth "$tmp/pcs" "pkg-config --static"
