@@ -493,19 +493,31 @@ static int has_series(const struct bench_result *r, unsigned n,
 	return 0;
 }
 
-static int write_plot_data(FILE *f, const struct bench_opts *o,
-			   const struct bench_result *r, unsigned n)
-{
-	int series = 0;
+/* What the plot script needs to know about the data file's blocks. */
+struct plot_layout {
+	int series;	 /* blocks in the file */
+	int per_mode[2]; /* blocks of the first and second mode */
+	char colors[BENCH_MAX_LIST * 2 * 4]; /* line type of each block: the
+						backend's, in every panel */
+};
 
+/* One block per (mode, backend): first mode's blocks, then the second's. */
+static void write_plot_data(FILE *f, const struct bench_opts *o,
+			    const struct bench_result *r, unsigned n,
+			    struct plot_layout *pl)
+{
+	memset(pl, 0, sizeof(*pl));
 	for (unsigned m = 0; m < o->n_modes; m++)
 		for (unsigned b = 0; b < o->n_backends; b++) {
 			const char *name = o->backends[b];
 			if (!has_series(r, n, name, o->modes[m]))
 				continue;
-			fprintf(f, "%s\"%s %s\" w med min max fair\n",
-				series++ ? "\n\n" : "", name,
-				wl_mode_name(o->modes[m]));
+			fprintf(f, "%s\"%s\" w med min max fair\n",
+				pl->series++ ? "\n\n" : "", name);
+			pl->per_mode[m]++;
+			snprintf(pl->colors + strlen(pl->colors),
+				 sizeof(pl->colors) - strlen(pl->colors),
+				 "%s%u", pl->series > 1 ? " " : "", b + 1);
 			for (unsigned i = 0; i < n; i++) {
 				const struct bench_result *x = &r[i];
 				double lo, hi;
@@ -518,7 +530,6 @@ static int write_plot_data(FILE *f, const struct bench_opts *o,
 						   &hi));
 			}
 		}
-	return series;
 }
 
 int bench_plot(const char *cmd, const struct bench_opts *o,
@@ -527,15 +538,16 @@ int bench_plot(const char *cmd, const struct bench_opts *o,
 	char data[] = "/tmp/tally-bench-XXXXXX", expr[8192], cpu[128];
 	int fd = mkstemp(data), status = -1;
 	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	struct plot_layout pl;
 
 	if (f == NULL) {
 		cli_error(cmd, "--plot: cannot write a temporary file: %s",
 			  strerror(errno));
 		return -1;
 	}
-	int series = write_plot_data(f, o, r, n);
+	write_plot_data(f, o, r, n, &pl);
 	fclose(f);
-	if (series == 0) {
+	if (pl.series == 0) {
 		unlink(data);
 		cli_error(cmd, "--plot: no result to plot");
 		return -1;
@@ -546,9 +558,14 @@ int bench_plot(const char *cmd, const struct bench_opts *o,
 			*p = ' ';
 	snprintf(expr, sizeof(expr),
 		 "datafile='%s'; outfile='%s'; nseries=%d; cpus=%u; "
-		 "subtitle='%s, %u CPUs, %g s x %u'",
-		 data, o->plot_path, series, o->online_cpus, cpu,
-		 o->online_cpus, o->duration_s, o->repeat);
+		 "colors='%s'; mode1='%s'; n1=%d; mode2='%s'; "
+		 "subtitle='%s, %u CPUs, %g s x %u, load %.1f before'",
+		 data, o->plot_path, pl.series, o->online_cpus, pl.colors,
+		 wl_mode_name(o->modes[0]), pl.per_mode[0],
+		 o->n_modes > 1 && pl.per_mode[1] ? wl_mode_name(o->modes[1])
+						  : "",
+		 cpu, o->online_cpus, o->duration_s, o->repeat,
+		 o->loadavg_before);
 	pid_t pid = fork();
 	if (pid == 0) {
 		execlp("gnuplot", "gnuplot", "-e", expr, plot_script(),
