@@ -9,10 +9,14 @@
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$root/build/bench}
+build=$(cd "${1:-$root/build/bench}" 2>/dev/null && pwd) || {
+	echo "run-standard.sh: no build directory ${1:-$root/build/bench}" >&2
+	exit 2
+}
+cd "$root" # the output paths in the recorded command line stay relative
 tally=$build/tools/tally
 cost=$build/bench/interface_cost
-out=$root/bench/results
+out=bench/results
 duration=${DURATION:-0.5}
 repeat=${REPEAT:-3}
 pairs=${PAIRS:-21}
