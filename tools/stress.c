@@ -25,11 +25,15 @@
 #endif
 #endif
 
-#define MAX_WORKERS	   64u
-#define DEFAULT_WORKERS	   16u
-#define MAX_BACKENDS	   32u
-#define OPS_LOG2	   13  /* at most 8192 operations per worker */
-#define ROUND_LIMIT_S	   300 /* a round still running then is stuck */
+#define MAX_WORKERS	64u
+#define DEFAULT_WORKERS 16u
+#define MAX_BACKENDS	32u
+#define OPS_LOG2	13  /* at most 8192 operations per worker */
+#define ROUND_LIMIT_S	300 /* a round still running then is stuck */
+/* Workers stop a round after this long: a spinning lock on a busy machine
+ * (more runnable threads than CPUs, whoever they belong to) hands over once
+ * per time slice, and would otherwise make one round take minutes. */
+#define ROUND_BUDGET_NS	   2000000000u
 #define DEFAULT_DURATION_S 10.0
 #define MODE_MIXED	   2 /* beside WL_THREADS and WL_PROCESSES */
 
@@ -109,6 +113,7 @@ struct round {
 	int64_t initial;
 	unsigned yield_rate, sleep_rate; /* out of 256, per pause point */
 	unsigned max_sleep_us;
+	uint64_t deadline; /* monotonic ns: workers stop there */
 };
 
 /* What each worker reports; private to it until it has finished. */
@@ -116,6 +121,7 @@ struct slot {
 	_Alignas(128) uint64_t sum; /* of the deltas it added, mod 2^64 */
 	uint64_t adds;
 	int error;
+	int cut; /* stopped at the deadline, before r->ops */
 };
 
 /* In an anonymous shared mapping, so that forked workers see it too. */
@@ -274,6 +280,11 @@ static void work(struct worker *w)
 	       0)
 		sched_yield();
 	for (uint64_t i = 0; go > 0 && i < w->r->ops; i++) {
+		/* The clock is a vDSO call; every 64 operations is cheap. */
+		if (i % 64 == 63 && cli_now_ns() >= w->r->deadline) {
+			sl->cut = 1;
+			break;
+		}
 		int rc = one_op(w, sl, &s);
 		if (rc < 0) {
 			sl->error = rc;
@@ -382,11 +393,52 @@ static void describe(const struct params *p, const struct round *r, char *buf,
 
 /* Totals per backend, for the summary. */
 struct stats {
-	uint64_t rounds, by_mode[2], adds;
+	uint64_t rounds, by_mode[2], adds, cut;
 	unsigned max_workers;
 	uint64_t failed_round; /* 0: none */
 	double seconds;
 };
+
+/*
+ * The verdict on a round whose workers have all finished: every worker's
+ * error, then the counter against initial + what the workers added.  Returns
+ * EXIT_EXACT, EXIT_LOST or EXIT_RUNTIME (with the reason printed).
+ */
+static int check_round(const struct round *r, const struct gate *g, tally *t,
+		       const char *what, struct stats *st)
+{
+	uint64_t sum = (uint64_t)r->initial;
+	int64_t actual;
+	int cut = 0, rc;
+
+	for (unsigned k = 0; k < r->workers; k++) {
+		const struct slot *sl = &g->slot[k];
+
+		sum += sl->sum;
+		st->adds += sl->adds;
+		cut |= sl->cut;
+		if (sl->error) {
+			cli_error("stress", "worker %u: an add failed: %s", k,
+				  tally_strerror(sl->error));
+			return EXIT_RUNTIME;
+		}
+	}
+	st->cut += (uint64_t)cut;
+	if ((rc = tally_get(t, &actual)) < 0) {
+		cli_error("stress", "cannot read the counter: %s",
+			  tally_strerror(rc));
+		return EXIT_RUNTIME;
+	}
+	if ((uint64_t)actual == sum)
+		return EXIT_EXACT;
+	cli_error("stress",
+		  "LOST UPDATES in %s%s: expected %lld, actual %lld (lost "
+		  "%lld)",
+		  what, cut ? " (stopped at its time limit)" : "",
+		  (long long)sum, (long long)actual,
+		  (long long)(sum - (uint64_t)actual));
+	return EXIT_LOST;
+}
 
 /* Run one round.  Returns EXIT_EXACT, EXIT_LOST or EXIT_RUNTIME. */
 static int run_round(const struct params *p, const struct round *r,
@@ -395,8 +447,8 @@ static int run_round(const struct params *p, const struct round *r,
 	size_t size = sizeof(struct gate) + r->workers * sizeof(struct slot);
 	struct worker ws[MAX_WORKERS];
 	char what[256], again[256];
+	uint64_t t0 = cli_now_ns();
 	tally *t = NULL;
-	int64_t actual;
 	int rc;
 
 	describe(p, r, what, sizeof(what));
@@ -421,34 +473,9 @@ static int run_round(const struct params *p, const struct round *r,
 	}
 	for (unsigned k = 0; k < r->workers; k++)
 		ws[k] = (struct worker){.t = t, .r = r, .g = g, .k = k};
-
-	uint64_t t0 = cli_now_ns(), sum = (uint64_t)r->initial, adds = 0;
 	alarm(ROUND_LIMIT_S);
-	rc = run_workers(r, ws) ? EXIT_RUNTIME : EXIT_EXACT;
+	rc = run_workers(r, ws) ? EXIT_RUNTIME : check_round(r, g, t, what, st);
 	alarm(0);
-	for (unsigned k = 0; k < r->workers; k++) {
-		sum += g->slot[k].sum;
-		adds += g->slot[k].adds;
-		if (rc == EXIT_EXACT && g->slot[k].error) {
-			cli_error("stress", "worker %u: an add failed: %s", k,
-				  tally_strerror(g->slot[k].error));
-			rc = EXIT_RUNTIME;
-		}
-	}
-	int grc = tally_get(t, &actual);
-	if (rc == EXIT_EXACT && grc < 0) {
-		cli_error("stress", "cannot read the counter: %s",
-			  tally_strerror(grc));
-		rc = EXIT_RUNTIME;
-	}
-	if (rc == EXIT_EXACT && (uint64_t)actual != sum) {
-		cli_error("stress",
-			  "LOST UPDATES in %s: expected %lld, actual %lld "
-			  "(lost %lld)",
-			  what, (long long)sum, (long long)actual,
-			  (long long)(sum - (uint64_t)actual));
-		rc = EXIT_LOST;
-	}
 	if (rc != EXIT_EXACT) {
 		if (rc == EXIT_RUNTIME)
 			cli_error("stress", "in %s", what);
@@ -458,7 +485,6 @@ static int run_round(const struct params *p, const struct round *r,
 	}
 	st->rounds++;
 	st->by_mode[r->mode]++;
-	st->adds += adds;
 	st->seconds += (double)(cli_now_ns() - t0) / 1e9;
 	if (r->workers > st->max_workers)
 		st->max_workers = r->workers;
@@ -476,19 +502,21 @@ static void print_summary(const struct params *p, const struct stats *st,
 		printf("{\"seed\": %llu, \"exact\": %s, \"backends\": [",
 		       (unsigned long long)p->seed,
 		       verdict == EXIT_EXACT ? "true" : "false");
-		for (size_t i = 0; i < p->n; i++)
-			printf("%s\n  {\"backend\": \"%s\", \"rounds\": %llu, "
-			       "\"threads_rounds\": %llu, "
+		for (size_t i = 0; i < p->n; i++) {
+			printf("%s\n  {\"backend\": ", i ? "," : "");
+			json_string(stdout, p->b[i].name);
+			printf(", \"rounds\": %llu, \"threads_rounds\": %llu, "
 			       "\"processes_rounds\": %llu, \"max_workers\": "
 			       "%u, \"adds\": %llu, \"seconds\": %.6f, "
-			       "\"failed_round\": %llu}",
-			       i ? "," : "", p->b[i].name,
+			       "\"rounds_cut\": %llu, \"failed_round\": %llu}",
 			       (unsigned long long)st[i].rounds,
 			       (unsigned long long)st[i].by_mode[WL_THREADS],
 			       (unsigned long long)st[i].by_mode[WL_PROCESSES],
 			       st[i].max_workers,
 			       (unsigned long long)st[i].adds, st[i].seconds,
+			       (unsigned long long)st[i].cut,
 			       (unsigned long long)st[i].failed_round);
+		}
 		printf("\n]}\n");
 		return;
 	}
@@ -518,26 +546,39 @@ static int stress(const struct params *p)
 	uint64_t last = p->only_round ? p->only_round
 			: p->rounds   ? p->rounds
 				      : UINT64_MAX;
-	uint64_t t0 = cli_now_ns();
-	int rc = EXIT_EXACT;
+	uint64_t t0 = cli_now_ns(), shown = t0;
+	uint64_t end = t0 + (uint64_t)(p->duration * 1e9);
+	int rc = EXIT_EXACT, tty = isatty(STDERR_FILENO);
 	struct round r;
 
 	memset(st, 0, sizeof(st));
 	signal(SIGALRM, on_alarm);
 	wl_install_sigint();
 	for (uint64_t n = first; n <= last && rc == EXIT_EXACT; n++) {
+		uint64_t now = cli_now_ns();
+
 		if (wl_sigint) {
 			cli_error("stress", "interrupted after %llu rounds",
 				  (unsigned long long)(n - first));
 			rc = EXIT_RUNTIME;
 			break;
 		}
-		if (p->duration > 0 &&
-		    (double)(cli_now_ns() - t0) / 1e9 >= p->duration)
+		if (p->duration > 0 && (double)(now - t0) / 1e9 >= p->duration)
 			break;
+		if (tty && now - shown >= 500000000u) {
+			fprintf(stderr, "\rstress: round %llu, %.0f s\033[K",
+				(unsigned long long)n,
+				(double)(now - t0) / 1e9);
+			shown = now;
+		}
 		draw_round(p, n, &r);
+		r.deadline = now + ROUND_BUDGET_NS;
+		if (p->duration > 0 && end < r.deadline)
+			r.deadline = end;
 		rc = run_round(p, &r, &st[r.backend]);
 	}
+	if (tty && shown != t0)
+		fprintf(stderr, "\r\033[K");
 	print_summary(p, st, rc);
 	return rc;
 }
