@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,7 @@ struct ctx {
 	const struct bench_config *cfg;
 	tally *t;
 	struct shared *sh;
+	pid_t parent;
 };
 
 struct worker {
@@ -295,7 +297,12 @@ static int start(struct ctx *c, struct worker *ws, pthread_t *th, pid_t *pids,
 			if (pid < 0)
 				return -1;
 			if (pid == 0) {
-				signal(SIGINT, SIG_IGN);
+				/* Die with the coordinator (Ctrl-C, a crash):
+				 * an orphan would spin until the stop flag
+				 * that nobody is left to set. */
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
+				if (getppid() != c->parent)
+					_exit(0);
 				work(&ws[k]);
 				_exit(0);
 			}
@@ -353,8 +360,18 @@ static void drive(struct ctx *c, struct bench_run *run, pthread_t *th,
 	const struct bench_config *cfg = c->cfg;
 	uint64_t t;
 
-	while (atomic_load(&c->sh->ready) < cfg->workers)
+	/* A worker that never gets ready (a process killed before it could
+	 * start, say) must not hang the sweep. */
+	t = cli_now_ns() + (uint64_t)(cfg->stop_limit_s * 1e9);
+	while (atomic_load(&c->sh->ready) < cfg->workers) {
+		if (cli_now_ns() >= t) {
+			atomic_store(&c->sh->phase, PH_STOP);
+			run->stalled = 1;
+			finish(c, th, pids, started, 1);
+			return;
+		}
 		sleep_until(cli_now_ns() + 100000u);
+	}
 	t = cli_now_ns();
 	atomic_store_explicit(&c->sh->phase, PH_WARMUP, memory_order_release);
 	t += (uint64_t)(cfg->warmup_s * 1e9);
@@ -382,7 +399,7 @@ int bench_run_once(const struct bench_config *cfg, struct bench_run *run)
 {
 	size_t size =
 		sizeof(struct shared) + cfg->workers * sizeof(struct slot);
-	struct ctx c = {.cfg = cfg};
+	struct ctx c = {.cfg = cfg, .parent = getpid()};
 	struct worker *ws = calloc(cfg->workers, sizeof(*ws));
 	pthread_t *th = calloc(cfg->workers, sizeof(*th));
 	pid_t *pids = calloc(cfg->workers, sizeof(*pids));
