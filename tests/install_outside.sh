@@ -9,6 +9,7 @@
 # and checks its own count.
 #
 # usage: install_outside.sh BUILD_DIR EXAMPLES_DIR CMAKE CC [CFLAGS]
+# (EXAMPLES_DIR: the source tree's, to compare the installed copy with)
 set -eu
 build=$1 examples=$2 cmake=$3 cc=$4 cflags=${5:-}
 
@@ -25,6 +26,12 @@ for f in include/tally.h share/man/man1/tally.1 share/man/man3/tally.3 \
 	bin/tally; do
 	[ -e "$prefix/$f" ] || fail "$f not installed"
 done
+# From here on, the examples as installed, not as in the source tree.
+[ -f "$prefix/share/doc/tally/examples/CMakeLists.txt" ] ||
+	fail "examples not installed"
+cmp -s "$examples/pool.c" "$prefix/share/doc/tally/examples/pool.c" ||
+	fail "installed examples differ from $examples"
+examples="$prefix/share/doc/tally/examples"
 pc=$(find "$prefix" -name tally.pc)
 [ -n "$pc" ] || fail "tally.pc not installed"
 libdir=$(dirname "$(dirname "$pc")")
