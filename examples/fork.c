@@ -122,9 +122,21 @@ static int run_fork(const char *backend, unsigned nworkers, uint64_t iters)
 	return rc;
 }
 
+/* Why --backend all passes over a backend, or NULL to run it. */
+static const char *skip_reason(const tally_backend_info *b)
+{
+	if (!b->built_in)
+		return "not built in";
+	if (!(b->caps & TALLY_CAP_PSHARED))
+		return "cannot be process-shared";
+	if (b->caps & TALLY_CAP_REMOTE)
+		return "needs a server (name it to use it)";
+	return NULL;
+}
+
 /* --backend all: every built-in backend that can be shared between
- * processes, by capability bit; a TALLY_CAP_RACY one is expected to lose
- * updates and is not held against the run. */
+ * processes and needs no server, by capability bits; a TALLY_CAP_RACY one is
+ * expected to lose updates and is not held against the run. */
 static int run_all(unsigned nworkers, uint64_t iters)
 {
 	int worst = EXIT_EXACT;
@@ -134,10 +146,10 @@ static int run_all(unsigned nworkers, uint64_t iters)
 
 		if (tally_backend_at(i, &b) != 0)
 			return EXIT_RUNTIME;
-		if (!b.built_in || !(b.caps & TALLY_CAP_PSHARED)) {
-			printf("%-8s skipped: %s\n", b.name,
-			       b.built_in ? "cannot be process-shared"
-					  : "not built in");
+		const char *skip = skip_reason(&b);
+
+		if (skip != NULL) {
+			printf("%-8s skipped: %s\n", b.name, skip);
 			continue;
 		}
 		int rc = run_fork(b.name, nworkers, iters);
@@ -176,7 +188,7 @@ static void usage(FILE *f)
 		   "times.  The parent checks the total.\n"
 		   "--backend defaults to $TALLY_BACKEND, else the library's "
 		   "default; 'all' runs\nevery built-in backend that can be "
-		   "process-shared.\n"
+		   "process-shared and needs no server.\n"
 		   "exit status: 0 exact, 1 lost updates, 2 bad input, 3 "
 		   "runtime failure\n");
 }

@@ -177,8 +177,9 @@ static int run_pool(const char *backend, unsigned nthreads, uint64_t jobs)
 		       : EXIT_LOST;
 }
 
-/* --backend all: every built-in backend.  A backend with TALLY_CAP_RACY is
- * expected to lose updates: its count is shown but not held against it. */
+/* --backend all: every built-in backend that needs no server.  A backend
+ * with TALLY_CAP_RACY is expected to lose updates: its count is shown but
+ * not held against it. */
 static int run_all(unsigned nthreads, uint64_t jobs)
 {
 	int worst = EXIT_EXACT;
@@ -188,8 +189,10 @@ static int run_all(unsigned nthreads, uint64_t jobs)
 
 		if (tally_backend_at(i, &b) != 0)
 			return EXIT_RUNTIME;
-		if (!b.built_in) {
-			printf("%-8s skipped: not built in\n", b.name);
+		if (!b.built_in || (b.caps & TALLY_CAP_REMOTE)) {
+			printf("%-8s skipped: %s\n", b.name,
+			       b.built_in ? "needs a server (name it to use it)"
+					  : "not built in");
 			continue;
 		}
 		int rc = run_pool(b.name, nthreads, jobs);
@@ -227,7 +230,8 @@ static void usage(FILE *f)
 		   "workers (default: one\nper CPU), count the finished ones "
 		   "with tally, and check the count.\n"
 		   "--backend defaults to $TALLY_BACKEND, else the library's "
-		   "default; 'all' runs\nevery built-in backend.\n"
+		   "default; 'all' runs\nevery built-in backend that needs no "
+		   "server.\n"
 		   "exit status: 0 exact, 1 lost updates, 2 bad input, 3 "
 		   "runtime failure\n");
 }
