@@ -9,6 +9,8 @@ extern const struct tally_backend tally_backend_none;
 extern const struct tally_backend tally_backend_mutex;
 extern const struct tally_backend tally_backend_spin;
 extern const struct tally_backend tally_backend_ticket;
+extern const struct tally_backend tally_backend_mcs;
+extern const struct tally_backend tally_backend_clh;
 extern const struct tally_backend tally_backend_atomic;
 extern const struct tally_backend tally_backend_sem;
 extern const struct tally_backend tally_backend_sharded;
@@ -22,14 +24,11 @@ extern const struct tally_backend tally_backend_sharded;
  * (see backends/spin.c).
  */
 static const struct tally_backend *const registry[] = {
-	&tally_backend_none,
-	&tally_backend_mutex,
-	&tally_backend_sem,
-	&tally_backend_spin,
-	&tally_backend_ticket,
-	&tally_backend_atomic,
-	&tally_backend_sharded,
-	NULL,
+	&tally_backend_none,	&tally_backend_mutex,
+	&tally_backend_sem,	&tally_backend_spin,
+	&tally_backend_ticket,	&tally_backend_mcs,
+	&tally_backend_clh,	&tally_backend_atomic,
+	&tally_backend_sharded, NULL,
 };
 
 size_t tally__backend_count(void)
