@@ -5,30 +5,38 @@
 #include <string.h>
 #include <strings.h>
 
-extern const struct tally_backend tally_backend_none;
-extern const struct tally_backend tally_backend_mutex;
-extern const struct tally_backend tally_backend_spin;
-extern const struct tally_backend tally_backend_ticket;
-extern const struct tally_backend tally_backend_mcs;
-extern const struct tally_backend tally_backend_clh;
-extern const struct tally_backend tally_backend_atomic;
-extern const struct tally_backend tally_backend_sem;
-extern const struct tally_backend tally_backend_sharded;
-
 /*
- * Registry order is the order of `tally list`, the demo and `--backend all`:
- * from no synchronization, through locks, to lock-free.  Backends that need
- * an optional library are always listed; when it was absent at build time
- * their file still exports the identity with NULL operations, so that the
- * name is known and answers TALLY_ENOTBUILT rather than TALLY_ENOBACKEND
- * (see backends/spin.c).
+ * The registry: one line per backend, in the order of `tally list`, the demo
+ * and `--backend all` -- from no synchronization, through locks, to
+ * lock-free.  Adding a backend is one new file, backends/NAME.c exporting
+ * tally_backend_NAME, and one line here.
+ *
+ * Backends that need an optional library are always listed: when it was
+ * absent at build time their file still exports the identity with NULL
+ * operations, so that the name is known and answers TALLY_ENOTBUILT rather
+ * than TALLY_ENOBACKEND (see backends/spin.c).  That keeps the #if beside
+ * the code it guards instead of around the entry here.
  */
+#define TALLY_BACKENDS(X)                                                      \
+	X(none)                                                                \
+	X(mutex)                                                               \
+	X(sem)                                                                 \
+	X(spin)                                                                \
+	X(ticket)                                                              \
+	X(mcs)                                                                 \
+	X(clh)                                                                 \
+	X(atomic)                                                              \
+	X(sharded)
+
+#define DECLARE(name) extern const struct tally_backend tally_backend_##name;
+TALLY_BACKENDS(DECLARE)
+#undef DECLARE
+
 static const struct tally_backend *const registry[] = {
-	&tally_backend_none,	&tally_backend_mutex,
-	&tally_backend_sem,	&tally_backend_spin,
-	&tally_backend_ticket,	&tally_backend_mcs,
-	&tally_backend_clh,	&tally_backend_atomic,
-	&tally_backend_sharded, NULL,
+#define ENTRY(name) &tally_backend_##name,
+	TALLY_BACKENDS(ENTRY)
+#undef ENTRY
+		NULL,
 };
 
 size_t tally__backend_count(void)

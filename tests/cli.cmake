@@ -4,6 +4,7 @@ foreach(group basic input processes faults shm demo)
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:tally_cli> ${group})
   set_tests_properties(cli_${group} PROPERTIES TIMEOUT 300)
 endforeach()
+set_tests_properties(cli_shm PROPERTIES RESOURCE_LOCK dev_shm)
 
 # A build without Concurrency Kit still builds, knows the CK backends by name
 # and refuses them as "not built in" (exit 2), which is not "unknown".

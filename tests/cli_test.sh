@@ -220,7 +220,10 @@ demo)
 		contains out "^inc +threads +none +3000000 " "demo none row"
 		contains out "Every synchronized backend was exact" "demo verdict"
 		# none loses, every synchronized row is exact.
-		awk '$1 == "inc" && $3 == "none" && $6 == 0 { exit 1 }' "$TMP/out" && ok || bad "none did not lose in demo"
+		# Whether two racing workers overlap is up to the scheduler;
+		# on an idle machine with 2 cores both inc rows lose, on a
+		# loaded one at least one of them does.
+		awk '$1 == "inc" && $3 == "none" && $6 != 0 { lost = 1 } END { exit !lost }' "$TMP/out" && ok || bad "none did not lose in demo"
 		awk '($1 == "inc" || $1 == "addsub") && $3 != "none" && $6 != 0 { exit 1 }' "$TMP/out" && ok || bad "a synchronized demo row lost updates"
 	}
 	run 0 "$T" demo --format json && json "len(d) >= 20 and all(r['lost'] == 0 for r in d if r['backend'] != 'none')"

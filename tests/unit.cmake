@@ -5,3 +5,6 @@ foreach(name unit_api unit_workload unit_named)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT 300)
 endforeach()
+# unit_named plants foreign objects under /dev/shm/tally.* on purpose;
+# `tally shm list` (cli_shm) must not run at the same time.
+set_tests_properties(unit_named PROPERTIES RESOURCE_LOCK dev_shm)
