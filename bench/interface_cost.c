@@ -204,8 +204,8 @@ static void print_context(unsigned reps, unsigned ms)
 	printf("# interface_cost: tally_add() against the inline primitive\n"
 	       "# cpu: %s, %ld online CPUs; %s %s %s; load average %.2f\n"
 	       "# compiler: %s; libtally %s (shared)\n"
-	       "# %u interleaved pairs (raw/tally, order alternating) of %u ms "
-	       "per configuration; ns/op is CPU time per add\n",
+	       "# %u interleaved rounds (raw, call, api; reversed every other "
+	       "round) of %u ms per configuration; ns/op is CPU time per add\n",
 	       model, sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release,
 	       u.machine, load, COMPILER, tally_version(), reps, ms);
 }
@@ -259,7 +259,7 @@ int main(int argc, char **argv)
 	if (argc > 2)
 		ms = (unsigned)strtoul(argv[2], NULL, 10);
 	if (argc > 3 || reps < 1 || reps > 10000 || ms < 1 || ms > 10000) {
-		fprintf(stderr, "usage: interface_cost [PAIRS (1-10000, "
+		fprintf(stderr, "usage: interface_cost [ROUNDS (1-10000, "
 				"default 21) [MS per trial (1-10000, default "
 				"50)]]\n");
 		return 2;
@@ -267,7 +267,7 @@ int main(int argc, char **argv)
 	print_context(reps, ms);
 	printf("# raw: the primitive inline; call: the same behind a direct "
 	       "call; api: tally_add()\n# ratio = api/raw (target <= 1.10), "
-	       "median over pairs, IQR and range; api/call: the\n# part of "
+	       "median over rounds, IQR and range; api/call: the\n# part of "
 	       "the ratio that tally's dispatch adds beyond being a "
 	       "function\n");
 	printf("%-7s %7s %9s %9s %9s %7s %14s %14s %7s  %s\n", "backend",

@@ -4,7 +4,7 @@
 # context, plus the interface-cost and latency-sampling-cost checks.
 #
 # usage: bench/run-standard.sh [BUILD_DIR]   (default: build/bench)
-# environment: DURATION (0.5), REPEAT (3), PAIRS (21: interface_cost)
+# environment: DURATION (0.5), REPEAT (3), ROUNDS (21: interface_cost)
 # Run it on a quiet machine: the load average is recorded, not subtracted.
 set -eu
 
@@ -19,7 +19,7 @@ cost=$build/bench/interface_cost
 out=bench/results
 duration=${DURATION:-0.5}
 repeat=${REPEAT:-3}
-pairs=${PAIRS:-21}
+rounds=${ROUNDS:-21}
 
 if [ ! -x "$tally" ]; then
 	echo "run-standard.sh: no $tally; build first:" >&2
@@ -86,8 +86,8 @@ EOF
 cat "$out/sampling_cost.txt" >&2
 
 if [ -x "$cost" ]; then
-	echo "== interface cost ($pairs pairs)" >&2
-	"$cost" "$pairs" 20 > "$out/interface_cost.txt"
+	echo "== interface cost ($rounds rounds)" >&2
+	"$cost" "$rounds" 20 > "$out/interface_cost.txt"
 	cat "$out/interface_cost.txt" >&2
 fi
 end=$(date +%s)
