@@ -26,7 +26,8 @@
 	X(mcs)                                                                 \
 	X(clh)                                                                 \
 	X(atomic)                                                              \
-	X(sharded)
+	X(sharded)                                                             \
+	X(redis)
 
 #define DECLARE(name) extern const struct tally_backend tally_backend_##name;
 TALLY_BACKENDS(DECLARE)

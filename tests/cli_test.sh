@@ -228,6 +228,20 @@ demo)
 	}
 	run 0 "$T" demo --format json && json "len(d) >= 20 and all(r['lost'] == 0 for r in d if r['backend'] != 'none')"
 	;;
+redis)
+	# A private server on loopback, started by the redis_start fixture.
+	r="redis:url=$TALLY_TEST_REDIS_URL,key=cli-$$"
+	for mode in threads processes; do
+		run 0 "$T" run --backend "$r" --workload inc --iters 3000 --mode $mode --format json &&
+			json "d['actual'] == 9000 == d['expected'] and d['backend'] == 'redis'"
+		run 0 "$T" run --backend "$r" --workload addsub --workers 4 --sleep-us 0 --mode $mode --format json &&
+			json "d['actual'] == 500"
+	done
+	refused "invalid backend option" run --workload inc --backend "redis:colour=blue"
+	run 3 "$T" run --backend "redis:url=redis://127.0.0.1:1" --workload inc --iters 10 &&
+		contains err "unreachable" "unreachable server"
+	[ -s "$TMP/out" ] && bad "printed a result for an unreachable server" || ok
+	;;
 *)
 	echo "unknown group $GROUP"
 	exit 2

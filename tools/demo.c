@@ -163,12 +163,16 @@ static void explain(const struct row *rows, size_t n)
 		       slow->res.seconds,
 		       slow->res.seconds / fast->res.seconds);
 	tally_backend_info remote;
-	int have_remote = tally_backend_find("redis", &remote) == 0;
-	printf("- The lesson's Manager (a server process, shareable across "
-	       "machines) is\n  the 'redis' backend: %s.\n",
-	       !have_remote	 ? "not part of this version of tally"
-	       : remote.built_in ? "try 'tally run --backend redis'"
-				 : "not built in (hiredis was missing)");
+	if (tally_backend_find("redis", &remote) == 0 && remote.built_in)
+		printf("- The lesson's Manager (a server process, shareable "
+		       "across machines) is\n  the 'redis' backend: run 'tally "
+		       "run --workload inc --iters 10000\n  --backend "
+		       "redis:url=redis://HOST:6379,key=NAME' on two machines "
+		       "at once.\n");
+	else
+		printf("- The lesson's Manager (a server process, shareable "
+		       "across machines) is\n  the 'redis' backend, not built "
+		       "into this tally (hiredis was missing).\n");
 }
 
 int cmd_demo(int argc, char **argv)
