@@ -91,13 +91,20 @@ static int split(const char *what, char *s, char **items, unsigned *n)
 	}
 }
 
-static int parse_workers(struct bench_opts *o, const char *arg)
+/* Split a copy of arg (*copy, for the caller to free) into items. */
+static int split_copy(const char *what, const char *arg, char **copy,
+		      char **items, unsigned *n)
 {
-	char *copy = strdup(arg), *items[BENCH_MAX_LIST];
-	unsigned n;
-
-	if (copy == NULL || split("--workers", copy, items, &n) != 0)
+	*copy = strdup(arg);
+	if (*copy == NULL) {
+		cli_error("bench", "out of memory");
 		return -1;
+	}
+	return split(what, *copy, items, n);
+}
+
+static int workers_from(struct bench_opts *o, char **items, unsigned n)
+{
 	o->n_workers = n;
 	o->max_workers = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -118,13 +125,20 @@ static int parse_workers(struct bench_opts *o, const char *arg)
 	return 0;
 }
 
-static int parse_modes(struct bench_opts *o, const char *arg)
+static int parse_workers(struct bench_opts *o, const char *arg)
 {
-	char *copy = strdup(arg), *items[BENCH_MAX_LIST];
+	char *copy, *items[BENCH_MAX_LIST];
 	unsigned n;
+	int rc = split_copy("--workers", arg, &copy, items, &n);
 
-	if (copy == NULL || split("--mode", copy, items, &n) != 0)
-		return -1;
+	if (rc == 0)
+		rc = workers_from(o, items, n);
+	free(copy);
+	return rc;
+}
+
+static int modes_from(struct bench_opts *o, char **items, unsigned n)
+{
 	o->n_modes = 0;
 	for (unsigned i = 0; i < n; i++) {
 		enum wl_mode m;
@@ -146,6 +160,18 @@ static int parse_modes(struct bench_opts *o, const char *arg)
 		o->modes[o->n_modes++] = m;
 	}
 	return 0;
+}
+
+static int parse_modes(struct bench_opts *o, const char *arg)
+{
+	char *copy, *items[BENCH_MAX_LIST];
+	unsigned n;
+	int rc = split_copy("--mode", arg, &copy, items, &n);
+
+	if (rc == 0)
+		rc = modes_from(o, items, n);
+	free(copy);
+	return rc;
 }
 
 static int wants_processes(const struct bench_opts *o)
@@ -177,16 +203,17 @@ static void all_backends(struct bench_opts *o)
 	}
 }
 
+/* The names point into o->backend_list, freed with the options. */
 static int parse_backends(struct bench_opts *o, const char *arg)
 {
-	char *copy = strdup(arg), *items[BENCH_MAX_LIST];
+	char *items[BENCH_MAX_LIST];
 	unsigned n;
 
 	if (strcmp(arg, "all") == 0) {
 		all_backends(o);
 		return 0;
 	}
-	if (copy == NULL || split("--backend", copy, items, &n) != 0)
+	if (split_copy("--backend", arg, &o->backend_list, items, &n) != 0)
 		return -1;
 	for (unsigned i = 0; i < n; i++) {
 		tally_backend_info info;
@@ -495,7 +522,10 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 			  "after the stop flag; giving up",
 			  r->backend, wl_mode_name(r->mode), r->workers,
 			  cfg.stop_limit_s);
-		return r->mode == WL_THREADS ? -1 : 0;
+		if (r->mode == WL_THREADS)
+			return -1; /* its threads still use the run */
+		bench_run_free(run);
+		return 0;
 	}
 	uint64_t sum = 0;
 	for (unsigned k = 0; k < run->workers; k++)
@@ -581,26 +611,53 @@ static int verdict(const struct bench_result *res, unsigned n, int aborted)
 	return wrong ? EXIT_LOST : failed ? EXIT_RUNTIME : EXIT_EXACT;
 }
 
+static void free_all(struct bench_opts *o, struct bench_result *res, unsigned n,
+		     struct bench_run *runs)
+{
+	for (unsigned i = 0; res && i < n; i++) {
+		free(res[i].rates);
+		bench_run_free(&res[i].run);
+	}
+	free(res);
+	free(runs);
+	free(o->pin_cpus);
+	free(o->backend_list);
+}
+
+/* Validate everything before any work: exit 2 (or 0 for --help) or -1. */
+static int prepare(struct bench_opts *o, FILE **out)
+{
+	int p = parse(o, o->argc, o->argv);
+
+	if (p != 0)
+		return p > 0 ? EXIT_EXACT : EXIT_USAGE;
+	if (o->plot_path && bench_plot_check("bench", o->plot_path) != 0)
+		return EXIT_USAGE;
+	if (o->out_path && (*out = fopen(o->out_path, "w")) == NULL) {
+		cli_error("bench", "--out: cannot write '%s'", o->out_path);
+		return EXIT_USAGE;
+	}
+	o->online_cpus = cli_online_cpus();
+	if (o->pin && plan_pinning(o) != 0) {
+		cli_error("bench", "--pin: cannot read this process's CPUs");
+		return EXIT_RUNTIME;
+	}
+	return -1;
+}
+
 int cmd_bench(int argc, char **argv)
 {
 	struct bench_opts o;
 	FILE *out = stdout;
-	unsigned n;
+	unsigned n = 0;
 
 	defaults(&o, argc, argv);
-	int p = parse(&o, argc, argv);
-	if (p != 0)
-		return p > 0 ? EXIT_EXACT : EXIT_USAGE;
-	if (o.plot_path && bench_plot_check("bench", o.plot_path) != 0)
-		return EXIT_USAGE;
-	if (o.out_path && (out = fopen(o.out_path, "w")) == NULL) {
-		cli_error("bench", "--out: cannot write '%s'", o.out_path);
-		return EXIT_USAGE;
-	}
-	o.online_cpus = cli_online_cpus();
-	if (o.pin && plan_pinning(&o) != 0) {
-		cli_error("bench", "--pin: cannot read this process's CPUs");
-		return EXIT_RUNTIME;
+	int early = prepare(&o, &out);
+	if (early >= 0) {
+		if (out != stdout)
+			fclose(out);
+		free_all(&o, NULL, 0, NULL);
+		return early;
 	}
 	o.loops_per_ns = bench_calibrate_loops_per_ns();
 	o.timer_overhead_ns = bench_timer_overhead_ns();
@@ -616,6 +673,7 @@ int cmd_bench(int argc, char **argv)
 	struct bench_run *runs = calloc((size_t)n * o.repeat, sizeof(*runs));
 	if (res == NULL || runs == NULL) {
 		cli_error("bench", "out of memory");
+		free_all(&o, res, n, runs);
 		return EXIT_RUNTIME;
 	}
 	int aborted = sweep(&o, res, n, runs) != 0;
@@ -631,5 +689,6 @@ int cmd_bench(int argc, char **argv)
 		fflush(NULL);
 		_exit(rc); /* threads may still spin on a lock */
 	}
+	free_all(&o, res, n, runs);
 	return rc;
 }

@@ -11,7 +11,8 @@
 #define BENCH_MAX_LIST 64 /* entries in --backend, --workers, --mode lists */
 
 struct bench_opts {
-	const char *backends[BENCH_MAX_LIST];
+	const char *backends[BENCH_MAX_LIST]; /* into backend_list, or static */
+	char *backend_list;		      /* owned copy of --backend */
 	unsigned backend_caps[BENCH_MAX_LIST];
 	unsigned n_backends;
 	unsigned workers[BENCH_MAX_LIST];
