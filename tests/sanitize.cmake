@@ -16,7 +16,8 @@ set(san_tally $<TARGET_FILE:tally_cli>)
 # Every backend compiled into the library (backends/NAME.c) has its own
 # tests, but 'none' (deliberately racy, tested apart) and 'redis' (it needs a
 # server).  One whose library was missing at build time is known but not
-# built in: its tests are skipped on the message that says so.
+# built in, and one that cannot be shared has no processes mode: those tests
+# are skipped on the message that says so.
 get_target_property(san_sources tally_objects SOURCES)
 set(san_backends)
 foreach(src ${san_sources})
@@ -25,7 +26,7 @@ foreach(src ${san_sources})
   endif()
 endforeach()
 list(REMOVE_ITEM san_backends none redis)
-set(san_skip "is known but was not built into")
+set(san_skip "is known but was not built into|cannot be used with --mode processes")
 
 if(CMAKE_C_FLAGS MATCHES "-fsanitize=[^ ]*thread")
   set(san_tsan_env "TSAN_OPTIONS=halt_on_error=1:atexit_sleep_ms=0")
