@@ -106,6 +106,10 @@ for k in ("date", "cpu_model", "online_cpus", "kernel", "compiler",
     print("- **%s**: `%s`" % (k, c.get(k)))
 print("- **sweep wall time**: %s s (all steps: %s s)" % (sys.argv[2],
                                                         sys.argv[3]))
+one = sorted(r["cpu_per_wall"] for r in doc["results"] if r["workers"] == 1)
+print("- **quiet?** median cpu_per_wall of the 1-worker runs: %.2f (1.00: "
+      "each worker had a CPU to itself; lower: other work took CPU time)"
+      % one[len(one) // 2])
 bad = [r for r in doc["results"] if not r["correct"] and not r["racy"]]
 print("- **results**: %d configurations, %d with a wrong count" % (
     len(doc["results"]), len(bad)))
