@@ -426,19 +426,35 @@ void bench_report(FILE *f, const struct bench_opts *o,
 	fflush(f);
 }
 
-/* $TALLY_PLOT_SCRIPT, else the script beside the sources this was built
- * from (TALLY_PLOT_SCRIPT, set by CMake). */
+/*
+ * The gnuplot script: $TALLY_PLOT_SCRIPT; else the one in the source tree
+ * this was built from (TALLY_PLOT_SCRIPT, set by CMake); else an installed
+ * one, BINDIR/../share/tally/tally-plot.gp relative to this executable.
+ */
 static const char *plot_script(void)
 {
+	static char installed[4096];
 	const char *s = getenv("TALLY_PLOT_SCRIPT");
+	char exe[4000];
+	ssize_t n;
 
 	if (s && *s)
 		return s;
 #ifdef TALLY_PLOT_SCRIPT
-	return TALLY_PLOT_SCRIPT;
-#else
-	return "tally-plot.gp";
+	if (access(TALLY_PLOT_SCRIPT, R_OK) == 0)
+		return TALLY_PLOT_SCRIPT;
 #endif
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash)
+			*slash = '\0';
+		snprintf(installed, sizeof(installed),
+			 "%s/../share/tally/tally-plot.gp", exe);
+		return installed;
+	}
+	return "tally-plot.gp";
 }
 
 static int in_path(const char *prog)
