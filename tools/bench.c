@@ -125,18 +125,6 @@ static int workers_from(struct bench_opts *o, char **items, unsigned n)
 	return 0;
 }
 
-static int parse_workers(struct bench_opts *o, const char *arg)
-{
-	char *copy, *items[BENCH_MAX_LIST];
-	unsigned n;
-	int rc = split_copy("--workers", arg, &copy, items, &n);
-
-	if (rc == 0)
-		rc = workers_from(o, items, n);
-	free(copy);
-	return rc;
-}
-
 static int modes_from(struct bench_opts *o, char **items, unsigned n)
 {
 	o->n_modes = 0;
@@ -162,14 +150,16 @@ static int modes_from(struct bench_opts *o, char **items, unsigned n)
 	return 0;
 }
 
-static int parse_modes(struct bench_opts *o, const char *arg)
+/* Split a copy of a list option and hand the items to `from`. */
+static int parse_list(struct bench_opts *o, const char *what, const char *arg,
+		      int (*from)(struct bench_opts *, char **, unsigned))
 {
 	char *copy, *items[BENCH_MAX_LIST];
 	unsigned n;
-	int rc = split_copy("--mode", arg, &copy, items, &n);
+	int rc = split_copy(what, arg, &copy, items, &n);
 
 	if (rc == 0)
-		rc = modes_from(o, items, n);
+		rc = from(o, items, n);
 	free(copy);
 	return rc;
 }
@@ -319,9 +309,9 @@ static int apply(struct bench_opts *o, int opt, const char *v)
 
 	switch (opt) {
 	case O_WORKERS:
-		return parse_workers(o, v);
+		return parse_list(o, "--workers", v, workers_from);
 	case O_MODE:
-		return parse_modes(o, v);
+		return parse_list(o, "--mode", v, modes_from);
 	case O_DURATION:
 		return cli_parse_seconds("bench", "--duration", v, 0.01, 3600,
 					 &o->duration_s);
