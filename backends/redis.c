@@ -150,9 +150,10 @@ static int parse_url(struct redis_state *s, const char *url, size_t len)
 			return TALLY_EOPTION;
 		s->port = (int)port;
 	}
-	if (*host == '\0' || strlen(host) >= sizeof(s->host))
+	size_t n = strlen(host);
+	if (n == 0 || n >= sizeof(s->host))
 		return TALLY_EOPTION;
-	snprintf(s->host, sizeof(s->host), "%s", host);
+	memcpy(s->host, host, n + 1);
 	return 0;
 }
 

@@ -5,6 +5,9 @@ foreach(group basic input processes faults shm demo)
   set_tests_properties(cli_${group} PROPERTIES TIMEOUT 300)
 endforeach()
 set_tests_properties(cli_shm PROPERTIES RESOURCE_LOCK dev_shm)
+# The demo runs twice (table and JSON), each ~20 s, and much longer in the
+# sanitizer builds.
+set_tests_properties(cli_demo PROPERTIES TIMEOUT 600)
 
 # A build without Concurrency Kit still builds, knows the CK backends by name
 # and refuses them as "not built in" (exit 2), which is not "unknown".
