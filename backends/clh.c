@@ -80,6 +80,18 @@ static int clh_add(void *state, int64_t delta)
 	return 0;
 }
 
+static int clh_add_cs(void *state, int64_t delta, void (*inside)(void *),
+		      void *arg)
+{
+	struct clh_state *s = state;
+	struct ck_spinlock_clh *n = clh_lock(s);
+
+	s->value += (uint64_t)delta;
+	inside(arg);
+	clh_unlock(s, n);
+	return 0;
+}
+
 static int clh_get(void *state, int64_t *value)
 {
 	struct clh_state *s = state;
@@ -101,12 +113,14 @@ static void clh_destroy(void *state)
 const struct tally_backend tally_backend_clh = {
 	.name = "clh",
 	.summary = "Concurrency Kit CLH queue lock; FIFO-fair, nodes passed on",
-	.caps = TALLY_CAP_SPINNING | TALLY_CAP_FAIR | TALLY_CAP_PSHARED,
+	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_FAIR |
+		TALLY_CAP_PSHARED,
 #ifdef TALLY_HAVE_CK
 	.state_size = sizeof(struct clh_state),
 	.state_align = _Alignof(struct clh_state),
 	.init = clh_init,
 	.add = clh_add,
+	.add_cs = clh_add_cs,
 	.get = clh_get,
 	.destroy = clh_destroy,
 #endif

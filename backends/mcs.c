@@ -67,6 +67,18 @@ static int mcs_add(void *state, int64_t delta)
 	return 0;
 }
 
+static int mcs_add_cs(void *state, int64_t delta, void (*inside)(void *),
+		      void *arg)
+{
+	struct mcs_state *s = state;
+	struct mcs_node *n = mcs_lock(s);
+
+	s->value += (uint64_t)delta;
+	inside(arg);
+	mcs_unlock(s, n);
+	return 0;
+}
+
 static int mcs_get(void *state, int64_t *value)
 {
 	struct mcs_state *s = state;
@@ -88,12 +100,14 @@ static void mcs_destroy(void *state)
 const struct tally_backend tally_backend_mcs = {
 	.name = "mcs",
 	.summary = "Concurrency Kit MCS queue lock; FIFO-fair, local spinning",
-	.caps = TALLY_CAP_SPINNING | TALLY_CAP_FAIR | TALLY_CAP_PSHARED,
+	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_FAIR |
+		TALLY_CAP_PSHARED,
 #ifdef TALLY_HAVE_CK
 	.state_size = sizeof(struct mcs_state),
 	.state_align = _Alignof(struct mcs_state),
 	.init = mcs_init,
 	.add = mcs_add,
+	.add_cs = mcs_add_cs,
 	.get = mcs_get,
 	.destroy = mcs_destroy,
 #endif

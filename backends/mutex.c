@@ -68,6 +68,20 @@ static int mutex_add(void *state, int64_t delta)
 	return rc;
 }
 
+static int mutex_add_cs(void *state, int64_t delta, void (*inside)(void *),
+			void *arg)
+{
+	struct mutex_state *s = state;
+	int rc = mutex_lock(s);
+
+	if (rc < 0)
+		return rc;
+	s->value += (uint64_t)delta;
+	inside(arg);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
 static int mutex_get(void *state, int64_t *value)
 {
 	struct mutex_state *s = state;
@@ -89,11 +103,12 @@ const struct tally_backend tally_backend_mutex = {
 	.name = "mutex",
 	.summary = "pthread mutex; sleeps when contended, robust when shared",
 	.caps = TALLY_CAP_BLOCKING | TALLY_CAP_PSHARED | TALLY_CAP_ROBUST |
-		TALLY_CAP_NAMED,
+		TALLY_CAP_LOCKED | TALLY_CAP_NAMED,
 	.state_size = sizeof(struct mutex_state),
 	.state_align = _Alignof(struct mutex_state),
 	.init = mutex_init,
 	.add = mutex_add,
+	.add_cs = mutex_add_cs,
 	.get = mutex_get,
 	.destroy = mutex_destroy,
 };

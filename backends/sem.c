@@ -42,6 +42,18 @@ static int sem_add(void *state, int64_t delta)
 	return 0;
 }
 
+static int sem_add_cs(void *state, int64_t delta, void (*inside)(void *),
+		      void *arg)
+{
+	struct sem_state *s = state;
+
+	sem_lock(s);
+	s->value += (uint64_t)delta;
+	inside(arg);
+	sem_post(&s->sem);
+	return 0;
+}
+
 static int sem_get(void *state, int64_t *value)
 {
 	struct sem_state *s = state;
@@ -60,11 +72,13 @@ static void sem_destroy_(void *state)
 const struct tally_backend tally_backend_sem = {
 	.name = "sem",
 	.summary = "POSIX semaphore as a binary lock; sleeps when contended",
-	.caps = TALLY_CAP_BLOCKING | TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
+	.caps = TALLY_CAP_LOCKED | TALLY_CAP_BLOCKING | TALLY_CAP_PSHARED |
+		TALLY_CAP_NAMED,
 	.state_size = sizeof(struct sem_state),
 	.state_align = _Alignof(struct sem_state),
 	.init = sem_init_,
 	.add = sem_add,
+	.add_cs = sem_add_cs,
 	.get = sem_get,
 	.destroy = sem_destroy_,
 };

@@ -48,6 +48,18 @@ static int spin_add(void *state, int64_t delta)
 	return 0;
 }
 
+static int spin_add_cs(void *state, int64_t delta, void (*inside)(void *),
+		       void *arg)
+{
+	struct spin_state *s = state;
+
+	spin_lock(s);
+	s->value += (uint64_t)delta;
+	inside(arg);
+	spin_unlock(s);
+	return 0;
+}
+
 static int spin_get(void *state, int64_t *value)
 {
 	struct spin_state *s = state;
@@ -69,12 +81,14 @@ static void spin_destroy(void *state)
 const struct tally_backend tally_backend_spin = {
 	.name = "spin",
 	.summary = "Concurrency Kit spinlock; unfair, fastest uncontended",
-	.caps = TALLY_CAP_SPINNING | TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
+	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_PSHARED |
+		TALLY_CAP_NAMED,
 #ifdef TALLY_HAVE_CK
 	.state_size = sizeof(struct spin_state),
 	.state_align = _Alignof(struct spin_state),
 	.init = spin_init,
 	.add = spin_add,
+	.add_cs = spin_add_cs,
 	.get = spin_get,
 	.destroy = spin_destroy,
 #endif

@@ -48,6 +48,18 @@ static int ticket_add(void *state, int64_t delta)
 	return 0;
 }
 
+static int ticket_add_cs(void *state, int64_t delta, void (*inside)(void *),
+			 void *arg)
+{
+	struct ticket_state *s = state;
+
+	ticket_lock(s);
+	s->value += (uint64_t)delta;
+	inside(arg);
+	ticket_unlock(s);
+	return 0;
+}
+
 static int ticket_get(void *state, int64_t *value)
 {
 	struct ticket_state *s = state;
@@ -70,13 +82,14 @@ const struct tally_backend tally_backend_ticket = {
 	.name = "ticket",
 	.summary = "Concurrency Kit ticket lock; FIFO-fair, collapses when "
 		   "oversubscribed",
-	.caps = TALLY_CAP_SPINNING | TALLY_CAP_FAIR | TALLY_CAP_PSHARED |
-		TALLY_CAP_NAMED,
+	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_FAIR |
+		TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
 #ifdef TALLY_HAVE_CK
 	.state_size = sizeof(struct ticket_state),
 	.state_align = _Alignof(struct ticket_state),
 	.init = ticket_init,
 	.add = ticket_add,
+	.add_cs = ticket_add_cs,
 	.get = ticket_get,
 	.destroy = ticket_destroy,
 #endif

@@ -125,6 +125,7 @@ enum tally_caps {
 	TALLY_CAP_THREADS_ONLY = 1u << 7, /* one process only */
 	TALLY_CAP_ROBUST = 1u << 8,	  /* survives a holder that dies */
 	TALLY_CAP_NAMED = 1u << 9,	  /* can back a tally_open() counter */
+	TALLY_CAP_LOCKED = 1u << 10,	  /* has a lock: tally_add_cs() works */
 };
 
 typedef struct tally tally;
@@ -240,6 +241,19 @@ TALLY_API int tally_unlink(const char *name);
  *                         may not have happened)
  */
 TALLY_API int tally_add(tally *t, int64_t delta);
+
+/*
+ * Like tally_add(), and call inside(arg) while the backend's lock is held,
+ * after the add: work in the critical section, for benchmarks (what a lock
+ * costs as the section grows) and stress tests (stretching the section to
+ * widen races).  Only backends with TALLY_CAP_LOCKED have a lock to hold.
+ * inside must not call tally functions on the same counter (it would
+ * deadlock) and must return.
+ * Returns what tally_add() returns, or TALLY_EINVAL (t or inside NULL),
+ * TALLY_EUNSUPPORTED (no TALLY_CAP_LOCKED: lock-free, racy or remote).
+ */
+TALLY_API int tally_add_cs(tally *t, int64_t delta, void (*inside)(void *arg),
+			   void *arg);
 
 /*
  * Read the counter into *value.  With adds running concurrently, the value

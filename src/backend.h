@@ -41,6 +41,8 @@
  *             0 or a TALLY_E* code, and on failure leaves nothing to destroy.
  *   add, get  hot path: any number of threads (and processes, when shared)
  *             at once.  Arithmetic wraps modulo 2^64 (use uint64_t).
+ *   add_cs    as add, calling inside(arg) before releasing the lock; only
+ *             backends with TALLY_CAP_LOCKED have it.
  *   destroy   once, by the creating process, when no other call can run;
  *             may be NULL when there is nothing to release.
  */
@@ -56,6 +58,10 @@ struct tally_backend {
 		    const char *options);
 	int (*add)(void *state, int64_t delta);
 	int (*get)(void *state, int64_t *value);
+	/* Optional (NULL without TALLY_CAP_LOCKED): add, then inside(arg),
+	 * both under the lock.  Not on the hot path of tally_add(). */
+	int (*add_cs)(void *state, int64_t delta, void (*inside)(void *),
+		      void *arg);
 	void (*destroy)(void *state);
 };
 

@@ -146,6 +146,15 @@ int tally_add(tally *t, int64_t delta)
 	return t->add(t->state, delta);
 }
 
+int tally_add_cs(tally *t, int64_t delta, void (*inside)(void *arg), void *arg)
+{
+	if (t == NULL || inside == NULL)
+		return TALLY_EINVAL;
+	if (t->ops->add_cs == NULL)
+		return TALLY_EUNSUPPORTED;
+	return t->ops->add_cs(t->state, delta, inside, arg);
+}
+
 int tally_get(tally *t, int64_t *value)
 {
 	if (t == NULL || value == NULL)

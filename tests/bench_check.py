@@ -117,7 +117,8 @@ BAD = [
     ["--duration", "1e3"], ["--duration", "3601"], ["--duration", "nan"],
     ["--repeat", "0"], ["--repeat", "1001"], ["--backend", "nope"],
     ["--backend", "atomic,nope"], ["--backend", ""], ["--format", "xml"],
-    ["--plot", "out.jpg"], ["--cs-ns", "5"], ["--think-ns", "-3"],
+    ["--plot", "out.jpg"], ["--cs-ns", "5", "--backend", "atomic"],
+    ["--cs-ns", "-5"], ["--think-ns", "-3"],
     ["--sample-every", "3"], ["--mode", "fibers"], ["--mode", "threads,threads"],
     ["--warmup", "0"], ["--bogus"], ["extra"], ["--workers"],
 ]

@@ -1,6 +1,7 @@
 /* Unit tests of the public API, table-driven over the backend registry. */
 #include "tally.h"
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -174,6 +175,70 @@ static void test_not_built_in_is_not_unknown(void **state)
 		skip(); /* every optional library was present at build time */
 }
 
+struct cs_arg {
+	tally *t;
+	uint64_t plain; /* touched only inside the critical section */
+};
+
+static void inside(void *p)
+{
+	struct cs_arg *a = p;
+	uint64_t v = *(volatile uint64_t *)&a->plain;
+
+	*(volatile uint64_t *)&a->plain = v + 1; /* lost if not exclusive */
+}
+
+static void *cs_worker(void *p)
+{
+	struct cs_arg *a = p;
+
+	for (int i = 0; i < 20000; i++)
+		if (tally_add_cs(a->t, 3, inside, a) != 0)
+			return p;
+	return NULL;
+}
+
+/* tally_add_cs() runs its callback under the lock, so a plain increment in
+ * it is never lost; backends without a lock refuse it. */
+static void test_add_cs_runs_inside_the_lock(void **state)
+{
+	tally_backend_info b;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		struct cs_arg a = {0};
+		pthread_t th[2];
+		void *r0, *r1;
+		int64_t v;
+
+		assert_int_equal(tally_create(&a.t, b.name, 0, 0), 0);
+		if (!(b.caps & TALLY_CAP_LOCKED)) {
+			assert_int_equal(tally_add_cs(a.t, 1, inside, &a),
+					 TALLY_EUNSUPPORTED);
+			tally_destroy(a.t);
+			continue;
+		}
+		assert_int_equal(tally_add_cs(a.t, 1, NULL, &a), TALLY_EINVAL);
+		assert_int_equal(tally_add_cs(NULL, 1, inside, &a),
+				 TALLY_EINVAL);
+		for (int k = 0; k < 2; k++)
+			assert_int_equal(
+				pthread_create(&th[k], NULL, cs_worker, &a), 0);
+		pthread_join(th[0], &r0);
+		pthread_join(th[1], &r1);
+		assert_null(r0);
+		assert_null(r1);
+		assert_int_equal(tally_get(a.t, &v), 0);
+		assert_int_equal(v, 3 * 40000);
+		if (a.plain != 40000)
+			fail_msg("%s: %llu of 40000 calls inside the lock "
+				 "counted: the callback ran outside it",
+				 b.name, (unsigned long long)a.plain);
+		tally_destroy(a.t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +249,7 @@ int main(void)
 		cmocka_unit_test(test_every_backend_wraps_alike),
 		cmocka_unit_test(test_errors_have_messages_and_names),
 		cmocka_unit_test(test_not_built_in_is_not_unknown),
+		cmocka_unit_test(test_add_cs_runs_inside_the_lock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

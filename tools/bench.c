@@ -44,10 +44,11 @@ static void usage(FILE *f)
 		"configurations\n"
 		"  --think-ns   calibrated busy work before each add, 0 to "
 		"10000000 ns\n"
-		"  --cs-ns      work inside the critical section: only 0 "
-		"(the public\n"
-		"               API cannot run code while a backend holds its "
-		"lock)\n"
+		"  --cs-ns      calibrated busy work inside the critical "
+		"section "
+		"(tally_add_cs),\n"
+		"               0 to 10000000 ns; only backends with the "
+		"'locked' capability\n"
 		"  --sample-every  time one add in K for latency percentiles: "
 		"auto (K\n"
 		"               from the warm-up rate, ~10 us apart), off, or "
@@ -176,6 +177,7 @@ static int wants_processes(const struct bench_opts *o)
  * 'all': every built-in backend except those that need a server
  * (TALLY_CAP_REMOTE, which also need options).  The racy 'none' is in: it is
  * the no-synchronization baseline; its lost updates are reported, not failed.
+ * With --cs-ns, only backends that have a critical section (TALLY_CAP_LOCKED).
  * A backend without TALLY_CAP_PSHARED is measured in threads only (plan()).
  */
 static void all_backends(struct bench_opts *o)
@@ -186,6 +188,7 @@ static void all_backends(struct bench_opts *o)
 
 		tally_backend_at(i, &info);
 		if (!info.built_in || (info.caps & TALLY_CAP_REMOTE) ||
+		    (o->cs_ns && !(info.caps & TALLY_CAP_LOCKED)) ||
 		    o->n_backends == BENCH_MAX_LIST)
 			continue;
 		o->backend_caps[o->n_backends] = info.caps;
@@ -214,6 +217,16 @@ static int parse_backends(struct bench_opts *o, const char *arg)
 				      "in memory shared between processes",
 				      &info) != 0)
 			return -1;
+		if (o->cs_ns && !(info.caps & TALLY_CAP_LOCKED)) {
+			cli_error(
+				"bench",
+				"backend '%s' has no lock to hold work in: "
+				"--cs-ns needs a backend with the 'locked' "
+				"capability (see 'tally list'); use --think-ns "
+				"for work outside the add",
+				info.name);
+			return -1;
+		}
 		o->backends[i] = items[i];
 		o->backend_caps[i] = info.caps;
 	}
@@ -327,17 +340,8 @@ static int apply(struct bench_opts *o, int opt, const char *v)
 		return cli_parse_u64("bench", "--think-ns", v, 0, 10000000,
 				     &o->think_ns);
 	case O_CS:
-		if (cli_parse_u64("bench", "--cs-ns", v, 0, 10000000,
-				  &o->cs_ns) != 0)
-			return -1;
-		if (o->cs_ns == 0)
-			return 0;
-		cli_error("bench",
-			  "--cs-ns %s: tally's public API has no way to run "
-			  "work while a backend holds its lock, so only 0 is "
-			  "allowed; use --think-ns for work outside it",
-			  v);
-		return -1;
+		return cli_parse_u64("bench", "--cs-ns", v, 0, 10000000,
+				     &o->cs_ns);
 	case O_SAMPLE:
 		return parse_sample(o, v);
 	case O_FORMAT:
@@ -484,6 +488,7 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 		.duration_s = o->duration_s,
 		.think_loops =
 			(uint64_t)((double)o->think_ns * o->loops_per_ns),
+		.cs_loops = (uint64_t)((double)o->cs_ns * o->loops_per_ns),
 		.sample_every = o->sample_every,
 		.pin_cpus = o->pin ? o->pin_cpus : NULL,
 		.stop_limit_s = 10.0 + o->duration_s,

@@ -193,6 +193,20 @@ static void begin_measuring(struct slot *s, const struct bench_config *cfg,
 	*mask = s->sample_every ? s->sample_every - 1 : 0;
 }
 
+/* Work in the critical section: tally_add_cs() calls it under the lock. */
+static void cs_work(void *loops)
+{
+	spin_loops(*(const uint64_t *)loops);
+}
+
+/* One add as configured: plain, or with work inside the lock. */
+static inline int one_add(tally *t, const struct bench_config *cfg)
+{
+	if (cfg->cs_loops)
+		return tally_add_cs(t, 1, cs_work, (void *)&cfg->cs_loops);
+	return tally_add(t, 1);
+}
+
 static void work(struct worker *w)
 {
 	const struct bench_config *cfg = w->c->cfg;
@@ -223,10 +237,10 @@ static void work(struct worker *w)
 			spin_loops(think);
 		if (sampling && (n & mask) == 0) {
 			uint64_t t0 = cli_now_ns();
-			rc = tally_add(t, 1);
+			rc = one_add(t, cfg);
 			hist_add(&s->hist, cli_now_ns() - t0);
 		} else {
-			rc = tally_add(t, 1);
+			rc = one_add(t, cfg);
 		}
 		if (__builtin_expect(rc < 0, 0))
 			break;

@@ -39,6 +39,7 @@ struct bench_config {
 	double warmup_s;
 	double duration_s;
 	uint64_t think_loops;  /* calibrated busy work before each add */
+	uint64_t cs_loops;     /* and inside the lock (tally_add_cs) */
 	uint64_t sample_every; /* 0 off, a power of two, or _AUTO */
 	const int *pin_cpus;   /* NULL, or the CPU of each worker */
 	double stop_limit_s;   /* workers not stopped this long after the stop

@@ -20,6 +20,7 @@ static const struct {
 	{TALLY_CAP_THREADS_ONLY, "threads-only"},
 	{TALLY_CAP_ROBUST, "robust"},
 	{TALLY_CAP_NAMED, "named"},
+	{TALLY_CAP_LOCKED, "locked"},
 };
 
 #define N_CAPS (sizeof(cap_names) / sizeof(cap_names[0]))

@@ -55,10 +55,11 @@ static void usage(FILE *f)
 		"sleep (1 to 200 us).  Each operation draws a delta (small,\n"
 		"large, negative, INT64_MIN, INT64_MAX: the counter wraps\n"
 		"modulo 2^64) and one of: add; get, pause, add; add, pause,\n"
-		"add the opposite delta.  The lock is inside the backend, so\n"
-		"no pause can go inside its critical section: pauses come\n"
-		"just before and between critical sections, and the pairs\n"
-		"hold a value across two of them.  A round stops after 2 s\n"
+		"add the opposite delta; add with a pause inside the lock's\n"
+		"critical section (tally_add_cs, backends with the 'locked'\n"
+		"capability).  Pauses also come before and between critical\n"
+		"sections, and the pairs hold a value across two of them.\n"
+		"A round stops after 2 s\n"
 		"(a spinning lock on a busy machine can need minutes); the\n"
 		"total is still exact, as each worker counts what it added.\n"
 		"\n"
@@ -248,6 +249,36 @@ static int add(struct worker *w, struct slot *sl, int64_t d)
 	return 0;
 }
 
+struct inside {
+	const struct round *r;
+	uint64_t x;
+};
+
+static void pause_inside(void *arg)
+{
+	const struct inside *in = arg;
+
+	pause_maybe(in->r, in->x);
+}
+
+/* Add d with a pause inside the backend's critical section, stretching it
+ * so that a broken lock would let another worker in; backends without a
+ * lock (TALLY_EUNSUPPORTED) add plainly. */
+static int add_stretched(struct worker *w, struct slot *sl, int64_t d,
+			 uint64_t x)
+{
+	struct inside in = {.r = w->r, .x = x};
+	int rc = tally_add_cs(w->t, d, pause_inside, &in);
+
+	if (rc == TALLY_EUNSUPPORTED)
+		return add(w, sl, d);
+	if (rc < 0)
+		return rc;
+	sl->sum += (uint64_t)d;
+	sl->adds++;
+	return 0;
+}
+
 /* One random operation; 0 or a TALLY_E* code. */
 static int one_op(struct worker *w, struct slot *sl, uint64_t *s)
 {
@@ -267,6 +298,8 @@ static int one_op(struct worker *w, struct slot *sl, uint64_t *s)
 			return rc;
 		pause_maybe(w->r, rnd(s));
 		return add(w, sl, (int64_t)(0 - (uint64_t)d));
+	case 3: /* a longer critical section */
+		return add_stretched(w, sl, d, rnd(s));
 	default:
 		return add(w, sl, d);
 	}
