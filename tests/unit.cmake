@@ -8,3 +8,6 @@ endforeach()
 # unit_named plants foreign objects under /dev/shm/tally.* on purpose;
 # `tally shm list` (cli_shm) must not run at the same time.
 set_tests_properties(unit_named PROPERTIES RESOURCE_LOCK dev_shm)
+# unit_api starts threads but never forks: the tsan preset runs it too
+# (tally_add_cs's callback under every lock is a race TSan would see).
+set_tests_properties(unit_api PROPERTIES LABELS tsan)
