@@ -22,7 +22,7 @@ static void usage(FILE *f)
 		"shared.\n"
 		"'none' has no lock and shows lost updates; every other "
 		"backend\n"
-		"must be exact.  Takes about 15 s.\n\n"
+		"must be exact.  Takes about 20 s.\n\n"
 		"exit status: 0 when every synchronized backend was exact, 1 "
 		"when\n"
 		"one lost updates, 3 on a runtime failure\n");
@@ -155,10 +155,10 @@ static void explain(const struct row *rows, size_t n)
 		       "tally or the machine.\n",
 		       sync_wrong, sync_wrong == 1 ? "" : "s");
 	if (fast && slow && fast != slow)
-		printf("- What a lock costs: for 2,000,000 contended adds, "
-		       "'%s' "
-		       "took %.3f s and\n  '%s' %.3f s (%.1fx).  'tally bench' "
-		       "measures this properly.\n",
+		printf("- What synchronization costs: for 2,000,000 contended "
+		       "adds in threads,\n  '%s' took %.3f s and '%s' %.3f s "
+		       "(%.1fx).  'tally bench' measures\n  this properly: "
+		       "throughput, fairness, latency, oversubscription.\n",
 		       fast->b.name, fast->res.seconds, slow->b.name,
 		       slow->res.seconds,
 		       slow->res.seconds / fast->res.seconds);
