@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,7 +47,6 @@ struct ctx {
 	const struct bench_config *cfg;
 	tally *t;
 	struct shared *sh;
-	pid_t parent;
 };
 
 struct worker {
@@ -299,29 +297,12 @@ static int start(struct ctx *c, struct worker *ws, pthread_t *th, pid_t *pids,
 {
 	for (unsigned k = 0; k < c->cfg->workers; k++) {
 		ws[k] = (struct worker){.c = c, .k = k};
-		if (c->cfg->mode == WL_THREADS) {
-			int rc = pthread_create(&th[k], NULL, thread_main,
-						&ws[k]);
-			if (rc != 0) {
-				errno = rc;
-				return -1;
-			}
-		} else {
-			pid_t pid = fork();
-			if (pid < 0)
-				return -1;
-			if (pid == 0) {
-				/* Die with the coordinator (Ctrl-C, a crash):
-				 * an orphan would spin until the stop flag
-				 * that nobody is left to set. */
-				prctl(PR_SET_PDEATHSIG, SIGKILL);
-				if (getppid() != c->parent)
-					_exit(0);
-				work(&ws[k]);
-				_exit(0);
-			}
-			pids[k] = pid;
-		}
+		/* Processes die with the coordinator (Ctrl-C, a crash): an
+		 * orphan would spin until the stop flag that nobody is left
+		 * to set. */
+		if (wl_spawn(c->cfg->mode, thread_main, &ws[k],
+			     WL_SPAWN_DIE_WITH_PARENT, &th[k], &pids[k]) != 0)
+			return -1;
 		(*started)++;
 	}
 	return 0;
@@ -413,7 +394,7 @@ int bench_run_once(const struct bench_config *cfg, struct bench_run *run)
 {
 	size_t size =
 		sizeof(struct shared) + cfg->workers * sizeof(struct slot);
-	struct ctx c = {.cfg = cfg, .parent = getpid()};
+	struct ctx c = {.cfg = cfg};
 	struct worker *ws = calloc(cfg->workers, sizeof(*ws));
 	pthread_t *th = calloc(cfg->workers, sizeof(*th));
 	pid_t *pids = calloc(cfg->workers, sizeof(*pids));

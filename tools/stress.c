@@ -358,22 +358,11 @@ static int run_workers(const struct round *r, struct worker *ws)
 	int rc = 0;
 
 	for (; started < r->workers; started++) {
-		if (r->mode == WL_THREADS) {
-			errno = pthread_create(&th[started], NULL, thread_main,
-					       &ws[started]);
-			if (errno != 0)
-				break;
-			continue;
-		}
-		pid_t pid = fork();
-		if (pid < 0)
+		/* Processes ignore Ctrl-C: the coordinator decides. */
+		if (wl_spawn(r->mode, thread_main, &ws[started],
+			     WL_SPAWN_IGNORE_SIGINT, &th[started],
+			     &stuck_pids[started]) != 0)
 			break;
-		if (pid == 0) {
-			signal(SIGINT, SIG_IGN); /* the coordinator decides */
-			work(&ws[started]);
-			_exit(0);
-		}
-		stuck_pids[started] = pid;
 	}
 	if (started < r->workers) {
 		cli_error("stress", "cannot start worker %u: %s", started,

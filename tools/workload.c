@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,6 +217,38 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+int wl_spawn(enum wl_mode mode, void *(*fn)(void *), void *arg, unsigned flags,
+	     pthread_t *thread, pid_t *pid)
+{
+	if (mode == WL_THREADS) {
+		int rc = pthread_create(thread, NULL, fn, arg);
+		if (rc != 0) {
+			errno = rc;
+			return -1;
+		}
+		return 0;
+	}
+	pid_t parent = getpid(), child = fork();
+	if (child < 0)
+		return -1;
+	if (child == 0) {
+		if (flags & WL_SPAWN_IGNORE_SIGINT)
+			signal(SIGINT, SIG_IGN);
+		if (flags & WL_SPAWN_DIE_WITH_PARENT) {
+			/* An orphan would spin until a stop flag that nobody
+			 * is left to set.  The parent may have died before
+			 * prctl: then the death signal will never come. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(0);
+		}
+		fn(arg);
+		_exit(0);
+	}
+	*pid = child;
+	return 0;
+}
+
 /* State of the coordinator while the workers run. */
 struct run {
 	const struct wl_config *cfg;
@@ -239,26 +272,12 @@ static uint64_t sum_done(const struct run *r)
 static int start_workers(struct run *r, struct worker *ws)
 {
 	for (unsigned k = 0; k < r->cfg->workers; k++) {
-		if (r->cfg->mode == WL_THREADS) {
-			int rc = pthread_create(&r->threads[k], NULL,
-						thread_main, &ws[k]);
-			if (rc != 0) {
-				errno = rc;
-				return -1;
-			}
-		} else {
-			pid_t pid = fork();
-			if (pid < 0)
-				return -1;
-			if (pid == 0) {
-				/* The coordinator handles Ctrl-C and tells
-				 * the workers through the stop flag. */
-				signal(SIGINT, SIG_IGN);
-				work(&ws[k]);
-				_exit(0);
-			}
-			r->pids[k] = pid;
-		}
+		/* The coordinator handles Ctrl-C and tells the workers
+		 * through the stop flag. */
+		if (wl_spawn(r->cfg->mode, thread_main, &ws[k],
+			     WL_SPAWN_IGNORE_SIGINT, &r->threads[k],
+			     r->pids ? &r->pids[k] : NULL) != 0)
+			return -1;
 		r->started++;
 	}
 	return 0;

@@ -5,8 +5,10 @@
 
 #include "tally.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum wl_kind { WL_ADDSUB, WL_INC };
 enum wl_mode { WL_THREADS, WL_PROCESSES };
@@ -66,6 +68,20 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size);
  * (errno set).  The verdict is in *res.
  */
 int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res);
+
+/* What a forked worker does before fn (wl_spawn's flags; threads ignore
+ * them, as they share the coordinator's signals and parent). */
+#define WL_SPAWN_IGNORE_SIGINT	 1u /* the coordinator handles Ctrl-C */
+#define WL_SPAWN_DIE_WITH_PARENT 2u /* SIGKILLed when the coordinator dies */
+
+/*
+ * Start one worker running fn(arg): a thread (its id in *thread) or a forked
+ * process (its pid in *pid) that exits with status 0 when fn returns.  The
+ * out-parameter of the other mode may be NULL.  Returns 0, or -1 with errno
+ * set and nothing started.
+ */
+int wl_spawn(enum wl_mode mode, void *(*fn)(void *), void *arg, unsigned flags,
+	     pthread_t *thread, pid_t *pid);
 
 /* Set by the SIGINT handler that wl_install_sigint() installs. */
 extern volatile sig_atomic_t wl_sigint;
