@@ -17,7 +17,7 @@ struct clh_node {
 
 struct clh_state {
 	_Alignas(TALLY_CACHELINE) struct ck_spinlock_clh *queue;
-	uint64_t value; /* touched only by the holder, beside the tail */
+	tally__word value; /* written only by the holder, beside the tail */
 	struct clh_node nodes[TALLY_QNODES + 1]; /* + the initial tail */
 };
 
@@ -41,7 +41,7 @@ static int clh_init(void *state, int64_t initial, unsigned flags,
 	 * (the queue refers to it) like any node a waiter left behind. */
 	atomic_store(&s->nodes[TALLY_QNODES].busy, 1);
 	ck_spinlock_clh_init(&s->queue, &s->nodes[TALLY_QNODES].node);
-	s->value = (uint64_t)initial;
+	tally__word_init(&s->value, initial);
 	return 0;
 }
 
@@ -75,7 +75,7 @@ static int clh_add(void *state, int64_t delta)
 	struct clh_state *s = state;
 	struct ck_spinlock_clh *n = clh_lock(s);
 
-	s->value += (uint64_t)delta;
+	tally__word_add(&s->value, delta);
 	clh_unlock(s, n);
 	return 0;
 }
@@ -86,20 +86,16 @@ static int clh_add_cs(void *state, int64_t delta, void (*inside)(void *),
 	struct clh_state *s = state;
 	struct ck_spinlock_clh *n = clh_lock(s);
 
-	s->value += (uint64_t)delta;
+	tally__word_add(&s->value, delta);
 	inside(arg);
 	clh_unlock(s, n);
 	return 0;
 }
 
+/* Without the lock: see tally__word in src/backend.h. */
 static int clh_get(void *state, int64_t *value)
 {
-	struct clh_state *s = state;
-	struct ck_spinlock_clh *n = clh_lock(s);
-
-	*value = (int64_t)s->value;
-	clh_unlock(s, n);
-	return 0;
+	return tally__word_get(&((struct clh_state *)state)->value, value);
 }
 
 static void clh_destroy(void *state)

@@ -16,7 +16,7 @@ struct mcs_node {
 
 struct mcs_state {
 	_Alignas(TALLY_CACHELINE) struct ck_spinlock_mcs *queue;
-	uint64_t value; /* touched only by the holder, beside the tail */
+	tally__word value; /* written only by the holder, beside the tail */
 	struct mcs_node nodes[TALLY_QNODES];
 };
 
@@ -30,7 +30,7 @@ static int mcs_init(void *state, int64_t initial, unsigned flags,
 	(void)flags; /* the nodes are in the state, shared when it is */
 	(void)options;
 	ck_spinlock_mcs_init(&s->queue);
-	s->value = (uint64_t)initial;
+	tally__word_init(&s->value, initial);
 	for (unsigned i = 0; i < TALLY_QNODES; i++)
 		atomic_init(&s->nodes[i].busy, 0);
 	return 0;
@@ -62,7 +62,7 @@ static int mcs_add(void *state, int64_t delta)
 	struct mcs_state *s = state;
 	struct mcs_node *n = mcs_lock(s);
 
-	s->value += (uint64_t)delta;
+	tally__word_add(&s->value, delta);
 	mcs_unlock(s, n);
 	return 0;
 }
@@ -73,20 +73,16 @@ static int mcs_add_cs(void *state, int64_t delta, void (*inside)(void *),
 	struct mcs_state *s = state;
 	struct mcs_node *n = mcs_lock(s);
 
-	s->value += (uint64_t)delta;
+	tally__word_add(&s->value, delta);
 	inside(arg);
 	mcs_unlock(s, n);
 	return 0;
 }
 
+/* Without the lock: see tally__word in src/backend.h. */
 static int mcs_get(void *state, int64_t *value)
 {
-	struct mcs_state *s = state;
-	struct mcs_node *n = mcs_lock(s);
-
-	*value = (int64_t)s->value;
-	mcs_unlock(s, n);
-	return 0;
+	return tally__word_get(&((struct mcs_state *)state)->value, value);
 }
 
 static void mcs_destroy(void *state)

@@ -5,11 +5,11 @@
 #include <errno.h>
 #include <pthread.h>
 
-/* The value sits beside the lock: it is only touched by the lock holder, who
+/* The value sits beside the lock: it is only written by the lock holder, who
  * already owns this cache line. */
 struct mutex_state {
 	pthread_mutex_t lock;
-	uint64_t value;
+	tally__word value;
 };
 
 static int mutex_init(void *state, int64_t initial, unsigned flags,
@@ -34,7 +34,7 @@ static int mutex_init(void *state, int64_t initial, unsigned flags,
 		errno = rc;
 		return rc == ENOMEM ? TALLY_ENOMEM : TALLY_ESYSTEM;
 	}
-	s->value = (uint64_t)initial;
+	tally__word_init(&s->value, initial);
 	return 0;
 }
 
@@ -63,7 +63,7 @@ static int mutex_add(void *state, int64_t delta)
 
 	if (rc < 0)
 		return rc;
-	s->value += (uint64_t)delta;
+	tally__word_add(&s->value, delta);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
@@ -76,22 +76,16 @@ static int mutex_add_cs(void *state, int64_t delta, void (*inside)(void *),
 
 	if (rc < 0)
 		return rc;
-	s->value += (uint64_t)delta;
+	tally__word_add(&s->value, delta);
 	inside(arg);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
 
+/* Without the lock: see tally__word in src/backend.h. */
 static int mutex_get(void *state, int64_t *value)
 {
-	struct mutex_state *s = state;
-	int rc = mutex_lock(s);
-
-	if (rc < 0)
-		return rc;
-	*value = (int64_t)s->value;
-	pthread_mutex_unlock(&s->lock);
-	return 0;
+	return tally__word_get(&((struct mutex_state *)state)->value, value);
 }
 
 static void mutex_destroy(void *state)

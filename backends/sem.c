@@ -6,7 +6,7 @@
 
 struct sem_state {
 	sem_t sem;
-	uint64_t value;
+	tally__word value;
 };
 
 static int sem_init_(void *state, int64_t initial, unsigned flags,
@@ -17,7 +17,7 @@ static int sem_init_(void *state, int64_t initial, unsigned flags,
 	(void)options;
 	if (sem_init(&s->sem, (flags & TALLY_PSHARED) != 0, 1) != 0)
 		return TALLY_ESYSTEM;
-	s->value = (uint64_t)initial;
+	tally__word_init(&s->value, initial);
 	return 0;
 }
 
@@ -37,7 +37,7 @@ static int sem_add(void *state, int64_t delta)
 	struct sem_state *s = state;
 
 	sem_lock(s);
-	s->value += (uint64_t)delta;
+	tally__word_add(&s->value, delta);
 	sem_post(&s->sem);
 	return 0;
 }
@@ -48,20 +48,16 @@ static int sem_add_cs(void *state, int64_t delta, void (*inside)(void *),
 	struct sem_state *s = state;
 
 	sem_lock(s);
-	s->value += (uint64_t)delta;
+	tally__word_add(&s->value, delta);
 	inside(arg);
 	sem_post(&s->sem);
 	return 0;
 }
 
+/* Without the lock: see tally__word in src/backend.h. */
 static int sem_get(void *state, int64_t *value)
 {
-	struct sem_state *s = state;
-
-	sem_lock(s);
-	*value = (int64_t)s->value;
-	sem_post(&s->sem);
-	return 0;
+	return tally__word_get(&((struct sem_state *)state)->value, value);
 }
 
 static void sem_destroy_(void *state)

@@ -9,7 +9,7 @@
 
 struct spin_state {
 	ck_spinlock_t lock;
-	uint64_t value; /* same line as the lock: only the holder touches it */
+	tally__word value; /* same line as the lock: only the holder writes it */
 };
 
 static int spin_init(void *state, int64_t initial, unsigned flags,
@@ -20,7 +20,7 @@ static int spin_init(void *state, int64_t initial, unsigned flags,
 	(void)flags; /* a spinlock word works unchanged in shared memory */
 	(void)options;
 	ck_spinlock_init(&s->lock);
-	s->value = (uint64_t)initial;
+	tally__word_init(&s->value, initial);
 	return 0;
 }
 
@@ -43,7 +43,7 @@ static int spin_add(void *state, int64_t delta)
 	struct spin_state *s = state;
 
 	spin_lock(s);
-	s->value += (uint64_t)delta;
+	tally__word_add(&s->value, delta);
 	spin_unlock(s);
 	return 0;
 }
@@ -54,20 +54,16 @@ static int spin_add_cs(void *state, int64_t delta, void (*inside)(void *),
 	struct spin_state *s = state;
 
 	spin_lock(s);
-	s->value += (uint64_t)delta;
+	tally__word_add(&s->value, delta);
 	inside(arg);
 	spin_unlock(s);
 	return 0;
 }
 
+/* Without the lock: see tally__word in src/backend.h. */
 static int spin_get(void *state, int64_t *value)
 {
-	struct spin_state *s = state;
-
-	spin_lock(s);
-	*value = (int64_t)s->value;
-	spin_unlock(s);
-	return 0;
+	return tally__word_get(&((struct spin_state *)state)->value, value);
 }
 
 static void spin_destroy(void *state)

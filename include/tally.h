@@ -259,10 +259,12 @@ TALLY_API int tally_add_cs(tally *t, int64_t delta, void (*inside)(void *arg),
  * Read the counter into *value.  With adds running concurrently, the value
  * includes every add that returned before this call began and may include
  * any of those that overlap it (so it may be stale on return).
- * Threads: as tally_add().  Never returns TALLY_RECOVERED: a lock recovered
- * while reading is still a success, 0.
- * Errors: TALLY_EINVAL (t or value NULL), TALLY_ENOTRECOVERABLE,
- * TALLY_EREMOTE (as in tally_add()).
+ * Never waits for a lock: a backend with a lock keeps the value in one word
+ * that only the holder writes, and tally_get() reads that word, so it
+ * answers while the lock is held by a slow holder, or by a process that died
+ * holding it (and never takes a place in a FIFO lock's queue).
+ * Threads: as tally_add().  Never returns TALLY_RECOVERED.
+ * Errors: TALLY_EINVAL (t or value NULL), TALLY_EREMOTE (as in tally_add()).
  */
 TALLY_API int tally_get(tally *t, int64_t *value);
 

@@ -4,6 +4,7 @@
 
 #include "tally.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -40,7 +41,8 @@
  *             leave this to the core, which refuses options for it.  Returns
  *             0 or a TALLY_E* code, and on failure leaves nothing to destroy.
  *   add, get  hot path: any number of threads (and processes, when shared)
- *             at once.  Arithmetic wraps modulo 2^64 (use uint64_t).
+ *             at once.  Arithmetic wraps modulo 2^64 (use uint64_t).  get
+ *             never waits for a lock (see tally__word below).
  *   add_cs    as add, calling inside(arg) before releasing the lock; only
  *             backends with TALLY_CAP_LOCKED have it.
  *   destroy   once, by the creating process, when no other call can run;
@@ -69,6 +71,35 @@ struct tally_backend {
 const struct tally_backend *tally__backend_lookup(const char *name, size_t len);
 const struct tally_backend *tally__backend_at(size_t i);
 size_t tally__backend_count(void);
+
+/*
+ * The value of a backend with a lock.  Only the lock holder writes it, with a
+ * plain load and store (atomic only so that a reader may look: on x86 and Arm
+ * these are ordinary moves, no locked instruction); get reads it without the
+ * lock.  The value is one word, so whatever a reader sees is the value some
+ * completed add left: a correct answer that never waits on, or (for FIFO
+ * locks) takes a place in the queue of, a lock whose holder is slow or dead.
+ */
+typedef _Atomic uint64_t tally__word;
+
+static inline void tally__word_init(tally__word *w, int64_t initial)
+{
+	atomic_init(w, (uint64_t)initial);
+}
+
+/* Only under the backend's lock. */
+static inline void tally__word_add(tally__word *w, int64_t delta)
+{
+	uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+
+	atomic_store_explicit(w, v + (uint64_t)delta, memory_order_release);
+}
+
+static inline int tally__word_get(tally__word *w, int64_t *value)
+{
+	*value = (int64_t)atomic_load_explicit(w, memory_order_acquire);
+	return 0;
+}
 
 /* Modulo-2^64 addition without signed-overflow undefined behaviour. */
 static inline int64_t tally__wrap_add(int64_t a, int64_t b)

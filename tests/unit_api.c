@@ -2,12 +2,15 @@
 #include "tally.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -239,6 +242,64 @@ static void test_add_cs_runs_inside_the_lock(void **state)
 	}
 }
 
+/* Holds the lock (from inside tally_add_cs) until the test lets it go. */
+struct holder {
+	tally *t;
+	_Atomic int inside, release;
+};
+
+static void hold(void *p)
+{
+	struct holder *h = p;
+
+	atomic_store(&h->inside, 1);
+	while (!atomic_load(&h->release))
+		sched_yield();
+}
+
+static void *holder_main(void *p)
+{
+	struct holder *h = p;
+
+	return tally_add_cs(h->t, 7, hold, h) == 0 ? NULL : p;
+}
+
+/* tally_get() reads without the lock: it answers while another thread holds
+ * it (a slow holder, or one that died, which it cannot tell apart), and sees
+ * the add made under it.  A get that waited would hang here until the alarm
+ * ends the test. */
+static void test_get_never_waits_for_the_lock(void **state)
+{
+	tally_backend_info b;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		struct holder h = {0};
+		pthread_t th;
+		void *r;
+		int64_t v = 0;
+
+		if (!(b.caps & TALLY_CAP_LOCKED))
+			continue;
+		assert_int_equal(tally_create(&h.t, b.name, 10, 0), 0);
+		assert_int_equal(pthread_create(&th, NULL, holder_main, &h), 0);
+		while (!atomic_load(&h.inside))
+			sched_yield();
+		alarm(10);
+		assert_int_equal(tally_get(h.t, &v), 0);
+		alarm(0);
+		if (v != 17)
+			fail_msg("%s: get while the lock is held read %lld, "
+				 "not 17",
+				 b.name, (long long)v);
+		atomic_store(&h.release, 1);
+		pthread_join(th, &r);
+		assert_null(r);
+		tally_destroy(h.t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -250,6 +311,7 @@ int main(void)
 		cmocka_unit_test(test_errors_have_messages_and_names),
 		cmocka_unit_test(test_not_built_in_is_not_unknown),
 		cmocka_unit_test(test_add_cs_runs_inside_the_lock),
+		cmocka_unit_test(test_get_never_waits_for_the_lock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
