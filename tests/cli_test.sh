@@ -145,8 +145,11 @@ input)
 	refused "outside the signed 64-bit range" run --workload addsub --initial -9223372036854775800 --sleep-us 0
 	refused "does not fit in a signed 64-bit integer" run --workload inc --workers 3 --delta 4611686018427387904 --iters 1
 	refused "does not fit" run --workload inc --iters 4611686018427387904 --delta 4
-	refused "unexpected argument" list extra
-	refused "unexpected argument" demo extra
+	refused "unexpected argument 'extra' \(it takes options only" list extra
+	refused "unexpected argument 'extra' \(it takes options only" demo extra
+	refused "unexpected argument 'extra' after --version" --version extra
+	# A name from the environment is refused as such, and says so.
+	TALLY_BACKEND=nope refused "unknown backend 'nope' \(from \\\$TALLY_BACKEND\) \(known: none, mutex" run --workload inc
 	;;
 processes)
 	loses processes
@@ -208,6 +211,9 @@ shm)
 	refused "no shared counter by that name" shm get $name
 	refused "does not take --backend" shm add $name 1 --backend mutex
 	refused "unknown backend 'nope'" shm create $name --backend nope
+	refused "cannot be used for a named counter.*\(allowed: .*mutex.*ticket" shm create $name --backend clh
+	refused "'shm get' does not take --timeout" shm get $name --timeout 1
+	refused "--timeout is out of range: .0.01. \(allowed: 0.1 to 3600" shm add $name 1 --timeout 0.01
 	run 0 "$T" shm create $name --backend mutex --initial 500
 	refused "already exists" shm create $name
 	mode=$(stat -c %a /dev/shm/tally.$name)

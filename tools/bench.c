@@ -399,7 +399,10 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		cli_error("bench", "unexpected argument '%s'", argv[optind]);
+		cli_error("bench",
+			  "unexpected argument '%s' (it takes options "
+			  "only; see 'tally bench --help')",
+			  argv[optind]);
 		return -1;
 	}
 	if (parse_backends(o, backend) != 0)

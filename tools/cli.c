@@ -140,7 +140,23 @@ int cli_parse_format(const char *cmd, const char *s, enum cli_format *out)
 	return -1;
 }
 
-void cli_backend_names(char *buf, size_t size, int built_in_only)
+/* The spec that cli_resolve_backend() took from the environment, or NULL. */
+static const char *backend_from_env;
+
+const char *cli_resolve_backend(const char *given)
+{
+	const char *env = getenv(TALLY_ENV_BACKEND);
+
+	backend_from_env = NULL;
+	if (given != NULL)
+		return given;
+	if (env != NULL && *env != '\0')
+		return backend_from_env = env;
+	return TALLY_DEFAULT_BACKEND;
+}
+
+void cli_backend_names(char *buf, size_t size, int built_in_only,
+		       unsigned need_caps)
 {
 	size_t used = 0;
 
@@ -149,7 +165,8 @@ void cli_backend_names(char *buf, size_t size, int built_in_only)
 		tally_backend_info info;
 
 		tally_backend_at(i, &info);
-		if (built_in_only && !info.built_in)
+		if ((built_in_only && !info.built_in) ||
+		    (info.caps & need_caps) != need_caps)
 			continue;
 		int n = snprintf(buf + used, size - used, "%s%s",
 				 used ? ", " : "", info.name);
@@ -165,31 +182,31 @@ int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
 	char names[512];
 	size_t len = strcspn(spec, ":");
 	char name[64];
+	const char *from = spec == backend_from_env
+				   ? " (from $" TALLY_ENV_BACKEND ")"
+				   : "";
 
-	if (len == 0 || len >= sizeof(name)) {
-		cli_backend_names(names, sizeof(names), 0);
-		cli_error(cmd, "unknown backend '%s' (known: %s)", spec, names);
-		return -1;
-	}
-	memcpy(name, spec, len);
-	name[len] = '\0';
-	if (tally_backend_find(name, info) != 0) {
-		cli_backend_names(names, sizeof(names), 0);
-		cli_error(cmd, "unknown backend '%s' (known: %s)", name, names);
+	if (len == 0 || len >= sizeof(name) ||
+	    (memcpy(name, spec, len), name[len] = '\0',
+	     tally_backend_find(name, info) != 0)) {
+		cli_backend_names(names, sizeof(names), 0, 0);
+		cli_error(cmd, "unknown backend '%s'%s (known: %s)",
+			  len && len < sizeof(name) ? name : spec, from, names);
 		return -1;
 	}
 	if (!info->built_in) {
-		cli_backend_names(names, sizeof(names), 1);
+		cli_backend_names(names, sizeof(names), 1, 0);
 		cli_error(cmd,
-			  "backend '%s' is known but was not built into "
+			  "backend '%s'%s is known but was not built into "
 			  "this tally: its library was missing at build "
 			  "time (built in: %s)",
-			  info->name, names);
+			  info->name, from, names);
 		return -1;
 	}
 	if ((info->caps & need_caps) != need_caps) {
-		cli_error(cmd, "backend '%s' cannot be used %s", info->name,
-			  why_caps);
+		cli_backend_names(names, sizeof(names), 1, need_caps);
+		cli_error(cmd, "backend '%s'%s cannot be used %s (allowed: %s)",
+			  info->name, from, why_caps, names);
 		return -1;
 	}
 	return 0;

@@ -46,8 +46,16 @@ int cli_parse_format(const char *cmd, const char *s, enum cli_format *out);
  */
 int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
 		      const char *why_caps, tally_backend_info *info);
-/* Comma-separated list of the names of every known backend. */
-void cli_backend_names(char *buf, size_t size, int built_in_only);
+/* Comma-separated list of the names of every known backend; only those built
+ * in when built_in_only, and only those with every bit of need_caps. */
+void cli_backend_names(char *buf, size_t size, int built_in_only,
+		       unsigned need_caps);
+/*
+ * The backend a command uses: `given` (its --backend), else $TALLY_BACKEND
+ * when set and not empty, else the library's default.  cli_check_backend()
+ * then names the environment variable when it refuses a name taken from it.
+ */
+const char *cli_resolve_backend(const char *given);
 
 /* Online CPUs, at least 1. */
 unsigned cli_online_cpus(void);

@@ -202,7 +202,10 @@ int cmd_demo(int argc, char **argv)
 			return EXIT_USAGE;
 	}
 	if (optind < argc) {
-		cli_error("demo", "unexpected argument '%s'", argv[optind]);
+		cli_error("demo",
+			  "unexpected argument '%s' (it takes options "
+			  "only; see 'tally demo --help')",
+			  argv[optind]);
 		return EXIT_USAGE;
 	}
 

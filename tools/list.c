@@ -106,7 +106,10 @@ int cmd_list(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		cli_error("list", "unexpected argument '%s'", argv[optind]);
+		cli_error("list",
+			  "unexpected argument '%s' (it takes options "
+			  "only; see 'tally list --help')",
+			  argv[optind]);
 		return EXIT_USAGE;
 	}
 	if (format == FORMAT_JSON) {

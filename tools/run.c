@@ -282,7 +282,10 @@ int cmd_run(int argc, char **argv)
 		val[c - O_BACKEND] = optarg;
 	}
 	if (optind < argc) {
-		cli_error("run", "unexpected argument '%s'", argv[optind]);
+		cli_error("run",
+			  "unexpected argument '%s' (it takes options "
+			  "only; see 'tally run --help')",
+			  argv[optind]);
 		return EXIT_USAGE;
 	}
 #define V(o) val[(o)-O_BACKEND]
@@ -343,12 +346,7 @@ int cmd_run(int argc, char **argv)
 		cli_error("run", "%s", msg);
 		return EXIT_USAGE;
 	}
-	backend = V(O_BACKEND);
-	if (backend == NULL) {
-		backend = getenv(TALLY_ENV_BACKEND);
-		if (backend == NULL || *backend == '\0')
-			backend = TALLY_DEFAULT_BACKEND;
-	}
+	backend = cli_resolve_backend(V(O_BACKEND));
 	tally_backend_info info;
 	if (cli_check_backend("run", backend,
 			      cfg.mode == WL_PROCESSES ? TALLY_CAP_PSHARED : 0,

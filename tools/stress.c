@@ -689,11 +689,7 @@ static int parse_values(const char **v, struct params *p)
 		cli_error("stress", "--format is table or json");
 		return -1;
 	}
-	const char *spec = V(O_BACKEND);
-	if (spec == NULL)
-		spec = getenv(TALLY_ENV_BACKEND);
-	if (spec == NULL || *spec == '\0')
-		spec = TALLY_DEFAULT_BACKEND;
+	const char *spec = cli_resolve_backend(V(O_BACKEND));
 	unsigned need = p->mode == WL_PROCESSES ? TALLY_CAP_PSHARED : 0;
 	if (strcmp(spec, "all") == 0)
 		return add_all(p, need);
@@ -747,7 +743,10 @@ int cmd_stress(int argc, char **argv)
 		val[c - O_BACKEND] = optarg;
 	}
 	if (optind < argc) {
-		cli_error("stress", "unexpected argument '%s'", argv[optind]);
+		cli_error("stress",
+			  "unexpected argument '%s' (it takes options "
+			  "only; see 'tally stress --help')",
+			  argv[optind]);
 		goto out;
 	}
 	if (parse_values(val, p) != 0)

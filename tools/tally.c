@@ -40,12 +40,17 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		usage(stdout);
-		return EXIT_EXACT;
-	}
-	if (strcmp(argv[1], "--version") == 0) {
-		printf("tally %s\n", tally_version());
+	int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+	if (help || strcmp(argv[1], "--version") == 0) {
+		if (argc > 2) {
+			cli_error(NULL, "unexpected argument '%s' after %s",
+				  argv[2], argv[1]);
+			return EXIT_USAGE;
+		}
+		if (help)
+			usage(stdout);
+		else
+			printf("tally %s\n", tally_version());
 		return EXIT_EXACT;
 	}
 	for (size_t i = 0; i < N_COMMANDS; i++)
