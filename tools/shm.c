@@ -7,24 +7,22 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static const char *shm_name; /* for the timeout message */
-static const char *shm_backend = "its";
-/* `shm list` goes on past a stuck counter instead of exiting. */
-static sigjmp_buf list_escape;
-static volatile sig_atomic_t listing;
+static const char *shm_backend = "counter's";
+static int shm_fifo; /* the backend's lock serves waiters in order */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tally shm create NAME [--backend B] [--initial V]\n"
 		"       tally shm add NAME DELTA [--timeout S]\n"
-		"       tally shm get NAME [--timeout S]\n"
+		"       tally shm get NAME\n"
 		"       tally shm rm NAME\n"
 		"       tally shm list\n\n"
 		"Named counters in POSIX shared memory (/dev/shm/tally.NAME, "
@@ -45,12 +43,13 @@ static void usage(FILE *f)
 		"it\n"
 		"  list    the named counters on this machine, with backend "
 		"and value\n\n"
-		"  --timeout S  give up after S seconds (default 5) when the "
-		"lock\n"
-		"               never comes free: a process died holding a "
-		"lock\n"
-		"               that cannot be recovered (spin, ticket, "
-		"sem)\n\n"
+		"  --timeout S  add gives up after S seconds (0.1 to 3600, "
+		"default 5)\n"
+		"               when the lock never comes free: a process "
+		"died holding\n"
+		"               a lock that cannot be recovered (spin, ticket, "
+		"sem);\n"
+		"               get and list never wait for a lock\n\n"
 		"exit status: 0 done, 2 bad input (also: NAME missing, or "
 		"exists\n"
 		"on create, or is not a tally counter), 3 runtime failure "
@@ -89,52 +88,74 @@ static int fail(const char *name, int err)
 	return exit_for(err);
 }
 
-/* A lock whose holder died without recovery never comes free: say why and
- * leave, from inside the signal handler (async-signal-safe calls only). */
+/*
+ * A lock whose holder died without recovery never comes free: say why and
+ * leave, from inside the signal handler (async-signal-safe calls only).  A
+ * FIFO lock also keeps this waiter's place in its queue for good, so giving
+ * up leaves it stuck even if the holder was only slow: say that too.
+ */
 static void on_alarm(int sig)
 {
 	static const char a[] = "tally shm: ";
 	static const char b[] =
 		": the lock did not come free in time; a process "
-		"most likely died holding ";
-	static const char c[] = " lock, which cannot be recovered. Remove the "
-				"counter with 'tally shm rm' and create it "
-				"again (the robust 'mutex' backend recovers "
-				"by itself)\n";
+		"most likely died holding the ";
+	static const char c[] = " lock, which cannot be recovered";
+	static const char fifo[] =
+		" (and a ticket lock keeps the place this add took in its "
+		"queue, so the lock is stuck now even if its holder was only "
+		"slow)";
+	static const char d[] = ". Remove the counter with 'tally shm rm' and "
+				"create it again (the robust 'mutex' backend "
+				"recovers by itself)\n";
 
 	(void)sig;
-	if (listing)
-		siglongjmp(list_escape, 1);
 	if (write(2, a, sizeof(a) - 1) < 0 ||
 	    write(2, shm_name, strlen(shm_name)) < 0 ||
 	    write(2, b, sizeof(b) - 1) < 0 ||
 	    write(2, shm_backend, strlen(shm_backend)) < 0 ||
-	    write(2, c, sizeof(c) - 1) < 0)
+	    write(2, c, sizeof(c) - 1) < 0 ||
+	    (shm_fifo && write(2, fifo, sizeof(fifo) - 1) < 0) ||
+	    write(2, d, sizeof(d) - 1) < 0)
 		_exit(EXIT_RUNTIME);
 	_exit(EXIT_RUNTIME);
 }
 
-static void arm_timeout(double seconds)
+/*
+ * Add under a deadline.  Ctrl-C and SIGTERM wait until the add is done (it
+ * takes microseconds unless the lock is stuck, and then the deadline ends
+ * it): a process that left a ticket lock's queue by dying would leave the
+ * lock stuck for everyone.
+ */
+static int add_with_deadline(tally *t, const char *name, double seconds,
+			     int64_t delta)
 {
+	tally_backend_info info;
 	struct sigaction sa;
+	struct itimerval it = {0};
+	sigset_t block, old;
 
+	shm_name = name;
+	shm_backend = tally_backend_name(t);
+	shm_fifo = tally_backend_find(shm_backend, &info) == 0 &&
+		   (info.caps & TALLY_CAP_FAIR);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_alarm;
+	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
-	alarm((unsigned)(seconds + 0.999));
-}
-
-/* Open NAME for add/get, with the lock timeout armed. */
-static int open_named(const char *name, double timeout, tally **t)
-{
-	int rc = tally_open(t, name, NULL, 0, 0);
-
-	if (rc != 0)
-		return fail(name, rc);
-	shm_name = name;
-	shm_backend = tally_backend_name(*t);
-	arm_timeout(timeout);
-	return 0;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	it.it_value.tv_sec = (time_t)seconds;
+	it.it_value.tv_usec =
+		(suseconds_t)((seconds - (double)(time_t)seconds) * 1e6);
+	setitimer(ITIMER_REAL, &it, NULL);
+	int rc = tally_add(t, delta);
+	memset(&it, 0, sizeof(it));
+	setitimer(ITIMER_REAL, &it, NULL);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return rc;
 }
 
 static int report_op(const char *name, int rc)
@@ -152,10 +173,7 @@ static int do_create(const char *name, const char *backend, int64_t initial)
 	tally_backend_info info;
 	tally *t;
 
-	if (backend == NULL)
-		backend = getenv(TALLY_ENV_BACKEND);
-	if (backend == NULL || *backend == '\0')
-		backend = TALLY_DEFAULT_BACKEND;
+	backend = cli_resolve_backend(backend);
 	if (cli_check_backend("shm", backend, TALLY_CAP_NAMED,
 			      "for a named counter: its lock cannot live at a "
 			      "different address in each process",
@@ -193,18 +211,11 @@ static int do_list(void)
 			table_row(&tb, name, "?", "(not a tally counter)");
 			continue;
 		}
-		/* A counter whose lock a dead process holds never answers:
-		 * give it a second, then say so and go on to the next. */
-		const char *volatile value = "(lock stuck: a holder died?)";
-		listing = 1;
-		if (sigsetjmp(list_escape, 1) == 0) {
-			arm_timeout(1);
-			int rc = tally_get(t, &v);
-			value = rc < 0 ? tally_strerror(rc)
-				       : fmt_i64(buf, 32, v);
-		}
-		alarm(0);
-		listing = 0;
+		/* tally_get() never waits for a lock, not even one that a
+		 * dead process holds. */
+		int rc = tally_get(t, &v);
+		const char *value =
+			rc < 0 ? tally_strerror(rc) : fmt_i64(buf, 32, v);
 		table_row(&tb, name, tally_backend_name(t), value);
 		tally_destroy(t);
 	}
@@ -259,7 +270,10 @@ int cmd_shm(int argc, char **argv)
 			continue;
 		}
 		if (npos == 4) {
-			cli_error("shm", "unexpected argument '%s'", a);
+			cli_error("shm",
+				  "unexpected argument '%s' (see 'tally shm "
+				  "--help')",
+				  a);
 			return EXIT_USAGE;
 		}
 		pos[npos++] = argv[optind++];
@@ -269,7 +283,7 @@ int cmd_shm(int argc, char **argv)
 		int operands;
 		int backend_ok, timeout_ok;
 	} ops[] = {
-		{"create", 1, 1, 0}, {"add", 2, 0, 1},	{"get", 1, 0, 1},
+		{"create", 1, 1, 0}, {"add", 2, 0, 1},	{"get", 1, 0, 0},
 		{"rm", 1, 0, 0},     {"list", 0, 0, 0},
 	};
 	int op = -1;
@@ -301,8 +315,8 @@ int cmd_shm(int argc, char **argv)
 	}
 	if ((initial_s && cli_parse_i64("shm", "--initial", initial_s,
 					INT64_MIN, INT64_MAX, &initial)) ||
-	    (timeout_s && cli_parse_seconds("shm", "--timeout", timeout_s, 1,
-					    3600, &timeout)) ||
+	    (timeout_s && cli_parse_seconds("shm", "--timeout", timeout_s,
+					    0.1, 3600, &timeout)) ||
 	    (op == 1 && cli_parse_i64("shm", "DELTA", pos[2], INT64_MIN,
 				      INT64_MAX, &delta)))
 		return EXIT_USAGE;
@@ -316,18 +330,18 @@ int cmd_shm(int argc, char **argv)
 	case 0:
 		return do_create(name, backend, initial);
 	case 1:
-		if ((rc = open_named(name, timeout, &t)) != 0)
-			return rc;
-		rc = report_op(name, tally_add(t, delta));
+		if ((rc = tally_open(&t, name, NULL, 0, 0)) != 0)
+			return fail(name, rc);
+		rc = report_op(name, add_with_deadline(t, name, timeout, delta));
 		tally_destroy(t);
 		return rc;
 	case 2:
-		if ((rc = open_named(name, timeout, &t)) != 0)
-			return rc;
-		int err = tally_get(t, &v);
-		if (err == 0)
+		if ((rc = tally_open(&t, name, NULL, 0, 0)) != 0)
+			return fail(name, rc);
+		rc = tally_get(t, &v);
+		if (rc == 0)
 			printf("%lld\n", (long long)v);
-		rc = report_op(name, err);
+		rc = report_op(name, rc);
 		tally_destroy(t);
 		return rc;
 	case 3:
