@@ -145,6 +145,7 @@ input)
 	refused "outside the signed 64-bit range" run --workload addsub --initial -9223372036854775800 --sleep-us 0
 	refused "does not fit in a signed 64-bit integer" run --workload inc --workers 3 --delta 4611686018427387904 --iters 1
 	refused "does not fit" run --workload inc --iters 4611686018427387904 --delta 4
+	refused "worker 1 would subtract --delta, and -\(-9223372036854775808\) does not fit" run --workload addsub --delta -9223372036854775808 --iters 1
 	refused "unexpected argument 'extra' \(it takes options only" list extra
 	refused "unexpected argument 'extra' \(it takes options only" demo extra
 	refused "unexpected argument 'extra' after --version" --version extra
@@ -188,6 +189,15 @@ faults)
 		fi
 	done
 	[ $seen = 1 ] && ok || bad "a killed spin holder never stalled the run in 25 tries"
+	# Even then the final value is read (tally_get never waits for the
+	# lock) and set against what the workers completed; only the killed
+	# worker is reported, not the one the watchdog stopped.
+	contains err "accounting: final value [0-9]+, completed adds sum to [0-9]+: (they agree|they differ by the one add)" "stalled spin accounting"
+	run 3 "$T" run --backend spin --workload inc --mode processes --iters 20000000 --kill-after-ms 30 --stall-timeout 1 --format json
+	json "d['killed_worker'] == 0 and d['died_worker'] == -1 and d['actual'] - d['expected'] in (0, 1)"
+	# A kill that comes after every worker finished is said, not hidden.
+	run 0 "$T" run --backend mutex --workload inc --mode processes --iters 1000 --kill-after-ms 5000
+	contains err "no worker was killed: every worker had finished before --kill-after-ms 5000" "missed kill"
 	# Ctrl-C stops the workers and reports partial counts (exit 3).
 	"$T" run --backend mutex --workload addsub --iters 100000 --sleep-us 1000 --format json >"$TMP/out" 2>"$TMP/err" &
 	pid=$!

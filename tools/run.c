@@ -36,10 +36,11 @@ static void usage(FILE *f)
 		"workers\n"
 		"                     sharing the counter in shared memory)\n"
 		"  --workers N        1 to %u\n"
-		"  --kill-after-ms MS processes only: SIGKILL worker 0 after "
-		"MS ms, to\n"
-		"                     see whether the lock survives a holder "
-		"that dies\n"
+		"  --kill-after-ms MS processes only: SIGKILL worker 0 (or "
+		"the first\n"
+		"                     still running) after MS ms, to see "
+		"whether the\n"
+		"                     lock survives a holder that dies\n"
 		"  --stall-timeout S  give up when no add completes for S "
 		"seconds\n"
 		"                     (default 10)\n"
@@ -53,8 +54,8 @@ static void usage(FILE *f)
 
 int run_verdict(const struct wl_result *res)
 {
-	if (res->lost != 0 && res->killed_worker < 0 && res->died_worker < 0 &&
-	    !res->stalled)
+	if (!res->unread && res->lost != 0 && res->killed_worker < 0 &&
+	    res->died_worker < 0 && !res->stalled)
 		return EXIT_LOST;
 	if (res->killed_worker >= 0 || res->died_worker >= 0 || res->stalled ||
 	    res->interrupted || res->add_error)
@@ -132,7 +133,14 @@ static void explain_faults(const struct wl_config *cfg,
 		else if (!res->stalled)
 			fprintf(stderr, "tally run: the lock was not held when "
 					"it died, or needed no recovery\n");
-	}
+	} else if (cfg->kill_after_ms && res->killed_worker < 0 &&
+		   !res->interrupted && !res->stalled)
+		fprintf(stderr,
+			"tally run: no worker was killed: every worker had "
+			"finished before --kill-after-ms %llu (the run took "
+			"%.3f s); use more --iters or a smaller "
+			"--kill-after-ms\n",
+			(unsigned long long)cfg->kill_after_ms, res->seconds);
 	if (res->stalled) {
 		fprintf(stderr, "tally run: no add completed for %g s; ",
 			cfg->stall_timeout_s);
@@ -147,7 +155,7 @@ static void explain_faults(const struct wl_config *cfg,
 			fprintf(stderr, "the workers are stuck (a lock that is "
 					"never released?)\n");
 	}
-	if (victim >= 0 && !res->stalled) {
+	if (victim >= 0 && !res->unread) {
 		int64_t d = wl_worker_delta(cfg, (unsigned)victim);
 		uint64_t mag = d < 0 ? -(uint64_t)d : (uint64_t)d;
 		uint64_t off = res->lost < 0 ? -(uint64_t)res->lost
@@ -173,7 +181,15 @@ static void print_result(enum cli_format format, const char *backend,
 	double ns = res->total_ops ? res->seconds * 1e9 / (double)res->total_ops
 				   : 0.0;
 	int over = cfg->workers > cli_online_cpus();
+	char actual[32], lost[32]; /* "null" / "?" when the get failed */
 
+	if (res->unread) {
+		strcpy(actual, format == FORMAT_JSON ? "null" : "?");
+		strcpy(lost, actual);
+	} else {
+		fmt_i64(actual, 32, res->actual);
+		fmt_i64(lost, 32, res->lost);
+	}
 	if (format == FORMAT_JSON) {
 		printf("{\"backend\": ");
 		json_string(stdout, backend);
@@ -181,16 +197,14 @@ static void print_result(enum cli_format format, const char *backend,
 		       "%u, "
 		       "\"iters\": %llu, \"delta\": %lld, \"initial\": %lld, "
 		       "\"sleep_us\": %llu, \"expected\": %lld, \"actual\": "
-		       "%lld, "
-		       "\"lost\": %lld, \"seconds\": %.6f, \"ns_per_op\": "
+		       "%s, \"lost\": %s, \"seconds\": %.6f, \"ns_per_op\": "
 		       "%.2f, "
 		       "\"total_ops\": %llu, \"per_worker_ops\": [",
 		       wl_kind_name(cfg->kind), wl_mode_name(cfg->mode),
 		       cfg->workers, (unsigned long long)cfg->iters,
 		       (long long)cfg->delta, (long long)cfg->initial,
 		       (unsigned long long)cfg->sleep_us,
-		       (long long)res->expected, (long long)res->actual,
-		       (long long)res->lost, res->seconds, ns,
+		       (long long)res->expected, actual, lost, res->seconds, ns,
 		       (unsigned long long)res->total_ops);
 		for (unsigned k = 0; k < cfg->workers; k++)
 			printf("%s%llu", k ? ", " : "",
@@ -204,7 +218,7 @@ static void print_result(enum cli_format format, const char *backend,
 		       res->interrupted ? "true" : "false", res->killed_worker,
 		       res->died_worker, res->recovered,
 		       res->stalled ? "true" : "false",
-		       res->lost == 0 ? "true" : "false");
+		       !res->unread && res->lost == 0 ? "true" : "false");
 		return;
 	}
 
@@ -219,7 +233,7 @@ static void print_result(enum cli_format format, const char *backend,
 		  fmt_u64(b[0], 32, cfg->workers),
 		  fmt_u64(b[1], 32, cfg->iters),
 		  fmt_i64(b[2], 32, res->expected),
-		  fmt_i64(b[3], 32, res->actual), fmt_i64(b[4], 32, res->lost),
+		  actual, lost,
 		  fmt_f(b[5], 32, "%.3f", res->seconds),
 		  fmt_f(b[6], 32, "%.1f", ns));
 	table_emit(&t, format, stdout);

@@ -108,10 +108,18 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size)
 		wide c = d * (wide)cfg->iters;
 
 		if (!fits(d)) {
-			snprintf(msg, size,
-				 "worker %u would add %s * %u, which does not "
-				 "fit in a signed 64-bit integer",
-				 k, "--delta", k + 1);
+			if (cfg->kind == WL_ADDSUB)
+				snprintf(msg, size,
+					 "worker %u would subtract --delta, and "
+					 "-(%lld) does not fit in a signed "
+					 "64-bit integer",
+					 k, (long long)cfg->delta);
+			else
+				snprintf(msg, size,
+					 "worker %u would add --delta * %u, "
+					 "which does not fit in a signed 64-bit "
+					 "integer",
+					 k, k + 1);
 			return -1;
 		}
 		if (!fits(c)) {
@@ -257,6 +265,7 @@ struct run {
 	pid_t *pids;
 	unsigned started;
 	uint64_t t0;
+	int reaping_own_kills; /* the watchdog killed the rest: not deaths */
 };
 
 static uint64_t sum_done(const struct run *r)
@@ -296,7 +305,8 @@ static void reap(struct run *r, struct wl_result *res, int block)
 			continue;
 		r->pids[k] = 0;
 		if (!atomic_load(&r->sh->slots[k].finished) &&
-		    res->killed_worker != (int)k && res->died_worker < 0)
+		    !r->reaping_own_kills && res->killed_worker != (int)k &&
+		    res->died_worker < 0)
 			res->died_worker = (int)k;
 	}
 }
@@ -328,6 +338,21 @@ static void show_progress(const struct run *r, uint64_t now, int final)
 }
 
 /*
+ * Fault injection: SIGKILL the first worker still running (worker 0 unless it
+ * has already finished).  Never a pid that reap() has cleared: kill(0, ...)
+ * would kill tally's whole process group.
+ */
+static void kill_one(struct run *r, struct wl_result *res)
+{
+	for (unsigned k = 0; k < r->started; k++)
+		if (r->pids[k] > 0 && !atomic_load(&r->sh->slots[k].finished)) {
+			kill(r->pids[k], SIGKILL);
+			res->killed_worker = (int)k;
+			return;
+		}
+}
+
+/*
  * The coordinator: watch the workers until all are finished, with Ctrl-C,
  * fault injection and the no-progress watchdog.  Never spins: it sleeps
  * 5 ms between looks, so it does not steal a core from the workers.
@@ -350,10 +375,8 @@ static void supervise(struct run *r, struct wl_result *res)
 			atomic_store(&r->sh->stop, 1);
 		}
 		if (cfg->kill_after_ms && res->killed_worker < 0 &&
-		    now - r->t0 >= cfg->kill_after_ms * 1000000u) {
-			kill(r->pids[0], SIGKILL);
-			res->killed_worker = 0;
-		}
+		    now - r->t0 >= cfg->kill_after_ms * 1000000u)
+			kill_one(r, res);
 		uint64_t ops = sum_done(r);
 		if (ops != last_ops) {
 			last_ops = ops;
@@ -378,10 +401,13 @@ static void supervise(struct run *r, struct wl_result *res)
 static void finish_workers(struct run *r, struct wl_result *res)
 {
 	if (r->cfg->mode == WL_PROCESSES) {
-		if (res->stalled)
+		if (res->stalled) {
+			reap(r, res, 0); /* a death first seen now is one */
+			r->reaping_own_kills = 1;
 			for (unsigned k = 0; k < r->started; k++)
 				if (r->pids[k] > 0)
 					kill(r->pids[k], SIGKILL);
+		}
 		reap(r, res, 1);
 		return;
 	}
@@ -415,11 +441,13 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 		end = cli_now_ns();
 	res->seconds = (double)(end - r->t0) / 1e9;
 	res->expected = expected;
-	res->actual = expected; /* overwritten below unless the get fails */
-	int rc = res->stalled ? 0 : tally_get(t, &res->actual);
-	if (res->stalled || rc < 0) {
-		/* Reading would wait on the same dead lock; leave it. */
-		if (rc < 0 && !res->add_error)
+	/* tally_get() never waits for a lock, so this answers even when a
+	 * dead worker holds it (a stalled run). */
+	int rc = tally_get(t, &res->actual);
+	if (rc < 0) {
+		res->unread = 1;
+		res->actual = expected; /* not shown: see unread */
+		if (!res->add_error)
 			res->add_error = rc;
 	}
 	res->lost = (int64_t)((uint64_t)res->expected - (uint64_t)res->actual);

@@ -42,6 +42,8 @@ struct wl_result {
 	unsigned recovered; /* adds that returned TALLY_RECOVERED */
 	int stalled;	    /* no progress for stall_timeout_s */
 	int add_error;	    /* first negative tally_add() result, or 0 */
+	int unread;	    /* the final tally_get() failed: actual and lost
+			     * are unknown (add_error says why) */
 };
 
 /* The lesson's defaults for a workload. */
