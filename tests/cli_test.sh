@@ -258,7 +258,19 @@ demo)
 		awk '$1 == "inc" && $3 == "none" && $6 != 0 { lost = 1 } END { exit !lost }' "$TMP/out" && ok || bad "none did not lose in demo"
 		awk '($1 == "inc" || $1 == "addsub") && $3 != "none" && $6 != 0 { exit 1 }' "$TMP/out" && ok || bad "a synchronized demo row lost updates"
 	}
-	LIMIT=280 run 0 "$T" demo --format json && json "len(d) >= 20 and all(r['lost'] == 0 for r in d if r['backend'] != 'none')"
+	LIMIT=280 run 0 "$T" demo --format json && json "len(d) >= 20 and all(r['lost'] == 0 for r in d if r['backend'] != 'none') and all(r['tries'] >= 1 and r['total_ops'] > 0 and not r['interrupted'] for r in d)"
+	# Ctrl-C: the runs so far, the cut one marked, a message, exit 3, and
+	# no closing lines that would speak for runs that never happened.
+	"$T" demo >"$TMP/out" 2>"$TMP/err" &
+	pid=$!
+	sleep 2
+	kill -INT $pid
+	wait $pid
+	code=$?
+	[ $code = 3 ] && ok || bad "demo Ctrl-C: exit $code, wanted 3"
+	contains err "interrupted during run [0-9]+ \\(addsub threads" "demo Ctrl-C message"
+	contains out "interrupted \\(Ctrl-C\\)$" "demo Ctrl-C row"
+	grep -q "What you just saw" "$TMP/out" && bad "demo explained an interrupted run" || ok
 	;;
 redis)
 	# A private server on loopback, started by the redis_start fixture.

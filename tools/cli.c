@@ -289,16 +289,19 @@ void table_print(const struct table *t, FILE *f)
 				width[c] = n;
 		}
 	for (unsigned r = 0; r < t->rows; r++) {
-		for (unsigned c = 0; c < t->cols; c++) {
-			const char *cell = t->cells[r * t->cols + c];
+		char *const *row = &t->cells[r * t->cols];
+		unsigned end = t->cols; /* no trailing blanks for empty cells */
+
+		while (end > 1 && row[end - 1][0] == '\0')
+			end--;
+		for (unsigned c = 0; c < end; c++) {
 			int w = (int)width[c];
-			int last = c + 1 == t->cols;
 
 			if (t->right[c])
-				fprintf(f, "%*s", w, cell);
+				fprintf(f, "%*s", w, row[c]);
 			else
-				fprintf(f, "%-*s", last ? 0 : w, cell);
-			fputs(last ? "\n" : "  ", f);
+				fprintf(f, "%-*s", c + 1 == end ? 0 : w, row[c]);
+			fputs(c + 1 == end ? "\n" : "  ", f);
 		}
 	}
 }

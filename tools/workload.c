@@ -374,6 +374,13 @@ static void supervise(struct run *r, struct wl_result *res)
 			res->interrupted = 1;
 			atomic_store(&r->sh->stop, 1);
 		}
+		/* Stopped like Ctrl-C: the counts of what was done are
+		 * still checked exactly. */
+		if (cfg->time_limit_s > 0 && !res->timed_out &&
+		    (double)(now - r->t0) / 1e9 >= cfg->time_limit_s) {
+			res->timed_out = 1;
+			atomic_store(&r->sh->stop, 1);
+		}
 		if (cfg->kill_after_ms && res->killed_worker < 0 &&
 		    now - r->t0 >= cfg->kill_after_ms * 1000000u)
 			kill_one(r, res);

@@ -25,6 +25,7 @@ struct wl_config {
 	uint64_t sleep_us;	/* before each add, outside the lock */
 	uint64_t kill_after_ms; /* processes: SIGKILL worker 0 then; 0 = off */
 	double stall_timeout_s; /* no progress for this long: give up */
+	double time_limit_s;	/* stop the workers after this long; 0 = off */
 	int progress;		/* progress line on stderr */
 	const char *label;	/* for the progress line */
 };
@@ -37,6 +38,7 @@ struct wl_result {
 	uint64_t total_ops;
 	double seconds;	    /* first start to last finish, monotonic */
 	int interrupted;    /* stopped early by SIGINT */
+	int timed_out;	    /* stopped early at cfg->time_limit_s */
 	int killed_worker;  /* -1, or the worker SIGKILLed on purpose */
 	int died_worker;    /* -1, or a worker that died on its own */
 	unsigned recovered; /* adds that returned TALLY_RECOVERED */
