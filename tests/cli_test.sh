@@ -110,6 +110,14 @@ basic)
 	# Wrap-around is modulo 2^64, and the bounds themselves are allowed.
 	run 0 "$T" run --backend mutex --workload inc --workers 1 --iters 1 --initial -9223372036854775808 --format json &&
 		json "d['actual'] == -9223372036854775807"
+	# A stress run that could not even create its counter is an error in
+	# its summary, never "exact"; a backend that got no round says so.
+	if "$T" list | grep -Eq '^redis +yes'; then
+		run 3 "$T" stress --backend redis:url=redis://127.0.0.1:1,timeout_ms=500 --rounds 1 &&
+			contains out "^redis( +0){5} +0.000 +error$" "stress verdict on a failed create"
+	fi
+	run 0 "$T" stress --backend all --rounds 1 --format json &&
+		json "sum(b['verdict'] == 'exact' for b in d['backends']) == 1 and all(b['verdict'] in ('exact', 'not run') for b in d['backends'])"
 	;;
 input)
 	refused "unknown command 'frob'.*list, run, demo" frob

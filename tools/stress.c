@@ -420,8 +420,17 @@ struct stats {
 	uint64_t rounds, by_mode[2], adds, cut;
 	unsigned max_workers;
 	uint64_t failed_round; /* 0: none */
+	int failure;	       /* EXIT_LOST or EXIT_RUNTIME for that round */
 	double seconds;
 };
+
+/* A backend's line in the summary: what its rounds came to. */
+static const char *verdict_of(const struct stats *st)
+{
+	if (st->failed_round)
+		return st->failure == EXIT_LOST ? "FAILED" : "error";
+	return st->rounds ? "exact" : "not run";
+}
 
 /*
  * The verdict on a round whose workers have all finished: every worker's
@@ -493,6 +502,8 @@ static int run_round(const struct params *p, const struct round *r,
 		cli_error("stress", "cannot create a '%s' counter: %s",
 			  p->spec[r->backend], tally_strerror(rc));
 		munmap(g, size);
+		st->failed_round = r->number;
+		st->failure = EXIT_RUNTIME;
 		return EXIT_RUNTIME;
 	}
 	for (unsigned k = 0; k < r->workers; k++)
@@ -506,6 +517,7 @@ static int run_round(const struct params *p, const struct round *r,
 		cli_error("stress", "seed %llu; reproduce: %s",
 			  (unsigned long long)r->seed, again);
 		st->failed_round = r->number;
+		st->failure = rc;
 	}
 	st->rounds++;
 	st->by_mode[r->mode]++;
@@ -532,14 +544,16 @@ static void print_summary(const struct params *p, const struct stats *st,
 			printf(", \"rounds\": %llu, \"threads_rounds\": %llu, "
 			       "\"processes_rounds\": %llu, \"max_workers\": "
 			       "%u, \"adds\": %llu, \"seconds\": %.6f, "
-			       "\"rounds_cut\": %llu, \"failed_round\": %llu}",
+			       "\"rounds_cut\": %llu, \"failed_round\": %llu, "
+			       "\"verdict\": \"%s\"}",
 			       (unsigned long long)st[i].rounds,
 			       (unsigned long long)st[i].by_mode[WL_THREADS],
 			       (unsigned long long)st[i].by_mode[WL_PROCESSES],
 			       st[i].max_workers,
 			       (unsigned long long)st[i].adds, st[i].seconds,
 			       (unsigned long long)st[i].cut,
-			       (unsigned long long)st[i].failed_round);
+			       (unsigned long long)st[i].failed_round,
+			       verdict_of(&st[i]));
 		}
 		printf("\n]}\n");
 		return;
@@ -557,7 +571,7 @@ static void print_summary(const struct params *p, const struct stats *st,
 			  fmt_u64(b[3], 32, st[i].max_workers),
 			  fmt_u64(b[4], 32, st[i].adds),
 			  fmt_f(b[5], 32, "%.3f", st[i].seconds),
-			  st[i].failed_round ? "FAILED" : "exact");
+			  verdict_of(&st[i]));
 	table_print(&t, stdout);
 	table_free(&t);
 	printf("seed %llu\n", (unsigned long long)p->seed);
