@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void usage(FILE *f)
@@ -58,7 +59,7 @@ int run_verdict(const struct wl_result *res)
 	    res->died_worker < 0 && !res->stalled)
 		return EXIT_LOST;
 	if (res->killed_worker >= 0 || res->died_worker >= 0 || res->stalled ||
-	    res->interrupted || res->add_error)
+	    res->interrupted || res->add_error || res->failed_worker >= 0)
 		return EXIT_RUNTIME;
 	return EXIT_EXACT;
 }
@@ -116,6 +117,20 @@ static void explain_faults(const struct wl_config *cfg,
 	if (res->add_error)
 		fprintf(stderr, "tally run: an add failed: %s\n",
 			tally_strerror(res->add_error));
+	if (res->failed_worker >= 0) {
+		int st = res->failed_status;
+		if (WIFSIGNALED(st))
+			fprintf(stderr,
+				"tally run: worker %d finished its adds, then "
+				"died of %s\n",
+				res->failed_worker, strsignal(WTERMSIG(st)));
+		else
+			fprintf(stderr,
+				"tally run: worker %d finished its adds, then "
+				"exited with status %d (a memory checker's "
+				"report?)\n",
+				res->failed_worker, WEXITSTATUS(st));
+	}
 	if (victim >= 0) {
 		fprintf(stderr,
 			"tally run: worker %d %s after %llu of %llu adds\n",

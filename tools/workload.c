@@ -77,6 +77,11 @@ const char *wl_mode_name(enum wl_mode mode)
 	return mode == WL_THREADS ? "threads" : "processes";
 }
 
+static size_t round_up(size_t n, size_t to)
+{
+	return (n + to - 1) / to * to;
+}
+
 /* Exact arithmetic for the checks; wraps nowhere. */
 typedef __int128 wide;
 
@@ -304,10 +309,16 @@ static void reap(struct run *r, struct wl_result *res, int block)
 		if (p != r->pids[k])
 			continue;
 		r->pids[k] = 0;
-		if (!atomic_load(&r->sh->slots[k].finished) &&
-		    !r->reaping_own_kills && res->killed_worker != (int)k &&
-		    res->died_worker < 0)
-			res->died_worker = (int)k;
+		if (r->reaping_own_kills || res->killed_worker == (int)k)
+			continue;
+		if (!atomic_load(&r->sh->slots[k].finished)) {
+			if (res->died_worker < 0)
+				res->died_worker = (int)k;
+		} else if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) &&
+			   res->failed_worker < 0) {
+			res->failed_worker = (int)k;
+			res->failed_status = status;
+		}
 	}
 }
 
@@ -462,14 +473,25 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 
 int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 {
-	size_t size =
-		sizeof(struct shared) + cfg->workers * sizeof(struct slot);
+	/*
+	 * One anonymous shared mapping holds all of the run's bookkeeping:
+	 * the slots the workers write, and the coordinator's own arrays.  No
+	 * heap: a forked worker exits holding a copy of everything, and
+	 * memory checkers would report a heap block only its parent frees.
+	 */
+	size_t n = cfg->workers;
+	size_t ws_off = sizeof(struct shared) + n * sizeof(struct slot);
+	size_t th_off = round_up(ws_off + n * sizeof(struct worker),
+				       _Alignof(pthread_t));
+	size_t pid_off = round_up(th_off + n * sizeof(pthread_t),
+					_Alignof(pid_t));
+	size_t size = pid_off + n * sizeof(pid_t);
 	struct run r = {.cfg = cfg};
-	struct worker *ws = NULL;
+	struct worker *ws;
 	int rc = -1;
 
 	memset(res, 0, sizeof(*res));
-	res->killed_worker = res->died_worker = -1;
+	res->killed_worker = res->died_worker = res->failed_worker = -1;
 	if (cfg->workers == 0 || cfg->workers > WL_MAX_WORKERS) {
 		errno = EINVAL;
 		return -1;
@@ -478,13 +500,10 @@ int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (r.sh == MAP_FAILED)
 		return -1;
-	ws = calloc(cfg->workers, sizeof(*ws));
-	r.threads = calloc(cfg->workers, sizeof(*r.threads));
-	r.pids = cfg->mode == WL_PROCESSES ? calloc(cfg->workers, sizeof(pid_t))
+	ws = (struct worker *)((char *)r.sh + ws_off);
+	r.threads = (pthread_t *)((char *)r.sh + th_off);
+	r.pids = cfg->mode == WL_PROCESSES ? (pid_t *)((char *)r.sh + pid_off)
 					   : NULL;
-	if (ws == NULL || r.threads == NULL ||
-	    (cfg->mode == WL_PROCESSES && r.pids == NULL))
-		goto out;
 	for (unsigned k = 0; k < cfg->workers; k++)
 		ws[k] = (struct worker){.t = t, .cfg = cfg, .sh = r.sh, .k = k};
 
@@ -509,12 +528,9 @@ int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 	finish_workers(&r, res);
 	collect(&r, t, res);
 	rc = 0;
-out:
 	if (res->stalled && cfg->mode == WL_THREADS)
-		return rc; /* abandoned threads still use ws and r.sh */
-	free(ws);
-	free(r.threads);
-	free(r.pids);
+		return rc; /* abandoned threads still use the mapping */
+out:
 	munmap(r.sh, size);
 	return rc;
 }

@@ -41,6 +41,11 @@ struct wl_result {
 	int timed_out;	    /* stopped early at cfg->time_limit_s */
 	int killed_worker;  /* -1, or the worker SIGKILLed on purpose */
 	int died_worker;    /* -1, or a worker that died on its own */
+	int failed_worker;  /* -1, or a worker process that finished its adds
+			     * but then exited badly (status in
+			     * failed_status, as from waitpid): e.g. a
+			     * memory checker's error exit */
+	int failed_status;
 	unsigned recovered; /* adds that returned TALLY_RECOVERED */
 	int stalled;	    /* no progress for stall_timeout_s */
 	int add_error;	    /* first negative tally_add() result, or 0 */
