@@ -226,12 +226,12 @@ static void print_result(enum cli_format format, const char *backend,
 			       (unsigned long long)res->done[k]);
 		printf("], \"online_cpus\": %u, \"oversubscribed\": %s, "
 		       "\"interrupted\": %s, \"killed_worker\": %d, "
-		       "\"died_worker\": %d, \"recovered\": %u, \"stalled\": "
-		       "%s, "
+		       "\"died_worker\": %d, \"failed_worker\": %d, "
+		       "\"recovered\": %u, \"stalled\": %s, "
 		       "\"exact\": %s}\n",
 		       cli_online_cpus(), over ? "true" : "false",
 		       res->interrupted ? "true" : "false", res->killed_worker,
-		       res->died_worker, res->recovered,
+		       res->died_worker, res->failed_worker, res->recovered,
 		       res->stalled ? "true" : "false",
 		       !res->unread && res->lost == 0 ? "true" : "false");
 		return;
