@@ -45,6 +45,20 @@ refused() {
 	fi
 }
 
+# interrupted SECONDS ARGS...: Ctrl-C (SIGINT) after SECONDS must end the
+# command with exit 3; its stdout and stderr are kept as run() keeps them.
+interrupted() {
+	local after=$1
+	shift
+	"$T" "$@" >"$TMP/out" 2>"$TMP/err" &
+	local pid=$!
+	sleep "$after"
+	kill -INT $pid
+	wait $pid
+	local code=$?
+	[ $code = 3 ] && ok || bad "Ctrl-C: exit $code, wanted 3: $*"
+}
+
 contains() { # FILE PATTERN WHAT
 	if grep -Eq -- "$2" "$TMP/$1"; then ok; else bad "$3: no /$2/ in $1"; fi
 }
@@ -207,13 +221,7 @@ faults)
 	run 0 "$T" run --backend mutex --workload inc --mode processes --iters 1000 --kill-after-ms 5000
 	contains err "no worker was killed: every worker had finished before --kill-after-ms 5000" "missed kill"
 	# Ctrl-C stops the workers and reports partial counts (exit 3).
-	"$T" run --backend mutex --workload addsub --iters 100000 --sleep-us 1000 --format json >"$TMP/out" 2>"$TMP/err" &
-	pid=$!
-	sleep 1
-	kill -INT $pid
-	wait $pid
-	code=$?
-	[ $code = 3 ] && ok || bad "Ctrl-C: exit $code, wanted 3"
+	interrupted 1 run --backend mutex --workload addsub --iters 100000 --sleep-us 1000 --format json
 	contains err "interrupted" "Ctrl-C message"
 	json "d['interrupted'] and 0 < sum(d['per_worker_ops']) < 200000 and d['lost'] == 0"
 	;;
@@ -269,13 +277,7 @@ demo)
 	LIMIT=280 run 0 "$T" demo --format json && json "len(d) >= 20 and all(r['lost'] == 0 for r in d if r['backend'] != 'none') and all(r['tries'] >= 1 and r['total_ops'] > 0 and not r['interrupted'] for r in d)"
 	# Ctrl-C: the runs so far, the cut one marked, a message, exit 3, and
 	# no closing lines that would speak for runs that never happened.
-	"$T" demo >"$TMP/out" 2>"$TMP/err" &
-	pid=$!
-	sleep 2
-	kill -INT $pid
-	wait $pid
-	code=$?
-	[ $code = 3 ] && ok || bad "demo Ctrl-C: exit $code, wanted 3"
+	interrupted 2 demo
 	contains err "interrupted during run [0-9]+ \\(addsub threads" "demo Ctrl-C message"
 	contains out "interrupted \\(Ctrl-C\\)$" "demo Ctrl-C row"
 	grep -q "What you just saw" "$TMP/out" && bad "demo explained an interrupted run" || ok
