@@ -9,7 +9,7 @@
 
 struct spin_state {
 	ck_spinlock_t lock;
-	tally__word value; /* same line as the lock: only the holder writes it */
+	tally__word value; /* on the lock's line; only the holder writes */
 };
 
 static int spin_init(void *state, int64_t initial, unsigned flags,

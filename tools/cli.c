@@ -300,7 +300,8 @@ void table_print(const struct table *t, FILE *f)
 			if (t->right[c])
 				fprintf(f, "%*s", w, row[c]);
 			else
-				fprintf(f, "%-*s", c + 1 == end ? 0 : w, row[c]);
+				fprintf(f, "%-*s", c + 1 == end ? 0 : w,
+					row[c]);
 			fputs(c + 1 == end ? "\n" : "  ", f);
 		}
 	}

@@ -107,9 +107,9 @@ static const char *note(const struct row *r)
 
 static void print_rows(enum cli_format format, const struct row *rows, size_t n)
 {
-	static const char *const head[] = {"workload", "mode",	"backend",
+	static const char *const head[] = {"workload", "mode",	 "backend",
 					   "expected", "actual", "lost",
-					   "seconds",  "ns/op",	"note"};
+					   "seconds",  "ns/op",	 "note"};
 	struct table t;
 	char b[6][32];
 
@@ -306,8 +306,8 @@ int cmd_demo(int argc, char **argv)
 		r->cfg.progress = tty;
 		r->cfg.label = label;
 		r->cfg.time_limit_s = DEMO_RUN_LIMIT_S;
-		int racy_inc = (r->b.caps & TALLY_CAP_RACY) &&
-			       r->cfg.kind == WL_INC;
+		int racy_inc =
+			(r->b.caps & TALLY_CAP_RACY) && r->cfg.kind == WL_INC;
 		int rc;
 		do {
 			r->tries++;

@@ -247,8 +247,7 @@ static void print_result(enum cli_format format, const char *backend,
 	table_row(&t, backend, wl_kind_name(cfg->kind), wl_mode_name(cfg->mode),
 		  fmt_u64(b[0], 32, cfg->workers),
 		  fmt_u64(b[1], 32, cfg->iters),
-		  fmt_i64(b[2], 32, res->expected),
-		  actual, lost,
+		  fmt_i64(b[2], 32, res->expected), actual, lost,
 		  fmt_f(b[5], 32, "%.3f", res->seconds),
 		  fmt_f(b[6], 32, "%.1f", ns));
 	table_emit(&t, format, stdout);

@@ -315,8 +315,8 @@ int cmd_shm(int argc, char **argv)
 	}
 	if ((initial_s && cli_parse_i64("shm", "--initial", initial_s,
 					INT64_MIN, INT64_MAX, &initial)) ||
-	    (timeout_s && cli_parse_seconds("shm", "--timeout", timeout_s,
-					    0.1, 3600, &timeout)) ||
+	    (timeout_s && cli_parse_seconds("shm", "--timeout", timeout_s, 0.1,
+					    3600, &timeout)) ||
 	    (op == 1 && cli_parse_i64("shm", "DELTA", pos[2], INT64_MIN,
 				      INT64_MAX, &delta)))
 		return EXIT_USAGE;
@@ -332,7 +332,8 @@ int cmd_shm(int argc, char **argv)
 	case 1:
 		if ((rc = tally_open(&t, name, NULL, 0, 0)) != 0)
 			return fail(name, rc);
-		rc = report_op(name, add_with_deadline(t, name, timeout, delta));
+		rc = report_op(name,
+			       add_with_deadline(t, name, timeout, delta));
 		tally_destroy(t);
 		return rc;
 	case 2:

@@ -114,17 +114,19 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size)
 
 		if (!fits(d)) {
 			if (cfg->kind == WL_ADDSUB)
-				snprintf(msg, size,
-					 "worker %u would subtract --delta, and "
-					 "-(%lld) does not fit in a signed "
-					 "64-bit integer",
-					 k, (long long)cfg->delta);
+				snprintf(
+					msg, size,
+					"worker %u would subtract --delta, and "
+					"-(%lld) does not fit in a signed "
+					"64-bit integer",
+					k, (long long)cfg->delta);
 			else
-				snprintf(msg, size,
-					 "worker %u would add --delta * %u, "
-					 "which does not fit in a signed 64-bit "
-					 "integer",
-					 k, k + 1);
+				snprintf(
+					msg, size,
+					"worker %u would add --delta * %u, "
+					"which does not fit in a signed 64-bit "
+					"integer",
+					k, k + 1);
 			return -1;
 		}
 		if (!fits(c)) {
@@ -482,9 +484,9 @@ int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 	size_t n = cfg->workers;
 	size_t ws_off = sizeof(struct shared) + n * sizeof(struct slot);
 	size_t th_off = round_up(ws_off + n * sizeof(struct worker),
-				       _Alignof(pthread_t));
-	size_t pid_off = round_up(th_off + n * sizeof(pthread_t),
-					_Alignof(pid_t));
+				 _Alignof(pthread_t));
+	size_t pid_off =
+		round_up(th_off + n * sizeof(pthread_t), _Alignof(pid_t));
 	size_t size = pid_off + n * sizeof(pid_t);
 	struct run r = {.cfg = cfg};
 	struct worker *ws;
