@@ -3,7 +3,9 @@
 
 #include <stdatomic.h>
 
-/* Unsigned, so that wrap-around is plain modulo arithmetic. */
+/* Unsigned, so that wrap-around is plain modulo arithmetic.  TALLY_INLINE
+ * programs add to `value` themselves (add_is_word): keep it first, and keep
+ * atomic_add exactly one acq_rel fetch-add. */
 struct atomic_state {
 	_Atomic uint64_t value;
 };
@@ -44,6 +46,7 @@ const struct tally_backend tally_backend_atomic = {
 	.caps = TALLY_CAP_LOCKFREE | TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
 	.state_size = sizeof(struct atomic_state),
 	.state_align = _Alignof(struct atomic_state),
+	.add_is_word = 1, /* value is the first member; see atomic_add */
 	.init = atomic_init_,
 	.add = atomic_add,
 	.get = atomic_get,

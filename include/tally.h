@@ -54,6 +54,35 @@ extern "C" {
 #define TALLY_API
 #endif
 
+/*
+ * TALLY_INLINE (define it before including this header; C only, not C++):
+ * tally_add() becomes an inline function that, for a backend whose add is a
+ * single atomic instruction (atomic), does that instruction in the caller,
+ * and calls the library for every other backend.  A call costs what the
+ * add itself costs on x86 (the return address is a store that the locked
+ * instruction must wait for), so this halves an uncontended atomic add.
+ * The price: the program depends on the layout of the handle's first
+ * members (struct tally__hot), so it links to tally_create_inline1 and
+ * tally_open_inline1 (what tally_create and tally_open are renamed to), which
+ * only a library with this layout exports; a program built so against this
+ * header will not load against a library with another layout, rather than
+ * misread it.  Everything else is unchanged, backends chosen at run time
+ * included.
+ */
+#if defined(TALLY_INLINE) && !defined(__cplusplus)
+#define TALLY__INLINE_ADD 1
+#define tally_create tally_create_inline1
+#define tally_open   tally_open_inline1
+#endif
+
+/* The first members of every handle, in this order (layout 1): what the
+ * TALLY_INLINE add reads.  Not an API: never use it otherwise. */
+struct tally__hot {
+	int (*add)(void *state, int64_t delta);
+	void *state;
+	void *word; /* _Atomic uint64_t * when add is an atomic add to it */
+};
+
 /* The version of this header.  The library's own version, which may be newer
  * when a program runs against a newer libtally.so.0, is tally_version(). */
 #define TALLY_VERSION_MAJOR  0
@@ -309,6 +338,28 @@ TALLY_API int tally_backend_find(const char *name, tally_backend_info *info);
  * TALLY_VERSION_STRING when a program runs against a newer library).  Never
  * NULL; static storage; thread-safe. */
 TALLY_API const char *tally_version(void);
+
+#ifdef TALLY__INLINE_ADD
+#include <stdatomic.h>
+#include <string.h>
+
+/* tally_add() for TALLY_INLINE programs; see the top of this header.  Same
+ * results, errors and memory order (acq_rel) as the library's. */
+static inline int tally__add_inline(tally *t, int64_t delta)
+{
+	void *word = NULL;
+
+	if (t != NULL)
+		memcpy(&word, (const char *)t + offsetof(struct tally__hot, word),
+		       sizeof(word));
+	if (word == NULL)
+		return (tally_add)(t, delta);
+	atomic_fetch_add_explicit((_Atomic uint64_t *)word, (uint64_t)delta,
+				  memory_order_acq_rel);
+	return 0;
+}
+#define tally_add(t, delta) tally__add_inline((t), (delta))
+#endif
 
 #ifdef __cplusplus
 }

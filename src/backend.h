@@ -55,6 +55,10 @@ struct tally_backend {
 	size_t state_size;
 	size_t state_align;
 	int takes_options;
+	/* Non-zero: the state begins with an _Atomic uint64_t and add is
+	 * exactly atomic_fetch_add_explicit(it, delta, memory_order_acq_rel),
+	 * so a TALLY_INLINE program may do that add itself. */
+	int add_is_word;
 
 	int (*init)(void *state, int64_t initial, unsigned flags,
 		    const char *options);

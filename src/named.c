@@ -194,7 +194,7 @@ int tally_open(tally **out, const char *name, const char *backend,
 	if (rc != 0)
 		goto fail;
 	close(fd);
-	t->add = t->ops->add;
+	tally__arm(t);
 	t->flags = TALLY_PSHARED;
 	t->named = 1;
 	t->creator = getpid();

@@ -131,12 +131,24 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 		tally__unplace(t);
 		return rc;
 	}
-	t->add = ops->add;
 	t->ops = ops;
+	tally__arm(t);
 	t->flags = flags;
 	t->creator = getpid();
 	*out = t;
 	return 0;
+}
+
+int tally_create_inline1(tally **out, const char *backend, int64_t initial,
+			 unsigned flags)
+{
+	return tally_create(out, backend, initial, flags);
+}
+
+int tally_open_inline1(tally **out, const char *name, const char *backend,
+		       int64_t initial, unsigned flags)
+{
+	return tally_open(out, name, backend, initial, flags);
 }
 
 int tally_add(tally *t, int64_t delta)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install the built tree into a temporary prefix, move it somewhere else, and
-# build the examples against it as an outside program would, four ways:
+# build the examples against it as an outside program would, five ways:
 #   pkg-config, shared       cc prog.c $(pkg-config --cflags --libs tally)
+#   pkg-config, inline       the same with -DTALLY_INLINE
 #   pkg-config, static       --static inside -Wl,-Bstatic, as the README says
 #   find_package, shared     tally::tally
 #   find_package, static     tally::tally_static (Concurrency Kit found again)
@@ -79,6 +80,19 @@ done
 readelf -d "$tmp/pc/tally-pool" | grep -q "NEEDED.*$soname" ||
 	fail "not linked to $soname"
 runboth "$tmp/pc" pkg-config
+
+step "pkg-config, shared library, built with -DTALLY_INLINE"
+mkdir "$tmp/pci"
+for ex in pool fork; do
+	# shellcheck disable=SC2046,SC2086
+	"$cc" $cflags -DTALLY_INLINE -o "$tmp/pci/tally-$ex" "$examples/$ex.c" \
+		$(pkg-config --cflags --libs tally) \
+		-Wl,-rpath,"$(pkg-config --variable=libdir tally)"
+done
+# It must link to the layout-checked names, which this library exports.
+nm -D --undefined-only "$tmp/pci/tally-pool" | grep -q ' tally_create_inline1$' ||
+	fail "a TALLY_INLINE program does not use tally_create_inline1"
+runboth "$tmp/pci" "pkg-config TALLY_INLINE"
 
 step "pkg-config --static, as README says, beside libtally.so"
 # -ltally alone would pick libtally.so: -Wl,-Bstatic makes every library that
