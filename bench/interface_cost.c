@@ -1,6 +1,10 @@
 /* interface_cost: what tally_add() costs over the same primitive written
  * inline (atomic_fetch_add, a pthread mutex, a CK ticket lock), with one and
  * two workers, measured side by side in one run. */
+/* Built as a TALLY_INLINE program: `tally_add(...)` is then the inline add
+ * (include/tally.h), and `(tally_add)(...)` the library's exported function,
+ * which is what a program built without TALLY_INLINE calls. */
+#define TALLY_INLINE
 #include "tally.h"
 
 #include <pthread.h>
@@ -125,7 +129,8 @@ DEFINE_LOOP(loop_call_ticket, call_ticket())
 #endif
 
 /* A caller that ignores nothing: a failed add would stop the program. */
-DEFINE_LOOP(loop_tally, if (tally_add(w->t, 1) < 0) abort())
+DEFINE_LOOP(loop_tally, if ((tally_add)(w->t, 1) < 0) abort())
+DEFINE_LOOP(loop_inline, if (tally_add(w->t, 1) < 0) abort())
 
 struct kind {
 	const char *name;
@@ -204,7 +209,8 @@ static void print_context(unsigned reps, unsigned ms)
 	printf("# interface_cost: tally_add() against the inline primitive\n"
 	       "# cpu: %s, %ld online CPUs; %s %s %s; load average %.2f\n"
 	       "# compiler: %s; libtally %s (shared)\n"
-	       "# %u interleaved rounds (raw, call, api; reversed every other "
+	       "# %u interleaved rounds (raw, call, api, inline; reversed every "
+	       "other "
 	       "round) of %u ms per configuration; ns/op is CPU time per add\n",
 	       model, sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release,
 	       u.machine, load, COMPILER, tally_version(), reps, ms);
@@ -213,9 +219,10 @@ static void print_context(unsigned reps, unsigned ms)
 static int run_pairs(const struct kind *k, unsigned workers, unsigned reps,
 		     unsigned ms)
 {
-	double *v = calloc((size_t)reps * 5, sizeof(double));
+	double *v = calloc((size_t)reps * 7, sizeof(double));
 	double *raw = v, *call = v + reps, *api = v + 2 * reps;
 	double *ratio = v + 3 * reps, *vs_call = v + 4 * reps;
+	double *inl = v + 5 * reps, *inl_ratio = v + 6 * reps;
 	tally *t;
 	int rc = tally_create(&t, k->name, 0, 0);
 
@@ -225,26 +232,32 @@ static int run_pairs(const struct kind *k, unsigned workers, unsigned reps,
 		return 1;
 	}
 	for (unsigned r = 0; r < reps; r++) {
-		/* raw, call, api; then api, call, raw: none always first. */
+		/* raw, call, api, inline; then the reverse: none always
+		 * first. */
 		if (r % 2 == 0) {
 			raw[r] = trial(k->raw, NULL, workers, ms);
 			call[r] = trial(k->call, NULL, workers, ms);
 			api[r] = trial(loop_tally, t, workers, ms);
+			inl[r] = trial(loop_inline, t, workers, ms);
 		} else {
+			inl[r] = trial(loop_inline, t, workers, ms);
 			api[r] = trial(loop_tally, t, workers, ms);
 			call[r] = trial(k->call, NULL, workers, ms);
 			raw[r] = trial(k->raw, NULL, workers, ms);
 		}
 		ratio[r] = api[r] / raw[r];
 		vs_call[r] = api[r] / call[r];
+		inl_ratio[r] = inl[r] / raw[r];
 	}
 	double mr = median(ratio, reps), lo = ratio[0], hi = ratio[reps - 1];
 	double q1 = ratio[reps / 4], q3 = ratio[(3 * reps) / 4];
-	printf("%-7s %7u %9.2f %9.2f %9.2f %7.3f %6.3f..%-6.3f %6.3f..%-6.3f "
-	       "%7.3f  %s\n",
+	double mi = median(inl_ratio, reps);
+	printf("%-7s %7u %9.2f %9.2f %9.2f %9.2f %7.3f %6.3f..%-6.3f "
+	       "%6.3f..%-6.3f %7.3f %7.3f  %s/%s\n",
 	       k->name, workers, median(raw, reps), median(call, reps),
-	       median(api, reps), mr, q1, q3, lo, hi, median(vs_call, reps),
-	       mr <= 1.10 ? "ok" : "above");
+	       median(api, reps), median(inl, reps), mr, q1, q3, lo, hi,
+	       median(vs_call, reps), mi, mr <= 1.10 ? "ok" : "above",
+	       mi <= 1.10 ? "ok" : "above");
 	tally_destroy(t);
 	free(v);
 	return 0;
@@ -266,13 +279,17 @@ int main(int argc, char **argv)
 	}
 	print_context(reps, ms);
 	printf("# raw: the primitive inline; call: the same behind a direct "
-	       "call; api: tally_add()\n# ratio = api/raw (target <= 1.10), "
-	       "median over rounds, IQR and range; api/call: the\n# part of "
-	       "the ratio that tally's dispatch adds beyond being a "
-	       "function\n");
-	printf("%-7s %7s %9s %9s %9s %7s %14s %14s %7s  %s\n", "backend",
-	       "workers", "raw ns", "call ns", "api ns", "ratio", "ratio IQR",
-	       "ratio range", "api/call", "target");
+	       "call; api: tally_add();\n# inline: tally_add() in a program "
+	       "built with TALLY_INLINE (atomic adds in the caller,\n# other "
+	       "backends call the library)\n# ratio = api/raw (target <= "
+	       "1.10), median over rounds, IQR and range; api/call: the\n# "
+	       "part of the ratio that tally's dispatch adds beyond being a "
+	       "function;\n# inline/raw: the same ratio for TALLY_INLINE; "
+	       "target: api/inline\n");
+	printf("%-7s %7s %9s %9s %9s %9s %7s %14s %14s %7s %7s  %s\n",
+	       "backend", "workers", "raw ns", "call ns", "api ns",
+	       "inline ns", "ratio", "ratio IQR", "ratio range", "api/call",
+	       "inl/raw", "target");
 	for (unsigned w = 1; w <= 2; w++)
 		for (size_t i = 0; i < N_KINDS; i++)
 			if (run_pairs(&kinds[i], w, reps, ms) != 0)
