@@ -297,6 +297,7 @@ int cmd_demo(int argc, char **argv)
 	int tty = isatty(STDERR_FILENO);
 	char label[96];
 
+	size_t ran = 0;
 	wl_install_sigint();
 	for (size_t i = 0; i < n && !wl_sigint; i++) {
 		struct row *r = &rows[i];
@@ -314,27 +315,40 @@ int cmd_demo(int argc, char **argv)
 			rc = run_one("demo", r->b.name, &r->cfg, &r->res);
 		} while (rc < 0 && racy_inc && r->res.lost == 0 &&
 			 !r->res.interrupted && !r->res.timed_out &&
-			 r->tries < DEMO_RACY_TRIES);
+			 r->tries < DEMO_RACY_TRIES && !wl_sigint);
 		if (rc >= 0) {
 			free(rows);
 			return rc;
 		}
+		ran = i + 1;
 		rc = run_verdict(&r->res);
 		if (rc == EXIT_LOST && (r->b.caps & TALLY_CAP_RACY))
-			rc = EXIT_EXACT; /* losing is what 'none' is for */
+			/* losing is what 'none' is for */
+			rc = r->res.interrupted ? EXIT_RUNTIME : EXIT_EXACT;
 		if (rc > status)
 			status = rc;
-		if (r->res.interrupted)
-			n = i + 1;
+	}
+	/* Ctrl-C may also come between runs, when no run sees it: the table
+	 * then ends with the last run that finished. */
+	if (wl_sigint) {
+		n = ran;
+		if (status < EXIT_RUNTIME)
+			status = EXIT_RUNTIME;
 	}
 	print_rows(format, rows, n);
-	if (wl_sigint)
+	if (wl_sigint && n == 0)
+		cli_error("demo", "interrupted before the first run ended");
+	else if (wl_sigint)
 		cli_error("demo",
-			  "interrupted during run %zu (%s %s %s): the table "
-			  "shows the runs so far; the last one stopped early",
-			  n, wl_kind_name(rows[n - 1].cfg.kind),
+			  "interrupted %s run %zu (%s %s %s): the table "
+			  "shows the runs so far%s",
+			  rows[n - 1].res.interrupted ? "during" : "after", n,
+			  wl_kind_name(rows[n - 1].cfg.kind),
 			  wl_mode_name(rows[n - 1].cfg.mode),
-			  rows[n - 1].b.name);
+			  rows[n - 1].b.name,
+			  rows[n - 1].res.interrupted
+				  ? "; the last one stopped early"
+				  : "");
 	else if (format == FORMAT_TABLE)
 		explain(rows, n);
 	free(rows);
