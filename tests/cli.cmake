@@ -1,7 +1,12 @@
+# Holds a named counter's lock for a while, for the shm group.
+add_executable(shm_holder ${CMAKE_CURRENT_SOURCE_DIR}/shm_holder.c)
+target_link_libraries(shm_holder PRIVATE tally tally_flags)
+
 # The command line, driven as a user would: one CTest test per group.
 foreach(group basic input processes faults shm demo)
   add_test(NAME cli_${group}
-    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:tally_cli> ${group})
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:tally_cli> ${group}
+      $<TARGET_FILE:shm_holder>)
   set_tests_properties(cli_${group} PROPERTIES TIMEOUT 300)
 endforeach()
 set_tests_properties(cli_shm PROPERTIES RESOURCE_LOCK dev_shm)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Drive the built `tally` binary: output, exit codes, and every bad-input
-# case.  Usage: cli_test.sh PATH/TO/tally GROUP   (GROUP: basic, input,
-# processes, faults, shm, demo)
+# case.  Usage: cli_test.sh PATH/TO/tally GROUP [PATH/TO/shm_holder]
+# (GROUP: basic, input, processes, faults, shm, demo; shm_holder: for shm)
 set -u
 T=$1
 GROUP=$2
+HOLDER=${3:-}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fails=0 passes=0
@@ -238,7 +239,6 @@ shm)
 	refused "does not take --backend" shm add $name 1 --backend mutex
 	refused "unknown backend 'nope'" shm create $name --backend nope
 	refused "cannot be used for a named counter.*\(allowed: .*mutex.*ticket" shm create $name --backend clh
-	refused "'shm get' does not take --timeout" shm get $name --timeout 1
 	refused "--timeout is out of range: .0.01. \(allowed: 0.1 to 3600" shm add $name 1 --timeout 0.01
 	run 0 "$T" shm create $name --backend mutex --initial 500
 	refused "already exists" shm create $name
@@ -257,6 +257,39 @@ shm)
 	run 0 "$T" shm list && contains out "^$name +mutex +500$" "shm list"
 	run 0 "$T" shm rm $name
 	refused "no shared counter by that name" shm rm $name
+	if [ -n "$HOLDER" ]; then
+		# While another process holds the lock: get and list answer at
+		# once (get still accepts --timeout); an add that is asked to
+		# stop finishes first and says the add counts; a mutex add
+		# that times out says its holder is alive.
+		run 0 "$T" shm create $name --backend ticket --initial 6
+		"$HOLDER" $name 2 &
+		holder=$!
+		sleep 0.5
+		start=$(date +%s%N)
+		run 0 "$T" shm get $name --timeout 1 && contains out "^106$" "get while held"
+		run 0 "$T" shm list && contains out "^$name +ticket +106$" "list while held"
+		[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 1000 ] && ok || bad "get and list waited for the lock"
+		"$T" shm add $name 1 >"$TMP/out" 2>"$TMP/err" &
+		adder=$!
+		sleep 0.3
+		kill -TERM $adder
+		wait $adder
+		code=$?
+		[ $code = 0 ] && ok || bad "add stopped by SIGTERM: exit $code, wanted 0"
+		contains err "interrupted during the add, which was done first \\(it counts\\)" "interrupted add"
+		wait $holder
+		run 0 "$T" shm get $name && contains out "^107$" "the interrupted add counted"
+		run 0 "$T" shm rm $name
+		run 0 "$T" shm create $name --backend mutex
+		"$HOLDER" $name 2 &
+		holder=$!
+		sleep 0.5
+		run 3 "$T" shm add $name 1 --timeout 0.3 &&
+			contains err "the mutex lock did not come free in time; the process that holds it is alive" "live mutex holder"
+		wait $holder
+		run 0 "$T" shm rm $name
+	fi
 	# Something else under the name is refused, never read as a counter.
 	head -c 4096 /dev/urandom >/dev/shm/tally.$name
 	refused "not a tally counter" shm get $name

@@ -15,14 +15,15 @@
 
 static const char *shm_name; /* for the timeout message */
 static const char *shm_backend = "counter's";
-static int shm_fifo; /* the backend's lock serves waiters in order */
+static int shm_fifo;   /* the backend's lock serves waiters in order */
+static int shm_robust; /* ... and is recovered from a holder that died */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tally shm create NAME [--backend B] [--initial V]\n"
 		"       tally shm add NAME DELTA [--timeout S]\n"
-		"       tally shm get NAME\n"
+		"       tally shm get NAME [--timeout S]\n"
 		"       tally shm rm NAME\n"
 		"       tally shm list\n\n"
 		"Named counters in POSIX shared memory (/dev/shm/tally.NAME, "
@@ -49,7 +50,9 @@ static void usage(FILE *f)
 		"died holding\n"
 		"               a lock that cannot be recovered (spin, ticket, "
 		"sem);\n"
-		"               get and list never wait for a lock\n\n"
+		"               get never waits for a lock: it accepts "
+		"--timeout,\n"
+		"               as it did before, and needs none\n\n"
 		"exit status: 0 done, 2 bad input (also: NAME missing, or "
 		"exists\n"
 		"on create, or is not a tally counter), 3 runtime failure "
@@ -89,14 +92,21 @@ static int fail(const char *name, int err)
 }
 
 /*
- * A lock whose holder died without recovery never comes free: say why and
- * leave, from inside the signal handler (async-signal-safe calls only).  A
- * FIFO lock also keeps this waiter's place in its queue for good, so giving
- * up leaves it stuck even if the holder was only slow: say that too.
+ * The add's deadline passed while it waited for the lock: say why and leave,
+ * from inside the signal handler (async-signal-safe calls only).  A robust
+ * mutex is recovered from a holder that died, so its holder is alive.  Other
+ * locks are most likely held by a process that died; a FIFO lock also keeps
+ * this waiter's place in its queue for good, so giving up leaves it stuck even
+ * if the holder was only slow: say that too.
  */
 static void on_alarm(int sig)
 {
 	static const char a[] = "tally shm: ";
+	static const char live[] =
+		": the mutex lock did not come free in time; the process that "
+		"holds it is alive (a robust mutex is recovered from one that "
+		"died) but has not released it. Try again later, or find that "
+		"process\n";
 	static const char b[] =
 		": the lock did not come free in time; a process "
 		"most likely died holding the ";
@@ -111,8 +121,14 @@ static void on_alarm(int sig)
 
 	(void)sig;
 	if (write(2, a, sizeof(a) - 1) < 0 ||
-	    write(2, shm_name, strlen(shm_name)) < 0 ||
-	    write(2, b, sizeof(b) - 1) < 0 ||
+	    write(2, shm_name, strlen(shm_name)) < 0)
+		_exit(EXIT_RUNTIME);
+	if (shm_robust) {
+		if (write(2, live, sizeof(live) - 1) < 0)
+			_exit(EXIT_RUNTIME);
+		_exit(EXIT_RUNTIME);
+	}
+	if (write(2, b, sizeof(b) - 1) < 0 ||
 	    write(2, shm_backend, strlen(shm_backend)) < 0 ||
 	    write(2, c, sizeof(c) - 1) < 0 ||
 	    (shm_fifo && write(2, fifo, sizeof(fifo) - 1) < 0) ||
@@ -125,20 +141,26 @@ static void on_alarm(int sig)
  * Add under a deadline.  Ctrl-C and SIGTERM wait until the add is done (it
  * takes microseconds unless the lock is stuck, and then the deadline ends
  * it): a process that left a ticket lock's queue by dying would leave the
- * lock stuck for everyone.
+ * lock stuck for everyone.  One that came during the add is then discarded
+ * and reported, with the add counted: dying of it afterwards would tell a
+ * script that retries on failure to add twice.
+ * Left: a deadline that passes in the nanoseconds between taking the lock and
+ * releasing it (a process preempted just there) exits holding the lock.
  */
 static int add_with_deadline(tally *t, const char *name, double seconds,
 			     int64_t delta)
 {
 	tally_backend_info info;
-	struct sigaction sa;
+	struct sigaction sa, ign, was_int, was_term;
 	struct itimerval it = {0};
-	sigset_t block, old;
+	sigset_t block, old, pending;
 
 	shm_name = name;
 	shm_backend = tally_backend_name(t);
-	shm_fifo = tally_backend_find(shm_backend, &info) == 0 &&
-		   (info.caps & TALLY_CAP_FAIR);
+	if (tally_backend_find(shm_backend, &info) == 0) {
+		shm_fifo = (info.caps & TALLY_CAP_FAIR) != 0;
+		shm_robust = (info.caps & TALLY_CAP_ROBUST) != 0;
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_alarm;
 	sigemptyset(&sa.sa_mask);
@@ -154,7 +176,26 @@ static int add_with_deadline(tally *t, const char *name, double seconds,
 	int rc = tally_add(t, delta);
 	memset(&it, 0, sizeof(it));
 	setitimer(ITIMER_REAL, &it, NULL);
+	sigpending(&pending);
+	int interrupted =
+		sigismember(&pending, SIGINT) || sigismember(&pending, SIGTERM);
+	if (interrupted) {
+		/* Unblocking an ignored signal discards it. */
+		memset(&ign, 0, sizeof(ign));
+		ign.sa_handler = SIG_IGN;
+		sigemptyset(&ign.sa_mask);
+		sigaction(SIGINT, &ign, &was_int);
+		sigaction(SIGTERM, &ign, &was_term);
+	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (interrupted) {
+		sigaction(SIGINT, &was_int, NULL);
+		sigaction(SIGTERM, &was_term, NULL);
+		fprintf(stderr,
+			"tally shm: %s: interrupted during the add, which %s\n",
+			name,
+			rc >= 0 ? "was done first (it counts)" : "had failed");
+	}
 	return rc;
 }
 
@@ -283,7 +324,7 @@ int cmd_shm(int argc, char **argv)
 		int operands;
 		int backend_ok, timeout_ok;
 	} ops[] = {
-		{"create", 1, 1, 0}, {"add", 2, 0, 1},	{"get", 1, 0, 0},
+		{"create", 1, 1, 0}, {"add", 2, 0, 1},	{"get", 1, 0, 1},
 		{"rm", 1, 0, 0},     {"list", 0, 0, 0},
 	};
 	int op = -1;
