@@ -276,8 +276,9 @@ TALLY_API int tally_add(tally *t, int64_t delta);
  * after the add: work in the critical section, for benchmarks (what a lock
  * costs as the section grows) and stress tests (stretching the section to
  * widen races).  Only backends with TALLY_CAP_LOCKED have a lock to hold.
- * inside must not call tally functions on the same counter (it would
- * deadlock) and must return.
+ * inside must not add to the same counter (tally_add or tally_add_cs: it
+ * would deadlock) and must return; tally_get() is safe there (it never
+ * waits for the lock, and sees the add just made).
  * Returns what tally_add() returns, or TALLY_EINVAL (t or inside NULL),
  * TALLY_EUNSUPPORTED (no TALLY_CAP_LOCKED: lock-free, racy or remote).
  */

@@ -116,20 +116,29 @@ static void test_wraps_and_refuses_null_as_the_library_does(void **state)
 	tally_destroy(t);
 }
 
+static char name[64];
+
+/* Removes the named counter even when an assertion ended the test. */
+static int unlink_name(void **state)
+{
+	(void)state;
+	tally_unlink(name);
+	return 0;
+}
+
 /* A named counter (tally_open, renamed like tally_create) is armed too, and
  * its shared word takes inline adds from two handles. */
 static void test_named_counter_adds_inline(void **state)
 {
-	char name[64];
 	tally *a, *b;
 	int64_t v;
 
 	(void)state;
 	snprintf(name, sizeof(name), "unit-inline-%ld", (long)getpid());
 	tally_unlink(name);
-	assert_int_equal(tally_open(&a, name, "atomic", 7,
-				    TALLY_CREATE | TALLY_EXCL),
-			 0);
+	assert_int_equal(
+		tally_open(&a, name, "atomic", 7, TALLY_CREATE | TALLY_EXCL),
+		0);
 	assert_int_equal(tally_open(&b, name, NULL, 0, 0), 0);
 	assert_non_null(inline_word(a));
 	assert_non_null(inline_word(b));
@@ -149,7 +158,8 @@ int main(void)
 		cmocka_unit_test(test_threads_count_exactly),
 		cmocka_unit_test(
 			test_wraps_and_refuses_null_as_the_library_does),
-		cmocka_unit_test(test_named_counter_adds_inline),
+		cmocka_unit_test_teardown(test_named_counter_adds_inline,
+					  unlink_name),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
