@@ -180,18 +180,21 @@ int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
 		      const char *why_caps, tally_backend_info *info)
 {
 	char names[512];
-	size_t len = strcspn(spec, ":");
 	char name[64];
+	size_t len = strcspn(spec, ":"); /* the name before any options */
 	const char *from = spec == backend_from_env
 				   ? " (from $" TALLY_ENV_BACKEND ")"
 				   : "";
+	int fits = len > 0 && len < sizeof(name);
 
-	if (len == 0 || len >= sizeof(name) ||
-	    (memcpy(name, spec, len), name[len] = '\0',
-	     tally_backend_find(name, info) != 0)) {
+	if (fits) {
+		memcpy(name, spec, len);
+		name[len] = '\0';
+	}
+	if (!fits || tally_backend_find(name, info) != 0) {
 		cli_backend_names(names, sizeof(names), 0, 0);
 		cli_error(cmd, "unknown backend '%s'%s (known: %s)",
-			  len && len < sizeof(name) ? name : spec, from, names);
+			  fits ? name : spec, from, names);
 		return -1;
 	}
 	if (!info->built_in) {
