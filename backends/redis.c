@@ -190,6 +190,26 @@ static int parse_options(struct redis_state *s, const char *opt, int *keep)
 	return 0;
 }
 
+static int parse_with_defaults(struct redis_state *s, const char *options,
+			       int *keep)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->host, sizeof(s->host), "127.0.0.1");
+	snprintf(s->key, sizeof(s->key), "tally");
+	s->port = 6379;
+	s->timeout_ms = 2000;
+	return parse_options(s, options, keep);
+}
+
+/* The options alone: no connection is made. */
+static int redis_check(const char *options)
+{
+	struct redis_state s;
+	int keep = 0;
+
+	return parse_with_defaults(&s, options, &keep);
+}
+
 static int redis_init(void *state, int64_t initial, unsigned flags,
 		      const char *options)
 {
@@ -199,12 +219,7 @@ static int redis_init(void *state, int64_t initial, unsigned flags,
 
 	(void)flags; /* the server is shared already; connections are per
 			process and made on first use */
-	memset(s, 0, sizeof(*s));
-	snprintf(s->host, sizeof(s->host), "127.0.0.1");
-	snprintf(s->key, sizeof(s->key), "tally");
-	s->port = 6379;
-	s->timeout_ms = 2000;
-	rc = parse_options(s, options, &keep);
+	rc = parse_with_defaults(s, options, &keep);
 	if (rc != 0)
 		return rc;
 	s->id = ((uint64_t)getpid() << 32) ^ atomic_fetch_add(&next_id, 1);
@@ -331,5 +346,6 @@ const struct tally_backend tally_backend_redis = {
 	.add = redis_add,
 	.get = redis_get,
 	.destroy = redis_destroy,
+	.check = redis_check,
 #endif
 };

@@ -71,8 +71,8 @@ extern "C" {
  */
 #if defined(TALLY_INLINE) && !defined(__cplusplus)
 #define TALLY__INLINE_ADD 1
-#define tally_create tally_create_inline1
-#define tally_open   tally_open_inline1
+#define tally_create	  tally_create_inline1
+#define tally_open	  tally_open_inline1
 #endif
 
 /* The first members of every handle, in this order (layout 1): what the
@@ -114,7 +114,18 @@ struct tally__hot {
 	  "from an incompatible version")                                      \
 	X(ENOTRECOVERABLE, -11,                                                \
 	  "the lock is unusable: a holder died and it could not be recovered") \
-	X(EREMOTE, -12, "the remote counter server failed or is unreachable")
+	X(EREMOTE, -12, "the remote counter server failed or is unreachable")  \
+	X(EUNTRUSTED, -13,                                                     \
+	  "the shared counter could have been written by another user (it "    \
+	  "is not this user's, or others may write it); not joined")           \
+	X(EMISMATCH, -14,                                                      \
+	  "the shared counter exists with another backend or other options")   \
+	X(EUNFINISHED, -15,                                                    \
+	  "the shared counter was never finished: its creator died while "     \
+	  "creating it")                                                       \
+	X(ENOSPACE, -16,                                                       \
+	  "no space for the shared counter (the shared-memory file system "    \
+	  "is full, or a file-size limit)")
 
 enum tally_error {
 #define TALLY__ERR_ENUM(name, value, msg) TALLY_##name = (value),
@@ -216,9 +227,21 @@ TALLY_API int tally_create(tally **out, const char *backend, int64_t initial,
  *            even when the counter turns out to exist already.
  *   flags:   0 (open an existing counter), TALLY_CREATE (open, or create
  *            when absent), or TALLY_CREATE | TALLY_EXCL (create only).
+ * Trust: an existing object is joined only when no user this process does
+ * not trust could have written it: it must be owned by the effective uid
+ * and have no group or other permission bits (checked with fstat() on the
+ * open descriptor), else TALLY_EUNTRUSTED, also with TALLY_CREATE (never a
+ * silent join of someone else's object).  Another user's bytes could hold a
+ * lock whose pointers this process would follow.
  * Opening an existing counter validates its header (magic, layout version,
- * backend, size), waiting up to a second for a creator that is still
- * initializing it, and refuses anything else with TALLY_EBADOBJECT.
+ * backend, size) and refuses anything else with TALLY_EBADOBJECT.  It never
+ * waits: a counter is made under no name (O_TMPFILE), filled in, its space
+ * reserved, and only then linked under its name, so a name always holds a
+ * complete counter (a full file system or a creator that dies leaves no
+ * name behind).
+ * When `backend` is not NULL and the counter exists, its backend and options
+ * must be the ones named ("spin" is not "spin:backoff=exp"), else
+ * TALLY_EMISMATCH; NULL joins whatever backend the counter has.
  * Ownership: the caller owns *out; tally_destroy() only unmaps it: the
  * counter stays until tally_unlink() and the last handle are gone.  The
  * handle also works in processes forked after this call.
@@ -234,12 +257,20 @@ TALLY_API int tally_create(tally **out, const char *backend, int64_t initial,
  *   TALLY_EUNSUPPORTED the backend lacks TALLY_CAP_NAMED
  *   TALLY_ENOTFOUND    no counter by that name, and no TALLY_CREATE
  *   TALLY_EEXIST       TALLY_CREATE | TALLY_EXCL, and the name exists
- *   TALLY_EBADOBJECT   the object is not a complete tally counter of this
- *                      layout (foreign, truncated, or its creator died
- *                      while creating it)
+ *   TALLY_EBADOBJECT   the object is not a tally counter of this layout
+ *                      (foreign, truncated, or from another version)
+ *   TALLY_EUNFINISHED  a counter of this layout whose creator died before
+ *                      it was complete (only older versions of tally could
+ *                      leave one); remove it with tally_unlink()
+ *   TALLY_EUNTRUSTED   owned by another user, or group/other may write it
+ *   TALLY_EMISMATCH    `backend` named another backend or other options
+ *   TALLY_ENOSPACE     creating: no space in /dev/shm, or RLIMIT_FSIZE is
+ *                      below the counter's size (never a SIGBUS or SIGXFSZ)
  *   TALLY_ENOMEM, TALLY_ESYSTEM
- *                      shm_open(), ftruncate() or mmap() failed (errno says
- *                      why; e.g. EACCES for another user's counter)
+ *                      a system call failed; errno says why, and
+ *                      tally_errdetail() names the call
+ * tally_errdetail() says more for each error: the call and strerror, the
+ * owner and mode of an untrusted object, the backend of a mismatched one.
  */
 TALLY_API int tally_open(tally **out, const char *name, const char *backend,
 			 int64_t initial, unsigned flags);
@@ -335,6 +366,28 @@ TALLY_API int tally_backend_at(size_t i, tally_backend_info *info);
  * Errors: TALLY_EINVAL (name or info NULL), TALLY_ENOBACKEND. */
 TALLY_API int tally_backend_find(const char *name, tally_backend_info *info);
 
+/*
+ * Check a backend spec ("NAME" or "NAME:OPTIONS", or NULL as in
+ * tally_create()) and flags exactly as tally_create() would, without
+ * creating a counter, allocating shared memory or contacting a server: for
+ * validating input before any work starts.  Returns 0, or what
+ * tally_create() would return for the same spec and flags: TALLY_EINVAL,
+ * TALLY_ENOBACKEND, TALLY_ENOTBUILT, TALLY_EUNSUPPORTED, TALLY_EOPTION (a
+ * remote backend's address is checked for form, not reached).
+ * Thread-safe.
+ */
+TALLY_API int tally_backend_check(const char *backend, unsigned flags);
+
+/*
+ * More about the last error that tally_open(), tally_unlink() or
+ * tally_backend_check() returned in this thread, when there is more to say
+ * than tally_strerror(): e.g. "shm_open(/tally.jobs): Permission denied",
+ * "owned by uid 1001 (probe), mode 0666", "its backend is spin".  An empty
+ * string when there is nothing more.  Thread-local: valid until this
+ * thread's next call into the library; never NULL.
+ */
+TALLY_API const char *tally_errdetail(void);
+
 /* The library's version string, e.g. "0.1.0" (may differ from the header's
  * TALLY_VERSION_STRING when a program runs against a newer library).  Never
  * NULL; static storage; thread-safe. */
@@ -351,7 +404,8 @@ static inline int tally__add_inline(tally *t, int64_t delta)
 	void *word = NULL;
 
 	if (t != NULL)
-		memcpy(&word, (const char *)t + offsetof(struct tally__hot, word),
+		memcpy(&word,
+		       (const char *)t + offsetof(struct tally__hot, word),
 		       sizeof(word));
 	if (word == NULL)
 		return (tally_add)(t, delta);

@@ -47,6 +47,11 @@
  *             backends with TALLY_CAP_LOCKED have it.
  *   destroy   once, by the creating process, when no other call can run;
  *             may be NULL when there is nothing to release.
+ *   check     optional: validate `options` (never NULL) as init would,
+ *             with no side effect (no connection, nothing left allocated),
+ *             for tally_backend_check().  NULL when init itself has no
+ *             effect outside its state: the core then runs init and
+ *             destroy on a private scratch state.  Remote backends need it.
  */
 struct tally_backend {
 	const char *name;
@@ -69,6 +74,7 @@ struct tally_backend {
 	int (*add_cs)(void *state, int64_t delta, void (*inside)(void *),
 		      void *arg);
 	void (*destroy)(void *state);
+	int (*check)(const char *options);
 };
 
 /* src/registry.c */

@@ -1,33 +1,40 @@
 /* Named counters in POSIX shared memory that separate programs share:
- * "/tally.NAME", mode 0600, with a validated header in front of the state. */
+ * "/dev/shm/tally.NAME", mode 0600, with a validated header in front of the
+ * state.  The object is input from another program: see attach_object(). */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define NAMED_MAGIC  "TALLYCNT"
-#define NAMED_LAYOUT 1u
+#define NAMED_LAYOUT 2u /* 2: backend options in the header */
 #define NAMED_MAX    200
 #define READY_VALUE  0x52454459u /* "REDY" */
+/* Where glibc's shm_open() puts "/NAME": the directory that creating a
+ * counter links into, and that `tally shm list` reads. */
+#define SHM_DIR "/dev/shm"
 
 /*
  * The header.  Fixed-width fields only, so that the layout is the same for
- * every compiler; `ready` is published last, with release order, after the
- * backend's state is initialized, so that an opener that sees it also sees a
- * complete lock.  The state starts on its own cache line after the header.
+ * every compiler.  `ready` is written last, with release order, after the
+ * backend's state is initialized; an object under its name is always
+ * complete (see publish()), so `ready` is a check, not something to wait on.
+ * The state starts on its own cache line after the header.
  */
 struct named_header {
 	char magic[8];
 	uint32_t layout;
 	uint32_t header_size;
 	char backend[32];
+	char options[96]; /* the text after "NAME:", "" for none */
 	uint64_t state_size;
 	uint64_t total_size;
 	_Atomic uint32_t ready;
@@ -47,34 +54,79 @@ static int valid_name(const char *name)
 			    "abcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
 
-static void object_name(char *buf, size_t size, const char *name)
+static void object_path(char *buf, size_t size, const char *name)
 {
-	snprintf(buf, size, "/tally.%s", name);
+	snprintf(buf, size, SHM_DIR "/tally.%s", name);
 }
 
-static int map_object(int fd, size_t size, void **map)
+/* A failed system call: TALLY_ESYSTEM (or ENOMEM/ENOSPACE where errno says
+ * so), with the call and strerror for tally_errdetail(). */
+static int sys_fail(const char *call, const char *what, int err)
+{
+	tally__detail("%s(%s): %s", call, what, strerror(err));
+	errno = err;
+	if (err == ENOMEM)
+		return TALLY_ENOMEM;
+	if (err == ENOSPC || err == EFBIG || err == EDQUOT)
+		return TALLY_ENOSPACE;
+	return TALLY_ESYSTEM;
+}
+
+static int map_object(int fd, size_t size, const char *path, void **map)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 
 	if (p == MAP_FAILED)
-		return errno == ENOMEM ? TALLY_ENOMEM : TALLY_ESYSTEM;
+		return sys_fail("mmap", path, errno);
 	*map = p;
 	return 0;
 }
 
-/* The creator's half: size the new object, lay out header and state. */
+/*
+ * Reserve the object's space before anything touches it.  On tmpfs an
+ * ftruncate()d object has no pages yet: the first store to one that cannot
+ * be had raises SIGBUS.  posix_fallocate() takes them now or fails with
+ * ENOSPC.  Growing a file past RLIMIT_FSIZE raises SIGXFSZ, whose default
+ * action kills the process, so that limit is checked first; a library must
+ * not change the signal's disposition behind its caller's back.
+ */
+static int reserve(int fd, size_t size, const char *path)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)size > rl.rlim_cur) {
+		tally__detail("the counter needs %zu bytes; the file-size "
+			      "limit (ulimit -f) is %llu bytes",
+			      size, (unsigned long long)rl.rlim_cur);
+		return TALLY_ENOSPACE;
+	}
+	int err = posix_fallocate(fd, 0, (off_t)size);
+	return err == 0 ? 0 : sys_fail("posix_fallocate", path, err);
+}
+
+/* The creator's half: size the new, still nameless object, lay out header
+ * and state. */
 static int create_object(tally *t, int fd, const struct tally_backend *ops,
-			 const char *options, int64_t initial)
+			 const char *options, int64_t initial, const char *path)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	size_t size = tally__round_up(HEADER_SIZE + ops->state_size, page);
 	struct named_header *h;
 	int rc;
 
+	if (options != NULL && strlen(options) >= sizeof(h->options)) {
+		tally__detail("a named counter keeps at most %zu bytes of "
+			      "backend options",
+			      sizeof(h->options) - 1);
+		return TALLY_EOPTION;
+	}
 	/* umask may have narrowed the mode; it must not have widened it. */
-	if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)size) != 0)
-		return TALLY_ESYSTEM;
-	rc = map_object(fd, size, &t->map);
+	if (fchmod(fd, 0600) != 0)
+		return sys_fail("fchmod", path, errno);
+	rc = reserve(fd, size, path);
+	if (rc == 0)
+		rc = map_object(fd, size, path, &t->map);
 	if (rc != 0)
 		return rc;
 	t->map_size = size;
@@ -87,6 +139,7 @@ static int create_object(tally *t, int fd, const struct tally_backend *ops,
 	h->layout = NAMED_LAYOUT;
 	h->header_size = HEADER_SIZE;
 	snprintf(h->backend, sizeof(h->backend), "%s", ops->name);
+	snprintf(h->options, sizeof(h->options), "%s", options ? options : "");
 	h->state_size = ops->state_size;
 	h->total_size = size;
 	atomic_store_explicit(&h->ready, READY_VALUE, memory_order_release);
@@ -94,62 +147,203 @@ static int create_object(tally *t, int fd, const struct tally_backend *ops,
 	return 0;
 }
 
-/* Wait up to a second for a creator that is still laying the object out. */
-static int wait_ready(int fd, struct stat *st)
+/*
+ * Give the complete object its name, atomically and only if the name is
+ * free: link() fails with EEXIST rather than replace.  Until then the object
+ * has no name (O_TMPFILE), so nobody can open a half-made counter, and a
+ * creator that dies or fails leaves nothing behind.  /proc/self/fd is how an
+ * unprivileged process links an O_TMPFILE (AT_EMPTY_PATH needs
+ * CAP_DAC_READ_SEARCH); the second form serves where /proc is not mounted.
+ */
+static int publish(int fd, const char *path)
 {
-	for (int i = 0; i < 100; i++) {
-		if (fstat(fd, st) != 0)
-			return TALLY_ESYSTEM;
-		if ((size_t)st->st_size >= HEADER_SIZE) {
-			void *p = mmap(NULL, HEADER_SIZE, PROT_READ, MAP_SHARED,
-				       fd, 0);
-			if (p == MAP_FAILED)
-				return TALLY_ESYSTEM;
-			uint32_t r = atomic_load_explicit(
-				&((struct named_header *)p)->ready,
-				memory_order_acquire);
-			munmap(p, HEADER_SIZE);
-			if (r == READY_VALUE)
-				return 0;
-		}
-		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000},
-			  NULL);
-	}
-	return TALLY_EBADOBJECT; /* truncated, foreign, or its creator died */
+	char proc[64];
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0)
+		return 0;
+	if (errno == ENOENT &&
+	    linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0)
+		return 0;
+	if (errno == EEXIST)
+		return TALLY_EEXIST;
+	return sys_fail("linkat", path, errno);
+}
+
+static const char *user_name(uid_t uid, char *buf, size_t size)
+{
+	struct passwd pw, *found = NULL;
+	char tmp[1024];
+
+	if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &found) == 0 &&
+	    found != NULL)
+		snprintf(buf, size, " (%s)", found->pw_name);
+	else
+		buf[0] = '\0';
+	return buf;
+}
+
+/*
+ * Could a user this process does not trust have written the object?  Only
+ * its owner and those the mode lets in can write it; so it must be ours
+ * (the effective uid's, which is whose objects shm_open creates) and closed
+ * to group and others.  Checked on the open descriptor, so a name swapped
+ * after the check cannot slip another object in.  Another user's bytes are
+ * not just a wrong count: a lock's state holds pointers (glibc's robust
+ * list) and kinds that this process would follow and act on.
+ */
+static int trusted(const struct stat *st, const char *path)
+{
+	char who[300];
+
+	if (st->st_uid == geteuid() && (st->st_mode & 077) == 0)
+		return 0;
+	tally__detail("%s is owned by uid %lu%s with mode %04o; a named "
+		      "counter is joined only when it is this user's (uid "
+		      "%lu) and closed to group and others (0600)",
+		      path, (unsigned long)st->st_uid,
+		      user_name(st->st_uid, who, sizeof(who)),
+		      (unsigned)(st->st_mode & 07777),
+		      (unsigned long)geteuid());
+	return TALLY_EUNTRUSTED;
+}
+
+/* A counter that exists must be the one the caller named, if it named one
+ * (want != NULL).  Compared with the header as validated, not as the
+ * mapping holds it now. */
+static int same_backend(const struct named_header *h,
+			const struct tally_backend *have,
+			const struct tally_backend *want, const char *options)
+{
+	if (want == NULL ||
+	    (want == have && strcmp(h->options, options ? options : "") == 0))
+		return 0;
+	tally__detail("its backend is %s%s%s, not %s%s%s", h->backend,
+		      h->options[0] ? ":" : "", h->options, want->name,
+		      options ? ":" : "", options ? options : "");
+	return TALLY_EMISMATCH;
 }
 
 /* The opener's half: refuse anything that is not a complete tally counter
  * of this layout whose backend is built into this library. */
-static int attach_object(tally *t, int fd)
+static int attach_object(tally *t, int fd, const char *path,
+			 const struct tally_backend *want, const char *options)
 {
 	struct stat st;
-	struct named_header *h;
+	struct named_header h;
 	const struct tally_backend *ops;
-	int rc = wait_ready(fd, &st);
+	int rc;
 
-	if (rc != 0)
+	if (fstat(fd, &st) != 0)
+		return sys_fail("fstat", path, errno);
+	if ((rc = trusted(&st, path)) != 0)
 		return rc;
-	rc = map_object(fd, (size_t)st.st_size, &t->map);
+	if (!S_ISREG(st.st_mode)) {
+		tally__detail("%s is not a regular file", path);
+		return TALLY_EBADOBJECT;
+	}
+	/* Read the header with read(), not through a mapping: a short file
+	 * is then a short read, not a SIGBUS. */
+	ssize_t n = pread(fd, &h, sizeof(h), 0);
+	if (n < 0)
+		return sys_fail("pread", path, errno);
+	if ((size_t)n < sizeof(h) ||
+	    memcmp(h.magic, NAMED_MAGIC, sizeof(h.magic)) != 0 ||
+	    h.layout != NAMED_LAYOUT || h.header_size != HEADER_SIZE ||
+	    h.total_size != (uint64_t)st.st_size ||
+	    memchr(h.backend, '\0', sizeof(h.backend)) == NULL ||
+	    memchr(h.options, '\0', sizeof(h.options)) == NULL) {
+		tally__detail("%s is not a tally counter of layout %u (%lld "
+			      "bytes)",
+			      path, NAMED_LAYOUT, (long long)st.st_size);
+		return TALLY_EBADOBJECT;
+	}
+	if (atomic_load_explicit(&h.ready, memory_order_relaxed) !=
+	    READY_VALUE) {
+		tally__detail("%s was never finished: its creator is gone",
+			      path);
+		return TALLY_EUNFINISHED;
+	}
+	ops = tally__backend_lookup(h.backend, strlen(h.backend));
+	if (ops == NULL || !(ops->caps & TALLY_CAP_NAMED)) {
+		tally__detail("%s names no backend this tally knows as "
+			      "named-capable ('%s')",
+			      path, h.backend);
+		return TALLY_EBADOBJECT;
+	}
+	if (ops->add == NULL) {
+		tally__detail("its backend is %s", h.backend);
+		return TALLY_ENOTBUILT;
+	}
+	if (h.state_size != ops->state_size ||
+	    HEADER_SIZE + ops->state_size > h.total_size) {
+		tally__detail("%s: its %s state is %llu bytes, this tally's "
+			      "is %zu",
+			      path, h.backend, (unsigned long long)h.state_size,
+			      ops->state_size);
+		return TALLY_EBADOBJECT;
+	}
+	if ((rc = same_backend(&h, ops, want, options)) != 0)
+		return rc;
+	rc = map_object(fd, (size_t)st.st_size, path, &t->map);
 	if (rc != 0)
 		return rc;
 	t->map_size = (size_t)st.st_size;
-	h = t->map;
-	if (memcmp(h->magic, NAMED_MAGIC, sizeof(h->magic)) != 0 ||
-	    h->layout != NAMED_LAYOUT || h->header_size != HEADER_SIZE ||
-	    h->total_size != (uint64_t)st.st_size ||
-	    memchr(h->backend, '\0', sizeof(h->backend)) == NULL)
-		return TALLY_EBADOBJECT;
-	ops = tally__backend_lookup(h->backend, strlen(h->backend));
-	if (ops == NULL || !(ops->caps & TALLY_CAP_NAMED))
-		return TALLY_EBADOBJECT;
-	if (ops->add == NULL)
-		return TALLY_ENOTBUILT;
-	if (h->state_size != ops->state_size ||
-	    HEADER_SIZE + ops->state_size > h->total_size)
-		return TALLY_EBADOBJECT;
 	t->state = (char *)t->map + HEADER_SIZE;
 	t->ops = ops;
 	return 0;
+}
+
+/* Make the counter with no name, then link it in.  EEXIST: someone else
+ * published first (the caller then opens theirs, unless TALLY_EXCL). */
+static int create_named(tally *t, const char *path,
+			const struct tally_backend *ops, const char *options,
+			int64_t initial)
+{
+	int fd = open(SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	int rc;
+
+	if (fd < 0)
+		return sys_fail("open(O_TMPFILE)", SHM_DIR, errno);
+	rc = create_object(t, fd, ops, options, initial, path);
+	if (rc == 0)
+		rc = publish(fd, path);
+	if (rc != 0 && t->map != NULL) {
+		if (ops->destroy != NULL && t->ops != NULL)
+			ops->destroy(t->state);
+		munmap(t->map, t->map_size);
+		t->map = NULL;
+		t->ops = NULL;
+	}
+	close(fd);
+	return rc;
+}
+
+static int open_named(tally *t, const char *path,
+		      const struct tally_backend *want, const char *options)
+{
+	int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	int rc;
+
+	if (fd < 0) {
+		struct stat st;
+		int err = errno;
+
+		if (err == ENOENT)
+			return TALLY_ENOTFOUND;
+		/* Not ours to open: say whose it is. */
+		if (err == EACCES && lstat(path, &st) == 0 &&
+		    trusted(&st, path) != 0)
+			return TALLY_EUNTRUSTED;
+		return sys_fail("open", path, err);
+	}
+	rc = attach_object(t, fd, path, want, options);
+	close(fd);
+	if (rc != 0 && t->map != NULL) {
+		munmap(t->map, t->map_size);
+		t->map = NULL;
+	}
+	return rc;
 }
 
 int tally_open(tally **out, const char *name, const char *backend,
@@ -157,67 +351,61 @@ int tally_open(tally **out, const char *name, const char *backend,
 {
 	const struct tally_backend *ops = NULL;
 	const char *options = NULL;
-	char path[NAMED_MAX + 16];
-	int fd = -1, rc, created = 0;
+	char path[NAMED_MAX + 32];
 	tally *t;
+	int rc;
 
+	tally__detail("%s", "");
 	if (out == NULL || !valid_name(name) ||
 	    (flags & ~(unsigned)(TALLY_CREATE | TALLY_EXCL)) != 0 ||
 	    ((flags & TALLY_EXCL) && !(flags & TALLY_CREATE)))
 		return TALLY_EINVAL;
-	if (flags & TALLY_CREATE) {
+	if (flags & TALLY_CREATE || backend != NULL) {
 		rc = tally__resolve(backend, &ops, &options);
 		if (rc != 0)
 			return rc;
 		if (!(ops->caps & TALLY_CAP_NAMED))
 			return TALLY_EUNSUPPORTED;
 	}
-	object_name(path, sizeof(path), name);
-	if (flags & TALLY_CREATE) {
-		fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
-		created = fd >= 0;
-		if (fd < 0 && (errno != EEXIST || (flags & TALLY_EXCL)))
-			return errno == EEXIST ? TALLY_EEXIST : TALLY_ESYSTEM;
-	}
-	if (fd < 0)
-		fd = shm_open(path, O_RDWR, 0);
-	if (fd < 0)
-		return errno == ENOENT ? TALLY_ENOTFOUND : TALLY_ESYSTEM;
-
+	object_path(path, sizeof(path), name);
 	t = calloc(1, sizeof(*t));
-	if (t == NULL) {
-		rc = TALLY_ENOMEM;
-		goto fail;
+	if (t == NULL)
+		return TALLY_ENOMEM;
+	/* Open first: a counter that exists is the common case, and this way
+	 * an untrusted object under the name is refused, not raced. */
+	const struct tally_backend *want = backend != NULL ? ops : NULL;
+	rc = open_named(t, path, want, options);
+	if (rc == TALLY_ENOTFOUND && (flags & TALLY_CREATE)) {
+		rc = create_named(t, path, ops, options, initial);
+		if (rc == TALLY_EEXIST && !(flags & TALLY_EXCL))
+			rc = open_named(t, path, want, options); /* join */
+	} else if (rc != TALLY_ENOTFOUND && (flags & TALLY_EXCL)) {
+		/* It exists: what it is does not matter, but an untrusted
+		 * object is worth naming as such. */
+		rc = rc == TALLY_EUNTRUSTED ? rc : TALLY_EEXIST;
 	}
-	rc = created ? create_object(t, fd, ops, options, initial)
-		     : attach_object(t, fd);
-	if (rc != 0)
-		goto fail;
-	close(fd);
+	if (rc != 0) {
+		tally__unplace(t);
+		return rc;
+	}
 	tally__arm(t);
 	t->flags = TALLY_PSHARED;
 	t->named = 1;
 	t->creator = getpid();
 	*out = t;
 	return 0;
-
-fail:
-	if (created)
-		shm_unlink(path); /* nothing half-made stays behind */
-	if (t != NULL)
-		tally__unplace(t);
-	close(fd);
-	return rc;
 }
 
 int tally_unlink(const char *name)
 {
-	char path[NAMED_MAX + 16];
+	char path[NAMED_MAX + 32];
 
+	tally__detail("%s", "");
 	if (!valid_name(name))
 		return TALLY_EINVAL;
-	object_name(path, sizeof(path), name);
-	if (shm_unlink(path) == 0)
+	object_path(path, sizeof(path), name);
+	if (unlink(path) == 0)
 		return 0;
-	return errno == ENOENT ? TALLY_ENOTFOUND : TALLY_ESYSTEM;
+	return errno == ENOENT ? TALLY_ENOTFOUND
+			       : sys_fail("unlink", path, errno);
 }

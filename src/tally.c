@@ -2,6 +2,8 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,6 +43,22 @@ const char *tally_errname(int err)
 	if (err < 0 && (size_t)-err < N_ERRORS && error_names[-err])
 		return error_names[-err];
 	return "TALLY_E?";
+}
+
+static _Thread_local char detail[320];
+
+void tally__detail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+}
+
+const char *tally_errdetail(void)
+{
+	return detail;
 }
 
 const char *tally_version(void)
@@ -104,6 +122,39 @@ int tally__resolve(const char *spec, const struct tally_backend **ops,
 	*ops = b;
 	*options = colon ? colon + 1 : NULL;
 	return 0;
+}
+
+/*
+ * tally_create() without the counter.  A backend without a check op has an
+ * init whose only effect is on its state (a lock initialized, a value set):
+ * run it on a scratch state in private memory, with the caller's flags so
+ * that the same options are refused, and undo it.
+ */
+int tally_backend_check(const char *backend, unsigned flags)
+{
+	const struct tally_backend *ops;
+	const char *options;
+	tally *t;
+	int rc;
+
+	tally__detail("%s", "");
+	if ((flags & ~(unsigned)TALLY_PSHARED) != 0)
+		return TALLY_EINVAL;
+	rc = tally__resolve(backend, &ops, &options);
+	if (rc != 0)
+		return rc;
+	if ((flags & TALLY_PSHARED) && !(ops->caps & TALLY_CAP_PSHARED))
+		return TALLY_EUNSUPPORTED;
+	if (ops->check != NULL)
+		return options != NULL ? ops->check(options) : 0;
+	rc = tally__place_private(&t, ops);
+	if (rc != 0)
+		return rc;
+	rc = ops->init(t->state, 0, flags, options);
+	if (rc == 0 && ops->destroy != NULL)
+		ops->destroy(t->state);
+	tally__unplace(t);
+	return rc;
 }
 
 int tally_create(tally **out, const char *backend, int64_t initial,

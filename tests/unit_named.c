@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,9 +50,15 @@ static void test_create_open_remove(void **state)
 	assert_int_equal(
 		tally_open(&b, name, "atomic", 0, TALLY_CREATE | TALLY_EXCL),
 		TALLY_EEXIST);
-	/* Without EXCL an existing counter is opened, whatever backend the
-	 * caller would have created. */
-	assert_int_equal(tally_open(&b, name, "atomic", 0, TALLY_CREATE), 0);
+	/* Without EXCL an existing counter is joined only as what it is: a
+	 * caller that names another backend is refused, and told which. */
+	assert_int_equal(tally_open(&b, name, "atomic", 0, TALLY_CREATE),
+			 TALLY_EMISMATCH);
+	assert_non_null(strstr(tally_errdetail(), "its backend is mutex"));
+	assert_int_equal(tally_open(&b, name, "MUTEX", 0, TALLY_CREATE), 0);
+	tally_destroy(b);
+	/* Naming none joins whatever it is. */
+	assert_int_equal(tally_open(&b, name, NULL, 0, TALLY_CREATE), 0);
 	assert_string_equal(tally_backend_name(b), "mutex");
 	assert_int_equal(tally_add(a, 5), 0);
 	assert_int_equal(tally_add(b, -7), 0);
@@ -104,6 +111,8 @@ static void plant(const void *data, size_t len)
 	int fd = shm_open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 
 	assert_true(fd >= 0);
+	assert_int_equal(fchmod(fd, 0600), 0); /* trusted: what it holds is
+						  what is tested */
 	assert_int_equal(write(fd, data, len), (ssize_t)len);
 	close(fd);
 }
@@ -185,6 +194,126 @@ static void test_processes_share_by_name(void **state)
 	}
 }
 
+/* Open the object itself, as another program (or user) could. */
+static int raw_open(void)
+{
+	int fd = shm_open(path, O_RDWR, 0);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* An object others could have written is never joined, not even to create
+ * it, whatever it holds; the refusal names the owner and the mode. */
+static void test_untrusted_objects_are_refused(void **state)
+{
+	tally *t;
+	int fd;
+
+	(void)state;
+	assert_int_equal(
+		tally_open(&t, name, "atomic", 100, TALLY_CREATE | TALLY_EXCL),
+		0);
+	tally_destroy(t);
+	fd = raw_open();
+	assert_int_equal(fchmod(fd, 0666), 0);
+	assert_int_equal(tally_open(&t, name, NULL, 0, 0), TALLY_EUNTRUSTED);
+	assert_non_null(strstr(tally_errdetail(), "mode 0666"));
+	assert_int_equal(tally_open(&t, name, "atomic", 0, TALLY_CREATE),
+			 TALLY_EUNTRUSTED);
+	assert_int_equal(tally_open(&t, name, NULL, 0, TALLY_CREATE),
+			 TALLY_EUNTRUSTED);
+	assert_int_equal(fchmod(fd, 0640), 0); /* group may read only */
+	assert_int_equal(tally_open(&t, name, NULL, 0, 0), TALLY_EUNTRUSTED);
+	if (geteuid() == 0) {
+		/* Another owner, with the mode right: still not ours. */
+		assert_int_equal(fchmod(fd, 0600), 0);
+		assert_int_equal(fchown(fd, 65534, 65534), 0);
+		assert_int_equal(tally_open(&t, name, NULL, 0, 0),
+				 TALLY_EUNTRUSTED);
+		assert_non_null(strstr(tally_errdetail(), "uid 65534"));
+	}
+	assert_int_equal(fchown(fd, geteuid(), getegid()), 0);
+	assert_int_equal(fchmod(fd, 0600), 0);
+	assert_int_equal(tally_open(&t, name, NULL, 0, 0), 0);
+	tally_destroy(t);
+	close(fd);
+}
+
+/* A counter whose header is complete but never marked ready: its creator
+ * (an older tally, which named objects before finishing them) died. */
+static void test_unfinished_objects_say_so(void **state)
+{
+	static const char ready[4] = {'Y', 'D', 'E', 'R'}; /* "REDY" LE */
+	char head[512];
+	tally *t;
+	int fd;
+
+	(void)state;
+	assert_int_equal(
+		tally_open(&t, name, "spin", 0, TALLY_CREATE | TALLY_EXCL), 0);
+	tally_destroy(t);
+	fd = raw_open();
+	assert_int_equal(pread(fd, head, sizeof(head), 0), sizeof(head));
+	char *at = memmem(head, sizeof(head), ready, sizeof(ready));
+	assert_non_null(at);
+	assert_int_equal(pwrite(fd, "\0\0\0\0", 4, at - head), 4);
+	close(fd);
+	assert_int_equal(tally_open(&t, name, NULL, 0, 0), TALLY_EUNFINISHED);
+	assert_int_equal(tally_open(&t, name, NULL, 0, TALLY_CREATE),
+			 TALLY_EUNFINISHED);
+	assert_int_equal(tally_unlink(name), 0);
+}
+
+/* A file-size limit below the counter's size is an error code, not the
+ * SIGXFSZ that growing the file would raise, and leaves no name behind. */
+static void test_file_size_limit_is_an_error(void **state)
+{
+	int status;
+	pid_t pid = fork();
+
+	(void)state;
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl = {.rlim_cur = 1024, .rlim_max = 1024};
+		tally *t;
+		if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+			_exit(10);
+		int rc = tally_open(&t, name, "mutex", 0, TALLY_CREATE);
+		if (rc != TALLY_ENOSPACE)
+			_exit(11);
+		if (strstr(tally_errdetail(), "file-size limit") == NULL)
+			_exit(12);
+		_exit(tally_open(&t, name, NULL, 0, 0) == TALLY_ENOTFOUND ? 0
+									  : 13);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Options are part of what a counter is; a backend check reaches nothing. */
+static void test_backend_check(void **state)
+{
+	(void)state;
+	assert_int_equal(tally_backend_check("atomic", 0), 0);
+	assert_int_equal(tally_backend_check("atomic", TALLY_PSHARED), 0);
+	assert_int_equal(tally_backend_check("atomic:foo", 0), TALLY_EOPTION);
+	assert_int_equal(tally_backend_check("nope", 0), TALLY_ENOBACKEND);
+	assert_int_equal(tally_backend_check("atomic", 1u << 5), TALLY_EINVAL);
+	tally_backend_info info;
+	if (tally_backend_find("redis", &info) == 0 && info.built_in) {
+		/* Port 1 on a documentation address: a check that tried to
+		 * connect would fail or hang, not answer 0 at once. */
+		assert_int_equal(tally_backend_check("redis:url=redis://"
+						     "192.0.2.1:1,key=k",
+						     0),
+				 0);
+		assert_int_equal(tally_backend_check("redis:url=redis://:0", 0),
+				 TALLY_EOPTION);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -197,6 +326,13 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(test_processes_share_by_name,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_untrusted_objects_are_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unfinished_objects_say_so,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_file_size_limit_is_an_error, setup, teardown),
+		cmocka_unit_test(test_backend_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
