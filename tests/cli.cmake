@@ -3,13 +3,13 @@ add_executable(shm_holder ${CMAKE_CURRENT_SOURCE_DIR}/shm_holder.c)
 target_link_libraries(shm_holder PRIVATE tally tally_flags)
 
 # The command line, driven as a user would: one CTest test per group.
-foreach(group basic input processes faults shm demo)
+foreach(group basic input processes faults shm trust demo)
   add_test(NAME cli_${group}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh $<TARGET_FILE:tally_cli> ${group}
       $<TARGET_FILE:shm_holder>)
   set_tests_properties(cli_${group} PROPERTIES TIMEOUT 300)
 endforeach()
-set_tests_properties(cli_shm PROPERTIES RESOURCE_LOCK dev_shm)
+set_tests_properties(cli_shm cli_trust PROPERTIES RESOURCE_LOCK dev_shm)
 # The demo runs twice (table and JSON), each ~20 s, and much longer in the
 # sanitizer builds.
 set_tests_properties(cli_demo PROPERTIES TIMEOUT 600)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drive the built `tally` binary: output, exit codes, and every bad-input
 # case.  Usage: cli_test.sh PATH/TO/tally GROUP [PATH/TO/shm_holder]
-# (GROUP: basic, input, processes, faults, shm, demo; shm_holder: for shm)
+# (GROUP: basic, input, processes, faults, shm, trust, demo; shm_holder: for shm)
 set -u
 T=$1
 GROUP=$2
@@ -290,10 +290,116 @@ shm)
 		wait $holder
 		run 0 "$T" shm rm $name
 	fi
-	# Something else under the name is refused, never read as a counter.
-	head -c 4096 /dev/urandom >/dev/shm/tally.$name
+	# Something else under the name is refused, never read as a counter:
+	# this user's own (0600), so that what it holds is what is checked.
+	(umask 077 && head -c 4096 /dev/urandom >/dev/shm/tally.$name)
 	refused "not a tally counter" shm get $name
+	# The same bytes open to others are refused before they are read.
+	chmod 644 /dev/shm/tally.$name
+	refused "owned by uid $(id -u) .*with mode 0644" shm get $name
 	run 0 "$T" shm rm $name
+	;;
+trust)
+	# Hostile and careless input around named counters and the commands.
+	name=clitrust-$$
+	cleanup_trust() { rm -f /dev/shm/tally.$name* /dev/shm/tally.-$name; }
+	trap 'cleanup_trust; rm -rf "$TMP"' EXIT
+	# A NAME may begin with '-' after '--'.
+	run 0 "$T" shm create --initial 4 -- -$name
+	run 0 "$T" shm add -- -$name -1
+	run 0 "$T" shm get -- -$name && contains out "^3$" "dash name"
+	refused "goes after '--'" shm get -$name
+	run 0 "$T" shm rm -- -$name
+	# Names anyone can plant in /dev/shm are printed escaped: a newline
+	# cannot forge a row, an escape sequence cannot reach the terminal.
+	(umask 077 && : >"/dev/shm/tally.$name
+forged 0 0" && printf x >"/dev/shm/tally.$name$(printf '\033')[2J")
+	run 0 "$T" shm list
+	contains out "^$name\\\\x0aforged 0 0 +\\? " "newline escaped"
+	contains out "^$name\\\\x1b\\[2J +\\? " "escape escaped"
+	grep -q "^forged" "$TMP/out" && bad "a planted name forged a row" || ok
+	grep -q "$(printf '\033')" "$TMP/out" && bad "an escape reached the terminal" || ok
+	cleanup_trust
+	# Validate first, exit 2, nothing on stdout: before any calibration.
+	refused "invalid backend option: 'atomic:foo'" bench --backend atomic:foo --workers 1
+	refused "invalid backend option" stress --backend "redis:url=redis://:0" --rounds 1
+	refused "invalid backend option" bench --backend "redis:url=redis://:0" --workers 1
+	refused "--out: cannot write '/nonexistent/x.json'" bench --backend atomic --workers 1 --duration 0.1 --out /nonexistent/x.json
+	# Ctrl-C during bench: the results so far, marked, and exit 3.
+	interrupted 2 bench --backend atomic,mutex --workers 1,2 --duration 0.3 --repeat 4 --format json
+	contains err "interrupted \(Ctrl-C\) after [0-9]+ of 16 runs" "bench Ctrl-C message"
+	json "d['context']['interrupted'] is True and 0 < sum(r['repeats'] for r in d['results']) < 16"
+	# No worker outlives `tally run`, whatever signal ends it.
+	for sig in TERM HUP INT; do
+		"$T" run --backend mutex --workload inc --mode processes --workers 2 --iters 987654$$ >/dev/null 2>&1 &
+		pid=$!
+		sleep 0.7
+		kill -$sig $pid
+		wait $pid 2>/dev/null
+		sleep 0.3
+		if pgrep -f "iters 987654$$" >/dev/null; then
+			bad "SIG$sig left workers behind: $(pgrep -af "iters 987654$$")"
+			pkill -KILL -f "iters 987654$$"
+		else
+			ok
+		fi
+	done
+	# An add's exit status always tells whether it counted, whatever
+	# signal arrives: the final value is exactly the number of exit-0
+	# adds (a signal before the add kills it uncounted).
+	run 0 "$T" shm create $name --backend mutex
+	counted=0
+	exe=$(readlink -f "$T")
+	for i in $(seq 1 60); do
+		"$T" shm add $name 1 2>/dev/null &
+		pid=$!
+		# Signal tally, not the shell's child before its exec (which
+		# would run this script's EXIT trap).
+		while kill -0 $pid 2>/dev/null &&
+			[ "$(readlink /proc/$pid/exe 2>/dev/null)" != "$exe" ]; do :; done
+		sleep 0.00$((i % 7))
+		kill -$([ $((i % 2)) = 0 ] && echo TERM || echo INT) $pid 2>/dev/null
+		wait $pid && counted=$((counted + 1))
+	done
+	run 0 "$T" shm get $name && contains out "^$counted$" "exit status matches the adds that counted"
+	run 0 "$T" shm rm $name
+	if [ "$(id -u)" != 0 ]; then
+		echo "SKIP: the second-user and full-/dev/shm checks need root (a second uid, a mount namespace)"
+	else
+		as_nobody() { setpriv --reuid 65534 --regid 65534 --clear-groups "$@"; }
+		# Another user's counter, open to all: never joined.
+		as_nobody "$T" shm create $name --initial 100 && ok || bad "nobody could not create"
+		chmod 666 /dev/shm/tally.$name
+		refused "owned by uid 65534 .*mode 0666" shm add $name 5
+		refused "owned by uid 65534" shm create $name --backend atomic
+		refused "owned by uid 65534" shm get $name
+		run 0 "$T" shm list && contains out "^$name +\? +\(another user's: not opened\)" "list: another user's"
+		chmod 600 /dev/shm/tally.$name
+		refused "owned by uid 65534 .*mode 0600" shm add $name 5
+		as_nobody "$T" shm get $name >"$TMP/out" 2>&1 && contains out "^100$" "the foreign counter was not changed"
+		rm -f /dev/shm/tally.$name
+		# root's counter is not nobody's to join either.
+		run 0 "$T" shm create $name
+		as_nobody "$T" shm get $name >"$TMP/out" 2>"$TMP/err"
+		[ $? = 2 ] && ok || bad "nobody joined root's counter"
+		contains err "owned by uid 0" "nobody told whose it is"
+		run 0 "$T" shm rm $name
+		# A full /dev/shm (a small tmpfs in a private mount namespace):
+		# exit 3 with the reason, nothing left behind, no SIGBUS.
+		unshare -m sh -c '
+			mount -t tmpfs -o size=12k tmpfs /dev/shm || exit 99
+			head -c 12288 /dev/zero >/dev/shm/fill 2>/dev/null
+			"$1" shm create "$2" --backend mutex; echo "rc=$?"
+			ls /dev/shm' sh "$T" $name >"$TMP/out" 2>"$TMP/err"
+		contains out "^rc=3$" "full /dev/shm: exit 3"
+		contains err "no space" "full /dev/shm: the reason"
+		grep -q "tally\." "$TMP/out" && bad "full /dev/shm: an object was left" || ok
+		# A file-size limit: exit 3, not SIGXFSZ, nothing left.
+		(ulimit -f 1 && "$T" shm create $name) >"$TMP/out" 2>"$TMP/err"
+		[ $? = 3 ] && ok || bad "ulimit -f: wanted exit 3"
+		contains err "file-size limit" "ulimit -f: the reason"
+		[ -e /dev/shm/tally.$name ] && bad "ulimit -f: an object was left" || ok
+	fi
 	;;
 demo)
 	# About 20 s here; sanitizer builds take several times longer.

@@ -3,6 +3,7 @@
 #include "bench.h"
 #include "commands.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <sched.h>
@@ -70,28 +71,6 @@ static void usage(FILE *f)
 		WL_MAX_WORKERS, BENCH_SAMPLE_MAX);
 }
 
-/* Split a comma list in place into at most BENCH_MAX_LIST non-empty items. */
-static int split(const char *what, char *s, char **items, unsigned *n)
-{
-	*n = 0;
-	for (char *p = s;; p++) {
-		char *end = strchr(p, ',');
-		if (end)
-			*end = '\0';
-		if (*p == '\0' || *n == BENCH_MAX_LIST) {
-			cli_error("bench",
-				  "%s must be a comma-separated list of 1 to "
-				  "%u non-empty items",
-				  what, BENCH_MAX_LIST);
-			return -1;
-		}
-		items[(*n)++] = p;
-		if (!end)
-			return 0;
-		p = end;
-	}
-}
-
 /* Split a copy of arg (*copy, for the caller to free) into items. */
 static int split_copy(const char *what, const char *arg, char **copy,
 		      char **items, unsigned *n)
@@ -101,7 +80,7 @@ static int split_copy(const char *what, const char *arg, char **copy,
 		cli_error("bench", "out of memory");
 		return -1;
 	}
-	return split(what, *copy, items, n);
+	return cli_split_list("bench", what, *copy, items, BENCH_MAX_LIST, n);
 }
 
 static int workers_from(struct bench_opts *o, char **items, unsigned n)
@@ -537,14 +516,20 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 /* Every configuration, repeats interleaved: repeat 1 of all, then 2, ...
  * so that slow drift (thermal, noisy neighbours) spreads over all of them
  * instead of landing on one. */
-static int sweep(const struct bench_opts *o, struct bench_result *res,
-		 unsigned n, struct bench_run *runs)
+static int sweep(struct bench_opts *o, struct bench_result *res, unsigned n,
+		 struct bench_run *runs)
 {
 	int tty = isatty(STDERR_FILENO);
 
-	for (unsigned rep = 0; rep < o->repeat; rep++)
+	for (unsigned rep = 0; rep < o->repeat && !o->interrupted; rep++)
 		for (unsigned i = 0; i < n; i++) {
 			struct bench_result *r = &res[i];
+			/* Ctrl-C: the run under way ends at its time; then
+			 * report what was measured. */
+			if (wl_sigint) {
+				o->interrupted = 1;
+				break;
+			}
 			if (r->error || r->stalled)
 				continue;
 			if (tty)
@@ -596,9 +581,10 @@ static struct bench_result *plan(const struct bench_opts *o, unsigned *n)
 	return res;
 }
 
-static int verdict(const struct bench_result *res, unsigned n, int aborted)
+static int verdict(const struct bench_opts *o, const struct bench_result *res,
+		   unsigned n, int aborted)
 {
-	int wrong = 0, failed = aborted;
+	int wrong = 0, failed = aborted || o->interrupted;
 
 	for (unsigned i = 0; i < n; i++) {
 		if (!res[i].all_correct && !(res[i].caps & TALLY_CAP_RACY))
@@ -631,9 +617,14 @@ static int prepare(struct bench_opts *o, FILE **out)
 		return p > 0 ? EXIT_EXACT : EXIT_USAGE;
 	if (o->plot_path && bench_plot_check("bench", o->plot_path) != 0)
 		return EXIT_USAGE;
-	if (o->out_path && (*out = fopen(o->out_path, "w")) == NULL) {
-		cli_error("bench", "--out: cannot write '%s'", o->out_path);
-		return EXIT_USAGE;
+	if (o->out_path) {
+		FILE *f = fopen(o->out_path, "w");
+		if (f == NULL) {
+			cli_error("bench", "--out: cannot write '%s': %s",
+				  o->out_path, strerror(errno));
+			return EXIT_USAGE;
+		}
+		*out = f;
 	}
 	o->online_cpus = cli_online_cpus();
 	if (o->pin && plan_pinning(o) != 0) {
@@ -674,7 +665,17 @@ int cmd_bench(int argc, char **argv)
 		free_all(&o, res, n, runs);
 		return EXIT_RUNTIME;
 	}
+	wl_install_sigint();
 	int aborted = sweep(&o, res, n, runs) != 0;
+	if (o.interrupted) {
+		unsigned done = 0, all = n * o.repeat;
+		for (unsigned i = 0; i < n; i++)
+			done += res[i].done;
+		cli_error("bench",
+			  "interrupted (Ctrl-C) after %u of %u runs: the "
+			  "results %s are cut short",
+			  done, all, out == stdout ? "below" : "written");
+	}
 	bench_report(out, &o, res, n);
 	if (out != stdout && fclose(out) != 0) {
 		cli_error("bench", "--out: cannot write '%s'", o.out_path);
@@ -682,7 +683,7 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (o.plot_path && bench_plot("bench", &o, res, n) != 0)
 		aborted = 1;
-	int rc = verdict(res, n, aborted);
+	int rc = verdict(&o, res, n, aborted);
 	if (aborted) {
 		fflush(NULL);
 		_exit(rc); /* threads may still spin on a lock */

@@ -35,6 +35,7 @@ struct bench_opts {
 	unsigned online_cpus;
 	double loops_per_ns, timer_overhead_ns;
 	double loadavg_before; /* 1-minute load average: other work running */
+	int interrupted;       /* Ctrl-C cut the sweep short */
 };
 
 /* One configuration (backend, mode, workers) over every repeat. */

@@ -310,7 +310,8 @@ static int start(struct ctx *c, struct worker *ws, pthread_t *th, pid_t *pids,
 		 * orphan would spin until the stop flag that nobody is left
 		 * to set. */
 		if (wl_spawn(c->cfg->mode, thread_main, &ws[k],
-			     WL_SPAWN_DIE_WITH_PARENT, &th[k], &pids[k]) != 0)
+			     WL_SPAWN_DIE_WITH_PARENT | WL_SPAWN_IGNORE_SIGINT,
+			     &th[k], &pids[k]) != 0)
 			return -1;
 		(*started)++;
 	}

@@ -156,6 +156,8 @@ static void print_context_json(FILE *f, const struct bench_opts *o,
 		fprintf(f, "\"sample_every\": %llu,\n    ",
 			(unsigned long long)o->sample_every);
 	fprintf(f, "\"loadavg_before\": %.2f,\n    ", o->loadavg_before);
+	fprintf(f, "\"interrupted\": %s,\n    ",
+		o->interrupted ? "true" : "false");
 	fprintf(f,
 		"\"timer_overhead_ns\": %.0f,\n    \"busy_loops_per_ns\": "
 		"%.3f,\n    \"repeats_interleaved\": true\n  },\n",

@@ -212,6 +212,14 @@ int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
 			  info->name, from, why_caps, names);
 		return -1;
 	}
+	/* Its options too, before any work starts (no server is reached). */
+	int rc = tally_backend_check(spec, 0);
+	if (rc != 0) {
+		cli_error(cmd, "backend '%s'%s: %s: '%s'%s%s (see tally(1))",
+			  info->name, from, tally_strerror(rc), spec,
+			  *tally_errdetail() ? ": " : "", tally_errdetail());
+		return -1;
+	}
 	return 0;
 }
 
@@ -228,6 +236,46 @@ uint64_t cli_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int cli_split_list(const char *cmd, const char *what, char *s, char **items,
+		   unsigned max, unsigned *n)
+{
+	*n = 0;
+	for (char *p = s;; p++) {
+		char *end = strchr(p, ',');
+		if (end)
+			*end = '\0';
+		if (*p == '\0' || *n == max) {
+			cli_error(cmd,
+				  "%s must be a comma-separated list of 1 to "
+				  "%u non-empty items",
+				  what, max);
+			return -1;
+		}
+		items[(*n)++] = p;
+		if (!end)
+			return 0;
+		p = end;
+	}
+}
+
+const char *cli_escape(char *buf, size_t size, const char *s)
+{
+	size_t n = 0;
+
+	for (; *s && n + 5 <= size; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '\\')
+			n += (size_t)snprintf(buf + n, size - n, "\\\\");
+		else if (c >= 0x20 && c < 0x7f)
+			buf[n++] = (char)c;
+		else
+			n += (size_t)snprintf(buf + n, size - n, "\\x%02x", c);
+	}
+	buf[n] = '\0';
+	return buf;
 }
 
 void json_string(FILE *f, const char *s)

@@ -63,6 +63,16 @@ unsigned cli_online_cpus(void);
 /* Monotonic time in nanoseconds. */
 uint64_t cli_now_ns(void);
 
+/* Split a comma list in place into at most max non-empty items; on failure
+ * say why (naming `what`) and return -1. */
+int cli_split_list(const char *cmd, const char *what, char *s, char **items,
+		   unsigned max, unsigned *n);
+
+/* Copy s into buf (of size bytes; 4 * strlen(s) + 1 always fits) with every
+ * byte that is not printable ASCII, and the backslash, written as \xHH
+ * (\\ for the backslash): for names that anyone could have chosen. */
+const char *cli_escape(char *buf, size_t size, const char *s);
+
 /* Write s as a JSON string literal (quotes included). */
 void json_string(FILE *f, const char *s);
 

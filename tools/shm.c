@@ -44,6 +44,8 @@ static void usage(FILE *f)
 		"it\n"
 		"  list    the named counters on this machine, with backend "
 		"and value\n\n"
+		"  --           ends the options: a NAME may then begin "
+		"with '-'\n"
 		"  --timeout S  add gives up after S seconds (0.1 to 3600, "
 		"default 5)\n"
 		"               when the lock never comes free: a process "
@@ -73,6 +75,9 @@ static int exit_for(int err)
 	case TALLY_ENOTFOUND:
 	case TALLY_EEXIST:
 	case TALLY_EBADOBJECT:
+	case TALLY_EUNTRUSTED:
+	case TALLY_EMISMATCH:
+	case TALLY_EUNFINISHED:
 		return EXIT_USAGE;
 	default:
 		return EXIT_RUNTIME;
@@ -86,6 +91,14 @@ static int fail(const char *name, int err)
 			  "invalid counter name '%s' (allowed: 1 to 200 "
 			  "of A-Z a-z 0-9 . _ -, not starting with '.')",
 			  name);
+	else if (err == TALLY_EUNFINISHED)
+		cli_error("shm",
+			  "%s: unfinished: its creator is gone; remove it "
+			  "with 'tally shm rm %s%s'",
+			  name, name[0] == '-' ? "-- " : "", name);
+	else if (*tally_errdetail())
+		cli_error("shm", "%s: %s: %s", name, tally_strerror(err),
+			  tally_errdetail());
 	else
 		cli_error("shm", "%s: %s", name, tally_strerror(err));
 	return exit_for(err);
@@ -138,22 +151,25 @@ static void on_alarm(int sig)
 }
 
 /*
- * Add under a deadline.  Ctrl-C and SIGTERM wait until the add is done (it
- * takes microseconds unless the lock is stuck, and then the deadline ends
- * it): a process that left a ticket lock's queue by dying would leave the
- * lock stuck for everyone.  One that came during the add is then discarded
- * and reported, with the add counted: dying of it afterwards would tell a
- * script that retries on failure to add twice.
+ * Add under a deadline.  Ctrl-C, SIGTERM, SIGHUP and SIGQUIT wait until the
+ * add is done (it takes microseconds unless the lock is stuck, and then the
+ * deadline ends it): a process that left a ticket lock's queue by dying
+ * would leave the lock stuck for everyone.  They stay blocked until the
+ * process exits, so that the exit status always tells what happened to the
+ * add: one that came during the add, or after it, is reported and then
+ * discarded by the exit (dying of it after the add would tell a script that
+ * retries on failure to add twice).  Only SIGKILL can end the add unreported.
  * Left: a deadline that passes in the nanoseconds between taking the lock and
  * releasing it (a process preempted just there) exits holding the lock.
  */
 static int add_with_deadline(tally *t, const char *name, double seconds,
 			     int64_t delta)
 {
+	static const int held[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 	tally_backend_info info;
-	struct sigaction sa, ign, was_int, was_term;
+	struct sigaction sa;
 	struct itimerval it = {0};
-	sigset_t block, old, pending;
+	sigset_t block, pending;
 
 	shm_name = name;
 	shm_backend = tally_backend_name(t);
@@ -166,9 +182,9 @@ static int add_with_deadline(tally *t, const char *name, double seconds,
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGALRM, &sa, NULL);
 	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigprocmask(SIG_BLOCK, &block, &old);
+	for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
+		sigaddset(&block, held[i]);
+	sigprocmask(SIG_BLOCK, &block, NULL);
 	it.it_value.tv_sec = (time_t)seconds;
 	it.it_value.tv_usec =
 		(suseconds_t)((seconds - (double)(time_t)seconds) * 1e6);
@@ -177,20 +193,10 @@ static int add_with_deadline(tally *t, const char *name, double seconds,
 	memset(&it, 0, sizeof(it));
 	setitimer(ITIMER_REAL, &it, NULL);
 	sigpending(&pending);
-	int interrupted =
-		sigismember(&pending, SIGINT) || sigismember(&pending, SIGTERM);
+	int interrupted = 0;
+	for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
+		interrupted |= sigismember(&pending, held[i]);
 	if (interrupted) {
-		/* Unblocking an ignored signal discards it. */
-		memset(&ign, 0, sizeof(ign));
-		ign.sa_handler = SIG_IGN;
-		sigemptyset(&ign.sa_mask);
-		sigaction(SIGINT, &ign, &was_int);
-		sigaction(SIGTERM, &ign, &was_term);
-	}
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (interrupted) {
-		sigaction(SIGINT, &was_int, NULL);
-		sigaction(SIGTERM, &was_term, NULL);
 		fprintf(stderr,
 			"tally shm: %s: interrupted during the add, which %s\n",
 			name,
@@ -245,11 +251,23 @@ static int do_list(void)
 		int64_t v;
 		char buf[32];
 
+		char shown[4 * 256 + 1];
+
 		if (strncmp(e->d_name, "tally.", 6) != 0)
 			continue;
+		/* Anyone may name a file here: print names escaped, so that
+		 * a newline cannot forge a row nor an escape reach the
+		 * terminal. */
 		const char *name = e->d_name + 6;
-		if (tally_open(&t, name, NULL, 0, 0) != 0) {
-			table_row(&tb, name, "?", "(not a tally counter)");
+		cli_escape(shown, sizeof(shown), name);
+		int orc = tally_open(&t, name, NULL, 0, 0);
+		if (orc != 0) {
+			table_row(&tb, shown, "?",
+				  orc == TALLY_EUNTRUSTED ? "(another user's: "
+							    "not opened)"
+				  : orc == TALLY_EUNFINISHED
+					  ? "(unfinished: creator gone)"
+					  : "(not a tally counter)");
 			continue;
 		}
 		/* tally_get() never waits for a lock, not even one that a
@@ -257,7 +275,7 @@ static int do_list(void)
 		int rc = tally_get(t, &v);
 		const char *value =
 			rc < 0 ? tally_strerror(rc) : fmt_i64(buf, 32, v);
-		table_row(&tb, name, tally_backend_name(t), value);
+		table_row(&tb, shown, tally_backend_name(t), value);
 		tally_destroy(t);
 	}
 	closedir(d);
@@ -286,9 +304,16 @@ int cmd_shm(int argc, char **argv)
 	 * operand, so a leading '-' followed by a digit is not an option. */
 	opterr = 0;
 	optind = 1;
+	int operands_only = 0;
 	while (optind < argc) {
 		const char *a = argv[optind];
-		if (a[0] == '-' && a[1] != '\0' &&
+		if (!operands_only && strcmp(a, "--") == 0) {
+			/* The rest are operands: a NAME may begin with '-'. */
+			operands_only = 1;
+			optind++;
+			continue;
+		}
+		if (!operands_only && a[0] == '-' && a[1] != '\0' &&
 		    !(a[1] >= '0' && a[1] <= '9')) {
 			c = getopt_long(argc, argv, "+h", opts, NULL);
 			if (c == 'h') {
@@ -304,7 +329,9 @@ int cmd_shm(int argc, char **argv)
 			else {
 				cli_error("shm",
 					  "unknown or incomplete option "
-					  "'%s' (see 'tally shm --help')",
+					  "'%s' (a NAME that begins with '-' "
+					  "goes after '--'; see 'tally shm "
+					  "--help')",
 					  a);
 				return EXIT_USAGE;
 			}

@@ -291,8 +291,8 @@ static int start_workers(struct run *r, struct worker *ws)
 		/* The coordinator handles Ctrl-C and tells the workers
 		 * through the stop flag. */
 		if (wl_spawn(r->cfg->mode, thread_main, &ws[k],
-			     WL_SPAWN_IGNORE_SIGINT, &r->threads[k],
-			     r->pids ? &r->pids[k] : NULL) != 0)
+			     WL_SPAWN_IGNORE_SIGINT | WL_SPAWN_DIE_WITH_PARENT,
+			     &r->threads[k], r->pids ? &r->pids[k] : NULL) != 0)
 			return -1;
 		r->started++;
 	}
