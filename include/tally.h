@@ -105,7 +105,7 @@ struct tally__hot {
 	X(ENOTBUILT, -3, "backend is known but was not built into this tally") \
 	X(EUNSUPPORTED, -4, "backend does not support the requested flags")    \
 	X(ENOMEM, -5, "out of memory")                                         \
-	X(ESYSTEM, -6, "a system call failed (see errno)")                     \
+	X(ESYSTEM, -6, "a system call failed")                                 \
 	X(EOPTION, -7, "invalid backend option")                               \
 	X(ENOTFOUND, -8, "no shared counter by that name")                     \
 	X(EEXIST, -9, "a shared counter by that name already exists")          \
@@ -379,8 +379,8 @@ TALLY_API int tally_backend_find(const char *name, tally_backend_info *info);
 TALLY_API int tally_backend_check(const char *backend, unsigned flags);
 
 /*
- * More about the last error that tally_open(), tally_unlink() or
- * tally_backend_check() returned in this thread, when there is more to say
+ * More about the last error that tally_create(), tally_open(),
+ * tally_unlink() or tally_backend_check() returned in this thread, when there is more to say
  * than tally_strerror(): e.g. "shm_open(/tally.jobs): Permission denied",
  * "owned by uid 1001 (probe), mode 0666", "its backend is spin".  An empty
  * string when there is nothing more.  Thread-local: valid until this

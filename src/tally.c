@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,7 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 	tally *t;
 	int rc;
 
+	tally__detail("%s", "");
 	if (out == NULL || (flags & ~(unsigned)TALLY_PSHARED) != 0)
 		return TALLY_EINVAL;
 	rc = tally__resolve(backend, &ops, &options);
@@ -179,6 +181,9 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 		return rc;
 	rc = ops->init(t->state, initial, flags, options);
 	if (rc != 0) {
+		if (rc == TALLY_ESYSTEM && *tally_errdetail() == '\0')
+			tally__detail("initializing the %s backend: %s",
+				      ops->name, strerror(errno));
 		tally__unplace(t);
 		return rc;
 	}

@@ -484,7 +484,7 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 		cli_error("bench", "%s, %s, %u workers: %s", r->backend,
 			  wl_mode_name(r->mode), r->workers,
 			  rc == BENCH_ESTART ? "cannot start the workers"
-					     : tally_strerror(rc));
+					     : cli_strerror(rc));
 		bench_run_free(run);
 		return 0;
 	}

@@ -215,9 +215,8 @@ int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
 	/* Its options too, before any work starts (no server is reached). */
 	int rc = tally_backend_check(spec, 0);
 	if (rc != 0) {
-		cli_error(cmd, "backend '%s'%s: %s: '%s'%s%s (see tally(1))",
-			  info->name, from, tally_strerror(rc), spec,
-			  *tally_errdetail() ? ": " : "", tally_errdetail());
+		cli_error(cmd, "backend '%s'%s: %s: '%s' (see tally(1))",
+			  info->name, from, cli_strerror(rc), spec);
 		return -1;
 	}
 	return 0;
@@ -236,6 +235,17 @@ uint64_t cli_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const char *cli_strerror(int rc)
+{
+	static _Thread_local char buf[512];
+	const char *detail = tally_errdetail();
+
+	if (*detail == '\0')
+		return tally_strerror(rc);
+	snprintf(buf, sizeof(buf), "%s: %s", tally_strerror(rc), detail);
+	return buf;
 }
 
 int cli_split_list(const char *cmd, const char *what, char *s, char **items,

@@ -73,7 +73,7 @@ int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
 
 	if (rc != 0) {
 		cli_error(cmd, "cannot create a '%s' counter: %s", backend,
-			  tally_strerror(rc));
+			  cli_strerror(rc));
 		/* Refused options: nothing was done, and it was the input. */
 		return rc == TALLY_EOPTION || rc == TALLY_EINVAL ? EXIT_USAGE
 								 : EXIT_RUNTIME;

@@ -96,11 +96,8 @@ static int fail(const char *name, int err)
 			  "%s: unfinished: its creator is gone; remove it "
 			  "with 'tally shm rm %s%s'",
 			  name, name[0] == '-' ? "-- " : "", name);
-	else if (*tally_errdetail())
-		cli_error("shm", "%s: %s: %s", name, tally_strerror(err),
-			  tally_errdetail());
 	else
-		cli_error("shm", "%s: %s", name, tally_strerror(err));
+		cli_error("shm", "%s: %s", name, cli_strerror(err));
 	return exit_for(err);
 }
 
