@@ -47,6 +47,7 @@
  *             backends with TALLY_CAP_LOCKED have it.
  *   destroy   once, by the creating process, when no other call can run;
  *             may be NULL when there is nothing to release.
+ *   path      any thread, any time after init; may be NULL.
  */
 struct tally_backend {
 	const char *name;
@@ -69,6 +70,10 @@ struct tally_backend {
 	int (*add_cs)(void *state, int64_t delta, void (*inside)(void *),
 		      void *arg);
 	void (*destroy)(void *state);
+	/* Optional: for a backend with more than one way to add, the one the
+	 * calling thread's adds on this counter take ("rseq", "atomic"), a
+	 * static string; tally_backend_path() answers NULL without it. */
+	const char *(*path)(const void *state);
 };
 
 /* src/registry.c */
