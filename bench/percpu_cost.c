@@ -1,8 +1,9 @@
 /* percpu_cost: what percpu's add costs through tally_add() against the same
  * restartable sequence inlined into the caller (would TALLY_INLINE pay off
  * for percpu?), and against per-CPU and per-thread atomic slots (should
- * sharded become per-CPU?); one and two workers, interleaved, in thread CPU
- * time.  Usage: percpu_cost [ROUNDS [MS]] */
+ * sharded become per-CPU?), and against the atomic backend; one and two
+ * workers, interleaved, in thread CPU time.  Usage: percpu_cost [ROUNDS [MS]]
+ */
 #include "../backends/percpu.c" /* percpu_add itself, to inline it */
 
 #include <pthread.h>
@@ -24,10 +25,26 @@ struct worker {
 	int variant;
 };
 
-enum { INLINE, CALL, API, API_ATOMIC, API_SHARDED, N_VARIANTS };
+enum {
+	INLINE,
+	CALL,
+	API,
+	API_ATOMIC,
+	API_SHARDED,
+	RAW_XADD,
+	API_XADD,
+	N_VARIANTS
+};
 static const char *const names[N_VARIANTS] = {
-	"rseq inlined", "rseq called", "tally_add percpu",
-	"tally_add percpu:path=atomic", "tally_add sharded"};
+	"rseq inlined",	     "rseq called",
+	"tally_add percpu",  "tally_add percpu:path=atomic",
+	"tally_add sharded", "atomic_fetch_add inlined",
+	"tally_add atomic"};
+
+/* The atomic backend's primitive, inline, on its own lines. */
+static struct {
+	_Alignas(128) _Atomic uint64_t v;
+} raw;
 static tally *counters[N_VARIANTS];
 
 static uint64_t cpu_ns(void)
@@ -61,6 +78,10 @@ static void *loop(void *arg)
 				break;
 			case CALL:
 				called(&state, 1);
+				break;
+			case RAW_XADD:
+				atomic_fetch_add_explicit(&raw.v, 1,
+							  memory_order_acq_rel);
 				break;
 			default:
 				tally_add(w->t, 1);
@@ -111,8 +132,9 @@ int main(int argc, char **argv)
 	int rounds = argc > 1 ? atoi(argv[1]) : 21;
 	int ms = argc > 2 ? atoi(argv[2]) : 50;
 	static double ns[2][N_VARIANTS][1000];
-	const char *specs[N_VARIANTS] = {"percpu", "percpu", "percpu",
-					 "percpu:path=atomic", "sharded"};
+	const char *specs[N_VARIANTS] = {
+		"percpu",  "percpu", "percpu", "percpu:path=atomic",
+		"sharded", "atomic", "atomic"};
 
 	if (rounds < 1 || rounds > 1000 || ms < 1)
 		return 2;
