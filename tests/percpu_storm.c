@@ -24,7 +24,8 @@
 #define EXIT_SKIP  77 /* CTest's SKIP_RETURN_CODE: no rseq on this system */
 
 #define MAX_WORKERS   256
-#define SIGNAL_PERIOD 100000L /* ns: 10000 timer signals a second per worker */
+#define SIGNAL_PERIOD 100000L /* ns: 10000 timer signals a second per worker   \
+			       */
 #define HANDLER_DELTA (-7)    /* what each signal handler adds */
 
 static tally *counter;
@@ -332,6 +333,16 @@ static int named_child(const char *name, unsigned k)
 		       : EXIT_SETUP;
 }
 
+/* The named counter, removed however the parent exits. */
+static char named[64];
+static pid_t named_owner;
+
+static void remove_named(void)
+{
+	if (named_owner == getpid())
+		tally_unlink(named);
+}
+
 /*
  * Separate programs (fork, then exec this one) on one named counter.  Odd
  * ones run with rseq turned off (GLIBC_TUNABLES), so both paths add to the
@@ -339,17 +350,19 @@ static int named_child(const char *name, unsigned k)
  */
 static int run_named(const char *self, unsigned n)
 {
-	char name[64], secs[32], kbuf[16];
+	char *name = named, secs[32], kbuf[16];
 	static struct mover m;
 	int fds[MAX_WORKERS];
 	pthread_t mt;
 	uint64_t expected = 0, signals = 0;
 
-	snprintf(name, sizeof(name), "percpu_storm.%d", (int)getpid());
+	snprintf(named, sizeof(named), "percpu_storm.%d", (int)getpid());
 	snprintf(secs, sizeof(secs), "%g", seconds);
 	if (tally_open(&counter, name, "percpu", 0,
 		       TALLY_CREATE | TALLY_EXCL) != 0)
 		die("tally_open");
+	named_owner = getpid();
+	atexit(remove_named);
 	m.n = n;
 	for (unsigned k = 0; k < n; k++) {
 		int p[2];
@@ -399,7 +412,6 @@ static int run_named(const char *self, unsigned n)
 		rc = verdict("named (odd programs without rseq)", expected,
 			     signals, m.moves);
 	tally_destroy(counter);
-	tally_unlink(name);
 	return rc;
 }
 
