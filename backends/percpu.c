@@ -125,6 +125,10 @@ static inline struct rseq *rseq_area(void)
  * outputs: asm goto could not have them before gcc 11.
  */
 #if defined(__x86_64__)
+/* ud1 RSEQ_SIG(%rip), %edi: opcode, then the signature as its operand. */
+#define PERCPU_SIGNATURE                                                       \
+	".byte 0x0f, 0xb9, 0x3d\n\t"                                           \
+	".long " PERCPU_STR(RSEQ_SIG) "\n"
 static inline __attribute__((always_inline)) int
 rseq_add(struct rseq *rs, _Atomic uint64_t *v, uint64_t delta, uint32_t cpu)
 {
@@ -161,13 +165,11 @@ rseq_add(struct rseq *rs, _Atomic uint64_t *v, uint64_t delta, uint32_t cpu)
 		 * (ud1 RSEQ_SIG(%rip), %edi): the kernel finds the
 		 * signature in the 4 bytes just before abort_ip, and a
 		 * disassembler sees one instruction, not garbage. */
-		".byte 0x0f, 0xb9, 0x3d\n\t"
-		".long " PERCPU_STR(
-			RSEQ_SIG) "\n"
-				  /* abort_ip: back to C, which retries. */
-				  "4:\n\t"
-				  "jmp %l[abort]\n\t"
-				  ".popsection\n\t"
+		PERCPU_SIGNATURE
+		/* abort_ip: back to C, which retries. */
+		"4:\n\t"
+		"jmp %l[abort]\n\t"
+		".popsection\n\t"
 		:
 		: [rs] "r"(rs), [cpu] "r"(cpu), [v] "m"(*(uint64_t *)v),
 		  [delta] "er"(delta)
@@ -184,6 +186,8 @@ abort:
 #ifndef RSEQ_SIG_CODE
 #error "aarch64 <sys/rseq.h> without RSEQ_SIG_CODE"
 #endif
+/* The signature as an instruction word (brk #0x45e0). */
+#define PERCPU_SIGNATURE ".inst " PERCPU_STR(RSEQ_SIG_CODE) "\n"
 static inline __attribute__((always_inline)) int
 rseq_add(struct rseq *rs, _Atomic uint64_t *v, uint64_t delta, uint32_t cpu)
 {
@@ -221,12 +225,11 @@ rseq_add(struct rseq *rs, _Atomic uint64_t *v, uint64_t delta, uint32_t cpu)
 		"b 5f\n\t"
 		/* RSEQ_SIG just before abort_ip, as the kernel requires;
 		 * as an instruction it is brk, never executed. */
-		".inst " PERCPU_STR(
-			RSEQ_SIG_CODE) "\n"
-				       /* abort_ip: back to C, which retries. */
-				       "4:\n\t"
-				       "b %l[abort]\n"
-				       "5:\n\t"
+		PERCPU_SIGNATURE
+		/* abort_ip: back to C, which retries. */
+		"4:\n\t"
+		"b %l[abort]\n"
+		"5:\n\t"
 		:
 		: [rs] "r"(rs), [cpu] "r"(cpu), [v] "r"(v), [delta] "r"(delta)
 		: "memory", "x15"
