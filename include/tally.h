@@ -343,6 +343,14 @@ TALLY_API void tally_destroy(tally *t);
  * without options), or NULL when t is NULL.  Static storage. */
 TALLY_API const char *tally_backend_name(const tally *t);
 
+/* For a backend with more than one way to add, the one that adds on this
+ * handle take in the calling thread: "rseq" or "atomic" for percpu (the
+ * restartable sequence, or its atomic fallback: no rseq registered, as with
+ * GLIBC_TUNABLES=glibc.pthread.rseq=0 or under valgrind, another
+ * architecture, a ThreadSanitizer build, or the option path=atomic).  NULL
+ * for every other backend, or when t is NULL.  Static storage. */
+TALLY_API const char *tally_backend_path(const tally *t);
+
 /* A one-line English description of any return value: "success" for 0, a
  * line for TALLY_RECOVERED and each TALLY_E*, "unknown error" otherwise.
  * Never NULL; static storage; thread-safe. */

@@ -52,6 +52,7 @@
  *             for tally_backend_check().  NULL when init itself has no
  *             effect outside its state: the core then runs init and
  *             destroy on a private scratch state.  Remote backends need it.
+ *   path      any thread, any time after init; may be NULL.
  */
 struct tally_backend {
 	const char *name;
@@ -75,6 +76,10 @@ struct tally_backend {
 		      void *arg);
 	void (*destroy)(void *state);
 	int (*check)(const char *options);
+	/* Optional: for a backend with more than one way to add, the one the
+	 * calling thread's adds on this counter take ("rseq", "atomic"), a
+	 * static string; tally_backend_path() answers NULL without it. */
+	const char *(*path)(const void *state);
 };
 
 /* src/registry.c */

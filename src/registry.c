@@ -27,6 +27,7 @@
 	X(clh)                                                                 \
 	X(atomic)                                                              \
 	X(sharded)                                                             \
+	X(percpu)                                                              \
 	X(redis)
 
 #define DECLARE(name) extern const struct tally_backend tally_backend_##name;

@@ -235,6 +235,13 @@ const char *tally_backend_name(const tally *t)
 	return t ? t->ops->name : NULL;
 }
 
+const char *tally_backend_path(const tally *t)
+{
+	if (t == NULL || t->ops->path == NULL)
+		return NULL;
+	return t->ops->path(t->state);
+}
+
 void tally_destroy(tally *t)
 {
 	if (t == NULL)

@@ -53,7 +53,7 @@ def check_result(r, backend=None):
 
 
 def case_json(tally):
-    backends = ["atomic", "mutex", "spin", "ticket", "sem"]
+    backends = ["atomic", "mutex", "spin", "ticket", "sem", "percpu"]
     p, _ = bench(tally, ["--backend", ",".join(backends), "--workers", "1,2",
                          "--duration", "0.3", "--repeat", "3",
                          "--format", "json"])
@@ -73,6 +73,11 @@ def case_json(tally):
         if r["correct"] is not True or r["repeats"] != 3:
             fail("%s/%d: correct=%s repeats=%s" % (
                 r["backend"], r["workers"], r["correct"], r["repeats"]))
+        # Which way the adds went: only a backend with two ways says.
+        want_path = ("rseq", "atomic") if r["backend"] == "percpu" else (None,)
+        if r.get("path") not in want_path:
+            fail("%s/%d: path %r" % (r["backend"], r["workers"],
+                                     r.get("path")))
         # A 0.3 s run plus warm-up ends well within a second.
         if r["run_s_max"] > 0.3 + 0.1 + 2.0:
             fail("%s/%d took %.2f s" % (r["backend"], r["workers"],

@@ -72,7 +72,7 @@ json() { # PYTHON-EXPRESSION over `d`, the parsed stdout; must be true
 	fi
 }
 
-synchronized="mutex sem spin ticket mcs clh atomic sharded"
+synchronized="mutex sem spin ticket mcs clh atomic sharded percpu"
 
 # loses MODE: the racy backend loses updates, says so with exit 1, and
 # reports them in its JSON.  Whether two racers overlap is up to the
@@ -109,6 +109,17 @@ basic)
 		run 0 "$T" run --backend $b --workload inc --format json &&
 			json "d['actual'] == 3000000 == d['expected'] and d['lost'] == 0 and d['backend'] == '$b' and d['workers'] == 2 and d['iters'] == 1000000 and d['mode'] == 'threads' and d['per_worker_ops'] == [1000000, 1000000] and d['seconds'] > 0 and d['ns_per_op'] > 0"
 	done
+	# percpu says which path its adds took: the restartable sequence where
+	# glibc registered rseq, the atomic fallback where it did not or when
+	# asked; a backend with one path says null.
+	run 0 "$T" run --backend percpu --workload inc --format json &&
+		json "d['exact'] and d['path'] in ('rseq', 'atomic')"
+	run 0 env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$T" run --backend percpu --workload inc --mode processes --format json &&
+		json "d['exact'] and d['path'] == 'atomic'"
+	run 0 "$T" run --backend percpu:path=atomic --workload inc --format json &&
+		json "d['exact'] and d['path'] == 'atomic'"
+	run 0 "$T" run --backend atomic --workload inc --iters 10 --format json &&
+		json "d['path'] is None"
 	# The racy backend loses updates and says so with exit 1.
 	loses threads
 	# Names are case-insensitive; the environment picks the default.
@@ -142,8 +153,9 @@ input)
 	refused "unexpected argument 'extra'" run --workload inc extra
 	refused "--workload is required" run --backend mutex
 	refused "unknown workload 'mul'.*addsub, inc" run --workload mul
-	refused "unknown backend 'lock'.*none, mutex, sem, spin, ticket, mcs, clh, atomic, sharded, redis" run --workload inc --backend lock
+	refused "unknown backend 'lock'.*none, mutex, sem, spin, ticket, mcs, clh, atomic, sharded, percpu, redis" run --workload inc --backend lock
 	refused "unknown backend 'bogus'" run --workload inc --backend "bogus:x=1"
+	refused "cannot create a 'percpu:path=fast' counter: invalid backend option" run --workload inc --backend percpu:path=fast
 	refused "unknown mode 'fibers'.*threads, processes" run --workload inc --mode fibers
 	refused "unknown format 'xml'.*table, json, csv" run --workload inc --format xml
 	refused "unknown format" list --format yaml

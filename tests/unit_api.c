@@ -300,6 +300,42 @@ static void test_get_never_waits_for_the_lock(void **state)
 	}
 }
 
+/* tally_backend_path: percpu names the way its adds go, and a counter whose
+ * adds take different paths stays exact; other backends have one way. */
+static void test_backend_path(void **state)
+{
+	tally *fast, *slow, *one;
+	int64_t v;
+
+	(void)state;
+	assert_null(tally_backend_path(NULL));
+	assert_int_equal(tally_create(&one, "atomic", 0, 0), 0);
+	assert_null(tally_backend_path(one));
+	tally_destroy(one);
+
+	assert_int_equal(tally_create(&fast, "percpu", 5, 0), 0);
+	const char *p = tally_backend_path(fast);
+	assert_non_null(p);
+	assert_true(strcmp(p, "rseq") == 0 || strcmp(p, "atomic") == 0);
+	assert_int_equal(tally_create(&slow, "PerCPU:path=atomic", -5, 0), 0);
+	assert_string_equal(tally_backend_path(slow), "atomic");
+	assert_int_equal(tally_create(&one, "percpu:path=auto", 0, 0), 0);
+	assert_string_equal(tally_backend_path(one), p);
+	tally_destroy(one);
+	assert_int_equal(tally_create(&one, "percpu:path=fast", 0, 0),
+			 TALLY_EOPTION);
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(tally_add(fast, INT64_MAX), 0);
+		assert_int_equal(tally_add(slow, 3), 0);
+	}
+	assert_int_equal(tally_get(fast, &v), 0);
+	assert_int_equal(v, (int64_t)(5 + 1000 * (uint64_t)INT64_MAX));
+	assert_int_equal(tally_get(slow, &v), 0);
+	assert_int_equal(v, 2995);
+	tally_destroy(fast);
+	tally_destroy(slow);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +348,7 @@ int main(void)
 		cmocka_unit_test(test_not_built_in_is_not_unknown),
 		cmocka_unit_test(test_add_cs_runs_inside_the_lock),
 		cmocka_unit_test(test_get_never_waits_for_the_lock),
+		cmocka_unit_test(test_backend_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

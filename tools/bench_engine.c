@@ -424,6 +424,7 @@ int bench_run_once(const struct bench_config *cfg, struct bench_run *run)
 			  cfg->mode == WL_PROCESSES ? TALLY_PSHARED : 0);
 	if (rc != 0)
 		goto out;
+	run->path = tally_backend_path(c.t);
 	if (start(&c, ws, th, pids, &started) != 0) {
 		int saved = errno;
 		atomic_store(&c.sh->phase, PH_STOP);

@@ -60,6 +60,7 @@ struct bench_run {
 	struct bench_hist hist; /* merged */
 	int stalled;		/* a worker never stopped */
 	int add_error;		/* first negative tally_add() result */
+	const char *path;	/* tally_backend_path(), or NULL */
 };
 
 /* Busy-work loop iterations per nanosecond, measured once. */

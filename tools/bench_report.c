@@ -228,6 +228,8 @@ static void print_result_json(FILE *f, const struct bench_opts *o,
 		(r->caps & TALLY_CAP_RACY) ? "true" : "false",
 		r->have_run && r->all_correct && !u->add_error ? "true"
 							       : "false");
+	if (r->have_run && u->path)
+		fprintf(f, ", \"path\": \"%s\"", u->path);
 	if (r->error || r->stalled)
 		fprintf(f, ", \"error\": \"%s\"",
 			r->stalled		   ? "workers did not stop"

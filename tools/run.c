@@ -228,12 +228,14 @@ static void print_result(enum cli_format format, const char *backend,
 		       "\"interrupted\": %s, \"killed_worker\": %d, "
 		       "\"died_worker\": %d, \"failed_worker\": %d, "
 		       "\"recovered\": %u, \"stalled\": %s, "
-		       "\"exact\": %s}\n",
+		       "\"exact\": %s, \"path\": %s%s%s}\n",
 		       cli_online_cpus(), over ? "true" : "false",
 		       res->interrupted ? "true" : "false", res->killed_worker,
 		       res->died_worker, res->failed_worker, res->recovered,
 		       res->stalled ? "true" : "false",
-		       !res->unread && res->lost == 0 ? "true" : "false");
+		       !res->unread && res->lost == 0 ? "true" : "false",
+		       res->path ? "\"" : "", res->path ? res->path : "null",
+		       res->path ? "\"" : "");
 		return;
 	}
 

@@ -494,6 +494,7 @@ int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 
 	memset(res, 0, sizeof(*res));
 	res->killed_worker = res->died_worker = res->failed_worker = -1;
+	res->path = tally_backend_path(t);
 	if (cfg->workers == 0 || cfg->workers > WL_MAX_WORKERS) {
 		errno = EINVAL;
 		return -1;

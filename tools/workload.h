@@ -51,6 +51,9 @@ struct wl_result {
 	int add_error;	    /* first negative tally_add() result, or 0 */
 	int unread;	    /* the final tally_get() failed: actual and lost
 			     * are unknown (add_error says why) */
+	/* tally_backend_path(t): which way the adds went (percpu: "rseq" or
+	 * "atomic", as the coordinating thread sees it), or NULL */
+	const char *path;
 };
 
 /* The lesson's defaults for a workload. */
