@@ -7,7 +7,7 @@
 # lesson's programs run on it, from the moved prefix too.
 set(_inst_python "")
 set(_inst_pydir "")
-if(TARGET tally_python)
+if(TARGET tally_python AND NOT "thread" IN_LIST TALLY_PYTHON_SANITIZER)
   set(_inst_python ${Python3_EXECUTABLE})
   set(_inst_pydir ${TALLY_PYTHON_INSTALL_DIR})
 endif()
@@ -17,6 +17,13 @@ add_test(NAME install_outside
     ${CMAKE_C_COMPILER} "${CMAKE_C_FLAGS}" "${_inst_python}" "${_inst_pydir}")
 set_tests_properties(install_outside PROPERTIES LABELS "install;embed"
   TIMEOUT 300)
+# A sanitizer build's Python module needs its runtime preloaded into
+# python3 (only there: see tests/python.cmake).
+if(TALLY_PYTHON_PRELOAD)
+  set_property(TEST install_outside APPEND PROPERTY ENVIRONMENT
+    "TALLY_TEST_PY_PRELOAD=${TALLY_PYTHON_PRELOAD}")
+endif()
+
 
 # The man pages render without a single groff warning.
 find_program(TALLY_GROFF groff)

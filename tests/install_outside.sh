@@ -53,6 +53,16 @@ bad=$(nm -D --defined-only "$libdir/libtally.so" | awk '{print $3}' |
 [ -z "$bad" ] || fail "exported symbols not named tally_*: $bad"
 "$prefix/bin/tally" list >/dev/null || fail "installed 'tally list'"
 
+# python3, with a sanitizer build's runtime preloaded when the test says so
+# (TALLY_TEST_PY_PRELOAD; CPython's objects left at exit are no leak of ours)
+py() {
+	if [ -n "${TALLY_TEST_PY_PRELOAD:-}" ]; then
+		LD_PRELOAD="$TALLY_TEST_PY_PRELOAD" \
+			ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$python" "$@"
+	else
+		"$python" "$@"
+	fi
+}
 if [ -n "$python" ]; then
 	step "the Python module, imported from the moved prefix"
 	site="$prefix/$pydir"
@@ -81,7 +91,7 @@ hits = [p for p in sys.path if p.endswith(d)]
 print("no PYTHONPATH needed with --prefix", ", ".join(p[:-len(d)] for p in hits))
 sys.exit(not hits)' "$pydir" ||
 		fail "<prefix>/$pydir is on no sys.path of $python"
-	got=$(cd "$tmp" && PYTHONPATH="$site" "$python" -c \
+	got=$(cd "$tmp" && PYTHONPATH="$site" py -c \
 		'import tally; print(tally.__file__)')
 	[ "$got" = "$mod" ] || fail "imported $got, not $mod"
 	for args in "addsub.py mutex:500" "inc.py atomic:3000000" \
@@ -90,7 +100,7 @@ sys.exit(not hits)' "$pydir" ||
 		args=${args%:*}
 		echo "-- python3 $args"
 		# shellcheck disable=SC2086 # the script and its arguments
-		out=$(cd "$tmp" && PYTHONPATH="$site" "$python" "$pyex"/$args) ||
+		out=$(cd "$tmp" && PYTHONPATH="$site" py "$pyex"/$args) ||
 			fail "python3 $args: exit status $?"
 		[ "$out" = "$want" ] || fail "python3 $args printed '$out'"
 	done
