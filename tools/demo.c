@@ -15,7 +15,7 @@
  * The lesson's window, in microseconds: how long CPython's `total.value += 5`
  * on a multiprocessing.Value takes right after a 10 ms sleep (a locked read,
  * interpreter work, a locked write), measured by bench/python_rmw.py on the
- * 2-CPU machine of bench/results/lesson_drift.md (median 30 to 38 us).  The
+ * 2-CPU machine of bench/results/lesson.md (medians 30 to 38 us).  The
  * racy backend runs addsub with this window between its load and its store,
  * so that its two workers, waking at the same 10 ms ticks, collide as the
  * lesson's Python processes did.
@@ -237,10 +237,11 @@ static void explain(const struct row *rows, size_t n)
 	       "workers wake at\n  the same 10 ms ticks, so one's store "
 	       "often erases the other's: it drifted in\n  %d of its %d "
 	       "addsub runs, as the lesson drifted to 555, 615 and 455.  "
-	       "Without\n  the window the add takes a nanosecond and rarely "
-	       "collides ('tally run\n  --backend none --workload addsub'); "
-	       "a race that rarely shows is still a race:\n  "
-	       "ThreadSanitizer flags it every time.\n",
+	       "Without\n  the window the add takes a nanosecond and "
+	       "collides only when a worker is\n  preempted between its "
+	       "load and its store ('tally run --backend none\n  "
+	       "--workload addsub'); a race that seldom shows is still a "
+	       "race:\n  ThreadSanitizer flags it every time.\n",
 	       DEMO_LESSON_WINDOW_US, DEMO_LESSON_WINDOW_US, racy_addsub_lost,
 	       racy_addsub);
 	if (retried)
