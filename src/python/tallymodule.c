@@ -17,7 +17,8 @@ typedef struct {
 	PyObject_HEAD tally *t;
 	PyObject *name;	 /* str for a named counter, else NULL */
 	int shared;	 /* TALLY_PSHARED or named: forked children share it */
-	int release_gil; /* drop the GIL around add/get (see counter_init) */
+	int release_gil; /* drop the GIL around add (see counter_init) */
+	int remote;	 /* and around get: TALLY_CAP_REMOTE */
 	unsigned busy;	 /* calls running without the GIL */
 } CounterObject;
 
@@ -184,9 +185,11 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 	if (name != NULL) {
 		unsigned flags = (create ? TALLY_CREATE : 0u) |
 				 (exclusive ? TALLY_EXCL : 0u);
-		Py_BEGIN_ALLOW_THREADS /* may wait up to 1 s for a creator */
-			rc = tally_open(&t, name, backend, initial, flags);
-		Py_END_ALLOW_THREADS
+		PyThreadState *ts = PyEval_SaveThread();
+
+		/* It may wait up to a second for a creator to finish. */
+		rc = tally_open(&t, name, backend, initial, flags);
+		PyEval_RestoreThread(ts);
 	} else {
 		rc = tally_create(&t, backend, initial,
 				  shared ? TALLY_PSHARED : 0u);
@@ -222,10 +225,12 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 	 * GIL so that the process's other threads run meanwhile.
 	 */
 	self->release_gil = 1;
-	if (tally_backend_find(tally_backend_name(t), &info) == 0 &&
-	    (info.caps & (TALLY_CAP_LOCKFREE | TALLY_CAP_RACY)) &&
-	    !(info.caps & TALLY_CAP_REMOTE))
-		self->release_gil = 0;
+	if (tally_backend_find(tally_backend_name(t), &info) == 0) {
+		self->remote = (info.caps & TALLY_CAP_REMOTE) != 0;
+		if ((info.caps & (TALLY_CAP_LOCKFREE | TALLY_CAP_RACY)) &&
+		    !self->remote)
+			self->release_gil = 0;
+	}
 	return 0;
 }
 
@@ -267,9 +272,13 @@ static PyObject *counter_add(CounterObject *self, PyObject *const *args,
 		return NULL;
 	if (self->release_gil) {
 		tally *t = self->t;
+		PyThreadState *ts;
+
 		self->busy++;
-		Py_BEGIN_ALLOW_THREADS rc = tally_add(t, delta);
-		Py_END_ALLOW_THREADS self->busy--;
+		ts = PyEval_SaveThread();
+		rc = tally_add(t, delta);
+		PyEval_RestoreThread(ts);
+		self->busy--;
 	} else {
 		rc = tally_add(self->t, delta);
 	}
@@ -288,11 +297,15 @@ static PyObject *counter_get_value(CounterObject *self, void *closure)
 	(void)closure;
 	if (check_open(self) < 0)
 		return NULL;
-	if (self->release_gil) {
+	if (self->remote) { /* never waits for a lock; a server, maybe */
 		tally *t = self->t;
+		PyThreadState *ts;
+
 		self->busy++;
-		Py_BEGIN_ALLOW_THREADS rc = tally_get(t, &v);
-		Py_END_ALLOW_THREADS self->busy--;
+		ts = PyEval_SaveThread();
+		rc = tally_get(t, &v);
+		PyEval_RestoreThread(ts);
+		self->busy--;
 	} else {
 		rc = tally_get(self->t, &v);
 	}
@@ -308,7 +321,7 @@ static PyObject *counter_close(CounterObject *self, PyObject *unused)
 	if (self->busy != 0) {
 		PyErr_SetString(PyExc_RuntimeError,
 				"tally.Counter.close() while another thread "
-				"is still adding to it");
+				"is still using it");
 		return NULL;
 	}
 	tally_destroy(self->t);
@@ -441,7 +454,7 @@ static PyGetSetDef counter_getset[] = {
 	 "Whether close() was called.", NULL},
 	{"_release_gil", (getter)counter_get_release_gil,
 	 (setter)counter_set_release_gil,
-	 "Internal, for benchmarks: drop the GIL around add and value.", NULL},
+	 "Internal, for benchmarks: drop the GIL around add.", NULL},
 	{NULL, NULL, NULL, NULL, NULL},
 };
 
