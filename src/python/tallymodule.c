@@ -550,15 +550,26 @@ static int add_constants(PyObject *m)
 		return -1;
 	TALLY_ERRNO_MAP(TALLY__PY_ERR)
 #undef TALLY__PY_ERR
-	if (PyModule_AddIntConstant(m, "CAP_LOCKFREE", TALLY_CAP_LOCKFREE) <
-		    0 ||
-	    PyModule_AddIntConstant(m, "CAP_PSHARED", TALLY_CAP_PSHARED) < 0 ||
-	    PyModule_AddIntConstant(m, "CAP_BLOCKING", TALLY_CAP_BLOCKING) <
-		    0 ||
-	    PyModule_AddIntConstant(m, "CAP_RACY", TALLY_CAP_RACY) < 0 ||
-	    PyModule_AddIntConstant(m, "CAP_NAMED", TALLY_CAP_NAMED) < 0 ||
-	    PyModule_AddIntConstant(m, "CAP_LOCKED", TALLY_CAP_LOCKED) < 0)
-		return -1;
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} caps[] = {
+		{"CAP_LOCKFREE", TALLY_CAP_LOCKFREE},
+		{"CAP_PSHARED", TALLY_CAP_PSHARED},
+		{"CAP_FAIR", TALLY_CAP_FAIR},
+		{"CAP_BLOCKING", TALLY_CAP_BLOCKING},
+		{"CAP_SPINNING", TALLY_CAP_SPINNING},
+		{"CAP_RACY", TALLY_CAP_RACY},
+		{"CAP_REMOTE", TALLY_CAP_REMOTE},
+		{"CAP_THREADS_ONLY", TALLY_CAP_THREADS_ONLY},
+		{"CAP_ROBUST", TALLY_CAP_ROBUST},
+		{"CAP_NAMED", TALLY_CAP_NAMED},
+		{"CAP_LOCKED", TALLY_CAP_LOCKED},
+	};
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+		if (PyModule_AddIntConstant(m, caps[i].name,
+					    (long)caps[i].bit) < 0)
+			return -1;
 	return PyModule_AddStringConstant(m, "version", tally_version());
 }
 
