@@ -3,12 +3,27 @@
 # pkg-config and find_package (shared and static) and run on every backend.
 # The build's own C flags go along, so that a sanitizer build's consumers are
 # instrumented like the library they link.
+# With the Python module built, its installed copy is imported and the
+# lesson's programs run on it, from the moved prefix too.
+set(_inst_python "")
+set(_inst_pydir "")
+if(TARGET tally_python AND NOT "thread" IN_LIST TALLY_PYTHON_SANITIZER)
+  set(_inst_python ${Python3_EXECUTABLE})
+  set(_inst_pydir ${TALLY_PYTHON_INSTALL_DIR})
+endif()
 add_test(NAME install_outside
   COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/install_outside.sh
     ${CMAKE_BINARY_DIR} ${PROJECT_SOURCE_DIR}/examples ${CMAKE_COMMAND}
-    ${CMAKE_C_COMPILER} "${CMAKE_C_FLAGS}")
+    ${CMAKE_C_COMPILER} "${CMAKE_C_FLAGS}" "${_inst_python}" "${_inst_pydir}")
 set_tests_properties(install_outside PROPERTIES LABELS "install;embed"
   TIMEOUT 300)
+# A sanitizer build's Python module needs its runtime preloaded into
+# python3 (only there: see tests/python.cmake).
+if(TALLY_PYTHON_PRELOAD)
+  set_property(TEST install_outside APPEND PROPERTY ENVIRONMENT
+    "TALLY_TEST_PY_PRELOAD=${TALLY_PYTHON_PRELOAD}")
+endif()
+
 
 # The man pages render without a single groff warning.
 find_program(TALLY_GROFF groff)

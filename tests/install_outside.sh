@@ -9,10 +9,15 @@
 # Each program then runs every backend, in threads and in forked processes,
 # and checks its own count.
 #
-# usage: install_outside.sh BUILD_DIR EXAMPLES_DIR CMAKE CC [CFLAGS]
+# With PYTHON and PYDIR (the interpreter the Python module was built for, and
+# where it is installed relative to the prefix), the installed module is
+# imported from the moved prefix and the lesson's programs run on it.
+#
+# usage: install_outside.sh BUILD_DIR EXAMPLES_DIR CMAKE CC [CFLAGS
+#                           [PYTHON PYDIR]]
 # (EXAMPLES_DIR: the source tree's, to compare the installed copy with)
 set -eu
-build=$1 examples=$2 cmake=$3 cc=$4 cflags=${5:-}
+build=$1 examples=$2 cmake=$3 cc=$4 cflags=${5:-} python=${6:-} pydir=${7:-}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-install.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
@@ -47,6 +52,59 @@ bad=$(nm -D --defined-only "$libdir/libtally.so" | awk '{print $3}' |
 	grep -v '^tally_' || true)
 [ -z "$bad" ] || fail "exported symbols not named tally_*: $bad"
 "$prefix/bin/tally" list >/dev/null || fail "installed 'tally list'"
+
+# python3, with a sanitizer build's runtime preloaded when the test says so
+# (TALLY_TEST_PY_PRELOAD; CPython's objects left at exit are no leak of ours)
+py() {
+	if [ -n "${TALLY_TEST_PY_PRELOAD:-}" ]; then
+		LD_PRELOAD="$TALLY_TEST_PY_PRELOAD" \
+			ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$python" "$@"
+	else
+		"$python" "$@"
+	fi
+}
+if [ -n "$python" ]; then
+	step "the Python module, imported from the moved prefix"
+	site="$prefix/$pydir"
+	mod=$(ls "$site"/tally.*.so 2>/dev/null) ||
+		fail "Python module not installed in <prefix>/$pydir"
+	# Self-contained: libtally.a inside, no path back to anything.
+	! readelf -d "$mod" | grep -q 'NEEDED.*libtally' ||
+		fail "the Python module needs libtally.so"
+	! readelf -d "$mod" | grep -Eq 'RPATH|RUNPATH' ||
+		fail "the Python module carries an RPATH"
+	exported=$(nm -D --defined-only "$mod" | awk '{print $3}')
+	[ "$exported" = PyInit_tally ] ||
+		fail "the Python module exports more than PyInit_tally: $exported"
+	for f in addsub.py inc.py; do
+		cmp -s "$examples/python/$f" \
+			"$prefix/share/doc/tally/examples/python/$f" ||
+			fail "installed examples/python/$f differs"
+	done
+	pyex="$prefix/share/doc/tally/examples/python"
+	# Where PYDIR is on the interpreter's own sys.path (Debian:
+	# /usr/local/lib/python3.X/dist-packages), installing into that
+	# prefix needs no PYTHONPATH at all.
+	"$python" -c 'import sys
+d = "/" + sys.argv[1]
+hits = [p for p in sys.path if p.endswith(d)]
+print("no PYTHONPATH needed with --prefix", ", ".join(p[:-len(d)] for p in hits))
+sys.exit(not hits)' "$pydir" ||
+		fail "<prefix>/$pydir is on no sys.path of $python"
+	got=$(cd "$tmp" && PYTHONPATH="$site" py -c \
+		'import tally; print(tally.__file__)')
+	[ "$got" = "$mod" ] || fail "imported $got, not $mod"
+	for args in "addsub.py mutex:500" "inc.py atomic:3000000" \
+		"inc.py mutex --spawn:3000000"; do
+		want=${args##*:}
+		args=${args%:*}
+		echo "-- python3 $args"
+		# shellcheck disable=SC2086 # the script and its arguments
+		out=$(cd "$tmp" && PYTHONPATH="$site" py "$pyex"/$args) ||
+			fail "python3 $args: exit status $?"
+		[ "$out" = "$want" ] || fail "python3 $args printed '$out'"
+	done
+fi
 
 PKG_CONFIG_PATH="$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 export PKG_CONFIG_PATH

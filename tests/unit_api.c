@@ -72,6 +72,38 @@ static void test_bad_arguments_change_nothing(void **state)
 	tally_destroy(t);
 }
 
+/* none takes one option, window_us=N (0..1000000); anything else is refused
+ * and leaves the out-parameter alone.  A window only delays the store: one
+ * worker alone still counts exactly. */
+static void test_none_window_option(void **state)
+{
+	static const char *const bad[] = {
+		"none:window_us=",	  "none:window_us=-1",
+		"none:window_us=1000001", "none:window_us=12x",
+		"none:window_us= 5",	  "none:window=5",
+		"none:window_us=5,x=1",	  "none:window_us=99999999",
+	};
+	tally *t = (tally *)0x1;
+	int64_t v = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(tally_create(&t, bad[i], 0, 0), TALLY_EOPTION);
+		assert_ptr_equal(t, (tally *)0x1);
+	}
+	assert_int_equal(tally_create(&t, "none:window_us=0", 5, 0), 0);
+	tally_destroy(t);
+	assert_int_equal(tally_create(&t, "NONE:window_us=1000000", 5, 0), 0);
+	tally_destroy(t);
+	assert_int_equal(
+		tally_create(&t, "none:window_us=20", 5, TALLY_PSHARED), 0);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(tally_add(t, 3), 0);
+	assert_int_equal(tally_get(t, &v), 0);
+	assert_int_equal(v, 35);
+	tally_destroy(t);
+}
+
 static void test_default_comes_from_environment(void **state)
 {
 	tally *t;
@@ -342,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_registry_lists_known_backends),
 		cmocka_unit_test(test_names_are_case_insensitive),
 		cmocka_unit_test(test_bad_arguments_change_nothing),
+		cmocka_unit_test(test_none_window_option),
 		cmocka_unit_test(test_default_comes_from_environment),
 		cmocka_unit_test(test_every_backend_wraps_alike),
 		cmocka_unit_test(test_errors_have_messages_and_names),

@@ -11,6 +11,17 @@
  * spinning lock on a busy machine can take minutes for the same work. */
 #define DEMO_RUN_LIMIT_S 5.0
 
+/*
+ * The lesson's window, in microseconds: how long CPython's `total.value += 5`
+ * on a multiprocessing.Value takes right after a 10 ms sleep (a locked read,
+ * interpreter work, a locked write), measured by bench/python_rmw.py on the
+ * 2-CPU machine of bench/results/lesson.md (medians 30 to 38 us).  The
+ * racy backend runs addsub with this window between its load and its store,
+ * so that its two workers, waking at the same 10 ms ticks, collide as the
+ * lesson's Python processes did.
+ */
+#define DEMO_LESSON_WINDOW_US 30
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -24,22 +35,26 @@ static void usage(FILE *f)
 		"in threads, and in forked processes sharing the counter (the\n"
 		"lesson's multiprocessing.Value) for backends that can be "
 		"shared.\n"
-		"'none' has no lock and shows lost updates; every other "
-		"backend\n"
-		"must be exact.  Takes about 20 s on an idle machine; a run "
-		"that\n"
-		"takes over %g s (a spinning lock on a busy or "
-		"oversubscribed\n"
-		"machine) is stopped there, its counts still checked, and "
-		"marked.\n\n"
+		"'none' has no lock and shows lost updates; in addsub it "
+		"runs with\n"
+		"the lesson's window, none:window_us=%d (what CPython's\n"
+		"read-modify-write of a Value takes).  Every other backend "
+		"must be\n"
+		"exact.  Takes about 20 s on an idle machine; a run that "
+		"takes over\n"
+		"%g s (a spinning lock on a busy or oversubscribed machine) "
+		"is\n"
+		"stopped there, its counts still checked, and marked.\n\n"
 		"exit status: 0 when every synchronized backend was exact, 1 "
 		"when\n"
 		"one lost updates, 3 on a runtime failure or Ctrl-C\n",
-		DEMO_RUN_LIMIT_S);
+		DEMO_LESSON_WINDOW_US, DEMO_RUN_LIMIT_S);
 }
 
 struct row {
 	tally_backend_info b;
+	char spec[64];	    /* what the run was given: b.name[:options] */
+	unsigned window_us; /* the racy addsub rows: the lesson's window */
 	struct wl_config cfg;
 	struct wl_result res;
 	unsigned tries; /* runs it took (the racy inc row may need more) */
@@ -70,6 +85,21 @@ static size_t plan(struct row *rows, size_t cap)
 				     !(b.caps & TALLY_CAP_PSHARED)))
 					continue;
 				rows[n].b = b;
+				/* A racy backend retells addsub with the
+				 * lesson's window (see above). */
+				if ((b.caps & TALLY_CAP_RACY) &&
+				    kind == WL_ADDSUB)
+					rows[n].window_us =
+						DEMO_LESSON_WINDOW_US;
+				if (rows[n].window_us)
+					snprintf(rows[n].spec,
+						 sizeof(rows[n].spec),
+						 "%s:window_us=%u", b.name,
+						 rows[n].window_us);
+				else
+					snprintf(rows[n].spec,
+						 sizeof(rows[n].spec), "%s",
+						 b.name);
 				wl_defaults((enum wl_kind)kind, &rows[n].cfg);
 				rows[n].cfg.mode = (enum wl_mode)mode;
 				n++;
@@ -118,7 +148,8 @@ static void print_rows(enum cli_format format, const struct row *rows, size_t n)
 		for (size_t i = 0; i < n; i++) {
 			const struct row *r = &rows[i];
 			printf("%s\n  {\"workload\": \"%s\", \"mode\": \"%s\", "
-			       "\"backend\": \"%s\", \"workers\": %u, "
+			       "\"backend\": \"%s\", \"window_us\": %u, "
+			       "\"workers\": %u, "
 			       "\"iters\": "
 			       "%llu, \"expected\": %lld, \"actual\": %lld, "
 			       "\"lost\": %lld, \"seconds\": %.6f, "
@@ -127,7 +158,8 @@ static void print_rows(enum cli_format format, const struct row *rows, size_t n)
 			       "\"interrupted\": %s}",
 			       i ? "," : "", wl_kind_name(r->cfg.kind),
 			       wl_mode_name(r->cfg.mode), r->b.name,
-			       r->cfg.workers, (unsigned long long)r->cfg.iters,
+			       r->window_us, r->cfg.workers,
+			       (unsigned long long)r->cfg.iters,
 			       (long long)r->res.expected,
 			       (long long)r->res.actual, (long long)r->res.lost,
 			       r->res.seconds, ns_per_op(r),
@@ -142,7 +174,7 @@ static void print_rows(enum cli_format format, const struct row *rows, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		const struct row *r = &rows[i];
 		table_row(&t, wl_kind_name(r->cfg.kind),
-			  wl_mode_name(r->cfg.mode), r->b.name,
+			  wl_mode_name(r->cfg.mode), r->spec,
 			  fmt_i64(b[0], 32, r->res.expected),
 			  fmt_i64(b[1], 32, r->res.actual),
 			  fmt_i64(b[2], 32, r->res.lost),
@@ -181,7 +213,7 @@ static void explain(const struct row *rows, size_t n)
 				 sizeof(stopped_names) - used, "%s%s %s %s",
 				 stopped++ ? ", " : "",
 				 wl_kind_name(r->cfg.kind),
-				 wl_mode_name(r->cfg.mode), r->b.name);
+				 wl_mode_name(r->cfg.mode), r->spec);
 		}
 		if (!racy && r->cfg.kind == WL_INC &&
 		    r->cfg.mode == WL_THREADS && r->res.total_ops) {
@@ -195,15 +227,23 @@ static void explain(const struct row *rows, size_t n)
 	printf("- 'none' adds with a plain load and store.  In 'inc', which "
 	       "never\n"
 	       "  sleeps, two workers overwrite each other's stores: it lost "
-	       "updates in %d of\n  its %d inc runs.  In 'addsub' the workers "
-	       "sleep 10 ms per step and the\n  unguarded add takes about a "
-	       "nanosecond, so they rarely collide (lost\n  updates in %d of "
-	       "its %d addsub runs); Python's took microseconds, which is\n  "
-	       "why "
-	       "the lesson drifted to 555, 615 and 455.  A race that rarely "
-	       "shows "
-	       "is\n  still a race: ThreadSanitizer flags it every time.\n",
-	       racy_inc_lost, racy_inc, racy_addsub_lost, racy_addsub);
+	       "updates in %d of\n  its %d inc runs.\n",
+	       racy_inc_lost, racy_inc);
+	printf("- In 'addsub' it ran as 'none:window_us=%d', the lesson's "
+	       "window: CPython's\n  'total.value += 5' is a locked read, "
+	       "about %d us of interpreter work just\n  after a 10 ms sleep "
+	       "(bench/python_rmw.py), then a locked write.  The window\n  "
+	       "busy-waits that long between the load and the store.  Both "
+	       "workers wake at\n  the same 10 ms ticks, so one's store "
+	       "often erases the other's: it drifted in\n  %d of its %d "
+	       "addsub runs, as the lesson drifted to 555, 615 and 455.  "
+	       "Without\n  the window the add takes a nanosecond and "
+	       "collides only when a worker is\n  preempted between its "
+	       "load and its store ('tally run --backend none\n  "
+	       "--workload addsub'); a race that seldom shows is still a "
+	       "race:\n  ThreadSanitizer flags it every time.\n",
+	       DEMO_LESSON_WINDOW_US, DEMO_LESSON_WINDOW_US, racy_addsub_lost,
+	       racy_addsub);
 	if (retried)
 		printf("  Each inc worker runs for milliseconds, and a busy "
 		       "machine may run the two\n  one after the other: "
@@ -303,7 +343,7 @@ int cmd_demo(int argc, char **argv)
 		struct row *r = &rows[i];
 		snprintf(label, sizeof(label), "demo %zu/%zu: %s %s %s", i + 1,
 			 n, wl_kind_name(r->cfg.kind),
-			 wl_mode_name(r->cfg.mode), r->b.name);
+			 wl_mode_name(r->cfg.mode), r->spec);
 		r->cfg.progress = tty;
 		r->cfg.label = label;
 		r->cfg.time_limit_s = DEMO_RUN_LIMIT_S;
@@ -312,7 +352,7 @@ int cmd_demo(int argc, char **argv)
 		int rc;
 		do {
 			r->tries++;
-			rc = run_one("demo", r->b.name, &r->cfg, &r->res);
+			rc = run_one("demo", r->spec, &r->cfg, &r->res);
 		} while (rc < 0 && racy_inc && r->res.lost == 0 &&
 			 !r->res.interrupted && !r->res.timed_out &&
 			 r->tries < DEMO_RACY_TRIES && !wl_sigint);
@@ -344,8 +384,7 @@ int cmd_demo(int argc, char **argv)
 			  "shows the runs so far%s",
 			  rows[n - 1].res.interrupted ? "during" : "after", n,
 			  wl_kind_name(rows[n - 1].cfg.kind),
-			  wl_mode_name(rows[n - 1].cfg.mode),
-			  rows[n - 1].b.name,
+			  wl_mode_name(rows[n - 1].cfg.mode), rows[n - 1].spec,
 			  rows[n - 1].res.interrupted
 				  ? "; the last one stopped early"
 				  : "");

@@ -176,6 +176,8 @@ struct shared {
 	_Atomic unsigned ready;
 	_Atomic int go;
 	_Atomic int stop;
+	_Atomic uint64_t t0_ns; /* the common start: the sleeps' ticks count
+				 * from here; written before go */
 	struct slot slots[];
 };
 
@@ -195,22 +197,42 @@ static void sleep_us(uint64_t us)
 	nanosleep(&ts, NULL);
 }
 
+/*
+ * Sleep until tick i + 1 of `us` microseconds after the common start t0.
+ * Absolute ticks, not `us` from now: every worker wakes at the same moments,
+ * as the lesson's Python processes did (equal sleeps, started together, and
+ * microseconds of work per step), so their adds meet in time.  Relative
+ * sleeps would let each worker's wake-up latency pile up step after step
+ * until their adds no longer met.  A worker that is late (descheduled for
+ * longer than a tick) adds at once and catches up.
+ */
+static void sleep_tick(uint64_t t0_ns, uint64_t us, uint64_t i)
+{
+	uint64_t at = t0_ns + (i + 1) * us * 1000u;
+	struct timespec ts = {.tv_sec = (time_t)(at / 1000000000u),
+			      .tv_nsec = (long)(at % 1000000000u)};
+
+	/* An interrupted sleep is simply shorter; the stop flag decides. */
+	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+}
+
 static void work(const struct worker *w)
 {
 	struct slot *s = &w->sh->slots[w->k];
 	int64_t d = wl_worker_delta(w->cfg, w->k);
-	uint64_t iters = w->cfg->iters, us = w->cfg->sleep_us, i;
+	uint64_t iters = w->cfg->iters, us = w->cfg->sleep_us, i, t0;
 
 	atomic_fetch_add(&w->sh->ready, 1);
 	while (!atomic_load_explicit(&w->sh->go, memory_order_acquire))
 		sched_yield();
+	t0 = atomic_load_explicit(&w->sh->t0_ns, memory_order_relaxed);
 	for (i = 0; i < iters; i++) {
 		/* Relaxed: the flag carries no data; seeing it one add late
 		 * is harmless. */
 		if (atomic_load_explicit(&w->sh->stop, memory_order_relaxed))
 			break;
 		if (us)
-			sleep_us(us);
+			sleep_tick(t0, us, i);
 		int rc = tally_add(w->t, d);
 		if (rc < 0) {
 			atomic_store(&s->error, rc);
@@ -526,6 +548,8 @@ int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 		 count_finished(&r, res) > 0))
 		sleep_us(100);
 	r.t0 = cli_now_ns();
+	/* Relaxed: the release store of go below publishes it. */
+	atomic_store_explicit(&r.sh->t0_ns, r.t0, memory_order_relaxed);
 	atomic_store_explicit(&r.sh->go, 1, memory_order_release);
 	supervise(&r, res);
 	finish_workers(&r, res);
