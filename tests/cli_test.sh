@@ -179,7 +179,7 @@ input)
 	refused "unknown workload 'mul'.*addsub, inc" run --workload mul
 	refused "unknown backend 'lock'.*none, mutex, sem, spin, ticket, mcs, clh, atomic, sharded, percpu, redis" run --workload inc --backend lock
 	refused "unknown backend 'bogus'" run --workload inc --backend "bogus:x=1"
-	refused "cannot create a 'percpu:path=fast' counter: invalid backend option" run --workload inc --backend percpu:path=fast
+	refused "backend 'percpu': invalid backend option: 'percpu:path=fast'" run --workload inc --backend percpu:path=fast
 	refused "invalid backend option" run --workload addsub --backend "none:window_us=abc"
 	refused "invalid backend option" run --workload addsub --backend "none:window_us=1000001"
 	refused "invalid backend option" run --workload addsub --backend "none:colour=blue"
