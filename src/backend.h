@@ -133,7 +133,14 @@ static inline int tally__opt_next(const char **p, struct tally__opt *o)
 	o->klen = eq ? (size_t)(eq - s) : len;
 	o->val = eq ? eq + 1 : NULL;
 	o->vlen = eq ? len - o->klen - 1 : 0;
-	*p = s[len] == ',' ? s + len + 1 : s + len;
+	/* An empty option (",,", a leading or trailing ',') comes back as
+	 * an empty key, which no backend knows: a typo is refused. */
+	if (len == 0)
+		*p = s + 1;
+	else if (s[len] == ',' && s[len + 1] != '\0')
+		*p = s + len + 1;
+	else
+		*p = s + len; /* at the end, or at a trailing ',' */
 	return 1;
 }
 

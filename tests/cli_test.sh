@@ -142,8 +142,16 @@ input)
 	refused "unexpected argument 'extra'" run --workload inc extra
 	refused "--workload is required" run --backend mutex
 	refused "unknown workload 'mul'.*addsub, inc" run --workload mul
-	refused "unknown backend 'lock'.*none, mutex, sem, spin, ticket, mcs, clh, atomic, sharded, redis" run --workload inc --backend lock
+	refused "unknown backend 'lock'.*none, mutex, sem, spin, ticket, mcs, clh, adaptive, atomic, sharded, redis" run --workload inc --backend lock
 	refused "unknown backend 'bogus'" run --workload inc --backend "bogus:x=1"
+	# Lock variants are options; a bad key or value is bad input (exit 2).
+	for spec in spin:backoff=fast spin:backoff= ticket:shift=17 ticket:backoff=exp \
+		adaptive:spin=x adaptive:fair_us=0 adaptive:spin=1, mutex:backoff=exp; do
+		if "$T" list | grep -Eq "^${spec%%:*} +yes"; then
+			refused "cannot create a '$spec' counter: invalid backend option" run --workload inc --backend "$spec"
+		fi
+	done
+	refused "invalid backend option" shm create "clitest-opt-$$" --backend adaptive:spin=99
 	refused "unknown mode 'fibers'.*threads, processes" run --workload inc --mode fibers
 	refused "unknown format 'xml'.*table, json, csv" run --workload inc --format xml
 	refused "unknown format" list --format yaml
@@ -218,6 +226,19 @@ faults)
 	contains err "accounting: final value [0-9]+, completed adds sum to [0-9]+: (they agree|they differ by the one add)" "stalled spin accounting"
 	run 3 "$T" run --backend spin --workload inc --mode processes --iters 20000000 --kill-after-ms 30 --stall-timeout 1 --format json
 	json "d['killed_worker'] == 0 and d['died_worker'] == -1 and d['actual'] - d['expected'] in (0, 1)"
+	# The adaptive lock sleeps on a futex instead of spinning, and records
+	# no owner either: a holder that dies must end the run the same way.
+	seen=0
+	for i in $(seq 1 25); do
+		start=$(date +%s)
+		run 3 "$T" run --backend adaptive --workload inc --mode processes --iters 3000000 --kill-after-ms 30 --stall-timeout 1 || break
+		[ $(($(date +%s) - start)) -le 10 ] && ok || bad "adaptive holder death took over 10 s"
+		if grep -q "most likely died holding the 'adaptive' lock" "$TMP/err"; then
+			seen=1
+			break
+		fi
+	done
+	[ $seen = 1 ] && ok || bad "a killed adaptive holder never stalled the run in 25 tries"
 	# A kill that comes after every worker finished is said, not hidden.
 	run 0 "$T" run --backend mutex --workload inc --mode processes --iters 1000 --kill-after-ms 5000
 	contains err "no worker was killed: every worker had finished before --kill-after-ms 5000" "missed kill"

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -242,6 +243,96 @@ static void test_add_cs_runs_inside_the_lock(void **state)
 	}
 }
 
+/*
+ * Backend options: each lock variant a backend offers (src/backend.h,
+ * tally__opt) is a working lock, and a bad option or value is
+ * TALLY_EOPTION with nothing made.  Variants of backends not built in are
+ * skipped (they answer TALLY_ENOTBUILT).
+ */
+static const char *const good_options[] = {
+	"spin:backoff=exp",
+	"spin:backoff=none",
+	"ticket:backoff=none",
+	"ticket:backoff=prop",
+	"ticket:backoff=prop,shift=0",
+	"ticket:shift=16,backoff=prop",
+	"adaptive:spin=0",
+	"adaptive:spin=64,fair_us=1000000",
+	/* every contended waiter is handed the lock: the hand-over path */
+	"adaptive:spin=0,fair_us=1",
+};
+
+static const char *const bad_options[] = {
+	"spin:backoff",
+	"spin:backoff=",
+	"spin:backoff=fast",
+	"spin:backoff=expo",
+	"spin:x=1",
+	"spin:backoff=exp,",
+	"ticket:shift=17",
+	"ticket:shift=-1",
+	"ticket:shift=",
+	"ticket:shift=1x",
+	"ticket:backoff=exp",
+	"adaptive:spin=65",
+	"adaptive:fair_us=0",
+	"adaptive:spin",
+	"adaptive:fair_us=1000001",
+	"adaptive:spin=1,bogus",
+	"adaptive:spin=99999999999",
+};
+
+static int built_in(const char *spec)
+{
+	char name[32];
+	tally_backend_info b;
+
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(spec, ":"), spec);
+	return tally_backend_find(name, &b) == 0 && b.built_in;
+}
+
+static void test_backend_options(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_options) / sizeof(*bad_options);
+	     i++) {
+		tally *t = (tally *)0x1;
+
+		if (!built_in(bad_options[i]))
+			continue;
+		if (tally_create(&t, bad_options[i], 0, 0) != TALLY_EOPTION)
+			fail_msg("'%s' was not refused as TALLY_EOPTION",
+				 bad_options[i]);
+		assert_ptr_equal(t, (tally *)0x1);
+	}
+	for (size_t i = 0; i < sizeof(good_options) / sizeof(*good_options);
+	     i++) {
+		struct cs_arg a = {0};
+		pthread_t th[2];
+		void *r0, *r1;
+		int64_t v;
+
+		if (!built_in(good_options[i]))
+			continue;
+		if (tally_create(&a.t, good_options[i], 0, 0) != 0)
+			fail_msg("'%s' was refused", good_options[i]);
+		for (int k = 0; k < 2; k++)
+			assert_int_equal(
+				pthread_create(&th[k], NULL, cs_worker, &a), 0);
+		pthread_join(th[0], &r0);
+		pthread_join(th[1], &r1);
+		assert_null(r0);
+		assert_null(r1);
+		assert_int_equal(tally_get(a.t, &v), 0);
+		if (v != 3 * 40000 || a.plain != 40000)
+			fail_msg("%s: count %lld, %llu of 40000 inside the "
+				 "lock",
+				 good_options[i], (long long)v,
+				 (unsigned long long)a.plain);
+		tally_destroy(a.t);
+	}
+}
+
 /* Holds the lock (from inside tally_add_cs) until the test lets it go. */
 struct holder {
 	tally *t;
@@ -300,6 +391,64 @@ static void test_get_never_waits_for_the_lock(void **state)
 	}
 }
 
+struct sleeper {
+	tally *t;
+	_Atomic int started;
+};
+
+static void *sleeper_main(void *p)
+{
+	struct sleeper *z = p;
+
+	atomic_fetch_add(&z->started, 1);
+	return tally_add(z->t, 1) >= 0 ? NULL : p;
+}
+
+/* Waiters that found the lock held long enough to go to sleep are woken
+ * when it comes free: every one of them finishes.  An unlock that forgot
+ * to wake a sleeper would leave it asleep until the alarm ends the test. */
+static void test_unlock_wakes_the_waiters(void **state)
+{
+	tally_backend_info b;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		struct holder h = {0};
+		struct sleeper z = {0};
+		pthread_t th, ws[4];
+		void *r;
+		int64_t v;
+
+		if (!(b.caps & TALLY_CAP_LOCKED))
+			continue;
+		assert_int_equal(tally_create(&h.t, b.name, 0, 0), 0);
+		z.t = h.t;
+		assert_int_equal(pthread_create(&th, NULL, holder_main, &h), 0);
+		while (!atomic_load(&h.inside))
+			sched_yield();
+		for (int k = 0; k < 4; k++)
+			assert_int_equal(
+				pthread_create(&ws[k], NULL, sleeper_main, &z),
+				0);
+		while (atomic_load(&z.started) < 4)
+			sched_yield();
+		usleep(50000); /* long past any spinning: they sleep now */
+		alarm(20);
+		atomic_store(&h.release, 1);
+		pthread_join(th, &r);
+		assert_null(r);
+		for (int k = 0; k < 4; k++) {
+			pthread_join(ws[k], &r);
+			assert_null(r);
+		}
+		alarm(0);
+		assert_int_equal(tally_get(h.t, &v), 0);
+		assert_int_equal(v, 7 + 4);
+		tally_destroy(h.t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +461,8 @@ int main(void)
 		cmocka_unit_test(test_not_built_in_is_not_unknown),
 		cmocka_unit_test(test_add_cs_runs_inside_the_lock),
 		cmocka_unit_test(test_get_never_waits_for_the_lock),
+		cmocka_unit_test(test_backend_options),
+		cmocka_unit_test(test_unlock_wakes_the_waiters),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
