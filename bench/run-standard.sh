@@ -121,6 +121,8 @@ for k in ("date", "cpu_model", "online_cpus", "kernel", "compiler",
     print("- **%s**: `%s`" % (k, c.get(k)))
 print("- **sweep wall time**: %s s (all steps: %s s)" % (sys.argv[2],
                                                         sys.argv[3]))
+print("- **load average after** (1, 5, 15 min): `%s`" %
+      " ".join(open("/proc/loadavg").read().split()[:3]))
 one = sorted(r["cpu_per_wall"] for r in doc["results"] if r["workers"] == 1)
 print("- **quiet?** median cpu_per_wall of the 1-worker runs: %.2f (1.00: "
       "each worker had a CPU to itself; lower: other work took CPU time)"
