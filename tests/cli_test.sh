@@ -310,6 +310,23 @@ shm)
 			contains err "the mutex lock did not come free in time; the process that holds it is alive" "live mutex holder"
 		wait $holder
 		run 0 "$T" shm rm $name
+		# adaptive sleeps on a futex in the shared object: a waiter in
+		# another program is woken by the holder's unlock (a private
+		# futex would never be), and one that gives up says why.
+		run 0 "$T" shm create $name --backend adaptive
+		"$HOLDER" $name 2 &
+		holder=$!
+		sleep 0.5
+		"$T" shm add $name 5 --timeout 10 >"$TMP/out" 2>"$TMP/err" &
+		adder=$!
+		run 3 "$T" shm add $name 1 --timeout 0.3 &&
+			contains err "most likely died holding the adaptive lock" "stuck adaptive lock"
+		wait $holder
+		wait $adder
+		code=$?
+		[ $code = 0 ] && ok || bad "a sleeping adaptive waiter in another program: exit $code, wanted 0"
+		run 0 "$T" shm get $name && contains out "^105$" "adaptive across programs"
+		run 0 "$T" shm rm $name
 	fi
 	# Something else under the name is refused, never read as a counter.
 	head -c 4096 /dev/urandom >/dev/shm/tally.$name
