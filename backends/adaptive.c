@@ -5,7 +5,6 @@
 #if defined(__linux__)
 #include "tsan.h"
 
-#include <errno.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -47,8 +46,11 @@
  * sleeps; that costs a useless FUTEX_WAKE system call per unlock after the
  * last sleeper has gone.  Here `sleepers` counts the threads between their
  * decision to sleep and their return from FUTEX_WAIT, and whoever takes the
- * lock on the slow path sets PARKED exactly when it is not zero.  A sleeper
- * that counts itself after that check sets PARKED itself before it sleeps.
+ * lock on the slow path (a woken sleeper always does) sets PARKED exactly
+ * when it is not zero (mark_sleepers()).  A taker on the fast path looks
+ * at no count, but then the thread that the last unlock woke is still on
+ * its way through the slow path, and sets PARKED for those left asleep
+ * when it takes the lock or goes back to sleep.
  *
  * Eventual fairness.  A lock that lets newcomers barge in is fast, but a
  * woken sleeper may lose the race again and again.  So a waiter that has
@@ -58,10 +60,13 @@
  * releasing, passes the lock on while still LOCKED: it clears HANDOFF,
  * stores 2 in `handoff` (release: the holder's writes come with it) and
  * wakes that waiter, which then holds the lock and sets `handoff` back to
- * 0.  Meanwhile the word never reads unlocked, so nobody barges past it:
- * as parking_lot's "eventual fairness" and Go's starvation mode, no waiter
- * waits much longer than `fair_us` plus one queue of starving waiters,
- * while the fast barging path stays for everyone else.
+ * 0.  Meanwhile the word never reads unlocked, so nobody barges past it.
+ * A sleeper asks only once it has been woken, and the kernel wakes a
+ * futex's sleepers in the order they went to sleep (among threads of one
+ * priority), so each sleeper comes to ask in turn; one that finds another
+ * already starving sleeps again.  As with parking_lot's "eventual
+ * fairness" and Go's starvation mode, the fast barging path stays for
+ * everyone else.
  *
  * A holder that dies is not recovered (no owner is recorded): the waiters
  * sleep until something outside ends them, as `tally run` does with its
@@ -158,19 +163,37 @@ static void backoff(unsigned try)
 		atomic_signal_fence(memory_order_seq_cst);
 }
 
-/* Take the lock if the word w is unlocked: 1 on success.  PARKED is set
- * when anyone still sleeps, so that our unlock wakes them (see above). */
+/*
+ * The holder, having come by the slow path: if anyone still sleeps, make
+ * sure PARKED is set, so that our unlock wakes one (see above).  Seq_cst,
+ * as is every slow-path access to `word` and `sleepers`: a sleeper counts
+ * itself and then reads the word; we changed the word and then read the
+ * count.  In the single order of seq_cst operations one of us comes first,
+ * so either we see its count, or it sees our LOCKED without PARKED and sets
+ * PARKED itself before it sleeps.  (A sleeper already asleep was counted
+ * before the unlock, seq_cst too, that cleared its PARKED bit.)
+ */
+static void mark_sleepers(struct adaptive_state *s)
+{
+	if (atomic_load_explicit(&s->sleepers, memory_order_seq_cst) != 0 &&
+	    !(atomic_load_explicit(&s->word, memory_order_relaxed) & PARKED))
+		atomic_fetch_or_explicit(&s->word, PARKED,
+					 memory_order_relaxed);
+}
+
+/* Take the lock if the word w is unlocked: 1 on success. */
 static int try_take(struct adaptive_state *s, uint32_t w)
 {
 	if (w & LOCKED)
 		return 0;
-	uint32_t want = w | LOCKED;
-
-	if (atomic_load_explicit(&s->sleepers, memory_order_relaxed) != 0)
-		want |= PARKED;
-	/* Acquire: the previous holder's writes (its release) are ours. */
-	return atomic_compare_exchange_strong_explicit(
-		&s->word, &w, want, memory_order_acquire, memory_order_relaxed);
+	/* Seq_cst, so also acquire: the previous holder's writes (its
+	 * release) are ours. */
+	if (!atomic_compare_exchange_strong_explicit(&s->word, &w, w | LOCKED,
+						     memory_order_seq_cst,
+						     memory_order_relaxed))
+		return 0;
+	mark_sleepers(s);
+	return 1;
 }
 
 /* The starving waiter: 1 once it holds the lock, 0 when another waiter is
@@ -197,20 +220,20 @@ static int take_handed_over(struct adaptive_state *s)
 			    &s->word, &w, w | HANDOFF, memory_order_seq_cst,
 			    memory_order_relaxed)) {
 			uint32_t h;
-			/* Acquire: pairs with the unlock's release. */
+			/* Seq_cst (so acquire): pairs with the unlock's
+			 * store, which brings the holder's writes. */
 			while ((h = atomic_load_explicit(
-					&s->handoff, memory_order_acquire)) !=
+					&s->handoff, memory_order_seq_cst)) !=
 			       HANDOFF_GIVEN)
 				futex_wait(s, &s->handoff, h);
+			/* Handed over, the word kept whatever PARKED it
+			 * had; an earlier unlock may have cleared it with
+			 * others still asleep. */
+			mark_sleepers(s);
 			break;
 		}
 	}
-	/* Handed over, the word kept whatever PARKED it had, and the unlock
-	 * that cleared PARKED may have left others asleep: see to it that
-	 * our own unlock wakes one of them. */
-	if (atomic_load_explicit(&s->sleepers, memory_order_relaxed) != 0)
-		atomic_fetch_or_explicit(&s->word, PARKED,
-					 memory_order_relaxed);
+	/* Only now may another waiter claim the hand-over. */
 	atomic_store_explicit(&s->handoff, HANDOFF_IDLE, memory_order_relaxed);
 	return 1;
 }
@@ -218,8 +241,7 @@ static int take_handed_over(struct adaptive_state *s)
 /* Sleep once on the word, unless it changed (then return at once). */
 static void sleep_on_word(struct adaptive_state *s)
 {
-	/* Counted before PARKED is set, so that a taker that misses our bit
-	 * sees our count (seq_cst on both sides orders the two). */
+	/* Counted before we look at the word: see mark_sleepers(). */
 	atomic_fetch_add_explicit(&s->sleepers, 1, memory_order_seq_cst);
 	uint32_t w = atomic_load_explicit(&s->word, memory_order_seq_cst);
 
@@ -280,19 +302,24 @@ static void adaptive_unlock_slow(struct adaptive_state *s)
 	for (;;) {
 		if (w & HANDOFF) {
 			/* Stay LOCKED: the lock passes to the starving
-			 * waiter, not to whoever barges in first. */
+			 * waiter, not to whoever barges in first.  Seq_cst
+			 * (so acquire): the waiter's WAITING, written before
+			 * its HANDOFF bit, comes before our GIVEN. */
 			if (!atomic_compare_exchange_weak_explicit(
 				    &s->word, &w, w & ~HANDOFF,
-				    memory_order_relaxed, memory_order_relaxed))
+				    memory_order_seq_cst, memory_order_relaxed))
 				continue;
+			/* Seq_cst (so release): our writes go with it. */
 			atomic_store_explicit(&s->handoff, HANDOFF_GIVEN,
-					      memory_order_release);
+					      memory_order_seq_cst);
 			futex_wake(s, &s->handoff);
 			return;
 		}
-		/* Release: our writes go to the next holder. */
+		/* Seq_cst (so release: our writes go to the next holder):
+		 * clearing PARKED is ordered after the count of every
+		 * sleeper it leaves asleep (see mark_sleepers()). */
 		if (atomic_compare_exchange_weak_explicit(
-			    &s->word, &w, 0, memory_order_release,
+			    &s->word, &w, 0, memory_order_seq_cst,
 			    memory_order_relaxed)) {
 			if (w & PARKED)
 				futex_wake(s, &s->word);
