@@ -14,9 +14,12 @@
  *                 failed waits 2^9, 2^10, ... (up to 2^20) loop turns before
  *                 swapping again, without looking at the lock meanwhile.
  *                 The holder's line then stays in its own cache, so it
- *                 releases and retakes the lock many times in a row: far
- *                 more adds per second, far less fair (measured in
- *                 bench/results: the default is chosen from those figures).
+ *                 releases and retakes the lock many times in a row (in
+ *                 CK's own loop, on a quiet machine, four times the adds
+ *                 per second of backoff=none, and less fair).  Through
+ *                 tally on the busy development machine the two could not
+ *                 be told apart: see bench/results/spin_default.txt for
+ *                 every run, and the README for why exp is the default.
  *   backoff=none  ck_spinlock_fas_lock: test-and-test-and-set, each waiter
  *                 spinning on a read of the lock word, so every release
  *                 sends the line to a waiter; fairer, slower.
