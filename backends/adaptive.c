@@ -5,7 +5,10 @@
 #if defined(__linux__)
 #include "tsan.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,18 +58,26 @@
  * Eventual fairness.  A lock that lets newcomers barge in is fast, but a
  * woken sleeper may lose the race again and again.  So a waiter that has
  * waited longer than `fair_us` since it began becomes the (single)
- * starving waiter: it claims `handoff` (0 -> 1), sets HANDOFF in the word
- * and sleeps on `handoff`.  The next unlock sees HANDOFF and, instead of
- * releasing, passes the lock on while still LOCKED: it clears HANDOFF,
- * stores 2 in `handoff` (release: the holder's writes come with it) and
- * wakes that waiter, which then holds the lock and sets `handoff` back to
- * 0.  Meanwhile the word never reads unlocked, so nobody barges past it.
- * A sleeper asks only once it has been woken, and the kernel wakes a
- * futex's sleepers in the order they went to sleep (among threads of one
- * priority), so each sleeper comes to ask in turn; one that finds another
- * already starving sleeps again.  As with parking_lot's "eventual
+ * starving waiter: it claims `handoff` (idle -> its process id), sets
+ * HANDOFF in the word and sleeps on `handoff`.  The next unlock sees
+ * HANDOFF and, instead of releasing, passes the lock on while still LOCKED:
+ * it clears HANDOFF, stores GIVEN in `handoff` (release: the holder's
+ * writes come with it) and wakes that waiter, which then holds the lock and
+ * sets `handoff` back to idle.  Meanwhile the word never reads unlocked, so
+ * nobody barges past it. A sleeper asks only once it has been woken, and the
+ * kernel wakes a futex's sleepers in the order they went to sleep (among
+ * threads of one priority), so each sleeper comes to ask in turn; one that
+ * finds another already starving sleeps again.  As with parking_lot's "eventual
  * fairness" and Go's starvation mode, the fast barging path stays for
  * everyone else.
+ *
+ * A starving waiter killed while it waits (a `tally shm add` whose deadline
+ * passed, a worker killed by `tally run --kill-after-ms`) must not be handed
+ * a lock that nobody would then release: the unlock first asks the kernel
+ * whether the starver's process still exists (kill(pid, 0)), and if not it
+ * releases the lock as usual and frees the hand-over for another waiter.
+ * (A live starver that the check took for dead -- processes in different
+ * PID namespaces -- finds its claim withdrawn, and simply waits again.)
  *
  * A holder that dies is not recovered (no owner is recorded): the waiters
  * sleep until something outside ends them, as `tally run` does with its
@@ -80,7 +91,8 @@
  *               lock directly, 1..1000000 (default 1000)
  */
 enum { LOCKED = 1u, PARKED = 2u, HANDOFF = 4u };
-enum { HANDOFF_IDLE = 0u, HANDOFF_WAITING = 1u, HANDOFF_GIVEN = 2u };
+/* `handoff`: idle, given, or else the starving waiter's process id. */
+enum { HANDOFF_IDLE = 0u, HANDOFF_GIVEN = 0xffffffffu };
 
 struct adaptive_state {
 	_Atomic uint32_t word;
@@ -139,9 +151,10 @@ static void futex_wait(const struct adaptive_state *s, _Atomic uint32_t *addr,
 		0);
 }
 
-static void futex_wake(const struct adaptive_state *s, _Atomic uint32_t *addr)
+static void futex_wake(const struct adaptive_state *s, _Atomic uint32_t *addr,
+		       int n)
 {
-	syscall(SYS_futex, addr, FUTEX_WAKE | s->futex_private, 1, NULL, NULL,
+	syscall(SYS_futex, addr, FUTEX_WAKE | s->futex_private, n, NULL, NULL,
 		0);
 }
 
@@ -196,45 +209,48 @@ static int try_take(struct adaptive_state *s, uint32_t w)
 	return 1;
 }
 
-/* The starving waiter: 1 once it holds the lock, 0 when another waiter is
- * already the starving one (the caller then just sleeps again). */
+/* The starving waiter: 1 once it holds the lock; 0 when another waiter is
+ * already the starving one, or our claim was withdrawn (the caller then
+ * just sleeps again). */
 static int take_handed_over(struct adaptive_state *s)
 {
-	uint32_t idle = HANDOFF_IDLE;
+	uint32_t idle = HANDOFF_IDLE, me = (uint32_t)getpid(), h;
 
-	if (!atomic_compare_exchange_strong_explicit(
-		    &s->handoff, &idle, HANDOFF_WAITING, memory_order_relaxed,
-		    memory_order_relaxed))
+	if (!atomic_compare_exchange_strong_explicit(&s->handoff, &idle, me,
+						     memory_order_seq_cst,
+						     memory_order_relaxed))
 		return 0;
 	for (;;) {
 		uint32_t w =
 			atomic_load_explicit(&s->word, memory_order_relaxed);
 		if (!(w & LOCKED)) {
-			if (try_take(s, w))
-				break; /* free after all: no hand-over */
-			continue;
+			if (!try_take(s, w))
+				continue;
+			/* Free after all: no hand-over. */
+			atomic_store_explicit(&s->handoff, HANDOFF_IDLE,
+					      memory_order_seq_cst);
+			return 1;
 		}
-		/* Seq_cst (a full barrier): `handoff` = WAITING is visible
-		 * before the unlock can see the bit that tells it to look. */
+		/* Seq_cst (a full barrier): our claim on `handoff` is
+		 * visible before the unlock can see the bit that tells it
+		 * to look. */
 		if (atomic_compare_exchange_weak_explicit(
 			    &s->word, &w, w | HANDOFF, memory_order_seq_cst,
-			    memory_order_relaxed)) {
-			uint32_t h;
-			/* Seq_cst (so acquire): pairs with the unlock's
-			 * store, which brings the holder's writes. */
-			while ((h = atomic_load_explicit(
-					&s->handoff, memory_order_seq_cst)) !=
-			       HANDOFF_GIVEN)
-				futex_wait(s, &s->handoff, h);
-			/* Handed over, the word kept whatever PARKED it
-			 * had; an earlier unlock may have cleared it with
-			 * others still asleep. */
-			mark_sleepers(s);
+			    memory_order_relaxed))
 			break;
-		}
 	}
+	/* Seq_cst (so acquire): pairs with the unlock's store, which brings
+	 * the holder's writes. */
+	while ((h = atomic_load_explicit(&s->handoff, memory_order_seq_cst)) ==
+	       me)
+		futex_wait(s, &s->handoff, h);
+	if (h != HANDOFF_GIVEN)
+		return 0; /* withdrawn: see the unlock */
+	/* Handed over, the word kept whatever PARKED it had; an earlier
+	 * unlock may have cleared it with others still asleep. */
+	mark_sleepers(s);
 	/* Only now may another waiter claim the hand-over. */
-	atomic_store_explicit(&s->handoff, HANDOFF_IDLE, memory_order_relaxed);
+	atomic_store_explicit(&s->handoff, HANDOFF_IDLE, memory_order_seq_cst);
 	return 1;
 }
 
@@ -295,11 +311,38 @@ static void adaptive_lock(struct adaptive_state *s)
 	tally__tsan_post_lock(s);
 }
 
+/* The starving waiter's process is gone (killed while it waited). */
+static int starver_gone(uint32_t h)
+{
+	return h != HANDOFF_IDLE && h != HANDOFF_GIVEN &&
+	       kill((pid_t)h, 0) != 0 && errno == ESRCH;
+}
+
 static void adaptive_unlock_slow(struct adaptive_state *s)
 {
-	uint32_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
+	/* Seq_cst here and on the failures below (so acquire): having seen
+	 * HANDOFF, we see the claim on `handoff` that was made before it. */
+	uint32_t w = atomic_load_explicit(&s->word, memory_order_seq_cst);
 
 	for (;;) {
+		if ((w & HANDOFF) &&
+		    starver_gone(atomic_load_explicit(&s->handoff,
+						      memory_order_seq_cst))) {
+			/* Release as if nobody starved, then withdraw the
+			 * claim (in that order: a new claim can only come
+			 * after the bit is gone) and wake whoever sleeps on
+			 * it, should the process be alive after all. */
+			if (!atomic_compare_exchange_weak_explicit(
+				    &s->word, &w, 0, memory_order_seq_cst,
+				    memory_order_seq_cst))
+				continue;
+			atomic_store_explicit(&s->handoff, HANDOFF_IDLE,
+					      memory_order_seq_cst);
+			futex_wake(s, &s->handoff, INT_MAX);
+			if (w & PARKED)
+				futex_wake(s, &s->word, 1);
+			return;
+		}
 		if (w & HANDOFF) {
 			/* Stay LOCKED: the lock passes to the starving
 			 * waiter, not to whoever barges in first.  Seq_cst
@@ -307,12 +350,12 @@ static void adaptive_unlock_slow(struct adaptive_state *s)
 			 * its HANDOFF bit, comes before our GIVEN. */
 			if (!atomic_compare_exchange_weak_explicit(
 				    &s->word, &w, w & ~HANDOFF,
-				    memory_order_seq_cst, memory_order_relaxed))
+				    memory_order_seq_cst, memory_order_seq_cst))
 				continue;
 			/* Seq_cst (so release): our writes go with it. */
 			atomic_store_explicit(&s->handoff, HANDOFF_GIVEN,
 					      memory_order_seq_cst);
-			futex_wake(s, &s->handoff);
+			futex_wake(s, &s->handoff, 1);
 			return;
 		}
 		/* Seq_cst (so release: our writes go to the next holder):
@@ -320,9 +363,9 @@ static void adaptive_unlock_slow(struct adaptive_state *s)
 		 * sleeper it leaves asleep (see mark_sleepers()). */
 		if (atomic_compare_exchange_weak_explicit(
 			    &s->word, &w, 0, memory_order_seq_cst,
-			    memory_order_relaxed)) {
+			    memory_order_seq_cst)) {
 			if (w & PARKED)
-				futex_wake(s, &s->word);
+				futex_wake(s, &s->word, 1);
 			return;
 		}
 	}
