@@ -1,5 +1,6 @@
 /* spin: Concurrency Kit's default spinlock (ck_spinlock_t, fetch-and-store):
- * unfair, the fastest lock when uncontended. */
+ * unfair, the fastest lock when uncontended; with exponential backoff
+ * (ck_spinlock_fas_lock_eb) by default, or without (spin:backoff=none). */
 #include "backend.h"
 
 #ifdef TALLY_HAVE_CK
@@ -7,10 +8,49 @@
 
 #include <ck_spinlock.h>
 
+/*
+ * Options:
+ *   backoff=exp   (default) ck_spinlock_fas_lock_eb: a waiter whose swap
+ *                 failed waits 2^9, 2^10, ... (up to 2^20) loop turns before
+ *                 swapping again, without looking at the lock meanwhile.
+ *                 The holder's line then stays in its own cache, so it
+ *                 releases and retakes the lock many times in a row (in
+ *                 CK's own loop, on a quiet machine, four times the adds
+ *                 per second of backoff=none, and less fair).  Through
+ *                 tally on the busy development machine the two could not
+ *                 be told apart: see bench/results/spin_default.txt for
+ *                 every run, and the README for why exp is the default.
+ *   backoff=none  ck_spinlock_fas_lock: test-and-test-and-set, each waiter
+ *                 spinning on a read of the lock word, so every release
+ *                 sends the line to a waiter; fairer, slower.
+ */
+enum { BACKOFF_NONE, BACKOFF_EXP };
+
 struct spin_state {
 	ck_spinlock_t lock;
 	tally__word value; /* on the lock's line; only the holder writes */
+	/* Read on every add but written only by init: on a line of its own,
+	 * so that reading it never pulls the contended lock line into a
+	 * shared state that the swap must then upgrade. */
+	_Alignas(TALLY_CACHELINE) unsigned backoff;
 };
+
+static int spin_parse(struct spin_state *s, const char *options)
+{
+	static const char *const words[] = {"none", "exp", NULL};
+	struct tally__opt o;
+
+	s->backoff = BACKOFF_EXP;
+	while (tally__opt_next(&options, &o)) {
+		int w = tally__opt_is(&o, "backoff")
+				? tally__opt_word(&o, words)
+				: -1;
+		if (w < 0)
+			return TALLY_EOPTION;
+		s->backoff = (unsigned)w;
+	}
+	return 0;
+}
 
 static int spin_init(void *state, int64_t initial, unsigned flags,
 		     const char *options)
@@ -18,7 +58,8 @@ static int spin_init(void *state, int64_t initial, unsigned flags,
 	struct spin_state *s = state;
 
 	(void)flags; /* a spinlock word works unchanged in shared memory */
-	(void)options;
+	if (spin_parse(s, options) != 0)
+		return TALLY_EOPTION;
 	ck_spinlock_init(&s->lock);
 	tally__word_init(&s->value, initial);
 	return 0;
@@ -27,7 +68,10 @@ static int spin_init(void *state, int64_t initial, unsigned flags,
 static void spin_lock(struct spin_state *s)
 {
 	tally__tsan_pre_lock(&s->lock);
-	ck_spinlock_lock(&s->lock);
+	if (s->backoff == BACKOFF_EXP)
+		ck_spinlock_lock_eb(&s->lock);
+	else
+		ck_spinlock_lock(&s->lock);
 	tally__tsan_post_lock(&s->lock);
 }
 
@@ -76,9 +120,11 @@ static void spin_destroy(void *state)
  * answers "not built in"; the operations are NULL. */
 const struct tally_backend tally_backend_spin = {
 	.name = "spin",
-	.summary = "Concurrency Kit spinlock; unfair, fastest uncontended",
+	.summary = "Concurrency Kit spinlock; unfair, fastest uncontended "
+		   "(backoff=exp|none, default exp)",
 	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_PSHARED |
 		TALLY_CAP_NAMED,
+	.takes_options = 1,
 #ifdef TALLY_HAVE_CK
 	.state_size = sizeof(struct spin_state),
 	.state_align = _Alignof(struct spin_state),

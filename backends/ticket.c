@@ -1,5 +1,6 @@
 /* ticket: Concurrency Kit's ticket lock (ck_spinlock_ticket_t): FIFO-fair,
- * and it collapses once waiters outnumber CPUs. */
+ * and it collapses once waiters outnumber CPUs; optionally with CK's
+ * proportional backoff (ck_spinlock_ticket_lock_pb). */
 #include "backend.h"
 
 #ifdef TALLY_HAVE_CK
@@ -7,10 +8,47 @@
 
 #include <ck_spinlock.h>
 
+/*
+ * Options:
+ *   backoff=none  (default) ck_spinlock_ticket_lock: every waiter reads the
+ *                 lock word between pauses.
+ *   backoff=prop  ck_spinlock_ticket_lock_pb: a waiter n places from the
+ *                 head of the queue waits about n << shift loop turns
+ *                 between reads, so fewer reads hit the line the holder
+ *                 writes.  It cannot cure the collapse when oversubscribed:
+ *                 that comes from a preempted waiter whose turn it is,
+ *                 which no backoff moves out of the way.
+ *   shift=N       0..16, default 8: the proportion for backoff=prop.
+ */
+enum { BACKOFF_NONE, BACKOFF_PROP };
+
 struct ticket_state {
 	ck_spinlock_ticket_t lock;
 	tally__word value; /* on the lock's line; only the holder writes */
+	/* Written only by init, read on every add: on their own line (see
+	 * backends/spin.c). */
+	_Alignas(TALLY_CACHELINE) unsigned backoff;
+	unsigned shift;
 };
+
+static int ticket_parse(struct ticket_state *s, const char *options)
+{
+	static const char *const words[] = {"none", "prop", NULL};
+	struct tally__opt o;
+	int w;
+
+	s->backoff = BACKOFF_NONE;
+	s->shift = 8;
+	while (tally__opt_next(&options, &o)) {
+		if (tally__opt_is(&o, "backoff") &&
+		    (w = tally__opt_word(&o, words)) >= 0)
+			s->backoff = (unsigned)w;
+		else if (!tally__opt_is(&o, "shift") ||
+			 tally__opt_uint(&o, 0, 16, &s->shift) != 0)
+			return TALLY_EOPTION;
+	}
+	return 0;
+}
 
 static int ticket_init(void *state, int64_t initial, unsigned flags,
 		       const char *options)
@@ -18,7 +56,8 @@ static int ticket_init(void *state, int64_t initial, unsigned flags,
 	struct ticket_state *s = state;
 
 	(void)flags; /* a spinlock word works unchanged in shared memory */
-	(void)options;
+	if (ticket_parse(s, options) != 0)
+		return TALLY_EOPTION;
 	ck_spinlock_ticket_init(&s->lock);
 	tally__word_init(&s->value, initial);
 	return 0;
@@ -27,7 +66,10 @@ static int ticket_init(void *state, int64_t initial, unsigned flags,
 static void ticket_lock(struct ticket_state *s)
 {
 	tally__tsan_pre_lock(&s->lock);
-	ck_spinlock_ticket_lock(&s->lock);
+	if (s->backoff == BACKOFF_PROP)
+		ck_spinlock_ticket_lock_pb(&s->lock, s->shift);
+	else
+		ck_spinlock_ticket_lock(&s->lock);
 	tally__tsan_post_lock(&s->lock);
 }
 
@@ -77,9 +119,10 @@ static void ticket_destroy(void *state)
 const struct tally_backend tally_backend_ticket = {
 	.name = "ticket",
 	.summary = "Concurrency Kit ticket lock; FIFO-fair, collapses when "
-		   "oversubscribed",
+		   "oversubscribed (backoff=none|prop, shift=N)",
 	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_FAIR |
 		TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
+	.takes_options = 1,
 #ifdef TALLY_HAVE_CK
 	.state_size = sizeof(struct ticket_state),
 	.state_align = _Alignof(struct ticket_state),

@@ -1,6 +1,7 @@
 /* interface_cost: what tally_add() costs over the same primitive written
- * inline (atomic_fetch_add, a pthread mutex, a CK ticket lock), with one and
- * two workers, measured side by side in one run. */
+ * inline (atomic_fetch_add, a pthread mutex, a CK ticket lock, CK's FAS lock
+ * with exponential backoff as the spin backend takes it), with one and two
+ * workers, measured side by side in one run. */
 /* Built as a TALLY_INLINE program: `tally_add(...)` is then the inline add
  * (include/tally.h), and `(tally_add)(...)` the library's exported function,
  * which is what a program built without TALLY_INLINE calls. */
@@ -42,6 +43,10 @@ static struct {
 	_Alignas(128) ck_spinlock_ticket_t lock;
 	uint64_t v;
 } raw_ticket = {.lock = CK_SPINLOCK_TICKET_INITIALIZER};
+static struct {
+	_Alignas(128) ck_spinlock_fas_t lock;
+	uint64_t v;
+} raw_spin = {.lock = CK_SPINLOCK_FAS_INITIALIZER};
 #endif
 
 static _Alignas(128) _Atomic int go, stop;
@@ -97,6 +102,9 @@ DEFINE_LOOP(loop_raw_mutex,
 #ifdef TALLY_HAVE_CK
 DEFINE_LOOP(loop_raw_ticket, ck_spinlock_ticket_lock(&raw_ticket.lock);
 	    raw_ticket.v++; ck_spinlock_ticket_unlock(&raw_ticket.lock))
+/* The spin backend's default variant (backoff=exp). */
+DEFINE_LOOP(loop_raw_spin, ck_spinlock_fas_lock_eb(&raw_spin.lock);
+	    raw_spin.v++; ck_spinlock_fas_unlock(&raw_spin.lock))
 #endif
 /*
  * The same primitives behind a plain (non-inlined, direct) call: the floor
@@ -126,6 +134,13 @@ __attribute__((noinline)) static void call_ticket(void)
 	ck_spinlock_ticket_unlock(&raw_ticket.lock);
 }
 DEFINE_LOOP(loop_call_ticket, call_ticket())
+__attribute__((noinline)) static void call_spin(void)
+{
+	ck_spinlock_fas_lock_eb(&raw_spin.lock);
+	raw_spin.v++;
+	ck_spinlock_fas_unlock(&raw_spin.lock);
+}
+DEFINE_LOOP(loop_call_spin, call_spin())
 #endif
 
 /* A caller that ignores nothing: a failed add would stop the program. */
@@ -143,6 +158,7 @@ static const struct kind kinds[] = {
 	{"mutex", loop_raw_mutex, loop_call_mutex},
 #ifdef TALLY_HAVE_CK
 	{"ticket", loop_raw_ticket, loop_call_ticket},
+	{"spin", loop_raw_spin, loop_call_spin},
 #endif
 };
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))
@@ -209,7 +225,8 @@ static void print_context(unsigned reps, unsigned ms)
 	printf("# interface_cost: tally_add() against the inline primitive\n"
 	       "# cpu: %s, %ld online CPUs; %s %s %s; load average %.2f\n"
 	       "# compiler: %s; libtally %s (shared)\n"
-	       "# %u interleaved rounds (raw, call, api, inline; reversed every "
+	       "# %u interleaved rounds (raw, call, api, inline; reversed "
+	       "every "
 	       "other "
 	       "round) of %u ms per configuration; ns/op is CPU time per add\n",
 	       model, sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release,
@@ -287,9 +304,9 @@ int main(int argc, char **argv)
 	       "function;\n# inline/raw: the same ratio for TALLY_INLINE; "
 	       "target: api/inline\n");
 	printf("%-7s %7s %9s %9s %9s %9s %7s %14s %14s %7s %7s  %s\n",
-	       "backend", "workers", "raw ns", "call ns", "api ns",
-	       "inline ns", "ratio", "ratio IQR", "ratio range", "api/call",
-	       "inl/raw", "target");
+	       "backend", "workers", "raw ns", "call ns", "api ns", "inline ns",
+	       "ratio", "ratio IQR", "ratio range", "api/call", "inl/raw",
+	       "target");
 	for (unsigned w = 1; w <= 2; w++)
 		for (size_t i = 0; i < N_KINDS; i++)
 			if (run_pairs(&kinds[i], w, reps, ms) != 0)

@@ -1,7 +1,9 @@
 #!/bin/sh
-# The standard sweep: every backend, workers 1, 2, 4, 8, threads and
-# processes; JSON, CSV and a plot under bench/results/ with the machine's
-# context, plus the interface-cost and latency-sampling-cost checks.
+# The standard sweep: every backend, and the lock variants that are not a
+# backend's default (spin:backoff=none, ticket:backoff=prop), workers 1, 2,
+# 4, 8, threads and processes; JSON, CSV and a plot (throughput, fairness,
+# latency) under bench/results/ with the machine's context, plus the
+# interface-cost, latency-sampling-cost and spin-against-CK checks.
 #
 # usage: bench/run-standard.sh [BUILD_DIR]   (default: build/bench)
 # environment: DURATION (0.5), REPEAT (3), ROUNDS (21: interface_cost)
@@ -30,9 +32,17 @@ fi
 mkdir -p "$out"
 start=$(date +%s)
 
-echo "== standard sweep (${duration} s x ${repeat})" >&2
+# Every built-in backend but the remote ones (as --backend all), each
+# followed by its non-default variants.
+backends=$("$tally" list --format csv | awk -F, '
+	NR > 1 && $2 == "yes" && $3 !~ /remote/ {
+		printf "%s%s", sep, $1; sep = ","
+		if ($1 == "spin") printf ",spin:backoff=none"
+		if ($1 == "ticket") printf ",ticket:backoff=prop"
+	}')
+echo "== standard sweep (${duration} s x ${repeat}): $backends" >&2
 set +e
-"$tally" bench --backend all --workers 1,2,4,8 --mode threads,processes \
+"$tally" bench --backend "$backends" --workers 1,2,4,8 --mode threads,processes \
 	--duration "$duration" --repeat "$repeat" --format json \
 	--out "$out/standard.json" --plot "$out/standard.png"
 status=$?
@@ -90,6 +100,11 @@ if [ -x "$cost" ]; then
 	"$cost" "$rounds" 20 > "$out/interface_cost.txt"
 	cat "$out/interface_cost.txt" >&2
 fi
+if [ -x "$build/bench/ck_fas_eb" ]; then
+	echo "== spin against a hand-written ck_spinlock_fas_lock_eb loop" >&2
+	"$root/bench/spin-vs-ck.sh" "$build" > "$out/spin_vs_ck.txt"
+	cat "$out/spin_vs_ck.txt" >&2
+fi
 end=$(date +%s)
 
 # The machine and build the numbers came from, for people.
@@ -106,6 +121,8 @@ for k in ("date", "cpu_model", "online_cpus", "kernel", "compiler",
     print("- **%s**: `%s`" % (k, c.get(k)))
 print("- **sweep wall time**: %s s (all steps: %s s)" % (sys.argv[2],
                                                         sys.argv[3]))
+print("- **load average after** (1, 5, 15 min): `%s`" %
+      " ".join(open("/proc/loadavg").read().split()[:3]))
 one = sorted(r["cpu_per_wall"] for r in doc["results"] if r["workers"] == 1)
 print("- **quiet?** median cpu_per_wall of the 1-worker runs: %.2f (1.00: "
       "each worker had a CPU to itself; lower: other work took CPU time)"
@@ -114,7 +131,8 @@ bad = [r for r in doc["results"] if not r["correct"] and not r["racy"]]
 print("- **results**: %d configurations, %d with a wrong count" % (
     len(doc["results"]), len(bad)))
 print("\nFiles: `standard.json` (every field), `standard.csv`, "
-      "`standard.png`, `interface_cost.txt`, `sampling_cost.txt`.")
+      "`standard.png`, `interface_cost.txt`, `sampling_cost.txt`, "
+      "`spin_vs_ck.txt`.")
 EOF
 echo "== wrote $out (sweep $((swept - start)) s, all $((end - start)) s)" >&2
 exit $status

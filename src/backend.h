@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /*
  * Cache-line size used to pad shared state.  128 rather than 64: on x86 the
@@ -113,6 +114,77 @@ static inline void tally__word_add(tally__word *w, int64_t delta)
 static inline int tally__word_get(tally__word *w, int64_t *value)
 {
 	*value = (int64_t)atomic_load_explicit(w, memory_order_acquire);
+	return 0;
+}
+
+/*
+ * Options of a backend that takes them (takes_options), "key=value,..."
+ * after "NAME:".  A backend walks them with tally__opt_next() and answers
+ * TALLY_EOPTION for a key or value it does not know.  What the options
+ * chose is stored in the backend's state, never in the handle: the state is
+ * what forked processes and the openers of a named counter share, so they
+ * all run the lock the creator chose.
+ */
+struct tally__opt {
+	const char *key, *val; /* val NULL: a bare word without '=' */
+	size_t klen, vlen;
+};
+
+/* The next option from *p (advanced past it); 0 when none is left. */
+static inline int tally__opt_next(const char **p, struct tally__opt *o)
+{
+	const char *s = *p;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	size_t len = strcspn(s, ",");
+	const char *eq = memchr(s, '=', len);
+
+	o->key = s;
+	o->klen = eq ? (size_t)(eq - s) : len;
+	o->val = eq ? eq + 1 : NULL;
+	o->vlen = eq ? len - o->klen - 1 : 0;
+	/* An empty option (",,", a leading or trailing ',') comes back as
+	 * an empty key, which no backend knows: a typo is refused. */
+	if (len == 0)
+		*p = s + 1;
+	else if (s[len] == ',' && s[len + 1] != '\0')
+		*p = s + len + 1;
+	else
+		*p = s + len; /* at the end, or at a trailing ',' */
+	return 1;
+}
+
+static inline int tally__opt_is(const struct tally__opt *o, const char *key)
+{
+	return o->klen == strlen(key) && strncmp(o->key, key, o->klen) == 0;
+}
+
+/* The index of o's value in the NULL-terminated `words`, or -1. */
+static inline int tally__opt_word(const struct tally__opt *o,
+				  const char *const *words)
+{
+	for (int i = 0; o->val != NULL && words[i] != NULL; i++)
+		if (o->vlen == strlen(words[i]) &&
+		    strncmp(o->val, words[i], o->vlen) == 0)
+			return i;
+	return -1;
+}
+
+/* o's value as a decimal in [lo, hi]: 0, or TALLY_EOPTION. */
+static inline int tally__opt_uint(const struct tally__opt *o, unsigned lo,
+				  unsigned hi, unsigned *out)
+{
+	unsigned long v = 0;
+
+	if (o->val == NULL || o->vlen == 0 || o->vlen > 9 ||
+	    strspn(o->val, "0123456789") < o->vlen)
+		return TALLY_EOPTION;
+	for (size_t i = 0; i < o->vlen; i++)
+		v = v * 10 + (unsigned long)(o->val[i] - '0');
+	if (v < lo || v > hi)
+		return TALLY_EOPTION;
+	*out = (unsigned)v;
 	return 0;
 }
 

@@ -25,6 +25,7 @@
 	X(ticket)                                                              \
 	X(mcs)                                                                 \
 	X(clh)                                                                 \
+	X(adaptive)                                                            \
 	X(atomic)                                                              \
 	X(sharded)                                                             \
 	X(percpu)                                                              \

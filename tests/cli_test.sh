@@ -177,12 +177,20 @@ input)
 	refused "unexpected argument 'extra'" run --workload inc extra
 	refused "--workload is required" run --backend mutex
 	refused "unknown workload 'mul'.*addsub, inc" run --workload mul
-	refused "unknown backend 'lock'.*none, mutex, sem, spin, ticket, mcs, clh, atomic, sharded, percpu, redis" run --workload inc --backend lock
+	refused "unknown backend 'lock'.*none, mutex, sem, spin, ticket, mcs, clh, adaptive, atomic, sharded, percpu, redis" run --workload inc --backend lock
 	refused "unknown backend 'bogus'" run --workload inc --backend "bogus:x=1"
 	refused "backend 'percpu': invalid backend option: 'percpu:path=fast'" run --workload inc --backend percpu:path=fast
 	refused "invalid backend option" run --workload addsub --backend "none:window_us=abc"
 	refused "invalid backend option" run --workload addsub --backend "none:window_us=1000001"
 	refused "invalid backend option" run --workload addsub --backend "none:colour=blue"
+	# Lock variants are options; a bad key or value is bad input (exit 2).
+	for spec in spin:backoff=fast spin:backoff= ticket:shift=17 ticket:backoff=exp \
+		adaptive:spin=x adaptive:fair_us=0 adaptive:spin=1, mutex:backoff=exp; do
+		if "$T" list | grep -Eq "^${spec%%:*} +yes"; then
+			refused "backend '${spec%%:*}': invalid backend option: '$spec'" run --workload inc --backend "$spec"
+		fi
+	done
+	refused "invalid backend option" shm create "clitest-opt-$$" --backend adaptive:spin=99
 	refused "unknown mode 'fibers'.*threads, processes" run --workload inc --mode fibers
 	refused "unknown format 'xml'.*table, json, csv" run --workload inc --format xml
 	refused "unknown format" list --format yaml
@@ -258,6 +266,19 @@ faults)
 	contains err "accounting: final value [0-9]+, completed adds sum to [0-9]+: (they agree|they differ by the one add)" "stalled spin accounting"
 	run 3 "$T" run --backend spin --workload inc --mode processes --iters 20000000 --kill-after-ms 30 --stall-timeout 1 --format json
 	json "d['killed_worker'] == 0 and d['died_worker'] == -1 and d['actual'] - d['expected'] in (0, 1)"
+	# The adaptive lock sleeps on a futex instead of spinning, and records
+	# no owner either: a holder that dies must end the run the same way.
+	seen=0
+	for i in $(seq 1 25); do
+		start=$(date +%s)
+		run 3 "$T" run --backend adaptive --workload inc --mode processes --iters 3000000 --kill-after-ms 30 --stall-timeout 1 || break
+		[ $(($(date +%s) - start)) -le 10 ] && ok || bad "adaptive holder death took over 10 s"
+		if grep -q "most likely died holding the 'adaptive' lock" "$TMP/err"; then
+			seen=1
+			break
+		fi
+	done
+	[ $seen = 1 ] && ok || bad "a killed adaptive holder never stalled the run in 25 tries"
 	# A kill that comes after every worker finished is said, not hidden.
 	run 0 "$T" run --backend mutex --workload inc --mode processes --iters 1000 --kill-after-ms 5000
 	contains err "no worker was killed: every worker had finished before --kill-after-ms 5000" "missed kill"
@@ -328,6 +349,23 @@ shm)
 		run 3 "$T" shm add $name 1 --timeout 0.3 &&
 			contains err "the mutex lock did not come free in time; the process that holds it is alive" "live mutex holder"
 		wait $holder
+		run 0 "$T" shm rm $name
+		# adaptive sleeps on a futex in the shared object: a waiter in
+		# another program is woken by the holder's unlock (a private
+		# futex would never be), and one that gives up says why.
+		run 0 "$T" shm create $name --backend adaptive
+		"$HOLDER" $name 2 &
+		holder=$!
+		sleep 0.5
+		"$T" shm add $name 5 --timeout 10 >"$TMP/out" 2>"$TMP/err" &
+		adder=$!
+		run 3 "$T" shm add $name 1 --timeout 0.3 &&
+			contains err "most likely died holding the adaptive lock" "stuck adaptive lock"
+		wait $holder
+		wait $adder
+		code=$?
+		[ $code = 0 ] && ok || bad "a sleeping adaptive waiter in another program: exit $code, wanted 0"
+		run 0 "$T" shm get $name && contains out "^105$" "adaptive across programs"
 		run 0 "$T" shm rm $name
 	fi
 	# Something else under the name is refused, never read as a counter:

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -274,6 +275,128 @@ static void test_add_cs_runs_inside_the_lock(void **state)
 	}
 }
 
+/*
+ * Backend options: each lock variant a backend offers (src/backend.h,
+ * tally__opt) is a working lock, and a bad option or value is
+ * TALLY_EOPTION with nothing made.  Variants of backends not built in are
+ * skipped (they answer TALLY_ENOTBUILT).
+ */
+static const char *const good_options[] = {
+	"spin:backoff=exp",
+	"spin:backoff=none",
+	"ticket:backoff=none",
+	"ticket:backoff=prop",
+	"ticket:backoff=prop,shift=0",
+	"ticket:shift=16,backoff=prop",
+	"adaptive:spin=0",
+	"adaptive:spin=64,fair_us=1000000",
+	/* every contended waiter is handed the lock: the hand-over path */
+	"adaptive:spin=0,fair_us=1",
+};
+
+static const char *const bad_options[] = {
+	"spin:backoff",
+	"spin:backoff=",
+	"spin:backoff=fast",
+	"spin:backoff=expo",
+	"spin:x=1",
+	"spin:backoff=exp,",
+	"ticket:shift=17",
+	"ticket:shift=-1",
+	"ticket:shift=",
+	"ticket:shift=1x",
+	"ticket:backoff=exp",
+	"adaptive:spin=65",
+	"adaptive:fair_us=0",
+	"adaptive:spin",
+	"adaptive:fair_us=1000001",
+	"adaptive:spin=1,bogus",
+	"adaptive:spin=99999999999",
+};
+
+/* As inside(), but every fourth call gives up the CPU while holding the
+ * lock: the other workers then find it held, spin, sleep (adaptive) and,
+ * past fair_us, ask for it to be handed over. */
+static void inside_yielding(void *p)
+{
+	struct cs_arg *a = p;
+	uint64_t v = *(volatile uint64_t *)&a->plain;
+
+	if (v % 4 == 0)
+		sched_yield();
+	*(volatile uint64_t *)&a->plain = v + 1;
+}
+
+#define CROWD_ADDS 4000
+
+static void *crowd_worker(void *p)
+{
+	struct cs_arg *a = p;
+
+	for (int i = 0; i < CROWD_ADDS; i++)
+		if (tally_add_cs(a->t, 3, inside_yielding, a) != 0)
+			return p;
+	return NULL;
+}
+
+static int built_in(const char *spec)
+{
+	char name[32];
+	tally_backend_info b;
+
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(spec, ":"), spec);
+	return tally_backend_find(name, &b) == 0 && b.built_in;
+}
+
+static void test_backend_options(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_options) / sizeof(*bad_options);
+	     i++) {
+		tally *t = (tally *)0x1;
+
+		if (!built_in(bad_options[i]))
+			continue;
+		if (tally_create(&t, bad_options[i], 0, 0) != TALLY_EOPTION)
+			fail_msg("'%s' was not refused as TALLY_EOPTION",
+				 bad_options[i]);
+		assert_ptr_equal(t, (tally *)0x1);
+	}
+	for (size_t i = 0; i < sizeof(good_options) / sizeof(*good_options);
+	     i++) {
+		struct cs_arg a = {0};
+		tally_backend_info b;
+		pthread_t th[4];
+		void *r;
+		int64_t v;
+
+		if (!built_in(good_options[i]))
+			continue;
+		if (tally_create(&a.t, good_options[i], 0, 0) != 0)
+			fail_msg("'%s' was refused", good_options[i]);
+		/* A spinning lock with more workers than CPUs can take a time
+		 * slice per hand-over: two workers for those. */
+		assert_int_equal(
+			tally_backend_find(tally_backend_name(a.t), &b), 0);
+		unsigned n = (b.caps & TALLY_CAP_SPINNING) ? 2 : 4;
+		for (unsigned k = 0; k < n; k++)
+			assert_int_equal(
+				pthread_create(&th[k], NULL, crowd_worker, &a),
+				0);
+		for (unsigned k = 0; k < n; k++) {
+			pthread_join(th[k], &r);
+			assert_null(r);
+		}
+		assert_int_equal(tally_get(a.t, &v), 0);
+		if (v != 3 * CROWD_ADDS * (int64_t)n ||
+		    a.plain != CROWD_ADDS * n)
+			fail_msg("%s: count %lld, %llu of %u inside the lock",
+				 good_options[i], (long long)v,
+				 (unsigned long long)a.plain, CROWD_ADDS * n);
+		tally_destroy(a.t);
+	}
+}
+
 /* Holds the lock (from inside tally_add_cs) until the test lets it go. */
 struct holder {
 	tally *t;
@@ -368,6 +491,64 @@ static void test_backend_path(void **state)
 	tally_destroy(slow);
 }
 
+struct sleeper {
+	tally *t;
+	_Atomic int started;
+};
+
+static void *sleeper_main(void *p)
+{
+	struct sleeper *z = p;
+
+	atomic_fetch_add(&z->started, 1);
+	return tally_add(z->t, 1) >= 0 ? NULL : p;
+}
+
+/* Waiters that found the lock held long enough to go to sleep are woken
+ * when it comes free: every one of them finishes.  An unlock that forgot
+ * to wake a sleeper would leave it asleep until the alarm ends the test. */
+static void test_unlock_wakes_the_waiters(void **state)
+{
+	tally_backend_info b;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		struct holder h = {0};
+		struct sleeper z = {0};
+		pthread_t th, ws[4];
+		void *r;
+		int64_t v;
+
+		if (!(b.caps & TALLY_CAP_LOCKED))
+			continue;
+		assert_int_equal(tally_create(&h.t, b.name, 0, 0), 0);
+		z.t = h.t;
+		assert_int_equal(pthread_create(&th, NULL, holder_main, &h), 0);
+		while (!atomic_load(&h.inside))
+			sched_yield();
+		for (int k = 0; k < 4; k++)
+			assert_int_equal(
+				pthread_create(&ws[k], NULL, sleeper_main, &z),
+				0);
+		while (atomic_load(&z.started) < 4)
+			sched_yield();
+		usleep(50000); /* long past any spinning: they sleep now */
+		alarm(20);
+		atomic_store(&h.release, 1);
+		pthread_join(th, &r);
+		assert_null(r);
+		for (int k = 0; k < 4; k++) {
+			pthread_join(ws[k], &r);
+			assert_null(r);
+		}
+		alarm(0);
+		assert_int_equal(tally_get(h.t, &v), 0);
+		assert_int_equal(v, 7 + 4);
+		tally_destroy(h.t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +563,8 @@ int main(void)
 		cmocka_unit_test(test_add_cs_runs_inside_the_lock),
 		cmocka_unit_test(test_get_never_waits_for_the_lock),
 		cmocka_unit_test(test_backend_path),
+		cmocka_unit_test(test_backend_options),
+		cmocka_unit_test(test_unlock_wakes_the_waiters),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,12 +5,14 @@
 #include "workload.h"
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -179,6 +181,55 @@ static void test_harness_catches_lost_updates(void **state)
 	lost_updates_are_caught(WL_PROCESSES);
 }
 
+/*
+ * adaptive hands the lock directly to a waiter that has waited too long.
+ * If that waiter's process is killed while it waits, the unlock must not
+ * hand the lock to the dead: here a child becomes that waiter (it finds
+ * the lock held, sleeps, is woken by an unlock, finds the lock retaken and
+ * asks for it), is killed, and the parent's next add must still get the
+ * lock.  A lock handed to the dead would hang it until the alarm.
+ */
+static tally *starved;
+static pid_t starver;
+
+static void fork_a_waiter(void *unused)
+{
+	(void)unused;
+	starver = fork();
+	if (starver == 0)
+		_exit(tally_add(starved, 1) < 0);
+	usleep(100000); /* it finds the lock held and sleeps (spin=0) */
+}
+
+static void kill_the_waiter(void *unused)
+{
+	(void)unused;
+	usleep(100000); /* woken by our unlock, it found the lock retaken */
+	kill(starver, SIGKILL);
+	waitpid(starver, NULL, 0);
+}
+
+static void test_a_killed_starving_waiter_is_passed_over(void **state)
+{
+	int64_t v;
+
+	(void)state;
+	assert_int_equal(tally_create(&starved, "adaptive:spin=0,fair_us=1", 0,
+				      TALLY_PSHARED),
+			 0);
+	assert_int_equal(tally_add_cs(starved, 1, fork_a_waiter, NULL), 0);
+	assert_true(starver > 0);
+	/* Retaken at once, before the woken child runs (if the child won,
+	 * it added and left, and the kill finds it gone: no harm). */
+	assert_int_equal(tally_add_cs(starved, 1, kill_the_waiter, NULL), 0);
+	alarm(10);
+	assert_int_equal(tally_add(starved, 1), 0);
+	alarm(0);
+	assert_int_equal(tally_get(starved, &v), 0);
+	assert_true(v == 3 || v == 4);
+	tally_destroy(starved);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -186,6 +237,7 @@ int main(void)
 		cmocka_unit_test(test_threads_exact),
 		cmocka_unit_test(test_processes_exact),
 		cmocka_unit_test(test_harness_catches_lost_updates),
+		cmocka_unit_test(test_a_killed_starving_waiter_is_passed_over),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,7 +62,8 @@ void bench_report(FILE *f, const struct bench_opts *o,
 		  const struct bench_result *r, unsigned n);
 /* Check that gnuplot and the plot script can be found; say why not. */
 int bench_plot_check(const char *cmd, const char *path);
-/* Render throughput and fairness against workers into o->plot_path. */
+/* Render throughput, fairness and latency against workers into
+ * o->plot_path. */
 int bench_plot(const char *cmd, const struct bench_opts *o,
 	       const struct bench_result *r, unsigned n);
 /* Jain's fairness index of n counts, and the smallest/largest share. */

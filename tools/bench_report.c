@@ -532,7 +532,7 @@ static void write_plot_data(FILE *f, const struct bench_opts *o,
 			const char *name = o->backends[b];
 			if (!has_series(r, n, name, o->modes[m]))
 				continue;
-			fprintf(f, "%s\"%s\" w med min max fair\n",
+			fprintf(f, "%s\"%s\" w med min max fair p50 p99\n",
 				pl->series++ ? "\n\n" : "", name);
 			pl->per_mode[m]++;
 			snprintf(pl->colors + strlen(pl->colors),
@@ -544,10 +544,14 @@ static void write_plot_data(FILE *f, const struct bench_opts *o,
 				if (x->mode != o->modes[m] ||
 				    x->backend != name || !x->have_run)
 					continue;
-				fprintf(f, "%u %.6g %.6g %.6g %.4f\n",
+				fprintf(f, "%u %.6g %.6g %.6g %.4f %llu %llu\n",
 					x->workers, x->median, x->min, x->max,
 					bench_jain(x->run.ops, x->workers, &lo,
-						   &hi));
+						   &hi),
+					(unsigned long long)bench_hist_quantile(
+						&x->run.hist, 0.50),
+					(unsigned long long)bench_hist_quantile(
+						&x->run.hist, 0.99));
 			}
 		}
 }

@@ -1,0 +1,437 @@
+/* adaptive: a lock that spins briefly, then sleeps on a futex; eventually
+ * fair; works in threads, across forked processes and in named counters. */
+#include "backend.h"
+
+#if defined(__linux__)
+#include "tsan.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * The algorithm.  Sources: Drepper, "Futexes Are Tricky" (2011), mutex 3;
+ * WebKit's WTF::Lock and ParkingLot; Rust's parking_lot RawMutex; Go's
+ * sync.Mutex starvation mode.  None of their code is used: ParkingLot and
+ * parking_lot keep their wait queues in a process-private hash table, so
+ * they cannot serve processes that share only the lock's memory.  Here
+ * every bit of state is in the counter's state, and the kernel's futex
+ * queue is the wait queue.
+ *
+ * `word` holds three bits:
+ *   LOCKED   the lock is held.
+ *   PARKED   a thread may be asleep on `word`: the unlock must wake one.
+ *   HANDOFF  a starving waiter asks for the lock directly (see below).
+ * Uncontended, a lock is one compare-and-swap 0 -> LOCKED and an unlock one
+ * compare-and-swap LOCKED -> 0; any other bit sends the unlock to its slow
+ * path.  An unlock must be a read-modify-write (not a plain store, as in a
+ * spinlock) because it must see, atomically with the release, whether
+ * anyone sleeps: a store followed by a load could miss a thread that set
+ * PARKED in between and then sleep for ever (Drepper's mutex 1 bug).
+ *
+ * Contended, a locker first spins: it retries up to `spin` times, waiting
+ * an exponentially growing number of loop turns between tries without
+ * touching the lock's line (as Concurrency Kit's ck_spinlock_fas_lock_eb
+ * does), so that the holder keeps the line and can take the lock again at
+ * once.  With two CPUs and a short critical section the lock is then nearly
+ * never slept on.  Past the spins it sleeps: it counts itself in `sleepers`,
+ * sets PARKED, and calls FUTEX_WAIT while the word still reads
+ * LOCKED|PARKED (if the unlock came in between, the kernel returns at once
+ * and it tries again: no lost wake-up).
+ *
+ * Who sets PARKED again after an unlock cleared it and woke one sleeper
+ * while others still sleep?  Drepper's answer is that a woken thread always
+ * takes the lock "contended", setting PARKED whether or not anyone else
+ * sleeps; that costs a useless FUTEX_WAKE system call per unlock after the
+ * last sleeper has gone.  Here `sleepers` counts the threads between their
+ * decision to sleep and their return from FUTEX_WAIT, and whoever takes the
+ * lock on the slow path (a woken sleeper always does) sets PARKED exactly
+ * when it is not zero (mark_sleepers()).  A taker on the fast path looks
+ * at no count, but then the thread that the last unlock woke is still on
+ * its way through the slow path, and sets PARKED for those left asleep
+ * when it takes the lock or goes back to sleep.
+ *
+ * Eventual fairness.  A lock that lets newcomers barge in is fast, but a
+ * woken sleeper may lose the race again and again.  So a waiter that has
+ * waited longer than `fair_us` since it began becomes the (single)
+ * starving waiter: it claims `handoff` (idle -> its process id), sets
+ * HANDOFF in the word and sleeps on `handoff`.  The next unlock sees
+ * HANDOFF and, instead of releasing, passes the lock on while still LOCKED:
+ * it clears HANDOFF, stores GIVEN in `handoff` (release: the holder's
+ * writes come with it) and wakes that waiter, which then holds the lock and
+ * sets `handoff` back to idle.  Meanwhile the word never reads unlocked, so
+ * nobody barges past it. A sleeper asks only once it has been woken, and the
+ * kernel wakes a futex's sleepers in the order they went to sleep (among
+ * threads of one priority), so each sleeper comes to ask in turn; one that
+ * finds another already starving sleeps again.  As with parking_lot's "eventual
+ * fairness" and Go's starvation mode, the fast barging path stays for
+ * everyone else.
+ *
+ * A starving waiter killed while it waits (a `tally shm add` whose deadline
+ * passed, a worker killed by `tally run --kill-after-ms`) must not be handed
+ * a lock that nobody would then release: the unlock first asks the kernel
+ * whether the starver's process still exists (kill(pid, 0)), and if not it
+ * releases the lock as usual and frees the hand-over for another waiter.
+ * (A live starver that the check took for dead -- processes in different
+ * PID namespaces -- finds its claim withdrawn, and simply waits again.)
+ *
+ * A holder that dies is not recovered (no owner is recorded): the waiters
+ * sleep until something outside ends them, as `tally run` does with its
+ * stall watchdog (exit 3) and `tally shm add` with its deadline.  The
+ * sleepers count of a process killed while asleep stays counted, which
+ * only costs later unlocks a useless wake-up.
+ *
+ * Options, after "adaptive:":
+ *   spin=N      tries before sleeping, 0..64 (default 10)
+ *   fair_us=N   wait in microseconds after which a waiter is handed the
+ *               lock directly, 1..1000000 (default 1000)
+ */
+enum { LOCKED = 1u, PARKED = 2u, HANDOFF = 4u };
+/* `handoff`: idle, given, or else the starving waiter's process id. */
+enum { HANDOFF_IDLE = 0u, HANDOFF_GIVEN = 0xffffffffu };
+
+struct adaptive_state {
+	_Atomic uint32_t word;
+	_Atomic uint32_t sleepers; /* slow path only */
+	_Atomic uint32_t handoff;  /* a futex of its own, for the starving */
+	tally__word value;	   /* on the lock's line; only the holder */
+	/* Written only by init, read by every slow path: on a line of its
+	 * own, so that reading them never takes the lock's line away from
+	 * its holder. */
+	_Alignas(TALLY_CACHELINE) unsigned spin;
+	unsigned fair_us;
+	int futex_private; /* FUTEX_PRIVATE_FLAG, or 0 when shared */
+};
+
+static int adaptive_parse(struct adaptive_state *s, const char *options)
+{
+	struct tally__opt o;
+
+	s->spin = 10;
+	s->fair_us = 1000;
+	while (tally__opt_next(&options, &o)) {
+		int rc = tally__opt_is(&o, "spin")
+				 ? tally__opt_uint(&o, 0, 64, &s->spin)
+			 : tally__opt_is(&o, "fair_us")
+				 ? tally__opt_uint(&o, 1, 1000000, &s->fair_us)
+				 : TALLY_EOPTION;
+		if (rc != 0)
+			return TALLY_EOPTION;
+	}
+	return 0;
+}
+
+static int adaptive_init(void *state, int64_t initial, unsigned flags,
+			 const char *options)
+{
+	struct adaptive_state *s = state;
+
+	if (adaptive_parse(s, options) != 0)
+		return TALLY_EOPTION;
+	/* A private futex is hashed by (mm, address): faster, but another
+	 * process's wake would never find it. */
+	s->futex_private = (flags & TALLY_PSHARED) ? 0 : FUTEX_PRIVATE_FLAG;
+	atomic_init(&s->word, 0);
+	atomic_init(&s->sleepers, 0);
+	atomic_init(&s->handoff, HANDOFF_IDLE);
+	tally__word_init(&s->value, initial);
+	return 0;
+}
+
+/* Sleep while *addr == val (any wake-up, signal or timeout: the caller
+ * looks again). */
+static void futex_wait(const struct adaptive_state *s, _Atomic uint32_t *addr,
+		       uint32_t val)
+{
+	syscall(SYS_futex, addr, FUTEX_WAIT | s->futex_private, val, NULL, NULL,
+		0);
+}
+
+static void futex_wake(const struct adaptive_state *s, _Atomic uint32_t *addr,
+		       int n)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE | s->futex_private, n, NULL, NULL,
+		0);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* About 2^(8 + try) loop turns, up to 2^16, without touching memory:
+ * ck_backoff_eb's shape.  The compiler barrier keeps the loop. */
+static void backoff(unsigned try)
+{
+	unsigned n = 1u << (8 + (try < 8 ? try : 8));
+
+	for (unsigned i = 0; i < n; i++)
+		atomic_signal_fence(memory_order_seq_cst);
+}
+
+/*
+ * The holder, having come by the slow path: if anyone still sleeps, make
+ * sure PARKED is set, so that our unlock wakes one (see above).  Seq_cst,
+ * as is every slow-path access to `word` and `sleepers`: a sleeper counts
+ * itself and then reads the word; we changed the word and then read the
+ * count.  In the single order of seq_cst operations one of us comes first,
+ * so either we see its count, or it sees our LOCKED without PARKED and sets
+ * PARKED itself before it sleeps.  (A sleeper already asleep was counted
+ * before the unlock, seq_cst too, that cleared its PARKED bit.)
+ */
+static void mark_sleepers(struct adaptive_state *s)
+{
+	if (atomic_load_explicit(&s->sleepers, memory_order_seq_cst) != 0 &&
+	    !(atomic_load_explicit(&s->word, memory_order_relaxed) & PARKED))
+		atomic_fetch_or_explicit(&s->word, PARKED,
+					 memory_order_relaxed);
+}
+
+/* Take the lock if the word w is unlocked: 1 on success. */
+static int try_take(struct adaptive_state *s, uint32_t w)
+{
+	if (w & LOCKED)
+		return 0;
+	/* Seq_cst, so also acquire: the previous holder's writes (its
+	 * release) are ours. */
+	if (!atomic_compare_exchange_strong_explicit(&s->word, &w, w | LOCKED,
+						     memory_order_seq_cst,
+						     memory_order_relaxed))
+		return 0;
+	mark_sleepers(s);
+	return 1;
+}
+
+/* The starving waiter: 1 once it holds the lock; 0 when another waiter is
+ * already the starving one, or our claim was withdrawn (the caller then
+ * just sleeps again). */
+static int take_handed_over(struct adaptive_state *s)
+{
+	uint32_t idle = HANDOFF_IDLE, me = (uint32_t)getpid(), h;
+
+	if (!atomic_compare_exchange_strong_explicit(&s->handoff, &idle, me,
+						     memory_order_seq_cst,
+						     memory_order_relaxed))
+		return 0;
+	for (;;) {
+		uint32_t w =
+			atomic_load_explicit(&s->word, memory_order_relaxed);
+		if (!(w & LOCKED)) {
+			if (!try_take(s, w))
+				continue;
+			/* Free after all: no hand-over. */
+			atomic_store_explicit(&s->handoff, HANDOFF_IDLE,
+					      memory_order_seq_cst);
+			return 1;
+		}
+		/* Seq_cst (a full barrier): our claim on `handoff` is
+		 * visible before the unlock can see the bit that tells it
+		 * to look. */
+		if (atomic_compare_exchange_weak_explicit(
+			    &s->word, &w, w | HANDOFF, memory_order_seq_cst,
+			    memory_order_relaxed))
+			break;
+	}
+	/* Seq_cst (so acquire): pairs with the unlock's store, which brings
+	 * the holder's writes. */
+	while ((h = atomic_load_explicit(&s->handoff, memory_order_seq_cst)) ==
+	       me)
+		futex_wait(s, &s->handoff, h);
+	if (h != HANDOFF_GIVEN)
+		return 0; /* withdrawn: see the unlock */
+	/* Handed over, the word kept whatever PARKED it had; an earlier
+	 * unlock may have cleared it with others still asleep. */
+	mark_sleepers(s);
+	/* Only now may another waiter claim the hand-over. */
+	atomic_store_explicit(&s->handoff, HANDOFF_IDLE, memory_order_seq_cst);
+	return 1;
+}
+
+/* Sleep once on the word, unless it changed (then return at once). */
+static void sleep_on_word(struct adaptive_state *s)
+{
+	/* Counted before we look at the word: see mark_sleepers(). */
+	atomic_fetch_add_explicit(&s->sleepers, 1, memory_order_seq_cst);
+	uint32_t w = atomic_load_explicit(&s->word, memory_order_seq_cst);
+
+	while (w & LOCKED) {
+		if ((w & PARKED) ||
+		    atomic_compare_exchange_weak_explicit(
+			    &s->word, &w, w | PARKED, memory_order_seq_cst,
+			    memory_order_relaxed)) {
+			futex_wait(s, &s->word, w | PARKED);
+			break;
+		}
+	}
+	atomic_fetch_sub_explicit(&s->sleepers, 1, memory_order_relaxed);
+}
+
+static void adaptive_lock_slow(struct adaptive_state *s)
+{
+	uint64_t start = 0;
+	unsigned try = 0;
+
+	for (;;) {
+		uint32_t w =
+			atomic_load_explicit(&s->word, memory_order_relaxed);
+		if (try_take(s, w))
+			return;
+		/* Spin while it may pay: not when a starving waiter is
+		 * about to be handed the lock anyway. */
+		if (try < s->spin && !(w & HANDOFF)) {
+			backoff(try++);
+			continue;
+		}
+		if (start == 0) {
+			start = now_ns();
+		} else if (now_ns() - start >= s->fair_us * 1000ull &&
+			   take_handed_over(s)) {
+			return;
+		}
+		sleep_on_word(s);
+	}
+}
+
+static void adaptive_lock(struct adaptive_state *s)
+{
+	uint32_t unlocked = 0;
+
+	tally__tsan_pre_lock(s);
+	if (!atomic_compare_exchange_weak_explicit(&s->word, &unlocked, LOCKED,
+						   memory_order_acquire,
+						   memory_order_relaxed))
+		adaptive_lock_slow(s);
+	tally__tsan_post_lock(s);
+}
+
+/* The starving waiter's process is gone (killed while it waited). */
+static int starver_gone(uint32_t h)
+{
+	return h != HANDOFF_IDLE && h != HANDOFF_GIVEN &&
+	       kill((pid_t)h, 0) != 0 && errno == ESRCH;
+}
+
+static void adaptive_unlock_slow(struct adaptive_state *s)
+{
+	/* Seq_cst here and on the failures below (so acquire): having seen
+	 * HANDOFF, we see the claim on `handoff` that was made before it. */
+	uint32_t w = atomic_load_explicit(&s->word, memory_order_seq_cst);
+
+	for (;;) {
+		if ((w & HANDOFF) &&
+		    starver_gone(atomic_load_explicit(&s->handoff,
+						      memory_order_seq_cst))) {
+			/* Release as if nobody starved, then withdraw the
+			 * claim (in that order: a new claim can only come
+			 * after the bit is gone) and wake whoever sleeps on
+			 * it, should the process be alive after all. */
+			if (!atomic_compare_exchange_weak_explicit(
+				    &s->word, &w, 0, memory_order_seq_cst,
+				    memory_order_seq_cst))
+				continue;
+			atomic_store_explicit(&s->handoff, HANDOFF_IDLE,
+					      memory_order_seq_cst);
+			futex_wake(s, &s->handoff, INT_MAX);
+			if (w & PARKED)
+				futex_wake(s, &s->word, 1);
+			return;
+		}
+		if (w & HANDOFF) {
+			/* Stay LOCKED: the lock passes to the starving
+			 * waiter, not to whoever barges in first.  Seq_cst
+			 * (so acquire): the waiter's WAITING, written before
+			 * its HANDOFF bit, comes before our GIVEN. */
+			if (!atomic_compare_exchange_weak_explicit(
+				    &s->word, &w, w & ~HANDOFF,
+				    memory_order_seq_cst, memory_order_seq_cst))
+				continue;
+			/* Seq_cst (so release): our writes go with it. */
+			atomic_store_explicit(&s->handoff, HANDOFF_GIVEN,
+					      memory_order_seq_cst);
+			futex_wake(s, &s->handoff, 1);
+			return;
+		}
+		/* Seq_cst (so release: our writes go to the next holder):
+		 * clearing PARKED is ordered after the count of every
+		 * sleeper it leaves asleep (see mark_sleepers()). */
+		if (atomic_compare_exchange_weak_explicit(
+			    &s->word, &w, 0, memory_order_seq_cst,
+			    memory_order_seq_cst)) {
+			if (w & PARKED)
+				futex_wake(s, &s->word, 1);
+			return;
+		}
+	}
+}
+
+static void adaptive_unlock(struct adaptive_state *s)
+{
+	uint32_t locked = LOCKED;
+
+	tally__tsan_pre_unlock(s);
+	if (!atomic_compare_exchange_strong_explicit(&s->word, &locked, 0,
+						     memory_order_release,
+						     memory_order_relaxed))
+		adaptive_unlock_slow(s);
+	tally__tsan_post_unlock(s);
+}
+
+static int adaptive_add(void *state, int64_t delta)
+{
+	struct adaptive_state *s = state;
+
+	adaptive_lock(s);
+	tally__word_add(&s->value, delta);
+	adaptive_unlock(s);
+	return 0;
+}
+
+static int adaptive_add_cs(void *state, int64_t delta, void (*inside)(void *),
+			   void *arg)
+{
+	struct adaptive_state *s = state;
+
+	adaptive_lock(s);
+	tally__word_add(&s->value, delta);
+	inside(arg);
+	adaptive_unlock(s);
+	return 0;
+}
+
+/* Without the lock: see tally__word in src/backend.h. */
+static int adaptive_get(void *state, int64_t *value)
+{
+	return tally__word_get(&((struct adaptive_state *)state)->value, value);
+}
+
+static void adaptive_destroy(void *state)
+{
+	tally__tsan_destroy(state);
+}
+#endif /* __linux__ */
+
+/* Futexes are Linux's: elsewhere the name is known, not built in. */
+const struct tally_backend tally_backend_adaptive = {
+	.name = "adaptive",
+	.summary = "spins briefly, then sleeps on a futex; eventually fair, "
+		   "works across processes (spin=N, fair_us=N)",
+	.caps = TALLY_CAP_LOCKED | TALLY_CAP_BLOCKING | TALLY_CAP_PSHARED |
+		TALLY_CAP_NAMED,
+	.takes_options = 1,
+#if defined(__linux__)
+	.state_size = sizeof(struct adaptive_state),
+	.state_align = _Alignof(struct adaptive_state),
+	.init = adaptive_init,
+	.add = adaptive_add,
+	.add_cs = adaptive_add_cs,
+	.get = adaptive_get,
+	.destroy = adaptive_destroy,
+#endif
+};
