@@ -388,10 +388,10 @@ TALLY_API int tally_backend_check(const char *backend, unsigned flags);
 
 /*
  * More about the last error that tally_create(), tally_open(),
- * tally_unlink() or tally_backend_check() returned in this thread, when there is more to say
- * than tally_strerror(): e.g. "shm_open(/tally.jobs): Permission denied",
- * "owned by uid 1001 (probe), mode 0666", "its backend is spin".  An empty
- * string when there is nothing more.  Thread-local: valid until this
+ * tally_unlink() or tally_backend_check() returned in this thread, when there
+ * is more to say than tally_strerror(): e.g. "shm_open(/tally.jobs): Permission
+ * denied", "owned by uid 1001 (probe), mode 0666", "its backend is spin".  An
+ * empty string when there is nothing more.  Thread-local: valid until this
  * thread's next call into the library; never NULL.
  */
 TALLY_API const char *tally_errdetail(void);

@@ -23,10 +23,10 @@
 #define EXIT_SETUP 3
 #define EXIT_SKIP  77 /* CTest's SKIP_RETURN_CODE: no rseq on this system */
 
-#define MAX_WORKERS   256
-#define SIGNAL_PERIOD 100000L /* ns: 10000 timer signals a second per worker   \
-			       */
-#define HANDLER_DELTA (-7)    /* what each signal handler adds */
+#define MAX_WORKERS 256
+/* ns: 10000 timer signals a second per worker */
+#define SIGNAL_PERIOD 100000L
+#define HANDLER_DELTA (-7) /* what each signal handler adds */
 
 static tally *counter;
 static const char *expect = "any"; /* the path every worker must take */
