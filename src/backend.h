@@ -26,11 +26,14 @@
  *   summary   one line for `tally list`.
  *   caps      TALLY_CAP_* bits; callers branch on these, never on names.
  *   state_size, state_align
- *             bytes the core allocates for the backend's state.  The core
- *             places the state at the start of its own cache line(s) (in
- *             private memory, an anonymous shared mapping for TALLY_PSHARED,
- *             or a POSIX shared-memory object for named counters) and pads it
- *             to whole lines.  state_size is 0 when not built in.
+ *             bytes the core allocates for the backend's state, and the
+ *             alignment it needs (a power of two, at most a page).  The
+ *             core places the state at the start of its own cache line(s),
+ *             or at a multiple of state_align when that is wider (in private
+ *             memory, an anonymous shared mapping for TALLY_PSHARED, or a
+ *             POSIX shared-memory object for named counters; see
+ *             tally__state_align() in src/internal.h) and pads it to whole
+ *             lines.  state_size is 0 when not built in.
  *
  * Operations, in lifecycle order.  The core validates every argument first
  * (STYLE 6): a backend never sees NULL pointers or unknown flags.  When the

@@ -67,6 +67,10 @@ void tally__detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* src/place.c */
 size_t tally__round_up(size_t n, size_t to);
+/* Where a backend's state may start: a multiple of this.  A whole cache
+ * line, so that the state shares its lines with nothing else, or the
+ * backend's state_align when that is wider. */
+size_t tally__state_align(const struct tally_backend *ops);
 int tally__place_private(tally **out, const struct tally_backend *ops);
 int tally__place_shared(tally **out, const struct tally_backend *ops);
 void tally__unplace(tally *t);

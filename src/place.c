@@ -12,16 +12,24 @@ size_t tally__round_up(size_t n, size_t to)
 	return (n + to - 1) / to * to;
 }
 
+size_t tally__state_align(const struct tally_backend *ops)
+{
+	return ops->state_align > TALLY_CACHELINE ? ops->state_align
+						  : TALLY_CACHELINE;
+}
+
 /*
  * One allocation: the handle on its own line(s), then the state starting on
- * a fresh line and padded to whole lines, so that neither the handle's
- * read-mostly words nor a neighbouring heap object sit on the state's lines.
+ * a fresh line (at its own alignment, when wider) and padded to whole
+ * lines, so that neither the handle's read-mostly words nor a neighbouring
+ * heap object sit on the state's lines.
  */
 int tally__place_private(tally **out, const struct tally_backend *ops)
 {
-	size_t head = tally__round_up(sizeof(struct tally), TALLY_CACHELINE);
-	size_t body = tally__round_up(ops->state_size, TALLY_CACHELINE);
-	char *p = aligned_alloc(TALLY_CACHELINE, head + body);
+	size_t align = tally__state_align(ops);
+	size_t head = tally__round_up(sizeof(struct tally), align);
+	size_t body = tally__round_up(ops->state_size, align);
+	char *p = aligned_alloc(align, head + body);
 
 	if (p == NULL)
 		return TALLY_ENOMEM;
@@ -34,8 +42,9 @@ int tally__place_private(tally **out, const struct tally_backend *ops)
 
 /*
  * The state in an anonymous shared mapping: page-aligned, so alone on its
- * lines.  The handle itself stays private; a forked child gets a copy of it
- * that points at the same mapping.
+ * lines and aligned for any state_align up to a page (backend.h).  The
+ * handle itself stays private; a forked child gets a copy of it that points
+ * at the same mapping.
  */
 int tally__place_shared(tally **out, const struct tally_backend *ops)
 {

@@ -201,12 +201,6 @@ int tally_create_inline1(tally **out, const char *backend, int64_t initial,
 	return tally_create(out, backend, initial, flags);
 }
 
-int tally_open_inline1(tally **out, const char *name, const char *backend,
-		       int64_t initial, unsigned flags)
-{
-	return tally_open(out, name, backend, initial, flags);
-}
-
 int tally_add(tally *t, int64_t delta)
 {
 	if (t == NULL)
