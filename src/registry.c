@@ -29,7 +29,20 @@
 	X(atomic)                                                              \
 	X(sharded)                                                             \
 	X(percpu)                                                              \
-	X(redis)
+	X(redis)                                                               \
+	TALLY_TEST_BACKENDS(X)
+
+/*
+ * The test copy of the library (tests/unit.cmake) compiles this file again
+ * with TALLY_TEST_BUSTED, adding tests/busted.c's backend, which claims a
+ * lock and takes none: the exclusion tests must fail on it.  libtally and
+ * `tally list` never have it.
+ */
+#ifdef TALLY_TEST_BUSTED
+#define TALLY_TEST_BACKENDS(X) X(busted)
+#else
+#define TALLY_TEST_BACKENDS(X)
+#endif
 
 #define DECLARE(name) extern const struct tally_backend tally_backend_##name;
 TALLY_BACKENDS(DECLARE)

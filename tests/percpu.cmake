@@ -56,6 +56,7 @@ foreach(src ${percpu_sources})
   endif()
   list(APPEND percpu_fold_sources ${src})
 endforeach()
+list(APPEND percpu_fold_sources ${PROJECT_SOURCE_DIR}/src/registry.c)
 add_library(tally_percpu_fold STATIC ${percpu_fold_sources})
 target_include_directories(tally_percpu_fold PUBLIC ${PROJECT_SOURCE_DIR}/include
   PRIVATE ${PROJECT_SOURCE_DIR}/src)

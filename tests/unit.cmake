@@ -21,3 +21,46 @@ target_link_libraries(unit_inline PRIVATE tally tally_flags Threads::Threads
 add_test(NAME unit_inline COMMAND unit_inline)
 set_tests_properties(unit_inline PROPERTIES TIMEOUT 300 LABELS tsan
   RESOURCE_LOCK dev_shm)
+
+# The must-fail runs.  tally_busted is a test-only copy of the library: the
+# same objects, with src/registry.c compiled again to list one more backend,
+# tests/busted.c, which claims TALLY_CAP_LOCKED and takes no lock (as
+# locktorture's lock_busted).  The exclusion tests run on it alone
+# ($TALLY_TEST_BACKEND) and pass only if they report it, with the words they
+# use for a lock that does not exclude: proof that they can catch one.
+# Not labelled tsan: there the broken lock is ThreadSanitizer's finding.
+add_library(tally_busted STATIC $<TARGET_OBJECTS:tally_objects>
+  ${PROJECT_SOURCE_DIR}/src/registry.c ${CMAKE_CURRENT_SOURCE_DIR}/busted.c)
+target_compile_definitions(tally_busted PRIVATE TALLY_TEST_BUSTED=1)
+target_include_directories(tally_busted
+  PUBLIC ${PROJECT_SOURCE_DIR}/include PRIVATE ${PROJECT_SOURCE_DIR}/src)
+get_property(_busted_deps GLOBAL PROPERTY TALLY_LINK_DEPS)
+target_link_libraries(tally_busted PUBLIC ${_busted_deps}
+  PRIVATE tally_flags)
+# unit_inline's two adders count, with no probe: a lock that is missing
+# loses their updates only when the scheduler lets them overlap, so it has
+# no must-fail run (a test that fails only sometimes proves nothing).
+foreach(name unit_api)
+  add_executable(${name}_busted ${CMAKE_CURRENT_SOURCE_DIR}/${name}.c)
+  target_link_libraries(${name}_busted PRIVATE tally_busted tally_flags
+    PkgConfig::CMOCKA)
+endforeach()
+# TEST  PROGRAM  CMOCKA-FILTER  WHAT-IT-MUST-SAY
+set(_must_fail
+  "busted_add_cs\;unit_api\;test_add_cs_runs_inside_the_lock\;busted: [0-9]+ times a worker found the critical section occupied")
+foreach(case ${_must_fail})
+  list(GET case 0 test)
+  list(GET case 1 prog)
+  list(GET case 2 filter)
+  list(GET case 3 says)
+  add_test(NAME ${test} COMMAND ${prog}_busted ${filter})
+  set_tests_properties(${test} PROPERTIES TIMEOUT 120
+    ENVIRONMENT TALLY_TEST_BACKEND=busted PASS_REGULAR_EXPRESSION "${says}")
+endforeach()
+# Everything else about busted is sound: it is created, placed at its
+# state_align (512, wider than a cache line: see tests/busted.c) in private
+# and shared memory, and wraps as every backend does.
+add_test(NAME busted_is_placed COMMAND unit_api_busted
+  test_every_backend_wraps_alike)
+set_tests_properties(busted_is_placed PROPERTIES TIMEOUT 60
+  ENVIRONMENT TALLY_TEST_BACKEND=busted)

@@ -11,16 +11,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+/* $TALLY_TEST_BACKEND=NAME: that backend alone (the must-fail runs on the
+ * test-only backend busted, tests/unit.cmake); unset: every one. */
+static int selected(const tally_backend_info *b)
+{
+	const char *only = getenv("TALLY_TEST_BACKEND");
+
+	return only == NULL || strcmp(only, b->name) == 0;
+}
 
 /* Every built-in backend that needs no server (unit_redis tests the remote
  * one against a server of its own). */
 #define FOR_EACH_BACKEND(info)                                                 \
 	for (size_t i_ = 0; i_ < tally_backend_count(); i_++)                  \
 		if (tally_backend_at(i_, &(info)) == 0 && (info).built_in &&   \
-		    !((info).caps & TALLY_CAP_REMOTE))
+		    !((info).caps & TALLY_CAP_REMOTE) && selected(&(info)))
 
 static void test_registry_lists_known_backends(void **state)
 {
@@ -211,27 +221,125 @@ static void test_not_built_in_is_not_unknown(void **state)
 		skip(); /* every optional library was present at build time */
 }
 
+/*
+ * The critical-section probe.  Every worker's callback takes `occupied` on
+ * entry and gives it back on exit: under a lock that excludes, nobody ever
+ * finds it taken; two workers inside at once are caught the moment they
+ * overlap, not only when the overlap happens to lose an increment.  Relaxed
+ * order: under a working lock the lock orders the sections, and the flag is
+ * atomic only so that a broken lock's overlap is a finding, not a data race
+ * of the test's own.
+ *
+ * So that an overlap cannot be missed by chance of scheduling, the workers
+ * start together (a barrier, then each waits until all are running), and
+ * every 64th section stays open until another worker is at the door: one
+ * that has said it is calling tally_add_cs() (`knocking`) and has not
+ * returned.  A lock keeps that one out; no lock lets it walk into the
+ * occupied section.  The wait ends when every other worker is done.
+ */
 struct cs_arg {
 	tally *t;
+	pthread_barrier_t start;
+	unsigned workers;
+	_Atomic unsigned running, done, knocking;
+	_Atomic int occupied;
+	_Atomic unsigned overlaps;
 	uint64_t plain; /* touched only inside the critical section */
 };
+
+/* tally_add_cs() on the probe, knocking while it runs. */
+static int probed_add_cs(struct cs_arg *a, void (*in)(void *))
+{
+	atomic_fetch_add(&a->knocking, 1);
+	int rc = tally_add_cs(a->t, 3, in, a);
+	atomic_fetch_sub(&a->knocking, 1);
+	return rc;
+}
+
+static void enter(struct cs_arg *a)
+{
+	if (atomic_exchange_explicit(&a->occupied, 1, memory_order_relaxed))
+		atomic_fetch_add_explicit(&a->overlaps, 1,
+					  memory_order_relaxed);
+}
+
+static void leave(struct cs_arg *a)
+{
+	atomic_store_explicit(&a->occupied, 0, memory_order_relaxed);
+}
+
+/* Fails the test if the probe ever found the section occupied. */
+static void check_exclusive(const char *what, struct cs_arg *a)
+{
+	unsigned n = atomic_load(&a->overlaps);
+
+	if (n != 0)
+		fail_msg("%s: %u times a worker found the critical section "
+			 "occupied: the lock does not exclude",
+			 what, n);
+}
+
+static void start_together(struct cs_arg *a, unsigned n)
+{
+	a->workers = n;
+	assert_int_equal(pthread_barrier_init(&a->start, NULL, n), 0);
+}
+
+/* In a worker: returns when all of them are past the barrier. */
+static void wait_for_all(struct cs_arg *a)
+{
+	pthread_barrier_wait(&a->start);
+	atomic_fetch_add(&a->running, 1);
+	while (atomic_load(&a->running) < a->workers)
+		sched_yield();
+}
+
+/* Busy for about `ns`, on the CPU. */
+static void spin_ns(long ns)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec <
+	       ns);
+}
+
+/* Inside: until another worker knocks (this one knocks too), or every
+ * other worker is done; then 20 us more, time for one that is not kept out
+ * to come in. */
+static void hold_the_door(struct cs_arg *a)
+{
+	while (atomic_load(&a->knocking) < 2 &&
+	       atomic_load(&a->done) + 1 < a->workers)
+		sched_yield();
+	spin_ns(20000);
+}
 
 static void inside(void *p)
 {
 	struct cs_arg *a = p;
-	uint64_t v = *(volatile uint64_t *)&a->plain;
 
+	enter(a);
+	uint64_t v = *(volatile uint64_t *)&a->plain;
+	if (v % 64 == 63)
+		hold_the_door(a);
 	*(volatile uint64_t *)&a->plain = v + 1; /* lost if not exclusive */
+	leave(a);
 }
 
 static void *cs_worker(void *p)
 {
 	struct cs_arg *a = p;
+	void *r = NULL;
 
-	for (int i = 0; i < 20000; i++)
-		if (tally_add_cs(a->t, 3, inside, a) != 0)
-			return p;
-	return NULL;
+	wait_for_all(a);
+	for (int i = 0; i < 20000 && r == NULL; i++)
+		if (probed_add_cs(a, inside) != 0)
+			r = p;
+	atomic_fetch_add(&a->done, 1);
+	return r;
 }
 
 /* tally_add_cs() runs its callback under the lock, so a plain increment in
@@ -258,13 +366,16 @@ static void test_add_cs_runs_inside_the_lock(void **state)
 		assert_int_equal(tally_add_cs(a.t, 1, NULL, &a), TALLY_EINVAL);
 		assert_int_equal(tally_add_cs(NULL, 1, inside, &a),
 				 TALLY_EINVAL);
+		start_together(&a, 2);
 		for (int k = 0; k < 2; k++)
 			assert_int_equal(
 				pthread_create(&th[k], NULL, cs_worker, &a), 0);
 		pthread_join(th[0], &r0);
 		pthread_join(th[1], &r1);
+		pthread_barrier_destroy(&a.start);
 		assert_null(r0);
 		assert_null(r1);
+		check_exclusive(b.name, &a);
 		assert_int_equal(tally_get(a.t, &v), 0);
 		assert_int_equal(v, 3 * 40000);
 		if (a.plain != 40000)
@@ -320,11 +431,15 @@ static const char *const bad_options[] = {
 static void inside_yielding(void *p)
 {
 	struct cs_arg *a = p;
-	uint64_t v = *(volatile uint64_t *)&a->plain;
 
+	enter(a);
+	uint64_t v = *(volatile uint64_t *)&a->plain;
 	if (v % 4 == 0)
 		sched_yield();
+	if (v % 64 == 63)
+		hold_the_door(a);
 	*(volatile uint64_t *)&a->plain = v + 1;
+	leave(a);
 }
 
 #define CROWD_ADDS 4000
@@ -332,11 +447,14 @@ static void inside_yielding(void *p)
 static void *crowd_worker(void *p)
 {
 	struct cs_arg *a = p;
+	void *r = NULL;
 
-	for (int i = 0; i < CROWD_ADDS; i++)
-		if (tally_add_cs(a->t, 3, inside_yielding, a) != 0)
-			return p;
-	return NULL;
+	wait_for_all(a);
+	for (int i = 0; i < CROWD_ADDS && r == NULL; i++)
+		if (probed_add_cs(a, inside_yielding) != 0)
+			r = p;
+	atomic_fetch_add(&a->done, 1);
+	return r;
 }
 
 static int built_in(const char *spec)
@@ -379,6 +497,7 @@ static void test_backend_options(void **state)
 		assert_int_equal(
 			tally_backend_find(tally_backend_name(a.t), &b), 0);
 		unsigned n = (b.caps & TALLY_CAP_SPINNING) ? 2 : 4;
+		start_together(&a, n);
 		for (unsigned k = 0; k < n; k++)
 			assert_int_equal(
 				pthread_create(&th[k], NULL, crowd_worker, &a),
@@ -387,6 +506,8 @@ static void test_backend_options(void **state)
 			pthread_join(th[k], &r);
 			assert_null(r);
 		}
+		pthread_barrier_destroy(&a.start);
+		check_exclusive(good_options[i], &a);
 		assert_int_equal(tally_get(a.t, &v), 0);
 		if (v != 3 * CROWD_ADDS * (int64_t)n ||
 		    a.plain != CROWD_ADDS * n)
@@ -549,7 +670,9 @@ static void test_unlock_wakes_the_waiters(void **state)
 	}
 }
 
-int main(void)
+/* An argument: run only the tests whose names match it (cmocka's filter,
+ * '*' a wildcard), as the must-fail runs do (tests/unit.cmake). */
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_registry_lists_known_backends),
@@ -566,5 +689,7 @@ int main(void)
 		cmocka_unit_test(test_backend_options),
 		cmocka_unit_test(test_unlock_wakes_the_waiters),
 	};
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
