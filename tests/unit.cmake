@@ -58,7 +58,7 @@ foreach(case ${_must_fail})
     ENVIRONMENT TALLY_TEST_BACKEND=busted PASS_REGULAR_EXPRESSION "${says}")
 endforeach()
 # Everything else about busted is sound: it is created, placed at its
-# state_align (512, wider than a cache line: see tests/busted.c) in private
+# state_align (a page, wider than a cache line: see tests/busted.c) in private
 # and shared memory, and wraps as every backend does.
 add_test(NAME busted_is_placed COMMAND unit_api_busted
   test_every_backend_wraps_alike)
