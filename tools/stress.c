@@ -59,6 +59,8 @@ static void usage(FILE *f)
 		"critical section (tally_add_cs, backends with the 'locked'\n"
 		"capability).  Pauses also come before and between critical\n"
 		"sections, and the pairs hold a value across two of them.\n"
+		"A flag taken inside every critical section must never be\n"
+		"found taken: two workers inside at once fail the round.\n"
 		"A round stops after 2 s\n"
 		"(a spinning lock on a busy machine can need minutes); the\n"
 		"total is still exact, as each worker counts what it added.\n"
@@ -86,8 +88,9 @@ static void usage(FILE *f)
 		"  --format F       table (default) or json\n"
 		"\n"
 		"exit status: 0 every round exact, 1 a round lost updates\n"
-		"(its seed and configuration are printed), 2 bad input, 3 a\n"
-		"runtime failure or Ctrl-C\n",
+		"or let two workers into a critical section (its seed and\n"
+		"configuration are printed), 2 bad input, 3 a runtime\n"
+		"failure or Ctrl-C\n",
 		1u << OPS_LOG2, TALLY_ENV_BACKEND, TALLY_DEFAULT_BACKEND,
 		DEFAULT_DURATION_S, MAX_WORKERS, DEFAULT_WORKERS,
 		cli_online_cpus());
@@ -130,6 +133,14 @@ struct slot {
 /* In an anonymous shared mapping, so that forked workers see it too. */
 struct gate {
 	_Atomic int go; /* 1: start; -1: setup failed, leave at once */
+	/* The critical-section probe: taken on entry to every section that
+	 * tally_add_cs() runs, given back on exit.  Under a lock that
+	 * excludes nobody finds it taken; each time somebody does counts in
+	 * overlaps.  Relaxed: the lock orders the sections, and these are
+	 * atomic only so that a broken lock's overlap is a finding rather
+	 * than a race of stress's own. */
+	_Atomic int occupied;
+	_Atomic uint64_t overlaps;
 	struct slot slot[];
 };
 
@@ -251,6 +262,7 @@ static int add(struct worker *w, struct slot *sl, int64_t d)
 
 struct inside {
 	const struct round *r;
+	struct gate *g;
 	uint64_t x;
 };
 
@@ -258,7 +270,11 @@ static void pause_inside(void *arg)
 {
 	const struct inside *in = arg;
 
+	if (atomic_exchange_explicit(&in->g->occupied, 1, memory_order_relaxed))
+		atomic_fetch_add_explicit(&in->g->overlaps, 1,
+					  memory_order_relaxed);
 	pause_maybe(in->r, in->x);
+	atomic_store_explicit(&in->g->occupied, 0, memory_order_relaxed);
 }
 
 /* Add d with a pause inside the backend's critical section, stretching it
@@ -267,7 +283,7 @@ static void pause_inside(void *arg)
 static int add_stretched(struct worker *w, struct slot *sl, int64_t d,
 			 uint64_t x)
 {
-	struct inside in = {.r = w->r, .x = x};
+	struct inside in = {.r = w->r, .g = w->g, .x = x};
 	int rc = tally_add_cs(w->t, d, pause_inside, &in);
 
 	if (rc == TALLY_EUNSUPPORTED)
@@ -434,10 +450,11 @@ static const char *verdict_of(const struct stats *st)
 
 /*
  * The verdict on a round whose workers have all finished: every worker's
- * error, then the counter against initial + what the workers added.  Returns
- * EXIT_EXACT, EXIT_LOST or EXIT_RUNTIME (with the reason printed).
+ * error, the critical-section probe, then the counter against initial +
+ * what the workers added.  Returns EXIT_EXACT, EXIT_LOST or EXIT_RUNTIME
+ * (with the reason printed).
  */
-static int check_round(const struct round *r, const struct gate *g, tally *t,
+static int check_round(const struct round *r, struct gate *g, tally *t,
 		       const char *what, struct stats *st)
 {
 	uint64_t sum = (uint64_t)r->initial;
@@ -457,6 +474,14 @@ static int check_round(const struct round *r, const struct gate *g, tally *t,
 		}
 	}
 	st->cut += (uint64_t)cut;
+	uint64_t overlaps = atomic_load(&g->overlaps);
+	if (overlaps != 0) {
+		cli_error("stress",
+			  "EXCLUSION BROKEN in %s: %llu times a worker found "
+			  "the critical section occupied",
+			  what, (unsigned long long)overlaps);
+		return EXIT_LOST;
+	}
 	if ((rc = tally_get(t, &actual)) < 0) {
 		cli_error("stress", "cannot read the counter: %s",
 			  tally_strerror(rc));
