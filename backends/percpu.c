@@ -101,11 +101,11 @@ static inline struct rseq *rseq_area(void)
 
 /*
  * The restartable sequence, modelled on rseq_addv() of the Linux kernel's
- * rseq selftests (tools/testing/selftests/rseq/rseq-x86.h, rseq-arm64.h):
- * add delta to *v if this thread is still on CPU `cpu`.  Returns 0 when the
- * add committed, -1 when the kernel aborted the sequence (preemption,
- * migration, a signal) or the thread is no longer on `cpu`: then nothing
- * was written, and the caller tries again.
+ * rseq selftests (their x86 and arm64 headers, in the kernel's tree, not
+ * this one): add delta to *v if this thread is still on CPU `cpu`.  Returns
+ * 0 when the add committed, -1 when the kernel aborted the sequence
+ * (preemption, migration, a signal) or the thread is no longer on `cpu`:
+ * then nothing was written, and the caller tries again.
  *
  * The kernel knows the sequence by a descriptor (struct rseq_cs, 32-byte
  * aligned, in section __rseq_cs): start_ip, post_commit_offset (the length:
