@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@ static const char *expect = "any"; /* the path every worker must take */
 static double seconds = 2.0;
 static atomic_int stop;
 static atomic_int wrong_path;
+static atomic_int *gate; /* see start_gate() */
 
 /* Adds made by this thread's signal handler; written only by the handler,
  * read by the thread once the signal is blocked. */
@@ -52,6 +54,25 @@ static void die(const char *what)
 {
 	fprintf(stderr, "percpu_storm: %s: %s\n", what, strerror(errno));
 	exit(EXIT_SETUP);
+}
+
+/* The start gate of threads and forked processes: in a shared mapping
+ * (start_gate()), opened once every worker exists, so that all of them
+ * begin together.  Separate programs (run_named) each run for `seconds`
+ * from their own start, which a few milliseconds of exec do not move. */
+static void start_gate(void)
+{
+	gate = mmap(NULL, sizeof(*gate), PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (gate == MAP_FAILED)
+		die("mmap");
+	atomic_store(gate, 0);
+}
+
+static void wait_at_gate(void)
+{
+	while (!atomic_load(gate))
+		sched_yield();
 }
 
 static int path_ok(void)
@@ -122,6 +143,7 @@ static void *thread_main(void *arg)
 	struct thread_slot *w = arg;
 
 	atomic_store(&w->tid, gettid());
+	wait_at_gate();
 	w->total = work(worker_delta(w->k), &w->signals);
 	return NULL;
 }
@@ -234,11 +256,13 @@ static int run_threads(unsigned n)
 	m.n = n;
 	m.tids = &ws[0].tid;
 	m.stride = sizeof(ws[0]);
+	start_gate();
 	for (unsigned k = 0; k < n; k++) {
 		ws[k].k = k;
 		if (pthread_create(&th[k], NULL, thread_main, &ws[k]) != 0)
 			die("pthread_create");
 	}
+	atomic_store(gate, 1);
 	if (pthread_create(&mt, NULL, mover_main, &m) != 0)
 		die("pthread_create");
 	sleep_then_stop();
@@ -289,11 +313,19 @@ static int run_processes(unsigned n)
 	if (tally_create(&counter, "percpu", 0, TALLY_PSHARED) != 0)
 		die("tally_create");
 	m.n = n;
+	start_gate();
+	pid_t parent = getpid();
 	for (unsigned k = 0; k < n; k++) {
 		pid_t pid = fork();
 		if (pid < 0)
 			die("fork");
 		if (pid == 0) {
+			/* A parent that dies before opening the gate
+			 * takes its waiting children with it. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(EXIT_SETUP);
+			wait_at_gate();
 			rep[k].total = work_for_a_while(worker_delta(k),
 							&rep[k].signals);
 			rep[k].wrong_path = atomic_load(&wrong_path);
@@ -301,6 +333,7 @@ static int run_processes(unsigned n)
 		}
 		m.ids[k] = pid;
 	}
+	atomic_store(gate, 1);
 	if (pthread_create(&mt, NULL, mover_main, &m) != 0)
 		die("pthread_create");
 	sleep_then_stop(); /* the children stop on their own clocks */
