@@ -155,7 +155,7 @@ enum tally_flags {
 
 /* Capability bits of a backend.  Branch on these, never on names. */
 enum tally_caps {
-	TALLY_CAP_LOCKFREE = 1u << 0, /* no lock: one atomic instruction */
+	TALLY_CAP_LOCKFREE = 1u << 0, /* no lock: an atomic add or an rseq */
 	TALLY_CAP_PSHARED = 1u << 1,  /* can live in process-shared memory */
 	TALLY_CAP_FAIR = 1u << 2,     /* waiters are served in FIFO order */
 	TALLY_CAP_BLOCKING = 1u << 3, /* waiters sleep in the kernel */
