@@ -104,9 +104,10 @@ class Processes(unittest.TestCase):
         ps = [ctx.Process(target=target, args=a) for a in args_list]
         for p in ps:
             p.start()
-        for p in ps:
-            p.join(60)
-            self.assertEqual(p.exitcode, 0)
+        for p, a in zip(ps, args_list):
+            p.join(120)
+            self.assertEqual(p.exitcode, 0,
+                             f"{target.__name__}{a!r}: exit {p.exitcode}")
 
     def test_fork_shared_every_pshared_backend(self):
         ctx = mp.get_context("fork")
