@@ -209,6 +209,18 @@ class Errors(unittest.TestCase):
         finally:
             tally.unlink(name)
 
+    def test_another_users_or_open_counter_is_not_joined(self):
+        name = unique_name()
+        tally.Counter(name=name, backend="atomic").close()
+        try:
+            os.chmod("/dev/shm/tally." + name, 0o666)
+            e = self.assertTallyError("EUNTRUSTED", tally.Counter, name=name,
+                                      create=False)
+            self.assertIn("mode 0666", str(e))
+            self.assertTallyError("EUNTRUSTED", tally.Counter, name=name)
+        finally:
+            tally.unlink(name)
+
     def test_wrong_types(self):
         for kw in ({"backend": 5}, {"initial": "5"}, {"initial": 1.0},
                    {"initial": True}, {"name": b"x"}):
