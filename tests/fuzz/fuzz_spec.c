@@ -41,8 +41,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rc = tally_create(&t, spec, 41, flags);
 		if (rc != 0)
 			abort(); /* check said yes, create must agree */
+		/* The racy backend's window option makes an add as slow as
+		 * a second: only its parser is fuzzed. */
 		int64_t v;
-		if (tally_add(t, 1) < 0 || tally_get(t, &v) != 0 || v != 42)
+		if (!(info.caps & TALLY_CAP_RACY) &&
+		    (tally_add(t, 1) < 0 || tally_get(t, &v) != 0 || v != 42))
 			abort();
 		tally_destroy(t);
 	}
