@@ -114,7 +114,12 @@ struct tally__hot {
 	  "from an incompatible version")                                      \
 	X(ENOTRECOVERABLE, -11,                                                \
 	  "the lock is unusable: a holder died and it could not be recovered") \
-	X(EREMOTE, -12, "the remote counter server failed or is unreachable")
+	X(EREMOTE, -12, "the remote counter server failed or is unreachable")  \
+	X(EWRONGTYPE, -13,                                                     \
+	  "the remote key holds something other than a 64-bit integer")        \
+	X(EUNKNOWN, -14,                                                       \
+	  "outcome unknown: the server did not confirm the add before the "    \
+	  "deadline; it may or may not have been applied")
 
 enum tally_error {
 #define TALLY__ERR_ENUM(name, value, msg) TALLY_##name = (value),
@@ -201,6 +206,9 @@ typedef struct tally_backend_info {
  *   TALLY_ESYSTEM      the backend's lock could not be initialized (errno
  *                      says why)
  *   TALLY_EREMOTE      a remote backend's server is unreachable or failed
+ *   TALLY_EWRONGTYPE   a remote backend's key holds something other than an
+ *                      integer, and the options do not ask to reset it
+ *                      (tally_explain() names the key and what it holds)
  */
 TALLY_API int tally_create(tally **out, const char *backend, int64_t initial,
 			   unsigned flags);
@@ -266,10 +274,27 @@ TALLY_API int tally_unlink(const char *name);
  *   TALLY_EINVAL          t is NULL
  *   TALLY_ENOTRECOVERABLE a robust lock's holder died and it could not be
  *                         recovered: the counter is unusable
- *   TALLY_EREMOTE         a remote backend's server failed (the add may or
- *                         may not have happened)
+ *   TALLY_EREMOTE         a remote backend's server failed, or refused the
+ *                         add: the add was not applied
+ *   TALLY_EWRONGTYPE      a remote backend's key holds something other than
+ *                         an integer (not applied; tally_explain() names
+ *                         the key and what it holds)
+ *   TALLY_EUNKNOWN        a remote backend sent the add, but no reply came
+ *                         before its deadline: it may have been applied
+ *                         (once at most) or not.  Count it as neither done
+ *                         nor lost.
  */
 TALLY_API int tally_add(tally *t, int64_t delta);
+
+/*
+ * Like tally_add(), and on success store in *after the counter's value just
+ * after this delta was applied (as a fetch-and-add would): two calls never
+ * see the same *after for a non-zero delta, so it can hand out tickets.
+ * Errors: those of tally_add(), and TALLY_EINVAL (after NULL),
+ * TALLY_EUNSUPPORTED (the backend has no such operation: today only the
+ * remote backend, redis, has it).
+ */
+TALLY_API int tally_add_fetch(tally *t, int64_t delta, int64_t *after);
 
 /*
  * Like tally_add(), and call inside(arg) while the backend's lock is held,
@@ -294,7 +319,8 @@ TALLY_API int tally_add_cs(tally *t, int64_t delta, void (*inside)(void *arg),
  * answers while the lock is held by a slow holder, or by a process that died
  * holding it (and never takes a place in a FIFO lock's queue).
  * Threads: as tally_add().  Never returns TALLY_RECOVERED.
- * Errors: TALLY_EINVAL (t or value NULL), TALLY_EREMOTE (as in tally_add()).
+ * Errors: TALLY_EINVAL (t or value NULL), TALLY_EREMOTE and TALLY_EWRONGTYPE
+ * (as in tally_add()).
  */
 TALLY_API int tally_get(tally *t, int64_t *value);
 
@@ -319,6 +345,15 @@ TALLY_API const char *tally_strerror(int err);
 /* The return value's symbolic name, e.g. "TALLY_ENOTBUILT" ("TALLY_OK" for 0,
  * "TALLY_E?" when unknown).  Never NULL; static storage; thread-safe. */
 TALLY_API const char *tally_errname(int err);
+
+/*
+ * A one-line description of err for a person: what this thread's last
+ * failing call recorded about it when that call failed with err (e.g.
+ * "redis key 'jobs' holds a list, not an integer counter"), else
+ * tally_strerror(err).  Never NULL; valid until this thread's next tally
+ * call; thread-safe (the record is per thread).
+ */
+TALLY_API const char *tally_explain(int err);
 
 /*
  * Backend enumeration.  tally_backend_count() backends are known, built in

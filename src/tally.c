@@ -2,6 +2,8 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,6 +43,29 @@ const char *tally_errname(int err)
 	if (err < 0 && (size_t)-err < N_ERRORS && error_names[-err])
 		return error_names[-err];
 	return "TALLY_E?";
+}
+
+/* The last detailed error of this thread (tally_explain()). */
+static _Thread_local struct {
+	int err;
+	char text[320];
+} explained;
+
+void tally__explain_set(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(explained.text, sizeof(explained.text), fmt, ap);
+	va_end(ap);
+	explained.err = err;
+}
+
+const char *tally_explain(int err)
+{
+	if (err < 0 && explained.err == err)
+		return explained.text;
+	return tally_strerror(err);
 }
 
 const char *tally_version(void)
@@ -156,6 +181,15 @@ int tally_add(tally *t, int64_t delta)
 	if (t == NULL)
 		return TALLY_EINVAL;
 	return t->add(t->state, delta);
+}
+
+int tally_add_fetch(tally *t, int64_t delta, int64_t *after)
+{
+	if (t == NULL || after == NULL)
+		return TALLY_EINVAL;
+	if (t->ops->add_fetch == NULL)
+		return TALLY_EUNSUPPORTED;
+	return t->ops->add_fetch(t->state, delta, after);
 }
 
 int tally_add_cs(tally *t, int64_t delta, void (*inside)(void *arg), void *arg)

@@ -23,9 +23,11 @@ set_tests_properties(redis_stop PROPERTIES FIXTURES_CLEANUP redis)
 
 set(_url "redis://127.0.0.1:${TALLY_REDIS_PORT}")
 add_executable(unit_redis ${CMAKE_CURRENT_SOURCE_DIR}/unit_redis.c)
-target_link_libraries(unit_redis PRIVATE tally_tool PkgConfig::CMOCKA)
+target_link_libraries(unit_redis PRIVATE tally_tool PkgConfig::CMOCKA
+  PkgConfig::HIREDIS Threads::Threads)
 add_test(NAME unit_redis COMMAND unit_redis)
 add_test(NAME cli_redis COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh
   $<TARGET_FILE:tally_cli> redis)
 set_tests_properties(unit_redis cli_redis PROPERTIES FIXTURES_REQUIRED redis
-  ENVIRONMENT "TALLY_TEST_REDIS_URL=${_url}" TIMEOUT 300)
+  ENVIRONMENT "TALLY_TEST_REDIS_URL=${_url};TALLY_TEST_REDIS_PIDFILE=${_dir}/pid"
+  TIMEOUT 300)

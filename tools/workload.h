@@ -51,6 +51,12 @@ struct wl_result {
 	int add_error;	    /* first negative tally_add() result, or 0 */
 	int unread;	    /* the final tally_get() failed: actual and lost
 			     * are unknown (add_error says why) */
+
+	/* Adds that answered TALLY_EUNKNOWN (a remote backend's deadline
+	 * passed): applied once or not at all, so neither in expected nor
+	 * lost; and their deltas, summed modulo 2^64. */
+	uint64_t unknown;
+	int64_t unknown_sum;
 };
 
 /* The lesson's defaults for a workload. */
