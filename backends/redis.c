@@ -25,6 +25,9 @@
  *   deadline_ms=N                  how long an add keeps retrying a lost
  *                                  reply before it answers TALLY_EUNKNOWN,
  *                                  default 10000 (at least timeout_ms)
+ *   connections=N                  per process, 1 to 64, default
+ *                                  DEFAULT_CONNECTIONS: threads take them
+ *                                  in turn
  *   keep                           join an existing counter: set it to the
  *                                  initial value only if the key is absent
  *   reset                          overwrite the key even when it holds
@@ -48,8 +51,9 @@
  *
  * Combining.  While the client's request is in flight, adds from other
  * threads of the process queue up; the next request carries their sum, and
- * each add returns once the request that carried it was applied.  One
- * connection per process and counter, never one per thread.
+ * each add returns once the request that carried it was applied.  A client
+ * is one connection; a process has `connections` clients per counter, each
+ * with its own id, and its threads take them in turn.
  *
  * The state holds only this configuration, so it can sit in shared memory;
  * each process makes its own client (a hiredis context is neither
@@ -58,9 +62,13 @@
 struct redis_state {
 	char host[256];
 	char key[256];
-	int port, db, timeout_ms, deadline_ms;
+	int port, db, timeout_ms, deadline_ms, connections;
 	uint64_t id; /* tells this counter from an earlier one at its address */
 };
+
+/* Connections per process and counter, each combining the adds of the
+ * threads that use it (see bench/results/redis.md for the measurements). */
+#define DEFAULT_CONNECTIONS 1
 
 /* How long a client's record outlives its last request: far longer than any
  * deadline, so that a retry always finds it; then it goes by itself. */
@@ -118,8 +126,14 @@ static const char ADD_SCRIPT[] =
 	"    out = string.char(48 + d) .. out\n"
 	"  until h == 0 and l == 0\n"
 	"  redis.call('SET', KEYS[1], sign .. out)\n"
+	"  r = nil\n"
 	"end\n"
-	"local v = redis.call('GET', KEYS[1])\n"
+	"local v\n"
+	"if r and r > -9007199254740992 and r < 9007199254740992 then\n"
+	"  v = string.format('%d', r)\n"
+	"else\n"
+	"  v = redis.call('GET', KEYS[1])\n"
+	"end\n"
 	"redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. v, 'PX', ARGV[3])\n"
 	"return {0, v}\n";
 
@@ -144,6 +158,7 @@ static const char INIT_SCRIPT[] =
 
 /* One add waiting for a request to carry it (on its caller's stack). */
 struct pending {
+	pthread_cond_t cv; /* its caller waits here, with q held */
 	int64_t delta;
 	int64_t after; /* the value just after this delta */
 	int rc;
@@ -158,8 +173,8 @@ struct pending {
 struct client {
 	const struct redis_state *s;
 	uint64_t state_id;
+	unsigned lane; /* which of the process's connections */
 	pthread_mutex_t q;
-	pthread_cond_t cv;
 	struct pending *head, **tail;
 	int combining;
 	pthread_mutex_t io;
@@ -176,6 +191,20 @@ static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
 static struct client *clients;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static _Atomic uint64_t next_id = 1;
+
+/* Threads take the process's connections to a counter in turn. */
+static _Atomic unsigned next_lane;
+static _Thread_local int lane_hint = -1;
+
+/* This thread's client, last used: no registry lookup on the hot path.  A
+ * counter made later at the same address has another id; a forked child
+ * another pid. */
+static _Thread_local struct {
+	const struct redis_state *s;
+	uint64_t state_id;
+	pid_t pid;
+	struct client *cl;
+} last;
 
 static void registry_lock(void)
 {
@@ -237,7 +266,7 @@ static int random_id(char out[33])
 	return 0;
 }
 
-static struct client *client_new(const struct redis_state *s)
+static struct client *client_new(const struct redis_state *s, unsigned lane)
 {
 	struct client *cl = calloc(1, sizeof(*cl));
 
@@ -249,33 +278,46 @@ static struct client *client_new(const struct redis_state *s)
 	}
 	cl->s = s;
 	cl->state_id = s->id;
+	cl->lane = lane;
 	cl->tail = &cl->head;
 	snprintf(cl->record, sizeof(cl->record), "%s.tally-id.%s", s->key,
 		 cl->id);
 	pthread_mutex_init(&cl->q, NULL);
-	pthread_cond_init(&cl->cv, NULL);
 	pthread_mutex_init(&cl->io, NULL);
 	return cl;
 }
 
-/* This process's client of s, made on first use; NULL when out of memory. */
+/* This thread's client of s (one of s->connections per process, taken in
+ * turn by threads), made on first use; NULL when out of memory. */
 static struct client *client_of(const struct redis_state *s)
 {
+	pid_t pid = getpid();
 	struct client *cl;
 
+	if (last.s == s && last.state_id == s->id && last.pid == pid)
+		return last.cl;
 	pthread_once(&atfork_once, install_atfork);
+	if (lane_hint < 0)
+		lane_hint = (int)(atomic_fetch_add(&next_lane, 1) & 0xffff);
+	unsigned lane = (unsigned)lane_hint % (unsigned)s->connections;
 	registry_lock();
 	for (cl = clients; cl != NULL; cl = cl->next)
-		if (cl->s == s && cl->state_id == s->id)
+		if (cl->s == s && cl->state_id == s->id && cl->lane == lane)
 			break;
 	if (cl == NULL) {
-		cl = client_new(s);
+		cl = client_new(s, lane);
 		if (cl != NULL) {
 			cl->next = clients;
 			clients = cl;
 		}
 	}
 	registry_unlock();
+	if (cl != NULL) {
+		last.s = s;
+		last.state_id = s->id;
+		last.pid = pid;
+		last.cl = cl;
+	}
 	return cl;
 }
 
@@ -290,7 +332,6 @@ static void client_free(struct client *cl)
 {
 	disconnect(cl);
 	pthread_mutex_destroy(&cl->q);
-	pthread_cond_destroy(&cl->cv);
 	pthread_mutex_destroy(&cl->io);
 	free(cl);
 }
@@ -518,7 +559,7 @@ static int request(struct client *cl, uint64_t seq, int64_t sum, int64_t *after)
 
 /* Send everything queued as one request, and hand each add its answer.
  * Called by the combining thread with q held; returns with q held. */
-static void combine(struct client *cl)
+static void combine(struct client *cl, const struct pending *self)
 {
 	struct pending *batch = cl->head;
 	uint64_t sum = 0;
@@ -542,8 +583,11 @@ static void combine(struct client *cl)
 		p->after = (int64_t)v;
 		p->rc = rc;
 		p->done = 1;
+		/* Only its own caller wakes: no herd of waiters that are not
+		 * done yet.  p stays valid: its caller needs q to return. */
+		if (p != self)
+			pthread_cond_signal(&p->cv);
 	}
-	pthread_cond_broadcast(&cl->cv);
 }
 
 static int redis_add_fetch(void *state, int64_t delta, int64_t *after)
@@ -553,22 +597,28 @@ static int redis_add_fetch(void *state, int64_t delta, int64_t *after)
 
 	if (cl == NULL)
 		return TALLY_ENOMEM;
+	pthread_cond_init(&me.cv, NULL);
 	pthread_mutex_lock(&cl->q);
 	*cl->tail = &me;
 	cl->tail = &me.next;
 	while (!me.done) {
 		if (!cl->combining) {
+			/* The first pass carries this add; a few more carry
+			 * what arrived meanwhile, sparing waiters a wake-up
+			 * to send it themselves. */
 			cl->combining = 1;
-			combine(cl);
+			for (int pass = 0; pass < 4 && cl->head != NULL; pass++)
+				combine(cl, &me);
 			cl->combining = 0;
-			/* Another waiter takes the next batch. */
+			/* The next waiter in line sends what is left. */
 			if (cl->head != NULL)
-				pthread_cond_broadcast(&cl->cv);
+				pthread_cond_signal(&cl->head->cv);
 		} else {
-			pthread_cond_wait(&cl->cv, &cl->q);
+			pthread_cond_wait(&me.cv, &cl->q);
 		}
 	}
 	pthread_mutex_unlock(&cl->q);
+	pthread_cond_destroy(&me.cv);
 	if (me.rc == 0)
 		*after = me.after;
 	return me.rc;
@@ -653,6 +703,11 @@ static int parse_options(struct redis_state *s, const char *opt,
 			rc = parse_ms(v, vlen, &s->timeout_ms);
 		else if (is(opt, klen, "deadline_ms"))
 			rc = parse_ms(v, vlen, &s->deadline_ms);
+		else if (is(opt, klen, "connections"))
+			rc = parse_ms(v, vlen, &s->connections) == 0 &&
+					     s->connections <= 64
+				     ? 0
+				     : TALLY_EOPTION;
 		else if (len == 4 && strncmp(opt, "keep", 4) == 0)
 			*mode = "keep";
 		else if (len == 5 && strncmp(opt, "reset", 5) == 0)
@@ -721,6 +776,7 @@ static int redis_init(void *state, int64_t initial, unsigned flags,
 	s->port = 6379;
 	s->timeout_ms = 2000;
 	s->deadline_ms = 10000;
+	s->connections = DEFAULT_CONNECTIONS;
 	rc = parse_options(s, options, &mode);
 	if (rc != 0)
 		return rc;
@@ -774,21 +830,30 @@ static int redis_get(void *state, int64_t *value)
 	return rc;
 }
 
-/* Drop this process's client of s. */
+/* Drop this process's clients of s. */
 static void forget(struct redis_state *s)
 {
-	struct client **p, *cl = NULL;
+	struct client **p, *gone = NULL;
 
 	registry_lock();
-	for (p = &clients; *p != NULL; p = &(*p)->next)
-		if ((*p)->s == s && (*p)->state_id == s->id) {
-			cl = *p;
+	for (p = &clients; *p != NULL;) {
+		struct client *cl = *p;
+		if (cl->s == s && cl->state_id == s->id) {
 			*p = cl->next;
-			break;
+			cl->next = gone;
+			gone = cl;
+		} else {
+			p = &cl->next;
 		}
+	}
 	registry_unlock();
-	if (cl != NULL)
+	if (last.s == s)
+		last.s = NULL;
+	while (gone != NULL) {
+		struct client *cl = gone;
+		gone = cl->next;
 		client_free(cl);
+	}
 }
 
 /* The key stays on the server: it is the shared counter.  Only this

@@ -128,20 +128,30 @@ static void test_add_fetch_tickets(void **state)
 	tally *t;
 
 	(void)state;
-	assert_int_equal(tally_create(&t, backend("tickets", ""), 0, 0), 0);
-	for (int i = 0; i < 4; i++) {
-		tk[i].t = t;
+	/* One connection combining all four threads, then three. */
+	for (int conns = 1; conns <= 3; conns += 2) {
 		assert_int_equal(
-			pthread_create(&th[i], NULL, take_tickets, &tk[i]), 0);
+			tally_create(
+				&t,
+				backend("tickets",
+					conns == 1 ? "" : ",connections=3"),
+				0, 0),
+			0);
+		for (int i = 0; i < 4; i++) {
+			tk[i].t = t;
+			assert_int_equal(pthread_create(&th[i], NULL,
+							take_tickets, &tk[i]),
+					 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(th[i], NULL);
+			memcpy(all + 500 * i, tk[i].got, sizeof(tk[i].got));
+		}
+		qsort(all, 2000, sizeof(all[0]), cmp_i64);
+		for (int i = 0; i < 2000; i++)
+			assert_true(all[i] == i + 1);
+		tally_destroy(t);
 	}
-	for (int i = 0; i < 4; i++) {
-		pthread_join(th[i], NULL);
-		memcpy(all + 500 * i, tk[i].got, sizeof(tk[i].got));
-	}
-	qsort(all, 2000, sizeof(all[0]), cmp_i64);
-	for (int i = 0; i < 2000; i++)
-		assert_true(all[i] == i + 1);
-	tally_destroy(t);
 }
 
 static pid_t server_pid(void)
@@ -272,7 +282,8 @@ static void test_bad_options_and_unreachable_server(void **state)
 		"redis:url=redis://h:0", "redis:url=redis://h:99999",
 		"redis:url=redis://h/x", "redis:key=",
 		"redis:timeout_ms=0",	 "redis:colour=blue",
-		"redis:keep=1",
+		"redis:keep=1",		 "redis:connections=0",
+		"redis:connections=65",	 "redis:deadline_ms=x",
 	};
 	tally *t = (tally *)0x1;
 
