@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,14 +77,16 @@ struct redis_state {
 
 /*
  * KEYS[1] counter, KEYS[2] this client's record; ARGV[1] sequence number,
- * ARGV[2] delta, ARGV[3] record TTL in ms.  Answers {0, value} when it
- * applied the delta, {1, value} for a request already applied (value: as
- * recorded), or INCRBY's error (wrong type, not an integer).  INCRBY refuses
- * to overflow, where every tally backend wraps modulo 2^64: that path adds
- * in 32-bit halves (Lua 5.1 numbers are doubles, exact below 2^53).
+ * ARGV[2] delta, ARGV[3] record TTL in ms, ARGV[4] "1" when this request
+ * may have been sent before ("0": the first attempt, which needs no look at
+ * the record: sequence numbers only grow, so it cannot have run).  Answers
+ * {0, value} when it applied the delta, {1, value} for a request already
+ * applied (value: as recorded), or INCRBY's error (wrong type, not an integer).
+ * INCRBY refuses to overflow, where every tally backend wraps modulo 2^64: that
+ * path adds in 32-bit halves (Lua 5.1 numbers are doubles, exact below 2^53).
  */
 static const char ADD_SCRIPT[] =
-	"local rec = redis.call('GET', KEYS[2])\n"
+	"local rec = ARGV[4] == '1' and redis.call('GET', KEYS[2])\n"
 	"if rec then\n"
 	"  local sp = string.find(rec, ' ', 1, true)\n"
 	"  if tonumber(string.sub(rec, 1, sp - 1)) >= tonumber(ARGV[1]) then\n"
@@ -179,10 +182,11 @@ struct client {
 	int combining;
 	pthread_mutex_t io;
 	redisContext *c;
-	char sha[48];	  /* ADD_SCRIPT's SHA1, once loaded */
-	char id[33];	  /* random, hex */
-	char record[300]; /* KEY.tally-id.ID */
-	uint64_t seq;	  /* of the last request sent */
+	char sha[48];	     /* ADD_SCRIPT's SHA1, once loaded */
+	char id[33];	     /* random, hex */
+	char record[300];    /* KEY.tally-id.ID */
+	uint64_t seq;	     /* of the last request sent */
+	unsigned last_batch; /* adds the last request carried */
 	struct client *next;
 };
 
@@ -402,7 +406,7 @@ static int transient(const redisReply *r)
  */
 static redisReply *until_deadline(struct client *cl, int argc,
 				  const char **argv, uint64_t deadline,
-				  int *sent, int *rc)
+				  int *sent, int *rc, const char **resent)
 {
 	uint64_t pause = 20;
 
@@ -416,6 +420,8 @@ static redisReply *until_deadline(struct client *cl, int argc,
 		if (r != NULL && !transient(r))
 			return r;
 		freeReplyObject(r);
+		if (resent != NULL && *sent)
+			*resent = "1"; /* what follows may be a resend */
 		now = now_ms();
 		if (now >= deadline) {
 			*rc = *sent ? TALLY_EUNKNOWN : TALLY_EREMOTE;
@@ -495,7 +501,7 @@ static int load_script(struct client *cl, uint64_t deadline)
 {
 	const char *argv[] = {"SCRIPT", "LOAD", ADD_SCRIPT};
 	int sent = 0, rc = 0;
-	redisReply *r = until_deadline(cl, 3, argv, deadline, &sent, &rc);
+	redisReply *r = until_deadline(cl, 3, argv, deadline, &sent, &rc, NULL);
 
 	if (r == NULL)
 		return -1;
@@ -524,15 +530,18 @@ static int request(struct client *cl, uint64_t seq, int64_t sum, int64_t *after)
 		 RECORD_TTL_MS > 2 * cl->s->deadline_ms
 			 ? RECORD_TTL_MS
 			 : 2 * cl->s->deadline_ms);
+	const char *again = "0"; /* "1" once it may have been sent */
 	for (int tries = 0; tries < 3; tries++) {
 		/* Once the request may have reached the server, a failure to
 		 * hear back is an unknown outcome, never a plain failure. */
 		if (cl->sha[0] == '\0' && load_script(cl, deadline) != 0)
 			return sent ? TALLY_EUNKNOWN : TALLY_EREMOTE;
-		const char *argv[] = {"EVALSHA",  cl->sha, "2", cl->s->key,
-				      cl->record, seqs,	   d,	ttl};
-		redisReply *r =
-			until_deadline(cl, 8, argv, deadline, &sent, &rc);
+		const char *argv[] = {"EVALSHA",  cl->sha,    "2",
+				      cl->s->key, cl->record, seqs,
+				      d,	  ttl,	      again};
+		redisReply *r = until_deadline(cl, 9, argv, deadline, &sent,
+					       &rc, &argv[8]);
+		again = argv[8];
 		if (r == NULL)
 			return rc;
 		if (r->type == REDIS_REPLY_ERROR &&
@@ -565,11 +574,22 @@ static void combine(struct client *cl, const struct pending *self)
 	uint64_t sum = 0;
 	int64_t after = 0;
 
+	/* Alone, right after a request that carried several adds: their
+	 * callers were just woken and are about to add again.  Let them
+	 * (one yield) rather than send this add alone and theirs after. */
+	if (batch->next == NULL && cl->last_batch > 1) {
+		pthread_mutex_unlock(&cl->q);
+		sched_yield();
+		pthread_mutex_lock(&cl->q);
+		batch = cl->head;
+	}
 	cl->head = NULL;
 	cl->tail = &cl->head;
 	pthread_mutex_unlock(&cl->q);
-	for (struct pending *p = batch; p != NULL; p = p->next)
+	unsigned n = 0;
+	for (struct pending *p = batch; p != NULL; p = p->next, n++)
 		sum += (uint64_t)p->delta; /* wraps as the counter does */
+	cl->last_batch = n;
 	pthread_mutex_lock(&cl->io);
 	int rc = request(cl, ++cl->seq, (int64_t)sum, &after);
 	pthread_mutex_unlock(&cl->io);
@@ -740,7 +760,7 @@ static int initialize(struct client *cl, int64_t initial, const char *mode)
 	int sent = 0;
 	redisReply *r = until_deadline(cl, 6, argv,
 				       now_ms() + (uint64_t)cl->s->deadline_ms,
-				       &sent, &rc);
+				       &sent, &rc, NULL);
 	if (r == NULL) {
 		tally__explain_set(
 			TALLY_EREMOTE,
@@ -807,8 +827,9 @@ static int redis_get(void *state, int64_t *value)
 	if (cl == NULL)
 		return TALLY_ENOMEM;
 	pthread_mutex_lock(&cl->io);
-	redisReply *r = until_deadline(
-		cl, 2, argv, now_ms() + (uint64_t)s->deadline_ms, &sent, &rc);
+	redisReply *r =
+		until_deadline(cl, 2, argv, now_ms() + (uint64_t)s->deadline_ms,
+			       &sent, &rc, NULL);
 	if (r == NULL) {
 		tally__explain_set(
 			TALLY_EREMOTE,
