@@ -28,6 +28,9 @@ target_link_libraries(unit_redis PRIVATE tally_tool PkgConfig::CMOCKA
 add_test(NAME unit_redis COMMAND unit_redis)
 add_test(NAME cli_redis COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh
   $<TARGET_FILE:tally_cli> redis)
+# unit_redis also runs in the ThreadSanitizer suite: combining adds from
+# many threads is concurrent code (its fixture comes along).
+set_tests_properties(unit_redis PROPERTIES LABELS tsan)
 set_tests_properties(unit_redis cli_redis PROPERTIES FIXTURES_REQUIRED redis
   ENVIRONMENT "TALLY_TEST_REDIS_URL=${_url};TALLY_TEST_REDIS_PIDFILE=${_dir}/pid"
   TIMEOUT 300)
