@@ -174,11 +174,15 @@ static int arrive(struct joint *j)
 		j->index + 1, j->n, (unsigned long long)j->run);
 	if (wait_for(j, C_TICKETS, j->last_ticket, &seen) != 0) {
 		int64_t came = seen - (j->last_ticket - j->n);
-		cli_error("run",
-			  "participants %lld to %u of %u never arrived within "
-			  "%g s (%lld arrived)",
-			  (long long)came + 1, j->n, j->n, j->timeout_s,
-			  (long long)came);
+		if (wl_sigint)
+			cli_error("run", "interrupted while waiting for the "
+					 "others");
+		else
+			cli_error("run",
+				  "participants %lld to %u of %u never arrived "
+				  "within %g s (%lld arrived)",
+				  (long long)came + 1, j->n, j->n, j->timeout_s,
+				  (long long)came);
 		close_barrier(j, C_TICKETS, seen);
 		return -1;
 	}
