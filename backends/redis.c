@@ -200,13 +200,17 @@ static _Atomic uint64_t next_id = 1;
 static _Atomic unsigned next_lane;
 static _Thread_local int lane_hint = -1;
 
-/* This thread's client, last used: no registry lookup on the hot path.  A
- * counter made later at the same address has another id; a forked child
- * another pid. */
+/* Forks this process has been through (counted in the child, from the
+ * first client on): tells a forked child's copy of `last` from its own. */
+static unsigned forks;
+
+/* This thread's client, last used: no registry lookup (and no getpid()
+ * system call) on the hot path.  A counter made later at the same address
+ * has another id; a forked child another count of forks. */
 static _Thread_local struct {
 	const struct redis_state *s;
 	uint64_t state_id;
-	pid_t pid;
+	unsigned forks;
 	struct client *cl;
 } last;
 
@@ -224,6 +228,7 @@ static void registry_unlock(void)
  * sequence numbers are the parent's (their memory is leaked, once). */
 static void registry_child(void)
 {
+	forks++;
 	clients = NULL;
 	pthread_mutex_init(&registry, NULL);
 }
@@ -295,11 +300,11 @@ static struct client *client_new(const struct redis_state *s, unsigned lane)
  * turn by threads), made on first use; NULL when out of memory. */
 static struct client *client_of(const struct redis_state *s)
 {
-	pid_t pid = getpid();
 	struct client *cl;
 
-	if (last.s == s && last.state_id == s->id && last.pid == pid)
+	if (last.s == s && last.state_id == s->id && last.forks == forks)
 		return last.cl;
+	/* From here on, a fork counts (before any client is cached). */
 	pthread_once(&atfork_once, install_atfork);
 	if (lane_hint < 0)
 		lane_hint = (int)(atomic_fetch_add(&next_lane, 1) & 0xffff);
@@ -319,7 +324,7 @@ static struct client *client_of(const struct redis_state *s)
 	if (cl != NULL) {
 		last.s = s;
 		last.state_id = s->id;
-		last.pid = pid;
+		last.forks = forks;
 		last.cl = cl;
 	}
 	return cl;
