@@ -37,18 +37,19 @@
  * every backend starts from it -- but never over a key of another type or a
  * non-integer string, unless `reset` says so.
  *
- * Exactly once.  Each process talks to the server through one client (per
- * counter): a random 128-bit id and a sequence number that grows by one per
- * request.  A request runs ADD_SCRIPT, which applies the delta and records
- * "SEQ VALUE" under KEY.tally-id.ID (expiring after RECORD_TTL_MS) in one
- * atomic step, unless that record already holds SEQ or later: then it only
- * answers the recorded value.  A request whose reply is lost (timeout,
- * reset connection, restarted server) is sent again with the same SEQ until
- * deadline_ms has passed since it was first sent, so it is applied once;
- * past the deadline the add answers TALLY_EUNKNOWN (applied at most once,
- * maybe not at all).  An add that never reached the server (it was
- * unreachable) answers TALLY_EREMOTE: not applied.  What a server loses by
- * itself (a restart without appendonly/appendfsync always) is lost.
+ * Exactly once.  Each process talks to the server through its own clients
+ * (one per connection and counter), each with a random 128-bit id and a
+ * sequence number that grows by one per request.  A request runs ADD_SCRIPT,
+ * which applies the delta and records "SEQ VALUE" under KEY.tally-id.ID
+ * (expiring after RECORD_TTL_MS) in one atomic step, unless that record already
+ * held SEQ or later: then nothing changes, and it answers the recorded value.
+ * A request whose reply is lost (timeout, reset connection, restarted server)
+ * is sent again with the same SEQ until deadline_ms has passed since it was
+ * first sent, so it is applied once; past the deadline the add answers
+ * TALLY_EUNKNOWN (applied at most once, maybe not at all).  An add that never
+ * reached the server (it was unreachable) answers TALLY_EREMOTE: not applied.
+ * What a server loses by itself (a restart without appendonly/appendfsync
+ * always) is lost.
  *
  * Combining.  While the client's request is in flight, adds from other
  * threads of the process queue up; the next request carries their sum, and
@@ -77,25 +78,24 @@ struct redis_state {
 
 /*
  * KEYS[1] counter, KEYS[2] this client's record; ARGV[1] sequence number,
- * ARGV[2] delta, ARGV[3] record TTL in ms, ARGV[4] "1" when this request
- * may have been sent before ("0": the first attempt, which needs no look at
- * the record: sequence numbers only grow, so it cannot have run).  Answers
- * {0, value} when it applied the delta, {1, value} for a request already
- * applied (value: as recorded), or INCRBY's error (wrong type, not an integer).
- * INCRBY refuses to overflow, where every tally backend wraps modulo 2^64: that
- * path adds in 32-bit halves (Lua 5.1 numbers are doubles, exact below 2^53).
+ * ARGV[2] delta, ARGV[3] record TTL in ms, ARGV[4] minus the delta (modulo
+ * 2^64).  Answers {0, value} when it applied the delta, {1, value} for a
+ * request already applied (value: as recorded), or INCRBY's error (wrong
+ * type, not an integer).
+ *
+ * Two server calls on the common path: INCRBY, then SET ... GET writes the
+ * new record and reads the old one.  Every attempt checks (a first attempt
+ * delayed in the network may arrive after its resend); when the old record
+ * says this request already ran, the delta is taken back and the record
+ * restored, all in the same atomic step.  A server older than 6.2 refuses
+ * SET ... GET: then GET and SET.
+ *
+ * INCRBY refuses to overflow, where every tally backend wraps modulo 2^64:
+ * that path adds in 32-bit halves (Lua 5.1 numbers are doubles, exact below
+ * 2^53).
  */
 static const char ADD_SCRIPT[] =
-	"local rec = ARGV[4] == '1' and redis.call('GET', KEYS[2])\n"
-	"if rec then\n"
-	"  local sp = string.find(rec, ' ', 1, true)\n"
-	"  if tonumber(string.sub(rec, 1, sp - 1)) >= tonumber(ARGV[1]) then\n"
-	"    return {1, string.sub(rec, sp + 1)}\n"
-	"  end\n"
-	"end\n"
-	"local r = redis.pcall('INCRBY', KEYS[1], ARGV[2])\n"
-	"if type(r) == 'table' and r.err then\n"
-	"  if not string.find(r.err, 'overflow', 1, true) then return r end\n"
+	"local function wrap(d)\n"
 	"  local B = 4294967296\n"
 	"  local function neg(h, l)\n"
 	"    l = B - l\n"
@@ -114,7 +114,7 @@ static const char ADD_SCRIPT[] =
 	"    return h, l\n"
 	"  end\n"
 	"  local ah, al = parse(redis.call('GET', KEYS[1]))\n"
-	"  local bh, bl = parse(ARGV[2])\n"
+	"  local bh, bl = parse(d)\n"
 	"  local l = al + bl\n"
 	"  local h = (ah + bh + math.floor(l / B)) % B\n"
 	"  l = l % B\n"
@@ -129,15 +129,36 @@ static const char ADD_SCRIPT[] =
 	"    out = string.char(48 + d) .. out\n"
 	"  until h == 0 and l == 0\n"
 	"  redis.call('SET', KEYS[1], sign .. out)\n"
-	"  r = nil\n"
+	"  return sign .. out\n"
 	"end\n"
-	"local v\n"
-	"if r and r > -9007199254740992 and r < 9007199254740992 then\n"
-	"  v = string.format('%d', r)\n"
-	"else\n"
-	"  v = redis.call('GET', KEYS[1])\n"
+	"local function add(d)\n"
+	"  local r = redis.pcall('INCRBY', KEYS[1], d)\n"
+	"  if type(r) == 'table' and r.err then\n"
+	"    if string.find(r.err, 'overflow', 1, true) then return wrap(d) "
 	"end\n"
-	"redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. v, 'PX', ARGV[3])\n"
+	"    return nil, r\n"
+	"  end\n"
+	"  if r > -9007199254740992 and r < 9007199254740992 then\n"
+	"    return string.format('%d', r)\n"
+	"  end\n"
+	"  return redis.call('GET', KEYS[1])\n"
+	"end\n"
+	"local v, err = add(ARGV[2])\n"
+	"if not v then return err end\n"
+	"local rec = ARGV[1] .. ' ' .. v\n"
+	"local old = redis.pcall('SET', KEYS[2], rec, 'PX', ARGV[3], 'GET')\n"
+	"if type(old) == 'table' and old.err then\n"
+	"  old = redis.call('GET', KEYS[2])\n"
+	"  redis.call('SET', KEYS[2], rec, 'PX', ARGV[3])\n"
+	"end\n"
+	"if old then\n"
+	"  local sp = string.find(old, ' ', 1, true)\n"
+	"  if tonumber(string.sub(old, 1, sp - 1)) >= tonumber(ARGV[1]) then\n"
+	"    add(ARGV[4])\n"
+	"    redis.call('SET', KEYS[2], old, 'PX', ARGV[3])\n"
+	"    return {1, string.sub(old, sp + 1)}\n"
+	"  end\n"
+	"end\n"
 	"return {0, v}\n";
 
 /*
@@ -411,7 +432,7 @@ static int transient(const redisReply *r)
  */
 static redisReply *until_deadline(struct client *cl, int argc,
 				  const char **argv, uint64_t deadline,
-				  int *sent, int *rc, const char **resent)
+				  int *sent, int *rc)
 {
 	uint64_t pause = 20;
 
@@ -425,8 +446,6 @@ static redisReply *until_deadline(struct client *cl, int argc,
 		if (r != NULL && !transient(r))
 			return r;
 		freeReplyObject(r);
-		if (resent != NULL && *sent)
-			*resent = "1"; /* what follows may be a resend */
 		now = now_ms();
 		if (now >= deadline) {
 			*rc = *sent ? TALLY_EUNKNOWN : TALLY_EREMOTE;
@@ -506,7 +525,7 @@ static int load_script(struct client *cl, uint64_t deadline)
 {
 	const char *argv[] = {"SCRIPT", "LOAD", ADD_SCRIPT};
 	int sent = 0, rc = 0;
-	redisReply *r = until_deadline(cl, 3, argv, deadline, &sent, &rc, NULL);
+	redisReply *r = until_deadline(cl, 3, argv, deadline, &sent, &rc);
 
 	if (r == NULL)
 		return -1;
@@ -526,16 +545,17 @@ static int load_script(struct client *cl, uint64_t deadline)
 static int request(struct client *cl, uint64_t seq, int64_t sum, int64_t *after)
 {
 	uint64_t deadline = now_ms() + (uint64_t)cl->s->deadline_ms;
-	char seqs[24], d[24], ttl[24];
+	char seqs[24], d[24], neg[24], ttl[24];
 	int sent = 0, rc = 0;
 
 	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
 	snprintf(d, sizeof(d), "%lld", (long long)sum);
+	snprintf(neg, sizeof(neg), "%lld",
+		 (long long)(int64_t)(0 - (uint64_t)sum));
 	snprintf(ttl, sizeof(ttl), "%d",
 		 RECORD_TTL_MS > 2 * cl->s->deadline_ms
 			 ? RECORD_TTL_MS
 			 : 2 * cl->s->deadline_ms);
-	const char *again = "0"; /* "1" once it may have been sent */
 	for (int tries = 0; tries < 3; tries++) {
 		/* Once the request may have reached the server, a failure to
 		 * hear back is an unknown outcome, never a plain failure. */
@@ -543,10 +563,9 @@ static int request(struct client *cl, uint64_t seq, int64_t sum, int64_t *after)
 			return sent ? TALLY_EUNKNOWN : TALLY_EREMOTE;
 		const char *argv[] = {"EVALSHA",  cl->sha,    "2",
 				      cl->s->key, cl->record, seqs,
-				      d,	  ttl,	      again};
-		redisReply *r = until_deadline(cl, 9, argv, deadline, &sent,
-					       &rc, &argv[8]);
-		again = argv[8];
+				      d,	  ttl,	      neg};
+		redisReply *r =
+			until_deadline(cl, 9, argv, deadline, &sent, &rc);
 		if (r == NULL)
 			return rc;
 		if (r->type == REDIS_REPLY_ERROR &&
@@ -765,7 +784,7 @@ static int initialize(struct client *cl, int64_t initial, const char *mode)
 	int sent = 0;
 	redisReply *r = until_deadline(cl, 6, argv,
 				       now_ms() + (uint64_t)cl->s->deadline_ms,
-				       &sent, &rc, NULL);
+				       &sent, &rc);
 	if (r == NULL) {
 		tally__explain_set(
 			TALLY_EREMOTE,
@@ -832,9 +851,8 @@ static int redis_get(void *state, int64_t *value)
 	if (cl == NULL)
 		return TALLY_ENOMEM;
 	pthread_mutex_lock(&cl->io);
-	redisReply *r =
-		until_deadline(cl, 2, argv, now_ms() + (uint64_t)s->deadline_ms,
-			       &sent, &rc, NULL);
+	redisReply *r = until_deadline(
+		cl, 2, argv, now_ms() + (uint64_t)s->deadline_ms, &sent, &rc);
 	if (r == NULL) {
 		tally__explain_set(
 			TALLY_EREMOTE,

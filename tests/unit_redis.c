@@ -42,6 +42,94 @@ static void server(const char *fmt, const char *key)
 	redisFree(c);
 }
 
+static redisContext *connect_test_server(void)
+{
+	const char *url = getenv("TALLY_TEST_REDIS_URL");
+	redisContext *c =
+		redisConnect("127.0.0.1", atoi(strrchr(url, ':') + 1));
+
+	assert_true(c != NULL && c->err == 0);
+	return c;
+}
+
+/* Split MONITOR's line ('123.4 [0 ip:port] "EVALSHA" "sha" ...') into its
+ * quoted arguments (ours hold no quotes or escapes); returns the count. */
+static int monitored_args(char *line, char **argv, int max)
+{
+	int n = 0;
+
+	for (char *p = strchr(line, '"'); p != NULL && n < max;) {
+		char *end = strchr(p + 1, '"');
+		if (end == NULL)
+			break;
+		*end = '\0';
+		argv[n++] = p + 1;
+		p = strchr(end + 1, '"');
+	}
+	return n;
+}
+
+/*
+ * A request that arrives again after it was applied -- a resend, or the
+ * first attempt delayed in the network behind its resend, even behind the
+ * next request -- changes nothing.  Both EVALSHAs the backend sent (caught
+ * with MONITOR) are replayed verbatim, twice each: every copy answers
+ * "already applied" (the last one with the value it left), and the counter
+ * stays where it was.
+ */
+static void test_request_replayed_changes_nothing(void **state)
+{
+	static char line[2][1024];
+	redisContext *mon = connect_test_server();
+	redisReply *r = redisCommand(mon, "MONITOR");
+	tally *t;
+	int64_t v, after;
+	char *argv[2][16];
+	int argc[2] = {0, 0}, seen = 0;
+	void *reply;
+
+	(void)state;
+	assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+	freeReplyObject(r);
+	assert_int_equal(tally_create(&t, backend("replay", ""), 5, 0), 0);
+	assert_int_equal(tally_add_fetch(t, 10, &after), 0);
+	assert_true(after == 15);
+	assert_int_equal(tally_add(t, 100), 0);
+	while (seen < 2 && redisGetReply(mon, &reply) == REDIS_OK) {
+		r = reply;
+		if (r->type == REDIS_REPLY_STATUS &&
+		    strstr(r->str, "\"EVALSHA\"") != NULL &&
+		    strstr(r->str, "-replay\"") != NULL) {
+			snprintf(line[seen], sizeof(line[seen]), "%s", r->str);
+			argc[seen] = monitored_args(line[seen], argv[seen], 16);
+			seen++;
+		}
+		freeReplyObject(r);
+	}
+	redisFree(mon);
+	/* EVALSHA sha 2 key record seq delta ttl -delta */
+	assert_int_equal(argc[0], 9);
+	assert_int_equal(argc[1], 9);
+	assert_string_equal(argv[0][6], "10");
+	assert_string_equal(argv[1][6], "100");
+
+	redisContext *c = connect_test_server();
+	for (int copy = 0; copy < 4; copy++) {
+		int i = copy % 2;
+		r = redisCommandArgv(c, argc[i], (const char **)argv[i], NULL);
+		assert_true(r != NULL && r->type == REDIS_REPLY_ARRAY &&
+			    r->elements == 2);
+		assert_int_equal(r->element[0]->integer, 1);
+		if (i == 1)
+			assert_string_equal(r->element[1]->str, "115");
+		freeReplyObject(r);
+	}
+	redisFree(c);
+	assert_int_equal(tally_get(t, &v), 0);
+	assert_true(v == 115);
+	tally_destroy(t);
+}
+
 /* A key of another type, or a string that is no integer, is named and left
  * alone: create refuses (with keep or without), and only `reset` writes. */
 static void test_wrong_type_named_never_overwritten(void **state)
@@ -343,6 +431,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_type_named_never_overwritten),
 		cmocka_unit_test(test_add_fetch_tickets),
 		cmocka_unit_test(test_lost_reply_applied_once),
+		cmocka_unit_test(test_request_replayed_changes_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
