@@ -46,20 +46,35 @@ const char *tally_errname(int err)
 	return "TALLY_E?";
 }
 
-static _Thread_local char detail[320];
+/* The last detailed error of this thread (tally_explain()). */
+static _Thread_local struct {
+	int err;
+	char text[320];
+} explained;
 
-void tally__detail(const char *fmt, ...)
+void tally__explain_set(int err, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
+	vsnprintf(explained.text, sizeof(explained.text), fmt, ap);
 	va_end(ap);
+	explained.err = err;
 }
 
-const char *tally_errdetail(void)
+/* Entry points that can fail in many ways forget the last record first, so
+ * that an error they return without one is never explained by an older
+ * one with the same code. */
+void tally__explain_clear(void)
 {
-	return detail;
+	explained.err = 0;
+}
+
+const char *tally_explain(int err)
+{
+	if (err < 0 && explained.err == err)
+		return explained.text;
+	return tally_strerror(err);
 }
 
 const char *tally_version(void)
@@ -138,7 +153,7 @@ int tally_backend_check(const char *backend, unsigned flags)
 	tally *t;
 	int rc;
 
-	tally__detail("%s", "");
+	tally__explain_clear();
 	if ((flags & ~(unsigned)TALLY_PSHARED) != 0)
 		return TALLY_EINVAL;
 	rc = tally__resolve(backend, &ops, &options);
@@ -166,7 +181,7 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 	tally *t;
 	int rc;
 
-	tally__detail("%s", "");
+	tally__explain_clear();
 	if (out == NULL || (flags & ~(unsigned)TALLY_PSHARED) != 0)
 		return TALLY_EINVAL;
 	rc = tally__resolve(backend, &ops, &options);
@@ -181,9 +196,11 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 		return rc;
 	rc = ops->init(t->state, initial, flags, options);
 	if (rc != 0) {
-		if (rc == TALLY_ESYSTEM && *tally_errdetail() == '\0')
-			tally__detail("initializing the %s backend: %s",
-				      ops->name, strerror(errno));
+		if (rc == TALLY_ESYSTEM)
+			tally__explain_set(rc,
+					   "initializing the %s backend's "
+					   "lock: %s",
+					   ops->name, strerror(errno));
 		tally__unplace(t);
 		return rc;
 	}
@@ -212,6 +229,15 @@ int tally_add(tally *t, int64_t delta)
 	if (t == NULL)
 		return TALLY_EINVAL;
 	return t->add(t->state, delta);
+}
+
+int tally_add_fetch(tally *t, int64_t delta, int64_t *after)
+{
+	if (t == NULL || after == NULL)
+		return TALLY_EINVAL;
+	if (t->ops->add_fetch == NULL)
+		return TALLY_EUNSUPPORTED;
+	return t->ops->add_fetch(t->state, delta, after);
 }
 
 int tally_add_cs(tally *t, int64_t delta, void (*inside)(void *arg), void *arg)

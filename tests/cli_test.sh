@@ -509,6 +509,55 @@ redis)
 			json "d['actual'] == 500"
 	done
 	refused "invalid backend option" run --workload inc --backend "redis:colour=blue"
+	# A key that holds no counter is named with its type, and kept.
+	redis-cli -u "$TALLY_TEST_REDIS_URL" del "cli-$$-list" >/dev/null
+	redis-cli -u "$TALLY_TEST_REDIS_URL" rpush "cli-$$-list" a b >/dev/null
+	for extra in "" ",keep"; do
+		refused "redis key 'cli-$$-list' holds a list, not an integer counter" \
+			run --workload inc --backend "$r-list$extra"
+	done
+	[ "$(redis-cli -u "$TALLY_TEST_REDIS_URL" llen "cli-$$-list")" = 2 ] && ok ||
+		bad "a list was overwritten"
+	run 0 "$T" run --workload inc --iters 10 --backend "$r-list,reset" && ok
+	# Joined runs: two participants 0.2 s apart, twice, in either order,
+	# on a key that already holds 1000.  Each prints the same exact joint
+	# verdict, and nobody resets the counter: 1000 + 2 x (6000 + 3000).
+	redis-cli -u "$TALLY_TEST_REDIS_URL" set "cli-$$-joint" 1000 >/dev/null
+	for first in 2000 1000; do
+		second=$((3000 - first))
+		"$T" run --backend "$r-joint" --workload inc --iters $first \
+			--participants 2 --join-timeout 30 --format json \
+			>"$TMP/first" 2>"$TMP/first.err" &
+		p=$!
+		sleep 0.2
+		run 0 "$T" run --backend "$r-joint" --workload inc --iters $second \
+			--participants 2 --join-timeout 30 --format json
+		wait $p && ok || bad "the first participant: exit $?"
+		json "d['participants'] == 2 and d['lost'] == 0 and d['actual'] == d['expected'] == json.load(open('$TMP/first'))['actual']"
+	done
+	[ "$(redis-cli -u "$TALLY_TEST_REDIS_URL" get "cli-$$-joint")" = 19000 ] && ok ||
+		bad "joined runs: the counter is not 19000"
+	# Who never came, and who never finished (killed mid-run).
+	run 3 "$T" run --backend "$r-alone" --workload inc --iters 10 \
+		--participants 2 --join-timeout 0.3 &&
+		contains err "participants 2 to 2 of 2 never arrived within 0.3 s \(1 arrived\)" "never arrived"
+	"$T" run --backend "$r-killed" --workload inc --iters 100000 --sleep-us 1000 \
+		--participants 2 --join-timeout 30 >/dev/null 2>&1 &
+	p=$!
+	sleep 0.2
+	"$T" run --backend "$r-killed" --workload inc --iters 10 \
+		--participants 2 --join-timeout 1 >"$TMP/out" 2>"$TMP/err" &
+	q=$!
+	sleep 1
+	kill -KILL $p
+	wait $q
+	[ $? = 3 ] && ok || bad "a participant whose partner was killed: not exit 3"
+	contains err "participant [12] of 2 never finished" "never finished"
+	# Backends with options hold commas: such a one takes the rest of its
+	# --backend, and --backend repeats.
+	run 0 "$T" bench --backend "atomic,$r-b1" --backend "$r-b2" --workers 2 \
+		--duration 0.05 --warmup 0.01 --format json &&
+		json "[r['backend'] for r in d['results']] == ['atomic', '$r-b1', '$r-b2'] and all(r['correct'] for r in d['results'])"
 	run 3 "$T" run --backend "redis:url=redis://127.0.0.1:1" --workload inc --iters 10 &&
 		contains err "unreachable" "unreachable server"
 	[ -s "$TMP/out" ] && bad "printed a result for an unreachable server" || ok

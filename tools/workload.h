@@ -36,15 +36,15 @@ struct wl_result {
 	int64_t lost;	  /* expected - actual (modulo 2^64) */
 	uint64_t done[WL_MAX_WORKERS]; /* adds each worker completed */
 	uint64_t total_ops;
-	double seconds;	    /* first start to last finish, monotonic */
-	int interrupted;    /* stopped early by SIGINT */
-	int timed_out;	    /* stopped early at cfg->time_limit_s */
-	int killed_worker;  /* -1, or the worker SIGKILLed on purpose */
-	int died_worker;    /* -1, or a worker that died on its own */
-	int failed_worker;  /* -1, or a worker process that finished its adds
-			     * but then exited badly (status in
-			     * failed_status, as from waitpid): e.g. a
-			     * memory checker's error exit */
+	double seconds;	   /* first start to last finish, monotonic */
+	int interrupted;   /* stopped early by SIGINT */
+	int timed_out;	   /* stopped early at cfg->time_limit_s */
+	int killed_worker; /* -1, or the worker SIGKILLed on purpose */
+	int died_worker;   /* -1, or a worker that died on its own */
+	int failed_worker; /* -1, or a worker process that finished its adds
+			    * but then exited badly (status in
+			    * failed_status, as from waitpid): e.g. a
+			    * memory checker's error exit */
 	int failed_status;
 	unsigned recovered; /* adds that returned TALLY_RECOVERED */
 	int stalled;	    /* no progress for stall_timeout_s */
@@ -54,6 +54,12 @@ struct wl_result {
 	/* tally_backend_path(t): which way the adds went (percpu: "rseq" or
 	 * "atomic", as the coordinating thread sees it), or NULL */
 	const char *path;
+
+	/* Adds that answered TALLY_EUNKNOWN (a remote backend's deadline
+	 * passed): applied once or not at all, so neither in expected nor
+	 * lost; and their deltas, summed modulo 2^64. */
+	uint64_t unknown;
+	int64_t unknown_sum;
 };
 
 /* The lesson's defaults for a workload. */

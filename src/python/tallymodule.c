@@ -199,7 +199,9 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 		char known[512];
 		/* What the library says more (owner and mode, the other
 		 * backend, the system call): same thread, set by the call. */
-		const char *d = tally_errdetail(), *sep = *d ? ": " : "";
+		const char *d = tally_explain(rc), *sep = ": ";
+		if (d == tally_strerror(rc))
+			d = sep = ""; /* nothing more than the message */
 		if (rc == TALLY_ENOBACKEND) {
 			known_backends(known, sizeof(known));
 			raise_tally(rc, "'%s' (known: %s)",
@@ -498,9 +500,12 @@ static PyObject *mod_unlink(PyObject *mod, PyObject *arg)
 		return NULL;
 	rc = tally_unlink(name);
 	if (rc < 0)
-		return raise_tally(rc, "counter '%s'%s%s", name,
-				   *tally_errdetail() ? ": " : "",
-				   tally_errdetail());
+		return raise_tally(
+			rc, "counter '%s'%s%s", name,
+			tally_explain(rc) != tally_strerror(rc) ? ": " : "",
+			tally_explain(rc) != tally_strerror(rc)
+				? tally_explain(rc)
+				: "");
 	Py_RETURN_NONE;
 }
 

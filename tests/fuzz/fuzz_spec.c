@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned flags = 0; flags <= TALLY_PSHARED; flags++) {
 		int rc = tally_backend_check(spec, flags);
 		if (rc > 0 || tally_strerror(rc) == NULL ||
-		    tally_errdetail() == NULL)
+		    tally_explain(rc) == NULL)
 			abort();
 		if (rc != 0)
 			continue;
