@@ -140,6 +140,23 @@ int tally__resolve(const char *spec, const struct tally_backend **ops,
 	return 0;
 }
 
+/* What tally_create() and tally_backend_check() refuse before anything is
+ * made: unknown flags, the spec, and sharing a backend that cannot be. */
+static int resolve_for(const char *backend, unsigned flags,
+		       const struct tally_backend **ops, const char **options)
+{
+	int rc;
+
+	if ((flags & ~(unsigned)TALLY_PSHARED) != 0)
+		return TALLY_EINVAL;
+	rc = tally__resolve(backend, ops, options);
+	if (rc != 0)
+		return rc;
+	if ((flags & TALLY_PSHARED) && !((*ops)->caps & TALLY_CAP_PSHARED))
+		return TALLY_EUNSUPPORTED;
+	return 0;
+}
+
 /*
  * tally_create() without the counter.  A backend without a check op has an
  * init whose only effect is on its state (a lock initialized, a value set):
@@ -154,13 +171,9 @@ int tally_backend_check(const char *backend, unsigned flags)
 	int rc;
 
 	tally__explain_clear();
-	if ((flags & ~(unsigned)TALLY_PSHARED) != 0)
-		return TALLY_EINVAL;
-	rc = tally__resolve(backend, &ops, &options);
+	rc = resolve_for(backend, flags, &ops, &options);
 	if (rc != 0)
 		return rc;
-	if ((flags & TALLY_PSHARED) && !(ops->caps & TALLY_CAP_PSHARED))
-		return TALLY_EUNSUPPORTED;
 	if (ops->check != NULL)
 		return options != NULL ? ops->check(options) : 0;
 	rc = tally__place_private(&t, ops);
@@ -182,13 +195,11 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 	int rc;
 
 	tally__explain_clear();
-	if (out == NULL || (flags & ~(unsigned)TALLY_PSHARED) != 0)
+	if (out == NULL)
 		return TALLY_EINVAL;
-	rc = tally__resolve(backend, &ops, &options);
+	rc = resolve_for(backend, flags, &ops, &options);
 	if (rc != 0)
 		return rc;
-	if ((flags & TALLY_PSHARED) && !(ops->caps & TALLY_CAP_PSHARED))
-		return TALLY_EUNSUPPORTED;
 
 	rc = (flags & TALLY_PSHARED) ? tally__place_shared(&t, ops)
 				     : tally__place_private(&t, ops);
