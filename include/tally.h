@@ -125,7 +125,12 @@ struct tally__hot {
 	  "creating it")                                                       \
 	X(ENOSPACE, -16,                                                       \
 	  "no space for the shared counter (the shared-memory file system "    \
-	  "is full, or a file-size limit)")
+	  "is full, or a file-size limit)")  \
+	X(EWRONGTYPE, -17,                                                     \
+	  "the remote key holds something other than a 64-bit integer")        \
+	X(EUNKNOWN, -18,                                                       \
+	  "outcome unknown: the server did not confirm the add before the "    \
+	  "deadline; it may or may not have been applied")
 
 enum tally_error {
 #define TALLY__ERR_ENUM(name, value, msg) TALLY_##name = (value),
@@ -155,7 +160,7 @@ enum tally_flags {
 
 /* Capability bits of a backend.  Branch on these, never on names. */
 enum tally_caps {
-	TALLY_CAP_LOCKFREE = 1u << 0, /* no lock: one atomic instruction */
+	TALLY_CAP_LOCKFREE = 1u << 0, /* no lock: an atomic add or an rseq */
 	TALLY_CAP_PSHARED = 1u << 1,  /* can live in process-shared memory */
 	TALLY_CAP_FAIR = 1u << 2,     /* waiters are served in FIFO order */
 	TALLY_CAP_BLOCKING = 1u << 3, /* waiters sleep in the kernel */
@@ -212,6 +217,9 @@ typedef struct tally_backend_info {
  *   TALLY_ESYSTEM      the backend's lock could not be initialized (errno
  *                      says why)
  *   TALLY_EREMOTE      a remote backend's server is unreachable or failed
+ *   TALLY_EWRONGTYPE   a remote backend's key holds something other than an
+ *                      integer, and the options do not ask to reset it
+ *                      (tally_explain() names the key and what it holds)
  */
 TALLY_API int tally_create(tally **out, const char *backend, int64_t initial,
 			   unsigned flags);
@@ -268,8 +276,8 @@ TALLY_API int tally_create(tally **out, const char *backend, int64_t initial,
  *                      below the counter's size (never a SIGBUS or SIGXFSZ)
  *   TALLY_ENOMEM, TALLY_ESYSTEM
  *                      a system call failed; errno says why, and
- *                      tally_errdetail() names the call
- * tally_errdetail() says more for each error: the call and strerror, the
+ *                      tally_explain() names the call
+ * tally_explain() says more for each error: the call and strerror, the
  * owner and mode of an untrusted object, the backend of a mismatched one.
  */
 TALLY_API int tally_open(tally **out, const char *name, const char *backend,
@@ -297,10 +305,27 @@ TALLY_API int tally_unlink(const char *name);
  *   TALLY_EINVAL          t is NULL
  *   TALLY_ENOTRECOVERABLE a robust lock's holder died and it could not be
  *                         recovered: the counter is unusable
- *   TALLY_EREMOTE         a remote backend's server failed (the add may or
- *                         may not have happened)
+ *   TALLY_EREMOTE         a remote backend's server failed, or refused the
+ *                         add: the add was not applied
+ *   TALLY_EWRONGTYPE      a remote backend's key holds something other than
+ *                         an integer (not applied; tally_explain() names
+ *                         the key and what it holds)
+ *   TALLY_EUNKNOWN        a remote backend sent the add, but no reply came
+ *                         before its deadline: it may have been applied
+ *                         (once at most) or not.  Count it as neither done
+ *                         nor lost.
  */
 TALLY_API int tally_add(tally *t, int64_t delta);
+
+/*
+ * Like tally_add(), and on success store in *after the counter's value just
+ * after this delta was applied (as a fetch-and-add would): two calls never
+ * see the same *after for a non-zero delta, so it can hand out tickets.
+ * Errors: those of tally_add(), and TALLY_EINVAL (after NULL),
+ * TALLY_EUNSUPPORTED (the backend has no such operation: today only the
+ * remote backend, redis, has it).
+ */
+TALLY_API int tally_add_fetch(tally *t, int64_t delta, int64_t *after);
 
 /*
  * Like tally_add(), and call inside(arg) while the backend's lock is held,
@@ -325,7 +350,8 @@ TALLY_API int tally_add_cs(tally *t, int64_t delta, void (*inside)(void *arg),
  * answers while the lock is held by a slow holder, or by a process that died
  * holding it (and never takes a place in a FIFO lock's queue).
  * Threads: as tally_add().  Never returns TALLY_RECOVERED.
- * Errors: TALLY_EINVAL (t or value NULL), TALLY_EREMOTE (as in tally_add()).
+ * Errors: TALLY_EINVAL (t or value NULL), TALLY_EREMOTE and TALLY_EWRONGTYPE
+ * (as in tally_add()).
  */
 TALLY_API int tally_get(tally *t, int64_t *value);
 
@@ -360,6 +386,15 @@ TALLY_API const char *tally_strerror(int err);
 TALLY_API const char *tally_errname(int err);
 
 /*
+ * A one-line description of err for a person: what this thread's last
+ * failing call recorded about it when that call failed with err (e.g.
+ * "redis key 'jobs' holds a list, not an integer counter"), else
+ * tally_strerror(err).  Never NULL; valid until this thread's next tally
+ * call; thread-safe (the record is per thread).
+ */
+TALLY_API const char *tally_explain(int err);
+
+/*
  * Backend enumeration.  tally_backend_count() backends are known, built in
  * or not (info.built_in says which); tally_backend_at(i, &info) describes
  * number i, for i from 0 to count - 1, in registry order (the order of
@@ -385,16 +420,6 @@ TALLY_API int tally_backend_find(const char *name, tally_backend_info *info);
  * Thread-safe.
  */
 TALLY_API int tally_backend_check(const char *backend, unsigned flags);
-
-/*
- * More about the last error that tally_create(), tally_open(),
- * tally_unlink() or tally_backend_check() returned in this thread, when there
- * is more to say than tally_strerror(): e.g. "shm_open(/tally.jobs): Permission
- * denied", "owned by uid 1001 (probe), mode 0666", "its backend is spin".  An
- * empty string when there is nothing more.  Thread-local: valid until this
- * thread's next call into the library; never NULL.
- */
-TALLY_API const char *tally_errdetail(void);
 
 /* The library's version string, e.g. "0.1.0" (may differ from the header's
  * TALLY_VERSION_STRING when a program runs against a newer library).  Never

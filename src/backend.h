@@ -49,6 +49,8 @@
  *             never waits for a lock (see tally__word below).
  *   add_cs    as add, calling inside(arg) before releasing the lock; only
  *             backends with TALLY_CAP_LOCKED have it.
+ *   add_fetch optional: as add, and store the value just after the add in
+ *             *after (tally_add_fetch()); NULL when the backend has none.
  *   destroy   once, by the creating process, when no other call can run;
  *             may be NULL when there is nothing to release.
  *   check     optional: validate `options` (never NULL) as init would,
@@ -78,6 +80,7 @@ struct tally_backend {
 	 * both under the lock.  Not on the hot path of tally_add(). */
 	int (*add_cs)(void *state, int64_t delta, void (*inside)(void *),
 		      void *arg);
+	int (*add_fetch)(void *state, int64_t delta, int64_t *after);
 	void (*destroy)(void *state);
 	int (*check)(const char *options);
 	/* Optional: for a backend with more than one way to add, the one the
@@ -85,6 +88,11 @@ struct tally_backend {
 	 * static string; tally_backend_path() answers NULL without it. */
 	const char *(*path)(const void *state);
 };
+
+/* src/tally.c: record, for this thread, a one-line description of the error
+ * err that the call in progress is about to return (tally_explain()). */
+void tally__explain_set(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* src/registry.c */
 const struct tally_backend *tally__backend_lookup(const char *name, size_t len);

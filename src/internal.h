@@ -61,9 +61,9 @@ static inline void tally__arm(tally *t)
 int tally__resolve(const char *spec, const struct tally_backend **ops,
 		   const char **options);
 
-/* src/tally.c: set what tally_errdetail() says in this thread ("" clears
- * it); printf-style. */
-void tally__detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* src/tally.c: forget this thread's last explained error (see
+ * tally__explain_set() in backend.h). */
+void tally__explain_clear(void);
 
 /* src/place.c */
 size_t tally__round_up(size_t n, size_t to);

@@ -67,16 +67,20 @@ static void object_path(char *buf, size_t size, const char *name)
 }
 
 /* A failed system call: TALLY_ESYSTEM (or ENOMEM/ENOSPACE where errno says
- * so), with the call and strerror for tally_errdetail(). */
+ * so), with the call and strerror for tally_explain(). */
 static int sys_fail(const char *call, const char *what, int err)
 {
-	tally__detail("%s(%s): %s", call, what, strerror(err));
+	int rc = err == ENOMEM ? TALLY_ENOMEM
+		 : err == ENOSPC || err == EFBIG || err == EDQUOT
+			 ? TALLY_ENOSPACE
+			 : TALLY_ESYSTEM;
+
+	tally__explain_set(rc, "%s%s(%s) failed: %s",
+			   rc == TALLY_ENOSPACE ? "no space for the counter: "
+						: "",
+			   call, what, strerror(err));
 	errno = err;
-	if (err == ENOMEM)
-		return TALLY_ENOMEM;
-	if (err == ENOSPC || err == EFBIG || err == EDQUOT)
-		return TALLY_ENOSPACE;
-	return TALLY_ESYSTEM;
+	return rc;
 }
 
 static int map_object(int fd, size_t size, const char *path, void **map)
@@ -103,9 +107,11 @@ static int reserve(int fd, size_t size, const char *path)
 
 	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    (rlim_t)size > rl.rlim_cur) {
-		tally__detail("the counter needs %zu bytes; the file-size "
-			      "limit (ulimit -f) is %llu bytes",
-			      size, (unsigned long long)rl.rlim_cur);
+		tally__explain_set(TALLY_ENOSPACE,
+				   "no space for the counter: it needs %zu "
+				   "bytes, and the file-size limit (ulimit -f) "
+				   "is %llu bytes",
+				   size, (unsigned long long)rl.rlim_cur);
 		return TALLY_ENOSPACE;
 	}
 	int err = posix_fallocate(fd, 0, (off_t)size);
@@ -124,9 +130,10 @@ static int create_object(tally *t, int fd, const struct tally_backend *ops,
 	int rc;
 
 	if (options != NULL && strlen(options) >= sizeof(h->options)) {
-		tally__detail("a named counter keeps at most %zu bytes of "
-			      "backend options",
-			      sizeof(h->options) - 1);
+		tally__explain_set(TALLY_EOPTION,
+				   "a named counter keeps at most %zu bytes of "
+				   "backend options",
+				   sizeof(h->options) - 1);
 		return TALLY_EOPTION;
 	}
 	/* umask may have narrowed the mode; it must not have widened it. */
@@ -206,13 +213,15 @@ static int trusted(const struct stat *st, const char *path)
 
 	if (st->st_uid == geteuid() && (st->st_mode & 077) == 0)
 		return 0;
-	tally__detail("%s is owned by uid %lu%s with mode %04o; a named "
-		      "counter is joined only when it is this user's (uid "
-		      "%lu) and closed to group and others (0600)",
-		      path, (unsigned long)st->st_uid,
-		      user_name(st->st_uid, who, sizeof(who)),
-		      (unsigned)(st->st_mode & 07777),
-		      (unsigned long)geteuid());
+	tally__explain_set(TALLY_EUNTRUSTED,
+			   "%s is owned by uid %lu%s with mode %04o: another "
+			   "user could have written it.  A named counter is "
+			   "joined only when it is this user's (uid %lu) and "
+			   "closed to group and others (0600)",
+			   path, (unsigned long)st->st_uid,
+			   user_name(st->st_uid, who, sizeof(who)),
+			   (unsigned)(st->st_mode & 07777),
+			   (unsigned long)geteuid());
 	return TALLY_EUNTRUSTED;
 }
 
@@ -226,9 +235,11 @@ static int same_backend(const struct named_header *h,
 	if (want == NULL ||
 	    (want == have && strcmp(h->options, options ? options : "") == 0))
 		return 0;
-	tally__detail("its backend is %s%s%s, not %s%s%s", h->backend,
-		      h->options[0] ? ":" : "", h->options, want->name,
-		      options ? ":" : "", options ? options : "");
+	tally__explain_set(TALLY_EMISMATCH,
+			   "the counter exists with backend %s%s%s, not %s%s%s",
+			   h->backend, h->options[0] ? ":" : "", h->options,
+			   want->name, options ? ":" : "",
+			   options ? options : "");
 	return TALLY_EMISMATCH;
 }
 
@@ -247,7 +258,8 @@ static int attach_object(tally *t, int fd, const char *path,
 	if ((rc = trusted(&st, path)) != 0)
 		return rc;
 	if (!S_ISREG(st.st_mode)) {
-		tally__detail("%s is not a regular file", path);
+		tally__explain_set(TALLY_EBADOBJECT, "%s is not a regular file",
+				   path);
 		return TALLY_EBADOBJECT;
 	}
 	/* Read the header with read(), not through a mapping: a short file
@@ -261,34 +273,42 @@ static int attach_object(tally *t, int fd, const char *path,
 	    h.total_size != (uint64_t)st.st_size ||
 	    memchr(h.backend, '\0', sizeof(h.backend)) == NULL ||
 	    memchr(h.options, '\0', sizeof(h.options)) == NULL) {
-		tally__detail("%s is not a tally counter of layout %u (%lld "
-			      "bytes)",
-			      path, NAMED_LAYOUT, (long long)st.st_size);
+		tally__explain_set(TALLY_EBADOBJECT,
+				   "%s is not a tally counter of layout %u "
+				   "(%lld bytes)",
+				   path, NAMED_LAYOUT, (long long)st.st_size);
 		return TALLY_EBADOBJECT;
 	}
 	if (atomic_load_explicit(&h.ready, memory_order_relaxed) !=
 	    READY_VALUE) {
-		tally__detail("%s was never finished: its creator is gone",
-			      path);
+		tally__explain_set(TALLY_EUNFINISHED,
+				   "%s was never finished: its creator is gone",
+				   path);
 		return TALLY_EUNFINISHED;
 	}
 	ops = tally__backend_lookup(h.backend, strlen(h.backend));
 	if (ops == NULL || !(ops->caps & TALLY_CAP_NAMED)) {
-		tally__detail("%s names no backend this tally knows as "
-			      "named-capable ('%s')",
-			      path, h.backend);
+		tally__explain_set(TALLY_EBADOBJECT,
+				   "%s names no backend this tally knows as "
+				   "named-capable ('%s')",
+				   path, h.backend);
 		return TALLY_EBADOBJECT;
 	}
 	if (ops->add == NULL) {
-		tally__detail("its backend is %s", h.backend);
+		tally__explain_set(TALLY_ENOTBUILT,
+				   "the counter's backend, %s, was not built "
+				   "into this tally",
+				   h.backend);
 		return TALLY_ENOTBUILT;
 	}
 	if (h.state_size != ops->state_size ||
 	    state_offset(ops) + ops->state_size > h.total_size) {
-		tally__detail("%s: its %s state is %llu bytes, this tally's "
-			      "is %zu",
-			      path, h.backend, (unsigned long long)h.state_size,
-			      ops->state_size);
+		tally__explain_set(TALLY_EBADOBJECT,
+				   "%s: its %s state is %llu bytes, this "
+				   "tally's is %zu",
+				   path, h.backend,
+				   (unsigned long long)h.state_size,
+				   ops->state_size);
 		return TALLY_EBADOBJECT;
 	}
 	if ((rc = same_backend(&h, ops, want, options)) != 0)
@@ -363,7 +383,7 @@ int tally_open(tally **out, const char *name, const char *backend,
 	tally *t;
 	int rc;
 
-	tally__detail("%s", "");
+	tally__explain_clear();
 	if (out == NULL || !valid_name(name) ||
 	    (flags & ~(unsigned)(TALLY_CREATE | TALLY_EXCL)) != 0 ||
 	    ((flags & TALLY_EXCL) && !(flags & TALLY_CREATE)))
@@ -417,7 +437,7 @@ int tally_unlink(const char *name)
 {
 	char path[NAMED_MAX + 32];
 
-	tally__detail("%s", "");
+	tally__explain_clear();
 	if (!valid_name(name))
 		return TALLY_EINVAL;
 	object_path(path, sizeof(path), name);

@@ -46,20 +46,35 @@ const char *tally_errname(int err)
 	return "TALLY_E?";
 }
 
-static _Thread_local char detail[320];
+/* The last detailed error of this thread (tally_explain()). */
+static _Thread_local struct {
+	int err;
+	char text[320];
+} explained;
 
-void tally__detail(const char *fmt, ...)
+void tally__explain_set(int err, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
+	vsnprintf(explained.text, sizeof(explained.text), fmt, ap);
 	va_end(ap);
+	explained.err = err;
 }
 
-const char *tally_errdetail(void)
+/* Entry points that can fail in many ways forget the last record first, so
+ * that an error they return without one is never explained by an older
+ * one with the same code. */
+void tally__explain_clear(void)
 {
-	return detail;
+	explained.err = 0;
+}
+
+const char *tally_explain(int err)
+{
+	if (err < 0 && explained.err == err)
+		return explained.text;
+	return tally_strerror(err);
 }
 
 const char *tally_version(void)
@@ -125,6 +140,23 @@ int tally__resolve(const char *spec, const struct tally_backend **ops,
 	return 0;
 }
 
+/* What tally_create() and tally_backend_check() refuse before anything is
+ * made: unknown flags, the spec, and sharing a backend that cannot be. */
+static int resolve_for(const char *backend, unsigned flags,
+		       const struct tally_backend **ops, const char **options)
+{
+	int rc;
+
+	if ((flags & ~(unsigned)TALLY_PSHARED) != 0)
+		return TALLY_EINVAL;
+	rc = tally__resolve(backend, ops, options);
+	if (rc != 0)
+		return rc;
+	if ((flags & TALLY_PSHARED) && !((*ops)->caps & TALLY_CAP_PSHARED))
+		return TALLY_EUNSUPPORTED;
+	return 0;
+}
+
 /*
  * tally_create() without the counter.  A backend without a check op has an
  * init whose only effect is on its state (a lock initialized, a value set):
@@ -138,14 +170,10 @@ int tally_backend_check(const char *backend, unsigned flags)
 	tally *t;
 	int rc;
 
-	tally__detail("%s", "");
-	if ((flags & ~(unsigned)TALLY_PSHARED) != 0)
-		return TALLY_EINVAL;
-	rc = tally__resolve(backend, &ops, &options);
+	tally__explain_clear();
+	rc = resolve_for(backend, flags, &ops, &options);
 	if (rc != 0)
 		return rc;
-	if ((flags & TALLY_PSHARED) && !(ops->caps & TALLY_CAP_PSHARED))
-		return TALLY_EUNSUPPORTED;
 	if (ops->check != NULL)
 		return options != NULL ? ops->check(options) : 0;
 	rc = tally__place_private(&t, ops);
@@ -166,14 +194,12 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 	tally *t;
 	int rc;
 
-	tally__detail("%s", "");
-	if (out == NULL || (flags & ~(unsigned)TALLY_PSHARED) != 0)
+	tally__explain_clear();
+	if (out == NULL)
 		return TALLY_EINVAL;
-	rc = tally__resolve(backend, &ops, &options);
+	rc = resolve_for(backend, flags, &ops, &options);
 	if (rc != 0)
 		return rc;
-	if ((flags & TALLY_PSHARED) && !(ops->caps & TALLY_CAP_PSHARED))
-		return TALLY_EUNSUPPORTED;
 
 	rc = (flags & TALLY_PSHARED) ? tally__place_shared(&t, ops)
 				     : tally__place_private(&t, ops);
@@ -181,9 +207,11 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 		return rc;
 	rc = ops->init(t->state, initial, flags, options);
 	if (rc != 0) {
-		if (rc == TALLY_ESYSTEM && *tally_errdetail() == '\0')
-			tally__detail("initializing the %s backend: %s",
-				      ops->name, strerror(errno));
+		if (rc == TALLY_ESYSTEM)
+			tally__explain_set(rc,
+					   "initializing the %s backend's "
+					   "lock: %s",
+					   ops->name, strerror(errno));
 		tally__unplace(t);
 		return rc;
 	}
@@ -206,6 +234,15 @@ int tally_add(tally *t, int64_t delta)
 	if (t == NULL)
 		return TALLY_EINVAL;
 	return t->add(t->state, delta);
+}
+
+int tally_add_fetch(tally *t, int64_t delta, int64_t *after)
+{
+	if (t == NULL || after == NULL)
+		return TALLY_EINVAL;
+	if (t->ops->add_fetch == NULL)
+		return TALLY_EUNSUPPORTED;
+	return t->ops->add_fetch(t->state, delta, after);
 }
 
 int tally_add_cs(tally *t, int64_t delta, void (*inside)(void *arg), void *arg)

@@ -56,7 +56,8 @@ static void test_create_open_remove(void **state)
 	 * caller that names another backend is refused, and told which. */
 	assert_int_equal(tally_open(&b, name, "atomic", 0, TALLY_CREATE),
 			 TALLY_EMISMATCH);
-	assert_non_null(strstr(tally_errdetail(), "its backend is mutex"));
+	assert_non_null(strstr(tally_explain(TALLY_EMISMATCH),
+			       "exists with backend mutex, not atomic"));
 	assert_int_equal(tally_open(&b, name, "MUTEX", 0, TALLY_CREATE), 0);
 	tally_destroy(b);
 	/* Naming none joins whatever it is. */
@@ -259,7 +260,7 @@ static void test_untrusted_objects_are_refused(void **state)
 	fd = raw_open();
 	assert_int_equal(fchmod(fd, 0666), 0);
 	assert_int_equal(tally_open(&t, name, NULL, 0, 0), TALLY_EUNTRUSTED);
-	assert_non_null(strstr(tally_errdetail(), "mode 0666"));
+	assert_non_null(strstr(tally_explain(TALLY_EUNTRUSTED), "mode 0666"));
 	assert_int_equal(tally_open(&t, name, "atomic", 0, TALLY_CREATE),
 			 TALLY_EUNTRUSTED);
 	assert_int_equal(tally_open(&t, name, NULL, 0, TALLY_CREATE),
@@ -272,7 +273,8 @@ static void test_untrusted_objects_are_refused(void **state)
 		assert_int_equal(fchown(fd, 65534, 65534), 0);
 		assert_int_equal(tally_open(&t, name, NULL, 0, 0),
 				 TALLY_EUNTRUSTED);
-		assert_non_null(strstr(tally_errdetail(), "uid 65534"));
+		assert_non_null(
+			strstr(tally_explain(TALLY_EUNTRUSTED), "uid 65534"));
 	}
 	assert_int_equal(fchown(fd, geteuid(), getegid()), 0);
 	assert_int_equal(fchmod(fd, 0600), 0);
@@ -323,7 +325,7 @@ static void test_file_size_limit_is_an_error(void **state)
 		int rc = tally_open(&t, name, "mutex", 0, TALLY_CREATE);
 		if (rc != TALLY_ENOSPACE)
 			_exit(11);
-		if (strstr(tally_errdetail(), "file-size limit") == NULL)
+		if (strstr(tally_explain(rc), "file-size limit") == NULL)
 			_exit(12);
 		_exit(tally_open(&t, name, NULL, 0, 0) == TALLY_ENOTFOUND ? 0
 									  : 13);

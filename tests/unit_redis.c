@@ -3,7 +3,11 @@
 #include "tally.h"
 #include "workload.h"
 
+#include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <string.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +25,303 @@ static const char *backend(const char *what, const char *extra)
 	snprintf(spec, sizeof(spec), "redis:url=%s,key=unit-%ld-%s%s",
 		 getenv("TALLY_TEST_REDIS_URL"), (long)getpid(), what, extra);
 	return spec;
+}
+
+/* A command on the test server, around tally (to plant keys of any type). */
+static void server(const char *fmt, const char *key)
+{
+	const char *url = getenv("TALLY_TEST_REDIS_URL");
+	const char *colon = strrchr(url, ':');
+	redisContext *c = redisConnect("127.0.0.1", atoi(colon + 1));
+
+	assert_true(c != NULL && c->err == 0);
+	redisReply *r = redisCommand(c, fmt, key);
+	assert_non_null(r);
+	assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+static redisContext *connect_test_server(void)
+{
+	const char *url = getenv("TALLY_TEST_REDIS_URL");
+	redisContext *c =
+		redisConnect("127.0.0.1", atoi(strrchr(url, ':') + 1));
+
+	assert_true(c != NULL && c->err == 0);
+	return c;
+}
+
+/* Split MONITOR's line ('123.4 [0 ip:port] "EVALSHA" "sha" ...') into its
+ * quoted arguments (ours hold no quotes or escapes); returns the count. */
+static int monitored_args(char *line, char **argv, int max)
+{
+	int n = 0;
+
+	for (char *p = strchr(line, '"'); p != NULL && n < max;) {
+		char *end = strchr(p + 1, '"');
+		if (end == NULL)
+			break;
+		*end = '\0';
+		argv[n++] = p + 1;
+		p = strchr(end + 1, '"');
+	}
+	return n;
+}
+
+/*
+ * A request that arrives again after it was applied -- a resend, or the
+ * first attempt delayed in the network behind its resend, even behind the
+ * next request -- changes nothing.  Both EVALSHAs the backend sent (caught
+ * with MONITOR) are replayed verbatim, twice each: every copy answers
+ * "already applied" (the last one with the value it left), and the counter
+ * stays where it was.
+ */
+static void test_request_replayed_changes_nothing(void **state)
+{
+	static char line[2][1024];
+	redisContext *mon = connect_test_server();
+	redisReply *r = redisCommand(mon, "MONITOR");
+	tally *t;
+	int64_t v, after;
+	char *argv[2][16];
+	int argc[2] = {0, 0}, seen = 0;
+	void *reply;
+
+	(void)state;
+	assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+	freeReplyObject(r);
+	assert_int_equal(tally_create(&t, backend("replay", ""), 5, 0), 0);
+	assert_int_equal(tally_add_fetch(t, 10, &after), 0);
+	assert_true(after == 15);
+	assert_int_equal(tally_add(t, 100), 0);
+	while (seen < 2 && redisGetReply(mon, &reply) == REDIS_OK) {
+		r = reply;
+		if (r->type == REDIS_REPLY_STATUS &&
+		    strstr(r->str, "\"EVALSHA\"") != NULL &&
+		    strstr(r->str, "-replay\"") != NULL) {
+			snprintf(line[seen], sizeof(line[seen]), "%s", r->str);
+			argc[seen] = monitored_args(line[seen], argv[seen], 16);
+			seen++;
+		}
+		freeReplyObject(r);
+	}
+	redisFree(mon);
+	/* EVALSHA sha 2 key record seq delta ttl -delta */
+	assert_int_equal(argc[0], 9);
+	assert_int_equal(argc[1], 9);
+	assert_string_equal(argv[0][6], "10");
+	assert_string_equal(argv[1][6], "100");
+
+	redisContext *c = connect_test_server();
+	for (int copy = 0; copy < 4; copy++) {
+		int i = copy % 2;
+		r = redisCommandArgv(c, argc[i], (const char **)argv[i], NULL);
+		assert_true(r != NULL && r->type == REDIS_REPLY_ARRAY &&
+			    r->elements == 2);
+		assert_int_equal(r->element[0]->integer, 1);
+		if (i == 1)
+			assert_string_equal(r->element[1]->str, "115");
+		freeReplyObject(r);
+	}
+	redisFree(c);
+	assert_int_equal(tally_get(t, &v), 0);
+	assert_true(v == 115);
+	tally_destroy(t);
+}
+
+/* A key of another type, or a string that is no integer, is named and left
+ * alone: create refuses (with keep or without), and only `reset` writes. */
+static void test_wrong_type_named_never_overwritten(void **state)
+{
+	static const struct {
+		const char *plant, *holds;
+	} cases[] = {
+		{"RPUSH %s a b", "holds a list, not an integer counter"},
+		{"SET %s hello", "holds a string that is not a 64-bit integer"},
+		{"SET %s 99999999999999999999",
+		 "holds a string that is not a 64-bit integer"},
+		{"HSET %s f v", "holds a hash, not an integer counter"},
+	};
+	char key[64], want[160];
+	tally *t;
+	int64_t v;
+
+	(void)state;
+	snprintf(key, sizeof(key), "unit-%ld-typed", (long)getpid());
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		server("DEL %s", key);
+		server(cases[i].plant, key);
+		snprintf(want, sizeof(want), "redis key '%s' %s", key,
+			 cases[i].holds);
+		for (int keep = 0; keep < 2; keep++) {
+			int rc = tally_create(
+				&t, backend("typed", keep ? ",keep" : ""), 5,
+				0);
+			assert_int_equal(rc, TALLY_EWRONGTYPE);
+			assert_string_equal(tally_explain(rc), want);
+		}
+		/* A counter made before the key changed type: add and get
+		 * refuse, naming it, and change nothing. */
+		server("DEL %s", key);
+		assert_int_equal(tally_create(&t, backend("typed", ""), 1, 0),
+				 0);
+		server("DEL %s", key);
+		server(cases[i].plant, key);
+		int rc = tally_add(t, 1);
+		assert_int_equal(rc, TALLY_EWRONGTYPE);
+		assert_string_equal(tally_explain(rc), want);
+		rc = tally_get(t, &v);
+		assert_int_equal(rc, TALLY_EWRONGTYPE);
+		assert_string_equal(tally_explain(rc), want);
+		tally_destroy(t);
+		/* Asked in so many words: overwritten. */
+		assert_int_equal(
+			tally_create(&t, backend("typed", ",reset"), 5, 0), 0);
+		assert_int_equal(tally_add(t, 1), 0);
+		assert_int_equal(tally_get(t, &v), 0);
+		assert_int_equal(v, 6);
+		tally_destroy(t);
+	}
+}
+
+struct ticketer {
+	tally *t;
+	int64_t got[500];
+};
+
+static void *take_tickets(void *arg)
+{
+	struct ticketer *tk = arg;
+
+	for (int i = 0; i < 500; i++)
+		if (tally_add_fetch(tk->t, 1, &tk->got[i]) != 0)
+			tk->got[i] = -1;
+	return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Adds combined into one request still hand each caller its own value:
+ * 4 threads x 500 tickets are exactly 1..2000. */
+static void test_add_fetch_tickets(void **state)
+{
+	static struct ticketer tk[4];
+	static int64_t all[2000];
+	pthread_t th[4];
+	tally *t;
+
+	(void)state;
+	/* One connection combining all four threads, then three. */
+	for (int conns = 1; conns <= 3; conns += 2) {
+		assert_int_equal(
+			tally_create(
+				&t,
+				backend("tickets",
+					conns == 1 ? "" : ",connections=3"),
+				0, 0),
+			0);
+		for (int i = 0; i < 4; i++) {
+			tk[i].t = t;
+			assert_int_equal(pthread_create(&th[i], NULL,
+							take_tickets, &tk[i]),
+					 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(th[i], NULL);
+			memcpy(all + 500 * i, tk[i].got, sizeof(tk[i].got));
+		}
+		qsort(all, 2000, sizeof(all[0]), cmp_i64);
+		for (int i = 0; i < 2000; i++)
+			assert_true(all[i] == i + 1);
+		tally_destroy(t);
+	}
+}
+
+static pid_t server_pid(void)
+{
+	const char *file = getenv("TALLY_TEST_REDIS_PIDFILE");
+	FILE *f = file ? fopen(file, "r") : NULL;
+	long pid = 0;
+
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	return (pid_t)pid;
+}
+
+struct pause {
+	pid_t pid;
+	unsigned ms;
+};
+
+static void *pause_server(void *arg)
+{
+	struct pause *p = arg;
+	struct timespec ts = {.tv_sec = p->ms / 1000,
+			      .tv_nsec = (long)(p->ms % 1000) * 1000000};
+
+	kill(p->pid, SIGSTOP);
+	nanosleep(&ts, NULL);
+	kill(p->pid, SIGCONT);
+	return NULL;
+}
+
+/*
+ * The server stops answering (SIGSTOP) after it has the request: the reply
+ * is lost, the add is sent again with the same identity, and when the server
+ * comes back within the deadline both copies arrive -- applied once.  Past
+ * the deadline the add says the outcome is unknown, and it is applied at
+ * most once.
+ */
+static void test_lost_reply_applied_once(void **state)
+{
+	struct pause p = {.pid = server_pid()};
+	pthread_t th;
+	tally *t;
+	int64_t v;
+
+	(void)state;
+	if (p.pid <= 0)
+		skip();
+	assert_int_equal(
+		tally_create(
+			&t, backend("once", ",timeout_ms=150,deadline_ms=4000"),
+			0, 0),
+		0);
+	assert_int_equal(tally_add(t, 1), 0); /* connected, script loaded */
+	p.ms = 700;			      /* about four lost replies */
+	assert_int_equal(pthread_create(&th, NULL, pause_server, &p), 0);
+	usleep(50000);
+	assert_int_equal(tally_add(t, 10), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(tally_get(t, &v), 0);
+	assert_int_equal(v, 11);
+	tally_destroy(t);
+
+	assert_int_equal(
+		tally_create(&t,
+			     backend("once", ",timeout_ms=100,deadline_ms=300"),
+			     0, 0),
+		0);
+	assert_int_equal(tally_add(t, 1), 0);
+	p.ms = 900;
+	assert_int_equal(pthread_create(&th, NULL, pause_server, &p), 0);
+	usleep(50000);
+	int rc = tally_add(t, 10);
+	assert_int_equal(rc, TALLY_EUNKNOWN);
+	pthread_join(th, NULL);
+	assert_int_equal(tally_add(t, 100), 0); /* the next add is definite */
+	usleep(100000);
+	assert_int_equal(tally_get(t, &v), 0);
+	assert_true(v == 101 || v == 111);
+	tally_destroy(t);
 }
 
 static void test_wraps_like_every_backend(void **state)
@@ -69,7 +370,8 @@ static void test_bad_options_and_unreachable_server(void **state)
 		"redis:url=redis://h:0", "redis:url=redis://h:99999",
 		"redis:url=redis://h/x", "redis:key=",
 		"redis:timeout_ms=0",	 "redis:colour=blue",
-		"redis:keep=1",
+		"redis:keep=1",		 "redis:connections=0",
+		"redis:connections=65",	 "redis:deadline_ms=x",
 	};
 	tally *t = (tally *)0x1;
 
@@ -126,6 +428,10 @@ int main(void)
 		cmocka_unit_test(test_keep_joins_an_existing_counter),
 		cmocka_unit_test(test_bad_options_and_unreachable_server),
 		cmocka_unit_test(test_workloads_exact),
+		cmocka_unit_test(test_wrong_type_named_never_overwritten),
+		cmocka_unit_test(test_add_fetch_tickets),
+		cmocka_unit_test(test_lost_reply_applied_once),
+		cmocka_unit_test(test_request_replayed_changes_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

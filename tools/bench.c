@@ -14,7 +14,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: tally bench [--backend all|B,B...] [--workers N,N...]\n"
+		"usage: tally bench [--backend all|B,B...]... [--workers "
+		"N,N...]\n"
 		"                   [--mode "
 		"threads|processes|threads,processes]"
 		"\n"
@@ -31,7 +32,10 @@ static void usage(FILE *f)
 		"  --backend    'all' (default: every built-in backend that "
 		"needs no\n"
 		"               server) or a comma-separated list from 'tally "
-		"list'\n"
+		"list';\n"
+		"               one with options (redis:url=U,key=K) takes the "
+		"rest of\n"
+		"               its argument; repeat --backend for more\n"
 		"  --workers    comma-separated worker counts, 1 to %u "
 		"(default 1,2,4,8)\n"
 		"  --mode       threads (default), processes, or both\n"
@@ -175,18 +179,56 @@ static void all_backends(struct bench_opts *o)
 	}
 }
 
+/*
+ * Split one --backend argument in place into *n more items: commas separate
+ * backends, but one with options (NAME:OPTIONS, whose options may hold
+ * commas) takes the rest of the argument.  So "atomic,redis:url=U,key=K" is
+ * two backends; a second backend with options needs its own --backend.
+ */
+static int split_backends(char *s, char **items, unsigned *n)
+{
+	for (char *p = s;;) {
+		size_t name = strcspn(p, ",:");
+		if (name == 0 || *n == BENCH_MAX_LIST) {
+			cli_error("bench",
+				  "--backend must list 1 to %u non-empty "
+				  "backends",
+				  BENCH_MAX_LIST);
+			return -1;
+		}
+		items[(*n)++] = p;
+		if (p[name] != ',')
+			return 0; /* the end, or options up to it */
+		p[name] = '\0';
+		p += name + 1;
+	}
+}
+
 /* The names point into o->backend_list, freed with the options. */
-static int parse_backends(struct bench_opts *o, const char *arg)
+static int parse_backends(struct bench_opts *o, char **args, unsigned nargs)
 {
 	char *items[BENCH_MAX_LIST];
-	unsigned n;
+	unsigned n = 0;
+	size_t size = 0;
 
-	if (strcmp(arg, "all") == 0) {
+	if (nargs == 0 || (nargs == 1 && strcmp(args[0], "all") == 0)) {
 		all_backends(o);
 		return 0;
 	}
-	if (split_copy("--backend", arg, &o->backend_list, items, &n) != 0)
+	for (unsigned i = 0; i < nargs; i++)
+		size += strlen(args[i]) + 1;
+	o->backend_list = malloc(size);
+	if (o->backend_list == NULL) {
+		cli_error("bench", "out of memory");
 		return -1;
+	}
+	for (char *p = o->backend_list; nargs > 0; nargs--, args++) {
+		size = strlen(*args) + 1;
+		memcpy(p, *args, size);
+		if (split_backends(p, items, &n) != 0)
+			return -1;
+		p += size;
+	}
 	for (unsigned i = 0; i < n; i++) {
 		tally_backend_info info;
 		if (cli_check_backend("bench", items[i],
@@ -354,7 +396,8 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *backend = "all";
+	char *backend[BENCH_MAX_LIST];
+	unsigned n_backend = 0;
 	int c;
 
 	opterr = 0;
@@ -366,7 +409,13 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		if (c == O_PIN) {
 			o->pin = 1;
 		} else if (c == O_BACKEND) {
-			backend = optarg; /* checked once the modes are known */
+			if (n_backend == BENCH_MAX_LIST) {
+				cli_error("bench", "more than %u --backend",
+					  BENCH_MAX_LIST);
+				return -1;
+			}
+			/* checked once the modes are known */
+			backend[n_backend++] = optarg;
 		} else if (c < O_BACKEND || c > O_PIN ||
 			   apply(o, c, optarg) != 0) {
 			if (c < O_BACKEND || c > O_PIN)
@@ -384,7 +433,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 			  argv[optind]);
 		return -1;
 	}
-	if (parse_backends(o, backend) != 0)
+	if (parse_backends(o, backend, n_backend) != 0)
 		return -1;
 	if (o->n_backends == 0) {
 		cli_error("bench", "no backend to measure");
@@ -484,7 +533,7 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 		cli_error("bench", "%s, %s, %u workers: %s", r->backend,
 			  wl_mode_name(r->mode), r->workers,
 			  rc == BENCH_ESTART ? "cannot start the workers"
-					     : cli_strerror(rc));
+					     : tally_explain(rc));
 		bench_run_free(run);
 		return 0;
 	}

@@ -216,7 +216,7 @@ int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
 	int rc = tally_backend_check(spec, 0);
 	if (rc != 0) {
 		cli_error(cmd, "backend '%s'%s: %s: '%s' (see tally(1))",
-			  info->name, from, cli_strerror(rc), spec);
+			  info->name, from, tally_explain(rc), spec);
 		return -1;
 	}
 	return 0;
@@ -235,17 +235,6 @@ uint64_t cli_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-const char *cli_strerror(int rc)
-{
-	static _Thread_local char buf[512];
-	const char *detail = tally_errdetail();
-
-	if (*detail == '\0')
-		return tally_strerror(rc);
-	snprintf(buf, sizeof(buf), "%s: %s", tally_strerror(rc), detail);
-	return buf;
 }
 
 int cli_split_list(const char *cmd, const char *what, char *s, char **items,

@@ -63,10 +63,6 @@ unsigned cli_online_cpus(void);
 /* Monotonic time in nanoseconds. */
 uint64_t cli_now_ns(void);
 
-/* tally_strerror(rc), followed by tally_errdetail() when it says more: for
- * errors just returned by the library in this thread.  Thread-local. */
-const char *cli_strerror(int rc);
-
 /* Split a comma list in place into at most max non-empty items; on failure
  * say why (naming `what`) and return -1. */
 int cli_split_list(const char *cmd, const char *what, char *s, char **items,

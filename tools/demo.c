@@ -286,9 +286,9 @@ static void explain(const struct row *rows, size_t n)
 	if (tally_backend_find("redis", &remote) == 0 && remote.built_in)
 		printf("- The lesson's Manager (a server process, shareable "
 		       "across machines) is\n  the 'redis' backend: run 'tally "
-		       "run --workload inc --iters 10000\n  --backend "
-		       "redis:url=redis://HOST:6379,key=NAME' on two machines "
-		       "at once.\n");
+		       "run --workload inc --iters 10000 --participants 2\n  "
+		       "--backend redis:url=redis://HOST:6379,key=NAME' on two "
+		       "machines: one joint verdict.\n");
 	else
 		printf("- The lesson's Manager (a server process, shareable "
 		       "across machines) is\n  the 'redis' backend, not built "

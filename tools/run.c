@@ -19,6 +19,7 @@ static void usage(FILE *f)
 		"threads|processes]\n"
 		"                 [--delta D] [--initial V] [--sleep-us U]\n"
 		"                 [--kill-after-ms MS] [--stall-timeout S]\n"
+		"                 [--participants N [--join-timeout S]]\n"
 		"                 [--format table|json|csv]\n\n"
 		"Run one of the lesson's workloads and check the final "
 		"count.\n\n"
@@ -45,6 +46,15 @@ static void usage(FILE *f)
 		"  --stall-timeout S  give up when no add completes for S "
 		"seconds\n"
 		"                     (default 10)\n"
+		"  --participants N   1 to 62 runs, on any machines, on one "
+		"remote\n"
+		"                     counter: they meet at a barrier on the "
+		"server,\n"
+		"                     start together, and each prints the "
+		"joint verdict\n"
+		"  --join-timeout S   how long to wait for the others at each "
+		"barrier\n"
+		"                     (default 60)\n"
 		"  --format F         table (default), json or csv\n\n"
 		"exit status: 0 exact, 1 lost updates, 2 bad input, 3 runtime "
 		"failure\n"
@@ -56,10 +66,11 @@ static void usage(FILE *f)
 int run_verdict(const struct wl_result *res)
 {
 	if (!res->unread && res->lost != 0 && res->killed_worker < 0 &&
-	    res->died_worker < 0 && !res->stalled)
+	    res->died_worker < 0 && !res->stalled && !res->unknown)
 		return EXIT_LOST;
 	if (res->killed_worker >= 0 || res->died_worker >= 0 || res->stalled ||
-	    res->interrupted || res->add_error || res->failed_worker >= 0)
+	    res->interrupted || res->add_error || res->failed_worker >= 0 ||
+	    res->unknown)
 		return EXIT_RUNTIME;
 	return EXIT_EXACT;
 }
@@ -73,10 +84,13 @@ int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
 
 	if (rc != 0) {
 		cli_error(cmd, "cannot create a '%s' counter: %s", backend,
-			  cli_strerror(rc));
-		/* Refused options: nothing was done, and it was the input. */
-		return rc == TALLY_EOPTION || rc == TALLY_EINVAL ? EXIT_USAGE
-								 : EXIT_RUNTIME;
+			  tally_explain(rc));
+		/* Refused options, or a key that is no counter: nothing was
+		 * done, and it was the input. */
+		return rc == TALLY_EOPTION || rc == TALLY_EINVAL ||
+				       rc == TALLY_EWRONGTYPE
+			       ? EXIT_USAGE
+			       : EXIT_RUNTIME;
 	}
 	if (wl_run(t, cfg, res) != 0) {
 		cli_error(cmd, "cannot start the workers: %s", strerror(errno));
@@ -117,6 +131,8 @@ static void explain_faults(const struct wl_config *cfg,
 	if (res->add_error)
 		fprintf(stderr, "tally run: an add failed: %s\n",
 			tally_strerror(res->add_error));
+	if (res->unknown)
+		run_explain_unknown(res);
 	if (res->failed_worker >= 0) {
 		int st = res->failed_status;
 		if (WIFSIGNALED(st))
@@ -228,12 +244,17 @@ static void print_result(enum cli_format format, const char *backend,
 		       "\"interrupted\": %s, \"killed_worker\": %d, "
 		       "\"died_worker\": %d, \"failed_worker\": %d, "
 		       "\"recovered\": %u, \"stalled\": %s, "
+		       "\"unknown\": %llu, \"unknown_sum\": %lld, "
 		       "\"exact\": %s, \"path\": %s%s%s}\n",
 		       cli_online_cpus(), over ? "true" : "false",
 		       res->interrupted ? "true" : "false", res->killed_worker,
 		       res->died_worker, res->failed_worker, res->recovered,
 		       res->stalled ? "true" : "false",
-		       !res->unread && res->lost == 0 ? "true" : "false",
+		       (unsigned long long)res->unknown,
+		       (long long)res->unknown_sum,
+		       !res->unread && res->lost == 0 && !res->unknown
+			       ? "true"
+			       : "false",
 		       res->path ? "\"" : "", res->path ? res->path : "null",
 		       res->path ? "\"" : "");
 		return;
@@ -269,6 +290,8 @@ int cmd_run(int argc, char **argv)
 		O_SLEEP,
 		O_KILL,
 		O_STALL,
+		O_PARTICIPANTS,
+		O_JOIN_TIMEOUT,
 		O_FORMAT
 	};
 	static const struct option opts[] = {
@@ -282,6 +305,8 @@ int cmd_run(int argc, char **argv)
 		{"sleep-us", required_argument, NULL, O_SLEEP},
 		{"kill-after-ms", required_argument, NULL, O_KILL},
 		{"stall-timeout", required_argument, NULL, O_STALL},
+		{"participants", required_argument, NULL, O_PARTICIPANTS},
+		{"join-timeout", required_argument, NULL, O_JOIN_TIMEOUT},
 		{"format", required_argument, NULL, O_FORMAT},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -384,6 +409,22 @@ int cmd_run(int argc, char **argv)
 			      "memory shared between processes",
 			      &info) != 0)
 		return EXIT_USAGE;
+	uint64_t participants = 0;
+	double join_timeout = 60;
+	if ((V(O_PARTICIPANTS) &&
+	     cli_parse_u64("run", "--participants", V(O_PARTICIPANTS), 1, 62,
+			   &participants)) ||
+	    (V(O_JOIN_TIMEOUT) &&
+	     cli_parse_seconds("run", "--join-timeout", V(O_JOIN_TIMEOUT), 0.1,
+			       86400, &join_timeout)))
+		return EXIT_USAGE;
+	if (participants && !(info.caps & TALLY_CAP_REMOTE)) {
+		cli_error("run",
+			  "--participants needs a backend that other runs "
+			  "reach ('remote' in 'tally list'), not '%s'",
+			  info.name);
+		return EXIT_USAGE;
+	}
 #undef V
 
 	run_warn_oversubscribed("run", &info, cfg.workers);
@@ -391,6 +432,9 @@ int cmd_run(int argc, char **argv)
 	cfg.label = info.name;
 	wl_install_sigint();
 
+	if (participants)
+		return run_participants(backend, &cfg, (unsigned)participants,
+					join_timeout, format);
 	struct wl_result *res = malloc(sizeof(*res));
 	if (res == NULL)
 		return EXIT_RUNTIME;

@@ -97,7 +97,7 @@ static int fail(const char *name, int err)
 			  "with 'tally shm rm %s%s'",
 			  name, name[0] == '-' ? "-- " : "", name);
 	else
-		cli_error("shm", "%s: %s", name, cli_strerror(err));
+		cli_error("shm", "%s: %s", name, tally_explain(err));
 	return exit_for(err);
 }
 

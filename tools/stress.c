@@ -525,7 +525,7 @@ static int run_round(const struct params *p, const struct round *r,
 			  r->mode == WL_PROCESSES ? TALLY_PSHARED : 0);
 	if (rc != 0) {
 		cli_error("stress", "cannot create a '%s' counter: %s",
-			  p->spec[r->backend], cli_strerror(rc));
+			  p->spec[r->backend], tally_explain(rc));
 		munmap(g, size);
 		st->failed_round = r->number;
 		st->failure = EXIT_RUNTIME;

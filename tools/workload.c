@@ -168,6 +168,7 @@ struct slot {
 	_Atomic uint64_t end_ns;
 	_Atomic unsigned recovered;
 	_Atomic int error;
+	_Atomic uint64_t unknown; /* adds of unknown outcome (remote) */
 	_Atomic int finished;
 };
 
@@ -234,6 +235,12 @@ static void work(const struct worker *w)
 		if (us)
 			sleep_tick(t0, us, i);
 		int rc = tally_add(w->t, d);
+		if (rc == TALLY_EUNKNOWN) {
+			/* Neither done nor lost: the server may have it.
+			 * The next add would wait out a deadline too. */
+			atomic_fetch_add(&s->unknown, 1);
+			break;
+		}
 		if (rc < 0) {
 			atomic_store(&s->error, rc);
 			break;
@@ -471,6 +478,11 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 		res->done[k] = n;
 		res->total_ops += n;
 		res->recovered += atomic_load(&s->recovered);
+		uint64_t u = atomic_load(&s->unknown);
+		res->unknown += u;
+		res->unknown_sum =
+			(int64_t)((uint64_t)res->unknown_sum +
+				  u * (uint64_t)wl_worker_delta(cfg, k));
 		if (!res->add_error)
 			res->add_error = atomic_load(&s->error);
 		if (atomic_load(&s->end_ns) > end)

@@ -54,6 +54,12 @@ struct wl_result {
 	/* tally_backend_path(t): which way the adds went (percpu: "rseq" or
 	 * "atomic", as the coordinating thread sees it), or NULL */
 	const char *path;
+
+	/* Adds that answered TALLY_EUNKNOWN (a remote backend's deadline
+	 * passed): applied once or not at all, so neither in expected nor
+	 * lost; and their deltas, summed modulo 2^64. */
+	uint64_t unknown;
+	int64_t unknown_sum;
 };
 
 /* The lesson's defaults for a workload. */

@@ -187,7 +187,8 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 				 (exclusive ? TALLY_EXCL : 0u);
 		PyThreadState *ts = PyEval_SaveThread();
 
-		/* It may wait up to a second for a creator to finish. */
+		/* A named counter is never waited for, but the open makes
+		 * system calls: let other threads run. */
 		rc = tally_open(&t, name, backend, initial, flags);
 		PyEval_RestoreThread(ts);
 	} else {
@@ -196,20 +197,25 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 	}
 	if (rc < 0) {
 		char known[512];
+		/* What the library says more (owner and mode, the other
+		 * backend, the system call): same thread, set by the call. */
+		const char *d = tally_explain(rc), *sep = ": ";
+		if (d == tally_strerror(rc))
+			d = sep = ""; /* nothing more than the message */
 		if (rc == TALLY_ENOBACKEND) {
 			known_backends(known, sizeof(known));
 			raise_tally(rc, "'%s' (known: %s)",
 				    backend ? backend : "(from $TALLY_BACKEND)",
 				    known);
 		} else if (name != NULL && !create) {
-			raise_tally(rc, "counter '%s'", name);
+			raise_tally(rc, "counter '%s'%s%s", name, sep, d);
 		} else if (name != NULL) {
-			raise_tally(rc, "counter '%s', backend '%s'", name,
-				    backend ? backend : "(default)");
+			raise_tally(rc, "counter '%s', backend '%s'%s%s", name,
+				    backend ? backend : "(default)", sep, d);
 		} else {
-			raise_tally(rc, "backend '%s'%s",
+			raise_tally(rc, "backend '%s'%s%s%s",
 				    backend ? backend : "(default)",
-				    shared ? ", shared=True" : "");
+				    shared ? ", shared=True" : "", sep, d);
 		}
 		return -1;
 	}
@@ -494,7 +500,12 @@ static PyObject *mod_unlink(PyObject *mod, PyObject *arg)
 		return NULL;
 	rc = tally_unlink(name);
 	if (rc < 0)
-		return raise_tally(rc, "counter '%s'", name);
+		return raise_tally(
+			rc, "counter '%s'%s%s", name,
+			tally_explain(rc) != tally_strerror(rc) ? ": " : "",
+			tally_explain(rc) != tally_strerror(rc)
+				? tally_explain(rc)
+				: "");
 	Py_RETURN_NONE;
 }
 

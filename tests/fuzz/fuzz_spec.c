@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned flags = 0; flags <= TALLY_PSHARED; flags++) {
 		int rc = tally_backend_check(spec, flags);
 		if (rc > 0 || tally_strerror(rc) == NULL ||
-		    tally_errdetail() == NULL)
+		    tally_explain(rc) == NULL)
 			abort();
 		if (rc != 0)
 			continue;
@@ -41,8 +41,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rc = tally_create(&t, spec, 41, flags);
 		if (rc != 0)
 			abort(); /* check said yes, create must agree */
+		/* The racy backend's window option makes an add as slow as
+		 * a second: only its parser is fuzzed. */
 		int64_t v;
-		if (tally_add(t, 1) < 0 || tally_get(t, &v) != 0 || v != 42)
+		if (!(info.caps & TALLY_CAP_RACY) &&
+		    (tally_add(t, 1) < 0 || tally_get(t, &v) != 0 || v != 42))
 			abort();
 		tally_destroy(t);
 	}

@@ -104,9 +104,10 @@ class Processes(unittest.TestCase):
         ps = [ctx.Process(target=target, args=a) for a in args_list]
         for p in ps:
             p.start()
-        for p in ps:
-            p.join(60)
-            self.assertEqual(p.exitcode, 0)
+        for p, a in zip(ps, args_list):
+            p.join(120)
+            self.assertEqual(p.exitcode, 0,
+                             f"{target.__name__}{a!r}: exit {p.exitcode}")
 
     def test_fork_shared_every_pshared_backend(self):
         ctx = mp.get_context("fork")
@@ -205,6 +206,18 @@ class Errors(unittest.TestCase):
             with tally.Counter(name=name):
                 self.assertTallyError("EEXIST", tally.Counter, name=name,
                                       exclusive=True)
+        finally:
+            tally.unlink(name)
+
+    def test_another_users_or_open_counter_is_not_joined(self):
+        name = unique_name()
+        tally.Counter(name=name, backend="atomic").close()
+        try:
+            os.chmod("/dev/shm/tally." + name, 0o666)
+            e = self.assertTallyError("EUNTRUSTED", tally.Counter, name=name,
+                                      create=False)
+            self.assertIn("mode 0666", str(e))
+            self.assertTallyError("EUNTRUSTED", tally.Counter, name=name)
         finally:
             tally.unlink(name)
 

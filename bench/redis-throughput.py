@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""The redis backend against redis-benchmark, side by side in one run.
+
+    bench/redis-throughput.py TALLY [--old OLD_TALLY] [--rounds R] [--out DIR]
+                              [--connections 1,2,4,8]
+
+Starts a private redis-server on loopback (no persistence), then repeats R
+times, interleaved: redis-benchmark -t incr -c 1, `tally run` with 1 thread,
+redis-benchmark -c 8, `tally run` with 8 threads once per connections= value
+(and the same 1- and 8-thread runs with OLD_TALLY, e.g. a build from before
+adds were combined, when given).  For
+every tally run it reads the server's command statistics before and after,
+so it reports adds per server command.  Writes DIR/redis.json (every number
+and the machine context) and prints a summary (medians).
+"""
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(port, *args):
+    return subprocess.run(["redis-cli", "-p", str(port), *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def commands(port):
+    """Calls of every command so far: {name: calls}."""
+    out = {}
+    for line in cli(port, "info", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[8:].split(":", 1)
+            out[name] = int(rest.split(",")[0].split("=")[1])
+    return out
+
+
+def redis_benchmark(port, clients, n):
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "-t", "incr", "-c",
+         str(clients), "-n", str(n), "--csv"],
+        capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if cells[0] == "INCR":
+            return float(cells[1])
+    raise RuntimeError("no INCR line from redis-benchmark: " + out)
+
+
+def tally_run(tally, port, threads, iters, key, extra=""):
+    before = commands(port)
+    out = subprocess.run(
+        [tally, "run", "--backend",
+         f"redis:url=redis://127.0.0.1:{port},key={key}{extra}", "--workload",
+         "inc", "--workers", str(threads), "--iters", str(iters),
+         "--format", "json"],
+        capture_output=True, text=True, check=True).stdout
+    after = commands(port)
+    d = json.loads(out)
+    # Requests: EVALSHA (commands a script runs are counted too, so not
+    # those), else INCRBY (a tally from before scripts).
+    def delta(k):
+        return after.get(k, 0) - before.get(k, 0)
+    calls = delta("evalsha") or delta("incrby")
+    return {"adds_per_sec": d["total_ops"] / d["seconds"],
+            "adds": d["total_ops"], "server_commands": calls,
+            "adds_per_command": d["total_ops"] / max(calls, 1),
+            "exact": d["exact"]}
+
+
+def context(tally):
+    def sh(*cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True,
+                                  text=True).stdout.strip()
+        except OSError:
+            return ""
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu_model": cpu, "online_cpus": os.cpu_count(),
+        "kernel": " ".join(platform.uname()[i] for i in (0, 2, 4)),
+        "loadavg_before": os.getloadavg()[0],
+        "redis_server": sh("redis-server", "--version"),
+        "hiredis": sh("dpkg-query", "-W", "-f", "${Version}",
+                      "libhiredis-dev"),
+        "tally_commit": sh("git", "rev-parse", "--short", "HEAD"),
+        "tally": tally,
+        "command_line": " ".join(sys.argv),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("tally")
+    ap.add_argument("--old")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out")
+    ap.add_argument("--connections", default="1,2,4,8",
+                    help="the redis backend's connections= values to "
+                    "measure at 8 threads")
+    a = ap.parse_args()
+    a.connections = [int(c) for c in a.connections.split(",")]
+
+    port = free_port()
+    d = tempfile.mkdtemp()
+    server = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+         "--save", "", "--appendonly", "no", "--dir", d],
+        stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            try:
+                if "PONG" in cli(port, "ping"):
+                    break
+            except subprocess.CalledProcessError:
+                pass
+            time.sleep(0.1)
+        ctx = context(a.tally)
+        runs = {}
+
+        def add(name, value):
+            runs.setdefault(name, []).append(value)
+
+        for r in range(a.rounds):
+            add("redis-benchmark -c 1", redis_benchmark(port, 1, 20000))
+            add("tally 1 thread", tally_run(a.tally, port, 1, 15000, "t1"))
+            if a.old:
+                add("old tally 1 thread",
+                    tally_run(a.old, port, 1, 15000, "o1"))
+            add("redis-benchmark -c 8", redis_benchmark(port, 8, 60000))
+            for c in a.connections:
+                add(f"tally 8 threads, connections={c}",
+                    tally_run(a.tally, port, 8, 10000, f"t8c{c}",
+                              f",connections={c}"))
+            if a.old:
+                add("old tally 8 threads",
+                    tally_run(a.old, port, 8, 10000, "o8"))
+        ctx["loadavg_after"] = os.getloadavg()[0]
+    finally:
+        server.terminate()
+        server.wait()
+
+    def med(name, field=None):
+        v = [x[field] if field else x for x in runs[name]]
+        return statistics.median(v)
+
+    summary = {}
+    for name in runs:
+        rate = med(name, "adds_per_sec" if "tally" in name else None)
+        summary[name] = {"ops_per_sec_median": rate}
+        if "tally" in name:
+            summary[name]["adds_per_command_median"] = med(
+                name, "adds_per_command")
+            summary[name]["all_exact"] = all(x["exact"] for x in runs[name])
+    for name, v in summary.items():
+        if "tally" in name:
+            c = "1" if " 1 thread" in name else "8"
+            v["ratio_to_redis_benchmark"] = v["ops_per_sec_median"] / summary[
+                f"redis-benchmark -c {c}"]["ops_per_sec_median"]
+    result = {"context": ctx, "summary": summary, "runs": runs}
+    if a.out:
+        with open(os.path.join(a.out, "redis.json"), "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+    for name, s in summary.items():
+        extra = ""
+        if "ratio_to_redis_benchmark" in s:
+            extra += f"  x{s['ratio_to_redis_benchmark']:.2f} of redis-benchmark"
+        if "adds_per_command_median" in s:
+            extra += f"  {s['adds_per_command_median']:.2f} adds/command"
+        print(f"{name:36s} {s['ops_per_sec_median']:10.0f} /s{extra}")
+    print(f"load average {ctx['loadavg_before']:.2f} before, "
+          f"{ctx['loadavg_after']:.2f} after; {ctx['online_cpus']} CPUs")
+
+
+if __name__ == "__main__":
+    main()
