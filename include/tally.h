@@ -125,7 +125,7 @@ struct tally__hot {
 	  "creating it")                                                       \
 	X(ENOSPACE, -16,                                                       \
 	  "no space for the shared counter (the shared-memory file system "    \
-	  "is full, or a file-size limit)")  \
+	  "is full, or a file-size limit)")                                    \
 	X(EWRONGTYPE, -17,                                                     \
 	  "the remote key holds something other than a 64-bit integer")        \
 	X(EUNKNOWN, -18,                                                       \
