@@ -222,13 +222,15 @@ static void test_not_built_in_is_not_unknown(void **state)
 }
 
 /*
- * The critical-section probe.  Every worker's callback takes `occupied` on
- * entry and gives it back on exit: under a lock that excludes, nobody ever
- * finds it taken; two workers inside at once are caught the moment they
- * overlap, not only when the overlap happens to lose an increment.  Relaxed
- * order: under a working lock the lock orders the sections, and the flag is
- * atomic only so that a broken lock's overlap is a finding, not a data race
- * of the test's own.
+ * The critical-section probe.  Every worker's callback counts itself into
+ * `occupied` on entry and out on exit: under a lock that excludes, nobody
+ * ever finds anyone inside; two workers inside at once are caught the
+ * moment they overlap, not only when the overlap happens to lose an
+ * increment.  A count rather than a flag, so that one overlap's exit does
+ * not clear the mark of a worker still inside and hide the next.  Relaxed
+ * order: under a working lock the lock orders the sections, and the count
+ * is atomic only so that a broken lock's overlap is a finding, not a data
+ * race of the test's own.
  *
  * So that an overlap cannot be missed by chance of scheduling, the workers
  * start together (a barrier, then each waits until all are running), and
@@ -242,7 +244,7 @@ struct cs_arg {
 	pthread_barrier_t start;
 	unsigned workers;
 	_Atomic unsigned running, done, knocking;
-	_Atomic int occupied;
+	_Atomic unsigned occupied; /* workers inside now */
 	_Atomic unsigned overlaps;
 	uint64_t plain; /* touched only inside the critical section */
 };
@@ -258,14 +260,14 @@ static int probed_add_cs(struct cs_arg *a, void (*in)(void *))
 
 static void enter(struct cs_arg *a)
 {
-	if (atomic_exchange_explicit(&a->occupied, 1, memory_order_relaxed))
+	if (atomic_fetch_add_explicit(&a->occupied, 1, memory_order_relaxed))
 		atomic_fetch_add_explicit(&a->overlaps, 1,
 					  memory_order_relaxed);
 }
 
 static void leave(struct cs_arg *a)
 {
-	atomic_store_explicit(&a->occupied, 0, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&a->occupied, 1, memory_order_relaxed);
 }
 
 /* Fails the test if the probe ever found the section occupied. */
@@ -294,27 +296,29 @@ static void wait_for_all(struct cs_arg *a)
 		sched_yield();
 }
 
-/* Busy for about `ns`, on the CPU. */
-static void spin_ns(long ns)
+static long elapsed_ns(const struct timespec *t0)
 {
-	struct timespec t0, t;
+	struct timespec t;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	do
-		clock_gettime(CLOCK_MONOTONIC, &t);
-	while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec <
-	       ns);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000000000L + t.tv_nsec - t0->tv_nsec;
 }
 
 /* Inside: until another worker knocks (this one knocks too), or every
- * other worker is done; then 20 us more, time for one that is not kept out
- * to come in. */
+ * other worker is done; then on the CPU for up to 200 us more, time for
+ * one that is not kept out to come in (a descheduled one may need a few
+ * tries), or until one has. */
 static void hold_the_door(struct cs_arg *a)
 {
+	struct timespec t0;
+
 	while (atomic_load(&a->knocking) < 2 &&
 	       atomic_load(&a->done) + 1 < a->workers)
 		sched_yield();
-	spin_ns(20000);
+	unsigned seen = atomic_load(&a->overlaps);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (elapsed_ns(&t0) < 200000 && atomic_load(&a->overlaps) == seen)
+		;
 }
 
 static void inside(void *p)

@@ -133,13 +133,15 @@ struct slot {
 /* In an anonymous shared mapping, so that forked workers see it too. */
 struct gate {
 	_Atomic int go; /* 1: start; -1: setup failed, leave at once */
-	/* The critical-section probe: taken on entry to every section that
-	 * tally_add_cs() runs, given back on exit.  Under a lock that
-	 * excludes nobody finds it taken; each time somebody does counts in
-	 * overlaps.  Relaxed: the lock orders the sections, and these are
-	 * atomic only so that a broken lock's overlap is a finding rather
-	 * than a race of stress's own. */
-	_Atomic int occupied;
+	/* The critical-section probe: the workers inside a section that
+	 * tally_add_cs() runs, counted in on entry and out on exit.  Under a
+	 * lock that excludes nobody finds anyone inside; each time somebody
+	 * does counts in overlaps.  A count, not a flag: one overlap's exit
+	 * must not clear the mark of a worker still inside.  Relaxed: the
+	 * lock orders the sections, and these are atomic only so that a
+	 * broken lock's overlap is a finding rather than a race of stress's
+	 * own. */
+	_Atomic unsigned occupied;
 	_Atomic uint64_t overlaps;
 	struct slot slot[];
 };
@@ -270,11 +272,12 @@ static void pause_inside(void *arg)
 {
 	const struct inside *in = arg;
 
-	if (atomic_exchange_explicit(&in->g->occupied, 1, memory_order_relaxed))
+	if (atomic_fetch_add_explicit(&in->g->occupied, 1,
+				      memory_order_relaxed))
 		atomic_fetch_add_explicit(&in->g->overlaps, 1,
 					  memory_order_relaxed);
 	pause_maybe(in->r, in->x);
-	atomic_store_explicit(&in->g->occupied, 0, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&in->g->occupied, 1, memory_order_relaxed);
 }
 
 /* Add d with a pause inside the backend's critical section, stretching it
