@@ -277,23 +277,159 @@ static void print_result(enum cli_format format, const char *backend,
 	table_free(&t);
 }
 
+enum {
+	O_BACKEND = 256,
+	O_WORKLOAD,
+	O_WORKERS,
+	O_ITERS,
+	O_MODE,
+	O_DELTA,
+	O_INITIAL,
+	O_SLEEP,
+	O_KILL,
+	O_STALL,
+	O_PARTICIPANTS,
+	O_JOIN_TIMEOUT,
+	O_FORMAT
+};
+
+/* What the command line asked for, checked. */
+struct params {
+	const char *backend; /* NAME or NAME:OPTIONS */
+	tally_backend_info info;
+	struct wl_config cfg;
+	enum cli_format format;
+	uint64_t participants; /* 0: a run of its own */
+	double join_timeout;
+};
+
+/* Check everything before any work: the options (v[O_X - O_BACKEND], NULL
+ * when not given) applied over the workload's defaults, so that their
+ * order does not matter.  Returns 0, or -1 after printing why. */
+static int parse_values(const char **v, struct params *p)
+{
+	struct wl_config *cfg = &p->cfg;
+	enum wl_kind kind;
+	uint64_t u;
+
+#define V(o) v[(o)-O_BACKEND]
+	if (V(O_WORKLOAD) == NULL) {
+		cli_error("run", "--workload is required (addsub or inc)");
+		return -1;
+	}
+	if (wl_parse_kind(V(O_WORKLOAD), &kind) != 0) {
+		cli_error("run", "unknown workload '%s' (allowed: addsub, inc)",
+			  V(O_WORKLOAD));
+		return -1;
+	}
+	wl_defaults(kind, cfg);
+	if (V(O_MODE) && strcmp(V(O_MODE), "threads") == 0)
+		cfg->mode = WL_THREADS;
+	else if (V(O_MODE) && strcmp(V(O_MODE), "processes") == 0)
+		cfg->mode = WL_PROCESSES;
+	else if (V(O_MODE)) {
+		cli_error("run",
+			  "unknown mode '%s' (allowed: threads, processes)",
+			  V(O_MODE));
+		return -1;
+	}
+	if ((V(O_WORKERS) && cli_parse_u64("run", "--workers", V(O_WORKERS), 1,
+					   WL_MAX_WORKERS, &u)))
+		return -1;
+	if (V(O_WORKERS))
+		cfg->workers = (unsigned)u;
+	if ((V(O_ITERS) && cli_parse_u64("run", "--iters", V(O_ITERS), 1,
+					 UINT64_MAX / 2, &cfg->iters)) ||
+	    (V(O_DELTA) && cli_parse_i64("run", "--delta", V(O_DELTA),
+					 INT64_MIN, INT64_MAX, &cfg->delta)) ||
+	    (V(O_INITIAL) &&
+	     cli_parse_i64("run", "--initial", V(O_INITIAL), INT64_MIN,
+			   INT64_MAX, &cfg->initial)) ||
+	    (V(O_SLEEP) && cli_parse_u64("run", "--sleep-us", V(O_SLEEP), 0,
+					 10000000, &cfg->sleep_us)) ||
+	    (V(O_KILL) && cli_parse_u64("run", "--kill-after-ms", V(O_KILL), 1,
+					3600000, &cfg->kill_after_ms)) ||
+	    (V(O_STALL) &&
+	     cli_parse_seconds("run", "--stall-timeout", V(O_STALL), 0.1, 3600,
+			       &cfg->stall_timeout_s)) ||
+	    (V(O_FORMAT) && cli_parse_format("run", V(O_FORMAT), &p->format)))
+		return -1;
+	if (cfg->kill_after_ms && cfg->mode != WL_PROCESSES) {
+		cli_error("run", "--kill-after-ms needs --mode processes (a "
+				 "thread cannot be killed alone)");
+		return -1;
+	}
+	if (cfg->kill_after_ms && cfg->workers < 2) {
+		cli_error("run",
+			  "--kill-after-ms needs at least 2 workers (one "
+			  "to die, one to find the lock)");
+		return -1;
+	}
+	char msg[256];
+	if (wl_check(cfg, msg, sizeof(msg)) != 0) {
+		cli_error("run", "%s", msg);
+		return -1;
+	}
+	p->backend = cli_resolve_backend(V(O_BACKEND));
+	if (cli_check_backend("run", p->backend,
+			      cfg->mode == WL_PROCESSES ? TALLY_CAP_PSHARED : 0,
+			      "with --mode processes: it cannot live in "
+			      "memory shared between processes",
+			      &p->info) != 0)
+		return -1;
+	p->join_timeout = 60;
+	if ((V(O_PARTICIPANTS) &&
+	     cli_parse_u64("run", "--participants", V(O_PARTICIPANTS), 1, 62,
+			   &p->participants)) ||
+	    (V(O_JOIN_TIMEOUT) &&
+	     cli_parse_seconds("run", "--join-timeout", V(O_JOIN_TIMEOUT), 0.1,
+			       86400, &p->join_timeout)))
+		return -1;
+	if (p->participants && !(p->info.caps & TALLY_CAP_REMOTE)) {
+		cli_error("run",
+			  "--participants needs a backend that other runs "
+			  "reach ('remote' in 'tally list'), not '%s'",
+			  p->info.name);
+		return -1;
+	}
+	return 0;
+#undef V
+}
+
+/* The run the parameters describe: its result printed, its exit status
+ * returned. */
+static int run(struct params *p)
+{
+	struct wl_config *cfg = &p->cfg;
+
+	run_warn_oversubscribed("run", &p->info, cfg->workers);
+	cfg->progress = isatty(STDERR_FILENO);
+	cfg->label = p->info.name;
+	wl_install_sigint();
+
+	if (p->participants)
+		return run_participants(p->backend, cfg,
+					(unsigned)p->participants,
+					p->join_timeout, p->format);
+	struct wl_result *res = malloc(sizeof(*res));
+	if (res == NULL)
+		return EXIT_RUNTIME;
+	int rc = run_one("run", p->backend, cfg, res);
+	if (rc < 0) {
+		print_result(p->format, p->info.name, cfg, res);
+		explain_faults(cfg, res, p->info.name);
+		rc = run_verdict(res);
+		if (res->stalled && cfg->mode == WL_THREADS) {
+			fflush(NULL);
+			_exit(rc); /* threads are stuck on the lock */
+		}
+	}
+	free(res);
+	return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
-	enum {
-		O_BACKEND = 256,
-		O_WORKLOAD,
-		O_WORKERS,
-		O_ITERS,
-		O_MODE,
-		O_DELTA,
-		O_INITIAL,
-		O_SLEEP,
-		O_KILL,
-		O_STALL,
-		O_PARTICIPANTS,
-		O_JOIN_TIMEOUT,
-		O_FORMAT
-	};
 	static const struct option opts[] = {
 		{"backend", required_argument, NULL, O_BACKEND},
 		{"workload", required_argument, NULL, O_WORKLOAD},
@@ -314,11 +450,7 @@ int cmd_run(int argc, char **argv)
 	/* Options are collected first and applied over the workload's
 	 * defaults, so that their order does not matter. */
 	const char *val[O_FORMAT - O_BACKEND + 1] = {0};
-	const char *backend;
-	enum cli_format format = FORMAT_TABLE;
-	struct wl_config cfg;
-	enum wl_kind kind;
-	uint64_t u;
+	struct params p = {.format = FORMAT_TABLE};
 	int c;
 
 	opterr = 0;
@@ -343,111 +475,7 @@ int cmd_run(int argc, char **argv)
 			  argv[optind]);
 		return EXIT_USAGE;
 	}
-#define V(o) val[(o)-O_BACKEND]
-	if (V(O_WORKLOAD) == NULL) {
-		cli_error("run", "--workload is required (addsub or inc)");
+	if (parse_values(val, &p) != 0)
 		return EXIT_USAGE;
-	}
-	if (wl_parse_kind(V(O_WORKLOAD), &kind) != 0) {
-		cli_error("run", "unknown workload '%s' (allowed: addsub, inc)",
-			  V(O_WORKLOAD));
-		return EXIT_USAGE;
-	}
-	wl_defaults(kind, &cfg);
-	if (V(O_MODE) && strcmp(V(O_MODE), "threads") == 0)
-		cfg.mode = WL_THREADS;
-	else if (V(O_MODE) && strcmp(V(O_MODE), "processes") == 0)
-		cfg.mode = WL_PROCESSES;
-	else if (V(O_MODE)) {
-		cli_error("run",
-			  "unknown mode '%s' (allowed: threads, processes)",
-			  V(O_MODE));
-		return EXIT_USAGE;
-	}
-	if ((V(O_WORKERS) && cli_parse_u64("run", "--workers", V(O_WORKERS), 1,
-					   WL_MAX_WORKERS, &u)))
-		return EXIT_USAGE;
-	if (V(O_WORKERS))
-		cfg.workers = (unsigned)u;
-	if ((V(O_ITERS) && cli_parse_u64("run", "--iters", V(O_ITERS), 1,
-					 UINT64_MAX / 2, &cfg.iters)) ||
-	    (V(O_DELTA) && cli_parse_i64("run", "--delta", V(O_DELTA),
-					 INT64_MIN, INT64_MAX, &cfg.delta)) ||
-	    (V(O_INITIAL) &&
-	     cli_parse_i64("run", "--initial", V(O_INITIAL), INT64_MIN,
-			   INT64_MAX, &cfg.initial)) ||
-	    (V(O_SLEEP) && cli_parse_u64("run", "--sleep-us", V(O_SLEEP), 0,
-					 10000000, &cfg.sleep_us)) ||
-	    (V(O_KILL) && cli_parse_u64("run", "--kill-after-ms", V(O_KILL), 1,
-					3600000, &cfg.kill_after_ms)) ||
-	    (V(O_STALL) &&
-	     cli_parse_seconds("run", "--stall-timeout", V(O_STALL), 0.1, 3600,
-			       &cfg.stall_timeout_s)) ||
-	    (V(O_FORMAT) && cli_parse_format("run", V(O_FORMAT), &format)))
-		return EXIT_USAGE;
-	if (cfg.kill_after_ms && cfg.mode != WL_PROCESSES) {
-		cli_error("run", "--kill-after-ms needs --mode processes (a "
-				 "thread cannot be killed alone)");
-		return EXIT_USAGE;
-	}
-	if (cfg.kill_after_ms && cfg.workers < 2) {
-		cli_error("run",
-			  "--kill-after-ms needs at least 2 workers (one "
-			  "to die, one to find the lock)");
-		return EXIT_USAGE;
-	}
-	char msg[256];
-	if (wl_check(&cfg, msg, sizeof(msg)) != 0) {
-		cli_error("run", "%s", msg);
-		return EXIT_USAGE;
-	}
-	backend = cli_resolve_backend(V(O_BACKEND));
-	tally_backend_info info;
-	if (cli_check_backend("run", backend,
-			      cfg.mode == WL_PROCESSES ? TALLY_CAP_PSHARED : 0,
-			      "with --mode processes: it cannot live in "
-			      "memory shared between processes",
-			      &info) != 0)
-		return EXIT_USAGE;
-	uint64_t participants = 0;
-	double join_timeout = 60;
-	if ((V(O_PARTICIPANTS) &&
-	     cli_parse_u64("run", "--participants", V(O_PARTICIPANTS), 1, 62,
-			   &participants)) ||
-	    (V(O_JOIN_TIMEOUT) &&
-	     cli_parse_seconds("run", "--join-timeout", V(O_JOIN_TIMEOUT), 0.1,
-			       86400, &join_timeout)))
-		return EXIT_USAGE;
-	if (participants && !(info.caps & TALLY_CAP_REMOTE)) {
-		cli_error("run",
-			  "--participants needs a backend that other runs "
-			  "reach ('remote' in 'tally list'), not '%s'",
-			  info.name);
-		return EXIT_USAGE;
-	}
-#undef V
-
-	run_warn_oversubscribed("run", &info, cfg.workers);
-	cfg.progress = isatty(STDERR_FILENO);
-	cfg.label = info.name;
-	wl_install_sigint();
-
-	if (participants)
-		return run_participants(backend, &cfg, (unsigned)participants,
-					join_timeout, format);
-	struct wl_result *res = malloc(sizeof(*res));
-	if (res == NULL)
-		return EXIT_RUNTIME;
-	int rc = run_one("run", backend, &cfg, res);
-	if (rc < 0) {
-		print_result(format, info.name, &cfg, res);
-		explain_faults(&cfg, res, info.name);
-		rc = run_verdict(res);
-		if (res->stalled && cfg.mode == WL_THREADS) {
-			fflush(NULL);
-			_exit(rc); /* threads are stuck on the lock */
-		}
-	}
-	free(res);
-	return rc;
+	return run(&p);
 }
