@@ -12,7 +12,9 @@ build=$(cd "${1:-$root/build/release}" && pwd)
 cd "$root"
 out=bench/results
 "$build/tools/tally" bench \
-	--backend spin:backoff=exp,spin:backoff=none,ticket:backoff=none,ticket:backoff=prop,mutex,adaptive \
+	--backend spin:backoff=exp --backend spin:backoff=none \
+	--backend ticket:backoff=none --backend ticket:backoff=prop \
+	--backend mutex,adaptive \
 	--workers 1,2,8 --mode threads,processes --duration "${DURATION:-0.5}" \
 	--repeat "${REPEAT:-5}" --format json --out "$out/lock_variants.json"
 python3 - "$out/lock_variants.json" > "$out/lock_variants.txt" <<'PY'

@@ -33,16 +33,19 @@ mkdir -p "$out"
 start=$(date +%s)
 
 # Every built-in backend but the remote ones (as --backend all), each
-# followed by its non-default variants.
+# followed by its non-default variants.  A backend with options takes the
+# rest of its --backend argument, so each gets a --backend of its own (no
+# spec holds a space).
 backends=$("$tally" list --format csv | awk -F, '
 	NR > 1 && $2 == "yes" && $3 !~ /remote/ {
-		printf "%s%s", sep, $1; sep = ","
-		if ($1 == "spin") printf ",spin:backoff=none"
-		if ($1 == "ticket") printf ",ticket:backoff=prop"
+		printf " --backend %s", $1
+		if ($1 == "spin") printf " --backend spin:backoff=none"
+		if ($1 == "ticket") printf " --backend ticket:backoff=prop"
 	}')
-echo "== standard sweep (${duration} s x ${repeat}): $backends" >&2
+echo "== standard sweep (${duration} s x ${repeat}):$backends" >&2
 set +e
-"$tally" bench --backend "$backends" --workers 1,2,4,8 --mode threads,processes \
+# shellcheck disable=SC2086 # one word per --backend and spec, on purpose
+"$tally" bench $backends --workers 1,2,4,8 --mode threads,processes \
 	--duration "$duration" --repeat "$repeat" --format json \
 	--out "$out/standard.json" --plot "$out/standard.png"
 status=$?
