@@ -407,10 +407,14 @@ int tally_open(tally **out, const char *name, const char *backend,
 		rc = create_named(t, path, ops, options, initial);
 		if (rc == TALLY_EEXIST && !(flags & TALLY_EXCL))
 			rc = open_named(t, path, want, options); /* join */
-	} else if (rc != TALLY_ENOTFOUND && (flags & TALLY_EXCL)) {
-		/* It exists: what it is does not matter, but an untrusted
-		 * object is worth naming as such. */
-		rc = rc == TALLY_EUNTRUSTED ? rc : TALLY_EEXIST;
+	} else if ((flags & TALLY_EXCL) &&
+		   (rc == 0 || rc == TALLY_EBADOBJECT ||
+		    rc == TALLY_EUNFINISHED || rc == TALLY_EMISMATCH ||
+		    rc == TALLY_ENOTBUILT)) {
+		/* Something is under the name: what it is does not matter.
+		 * An untrusted object, or an open that failed (a system call,
+		 * memory), keeps its own code. */
+		rc = TALLY_EEXIST;
 	}
 	if (rc != 0) {
 		tally__unplace(t);
