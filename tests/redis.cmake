@@ -23,7 +23,7 @@ set_tests_properties(redis_stop PROPERTIES FIXTURES_CLEANUP redis)
 
 set(_url "redis://127.0.0.1:${TALLY_REDIS_PORT}")
 add_executable(unit_redis ${CMAKE_CURRENT_SOURCE_DIR}/unit_redis.c)
-target_link_libraries(unit_redis PRIVATE tally_tool PkgConfig::CMOCKA
+target_link_libraries(unit_redis PRIVATE tally_harness tally PkgConfig::CMOCKA
   PkgConfig::HIREDIS Threads::Threads)
 add_test(NAME unit_redis COMMAND unit_redis)
 add_test(NAME cli_redis COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh

@@ -1,7 +1,7 @@
 # cmocka unit tests: the API, and the workloads over every backend.
-foreach(name unit_api unit_workload unit_named)
+foreach(name unit_api unit_workload unit_named unit_harness)
   add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/${name}.c)
-  target_link_libraries(${name} PRIVATE tally_tool PkgConfig::CMOCKA)
+  target_link_libraries(${name} PRIVATE tally_harness tally PkgConfig::CMOCKA)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT 300)
 endforeach()
@@ -40,14 +40,18 @@ target_link_libraries(tally_busted PUBLIC ${_busted_deps}
 # unit_inline's two adders count, with no probe: a lock that is missing
 # loses their updates only when the scheduler lets them overlap, so it has
 # no must-fail run (a test that fails only sometimes proves nothing).
-foreach(name unit_api)
-  add_executable(${name}_busted ${CMAKE_CURRENT_SOURCE_DIR}/${name}.c)
-  target_link_libraries(${name}_busted PRIVATE tally_busted tally_flags
-    PkgConfig::CMOCKA)
-endforeach()
+add_executable(unit_api_busted ${CMAKE_CURRENT_SOURCE_DIR}/unit_api.c)
+target_link_libraries(unit_api_busted PRIVATE tally_busted tally_flags
+  PkgConfig::CMOCKA)
+# The stress rounds (tools/harness/stress_round.c), as `tally stress` runs
+# them, on the copy with busted: the harness's objects, in front of it.
+add_executable(unit_harness_busted ${CMAKE_CURRENT_SOURCE_DIR}/unit_harness.c)
+target_link_libraries(unit_harness_busted PRIVATE tally_harness tally_busted
+  PkgConfig::CMOCKA)
 # TEST  PROGRAM  CMOCKA-FILTER  WHAT-IT-MUST-SAY
 set(_must_fail
-  "busted_add_cs\;unit_api\;test_add_cs_runs_inside_the_lock\;busted: [0-9]+ times a worker found the critical section occupied")
+  "busted_add_cs\;unit_api\;test_add_cs_runs_inside_the_lock\;busted: [0-9]+ times a worker found the critical section occupied"
+  "busted_stress_round\;unit_harness\;test_stress_round_finds_no_overlap\;busted \\(threads\\): [0-9]+ times a worker found the critical section occupied")
 foreach(case ${_must_fail})
   list(GET case 0 test)
   list(GET case 1 prog)

@@ -388,7 +388,7 @@ static void test_bad_options_and_unreachable_server(void **state)
 /* Threads and forked processes, each with connections of their own. */
 static void test_workloads_exact(void **state)
 {
-	static const enum wl_mode modes[] = {WL_THREADS, WL_PROCESSES};
+	static const enum crew_mode modes[] = {CREW_THREADS, CREW_PROCESSES};
 	struct wl_config cfg;
 	struct wl_result *res = malloc(sizeof(*res));
 

@@ -25,7 +25,7 @@ static struct wl_result res;
  * on 2 cores costs a scheduler time slice per hand-over.
  */
 static void configure(struct wl_config *cfg, enum wl_kind kind,
-		      enum wl_mode mode, unsigned workers, unsigned caps)
+		      enum crew_mode mode, unsigned workers, unsigned caps)
 {
 	wl_defaults(kind, cfg);
 	cfg->mode = mode;
@@ -42,7 +42,7 @@ static void configure(struct wl_config *cfg, enum wl_kind kind,
 }
 
 static void run_exact(const tally_backend_info *b, enum wl_kind kind,
-		      enum wl_mode mode, unsigned workers)
+		      enum crew_mode mode, unsigned workers)
 {
 	struct wl_config cfg;
 	char msg[256];
@@ -50,9 +50,10 @@ static void run_exact(const tally_backend_info *b, enum wl_kind kind,
 
 	configure(&cfg, kind, mode, workers, b->caps);
 	assert_int_equal(wl_check(&cfg, msg, sizeof(msg)), 0);
-	assert_int_equal(tally_create(&t, b->name, cfg.initial,
-				      mode == WL_PROCESSES ? TALLY_PSHARED : 0),
-			 0);
+	assert_int_equal(
+		tally_create(&t, b->name, cfg.initial,
+			     mode == CREW_PROCESSES ? TALLY_PSHARED : 0),
+		0);
 	assert_int_equal(wl_run(t, &cfg, &res), 0);
 	tally_destroy(t);
 
@@ -67,12 +68,12 @@ static void run_exact(const tally_backend_info *b, enum wl_kind kind,
 	assert_int_equal(res.died_worker, -1);
 	if (res.lost != 0)
 		fail_msg("%s %s %s x%u: expected %lld, got %lld", b->name,
-			 wl_kind_name(kind), wl_mode_name(mode), workers,
+			 wl_kind_name(kind), crew_mode_name(mode), workers,
 			 (long long)res.expected, (long long)res.actual);
 }
 
 /* Every synchronized backend, both workloads, 1, 2 and 4 workers. */
-static void every_backend_exact(enum wl_mode mode, const unsigned *workers,
+static void every_backend_exact(enum crew_mode mode, const unsigned *workers,
 				size_t n)
 {
 	for (size_t i = 0; i < tally_backend_count(); i++) {
@@ -83,7 +84,7 @@ static void every_backend_exact(enum wl_mode mode, const unsigned *workers,
 		 * (tests/redis.cmake). */
 		if (!b.built_in ||
 		    (b.caps & (TALLY_CAP_RACY | TALLY_CAP_REMOTE)) ||
-		    (mode == WL_PROCESSES && !(b.caps & TALLY_CAP_PSHARED)))
+		    (mode == CREW_PROCESSES && !(b.caps & TALLY_CAP_PSHARED)))
 			continue;
 		for (size_t w = 0; w < n; w++) {
 			run_exact(&b, WL_INC, mode, workers[w]);
@@ -97,7 +98,7 @@ static void test_threads_exact(void **state)
 	static const unsigned workers[] = {1, 2, 4};
 
 	(void)state;
-	every_backend_exact(WL_THREADS, workers, 3);
+	every_backend_exact(CREW_THREADS, workers, 3);
 }
 
 static void test_processes_exact(void **state)
@@ -105,7 +106,7 @@ static void test_processes_exact(void **state)
 	static const unsigned workers[] = {2, 4};
 
 	(void)state;
-	every_backend_exact(WL_PROCESSES, workers, 2);
+	every_backend_exact(CREW_PROCESSES, workers, 2);
 }
 
 /* The expected value is exact, and a delta that cannot fit is refused. */
@@ -148,7 +149,7 @@ static void test_expected_values(void **state)
  * see its lost updates.  A loss is a matter of timing, so try a few times
  * with growing work; on two or more cores the first try loses nearly always.
  */
-static void lost_updates_are_caught(enum wl_mode mode)
+static void lost_updates_are_caught(enum crew_mode mode)
 {
 	struct wl_config cfg;
 
@@ -158,10 +159,11 @@ static void lost_updates_are_caught(enum wl_mode mode)
 		tally *t;
 
 		cfg.iters = 1000000u << attempt;
-		assert_int_equal(
-			tally_create(&t, "none", 0,
-				     mode == WL_PROCESSES ? TALLY_PSHARED : 0),
-			0);
+		assert_int_equal(tally_create(&t, "none", 0,
+					      mode == CREW_PROCESSES
+						      ? TALLY_PSHARED
+						      : 0),
+				 0);
 		assert_int_equal(wl_run(t, &cfg, &res), 0);
 		tally_destroy(t);
 		assert_true(res.expected == (int64_t)(3 * cfg.iters));
@@ -177,8 +179,8 @@ static void lost_updates_are_caught(enum wl_mode mode)
 static void test_harness_catches_lost_updates(void **state)
 {
 	(void)state;
-	lost_updates_are_caught(WL_THREADS);
-	lost_updates_are_caught(WL_PROCESSES);
+	lost_updates_are_caught(CREW_THREADS);
+	lost_updates_are_caught(CREW_PROCESSES);
 }
 
 /*

@@ -1,6 +1,7 @@
 /* `tally bench`: time-bounded throughput, fairness and latency of backends
  * over a sweep of worker counts, in threads or processes. */
 #include "bench.h"
+#include "clock.h"
 #include "commands.h"
 
 #include <errno.h>
@@ -113,11 +114,11 @@ static int modes_from(struct bench_opts *o, char **items, unsigned n)
 {
 	o->n_modes = 0;
 	for (unsigned i = 0; i < n; i++) {
-		enum wl_mode m;
+		enum crew_mode m;
 		if (strcmp(items[i], "threads") == 0)
-			m = WL_THREADS;
+			m = CREW_THREADS;
 		else if (strcmp(items[i], "processes") == 0)
-			m = WL_PROCESSES;
+			m = CREW_PROCESSES;
 		else {
 			cli_error("bench",
 				  "unknown mode '%s' (allowed: threads, "
@@ -151,7 +152,7 @@ static int parse_list(struct bench_opts *o, const char *what, const char *arg,
 static int wants_processes(const struct bench_opts *o)
 {
 	for (unsigned i = 0; i < o->n_modes; i++)
-		if (o->modes[i] == WL_PROCESSES)
+		if (o->modes[i] == CREW_PROCESSES)
 			return 1;
 	return 0;
 }
@@ -451,7 +452,7 @@ static void defaults(struct bench_opts *o, int argc, char **argv)
 		o->workers[i] = workers[i];
 	o->n_workers = 4;
 	o->max_workers = 8;
-	o->modes[0] = WL_THREADS;
+	o->modes[0] = CREW_THREADS;
 	o->n_modes = 1;
 	o->duration_s = 1.0;
 	o->warmup_s = 0.1;
@@ -500,7 +501,7 @@ static void progress(const struct bench_opts *o, const struct bench_result *r,
 {
 	fprintf(stderr, "\r\033[K[%u/%u] %s, %s, %u worker%s%s, repeat %u/%u",
 		rep * n + idx + 1, n * o->repeat, r->backend,
-		wl_mode_name(r->mode), r->workers, r->workers == 1 ? "" : "s",
+		crew_mode_name(r->mode), r->workers, r->workers == 1 ? "" : "s",
 		r->oversubscribed ? " (oversubscribed)" : "", rep + 1,
 		o->repeat);
 	fflush(stderr);
@@ -524,14 +525,14 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 		.pin_cpus = o->pin ? o->pin_cpus : NULL,
 		.stop_limit_s = 10.0 + o->duration_s,
 	};
-	uint64_t t0 = cli_now_ns();
+	uint64_t t0 = harness_now_ns();
 	int rc = bench_run_once(&cfg, run);
-	double took = (double)(cli_now_ns() - t0) / 1e9;
+	double took = (double)(harness_now_ns() - t0) / 1e9;
 
 	if (rc != 0) {
 		r->error = rc;
 		cli_error("bench", "%s, %s, %u workers: %s", r->backend,
-			  wl_mode_name(r->mode), r->workers,
+			  crew_mode_name(r->mode), r->workers,
 			  rc == BENCH_ESTART ? "cannot start the workers"
 					     : tally_explain(rc));
 		bench_run_free(run);
@@ -546,9 +547,9 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 		cli_error("bench",
 			  "%s, %s, %u workers: workers still running %.0f s "
 			  "after the stop flag; giving up",
-			  r->backend, wl_mode_name(r->mode), r->workers,
+			  r->backend, crew_mode_name(r->mode), r->workers,
 			  cfg.stop_limit_s);
-		if (r->mode == WL_THREADS)
+		if (r->mode == CREW_THREADS)
 			return -1; /* its threads still use the run */
 		bench_run_free(run);
 		return 0;
@@ -595,9 +596,9 @@ static int sweep(struct bench_opts *o, struct bench_result *res, unsigned n,
 }
 
 /* Processes need a counter that can live in shared memory: by the bit. */
-static int can_run(unsigned caps, enum wl_mode mode)
+static int can_run(unsigned caps, enum crew_mode mode)
 {
-	return mode == WL_THREADS ||
+	return mode == CREW_THREADS ||
 	       ((caps & TALLY_CAP_PSHARED) && !(caps & TALLY_CAP_THREADS_ONLY));
 }
 

@@ -17,7 +17,7 @@ struct bench_opts {
 	unsigned n_backends;
 	unsigned workers[BENCH_MAX_LIST];
 	unsigned n_workers;
-	enum wl_mode modes[2];
+	enum crew_mode modes[2];
 	unsigned n_modes;
 	double duration_s, warmup_s;
 	unsigned repeat;
@@ -42,7 +42,7 @@ struct bench_opts {
 struct bench_result {
 	const char *backend;
 	unsigned caps;
-	enum wl_mode mode;
+	enum crew_mode mode;
 	unsigned workers;
 	unsigned done; /* repeats completed */
 	double *rates; /* ops/s of each repeat [repeat] */

@@ -193,7 +193,7 @@ static void print_result_json(FILE *f, const struct bench_opts *o,
 		jain = bench_jain(u->ops, u->workers, &lo, &hi);
 	fputs("    {", f);
 	json_kv_s(f, "backend", r->backend, ", ");
-	json_kv_s(f, "mode", wl_mode_name(r->mode), ", ");
+	json_kv_s(f, "mode", crew_mode_name(r->mode), ", ");
 	fprintf(f,
 		"\"workers\": %u, \"oversubscribed\": %s, \"repeats\": %u,\n"
 		"     \"ops_per_sec\": %.0f, \"ops_per_sec_min\": %.0f, "
@@ -303,7 +303,7 @@ static void table_add(struct table *t, const struct bench_result *r)
 	snprintf(range, sizeof(range), "%s..%s", fmt_rate(b[14], 32, r->min),
 		 fmt_rate(b[15], 32, r->max));
 	snprintf(b[1], 32, "%.1f%%..%.1f%%", 100 * lo, 100 * hi);
-	table_row(t, r->backend, wl_mode_name(r->mode),
+	table_row(t, r->backend, crew_mode_name(r->mode),
 		  fmt_u64(b[2], 32, r->workers), fmt_rate(b[3], 32, r->median),
 		  range,
 		  fmt_f(b[4], 32, "%.1f", r->median ? 1e9 / r->median : 0),
@@ -378,7 +378,7 @@ static void csv_add(struct table *t, const struct bench_result *r)
 			(unsigned long long)u->ops[k]);
 	if (r->have_run)
 		jain = bench_jain(u->ops, u->workers, &lo, &hi);
-	table_row(t, r->backend, wl_mode_name(r->mode),
+	table_row(t, r->backend, crew_mode_name(r->mode),
 		  fmt_u64(b[0], 32, r->workers),
 		  r->oversubscribed ? "true" : "false",
 		  fmt_f(b[1], 32, "%.0f", r->median),
@@ -504,7 +504,7 @@ int bench_plot_check(const char *cmd, const char *path)
 
 /* Whether results hold a measured (backend, mode) series. */
 static int has_series(const struct bench_result *r, unsigned n,
-		      const char *backend, enum wl_mode mode)
+		      const char *backend, enum crew_mode mode)
 {
 	for (unsigned i = 0; i < n; i++)
 		if (r[i].backend == backend && r[i].mode == mode &&
@@ -585,8 +585,8 @@ int bench_plot(const char *cmd, const struct bench_opts *o,
 		 "colors='%s'; mode1='%s'; n1=%d; mode2='%s'; "
 		 "subtitle='%s, %u CPUs, %g s x %u, load %.1f before'",
 		 data, o->plot_path, pl.series, o->online_cpus, pl.colors,
-		 wl_mode_name(o->modes[0]), pl.per_mode[0],
-		 o->n_modes > 1 && pl.per_mode[1] ? wl_mode_name(o->modes[1])
+		 crew_mode_name(o->modes[0]), pl.per_mode[0],
+		 o->n_modes > 1 && pl.per_mode[1] ? crew_mode_name(o->modes[1])
 						  : "",
 		 cpu, o->online_cpus, o->duration_s, o->repeat,
 		 o->loadavg_before);

@@ -60,9 +60,6 @@ const char *cli_resolve_backend(const char *given);
 /* Online CPUs, at least 1. */
 unsigned cli_online_cpus(void);
 
-/* Monotonic time in nanoseconds. */
-uint64_t cli_now_ns(void);
-
 /* Split a comma list in place into at most max non-empty items; on failure
  * say why (naming `what`) and return -1. */
 int cli_split_list(const char *cmd, const char *what, char *s, char **items,

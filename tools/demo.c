@@ -74,14 +74,14 @@ static size_t plan(struct row *rows, size_t cap)
 	size_t n = 0;
 
 	for (int kind = WL_ADDSUB; kind <= WL_INC; kind++)
-		for (int mode = WL_THREADS; mode <= WL_PROCESSES; mode++)
+		for (int mode = CREW_THREADS; mode <= CREW_PROCESSES; mode++)
 			for (size_t i = 0; i < tally_backend_count(); i++) {
 				tally_backend_info b;
 
 				tally_backend_at(i, &b);
 				if (!b.built_in || n == cap ||
 				    (b.caps & TALLY_CAP_REMOTE) ||
-				    (mode == WL_PROCESSES &&
+				    (mode == CREW_PROCESSES &&
 				     !(b.caps & TALLY_CAP_PSHARED)))
 					continue;
 				rows[n].b = b;
@@ -101,7 +101,7 @@ static size_t plan(struct row *rows, size_t cap)
 						 sizeof(rows[n].spec), "%s",
 						 b.name);
 				wl_defaults((enum wl_kind)kind, &rows[n].cfg);
-				rows[n].cfg.mode = (enum wl_mode)mode;
+				rows[n].cfg.mode = (enum crew_mode)mode;
 				n++;
 			}
 	return n;
@@ -157,7 +157,7 @@ static void print_rows(enum cli_format format, const struct row *rows, size_t n)
 			       "\"tries\": %u, \"stopped\": %s, "
 			       "\"interrupted\": %s}",
 			       i ? "," : "", wl_kind_name(r->cfg.kind),
-			       wl_mode_name(r->cfg.mode), r->b.name,
+			       crew_mode_name(r->cfg.mode), r->b.name,
 			       r->window_us, r->cfg.workers,
 			       (unsigned long long)r->cfg.iters,
 			       (long long)r->res.expected,
@@ -174,7 +174,7 @@ static void print_rows(enum cli_format format, const struct row *rows, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		const struct row *r = &rows[i];
 		table_row(&t, wl_kind_name(r->cfg.kind),
-			  wl_mode_name(r->cfg.mode), r->spec,
+			  crew_mode_name(r->cfg.mode), r->spec,
 			  fmt_i64(b[0], 32, r->res.expected),
 			  fmt_i64(b[1], 32, r->res.actual),
 			  fmt_i64(b[2], 32, r->res.lost),
@@ -213,10 +213,10 @@ static void explain(const struct row *rows, size_t n)
 				 sizeof(stopped_names) - used, "%s%s %s %s",
 				 stopped++ ? ", " : "",
 				 wl_kind_name(r->cfg.kind),
-				 wl_mode_name(r->cfg.mode), r->spec);
+				 crew_mode_name(r->cfg.mode), r->spec);
 		}
 		if (!racy && r->cfg.kind == WL_INC &&
-		    r->cfg.mode == WL_THREADS && r->res.total_ops) {
+		    r->cfg.mode == CREW_THREADS && r->res.total_ops) {
 			if (!fast || ns_per_op(r) < ns_per_op(fast))
 				fast = r;
 			if (!slow || ns_per_op(r) > ns_per_op(slow))
@@ -343,7 +343,7 @@ int cmd_demo(int argc, char **argv)
 		struct row *r = &rows[i];
 		snprintf(label, sizeof(label), "demo %zu/%zu: %s %s %s", i + 1,
 			 n, wl_kind_name(r->cfg.kind),
-			 wl_mode_name(r->cfg.mode), r->spec);
+			 crew_mode_name(r->cfg.mode), r->spec);
 		r->cfg.progress = tty;
 		r->cfg.label = label;
 		r->cfg.time_limit_s = DEMO_RUN_LIMIT_S;
@@ -384,7 +384,8 @@ int cmd_demo(int argc, char **argv)
 			  "shows the runs so far%s",
 			  rows[n - 1].res.interrupted ? "during" : "after", n,
 			  wl_kind_name(rows[n - 1].cfg.kind),
-			  wl_mode_name(rows[n - 1].cfg.mode), rows[n - 1].spec,
+			  crew_mode_name(rows[n - 1].cfg.mode),
+			  rows[n - 1].spec,
 			  rows[n - 1].res.interrupted
 				  ? "; the last one stopped early"
 				  : "");

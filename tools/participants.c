@@ -1,6 +1,7 @@
 /* `tally run` on a remote counter: adds of unknown outcome, and (with
  * --participants) several runs that join one counter for one verdict. */
 #include "cli.h"
+#include "clock.h"
 #include "commands.h"
 
 #include <inttypes.h>
@@ -130,7 +131,7 @@ static void pause_ms(unsigned ms)
  * -1 with *seen its last value (or the error, on a failed read). */
 static int wait_for(struct joint *j, int i, int64_t until, int64_t *seen)
 {
-	uint64_t end = cli_now_ns() + (uint64_t)(j->timeout_s * 1e9);
+	uint64_t end = harness_now_ns() + (uint64_t)(j->timeout_s * 1e9);
 
 	for (;;) {
 		int rc = tally_get(j->c[i], seen);
@@ -141,7 +142,7 @@ static int wait_for(struct joint *j, int i, int64_t until, int64_t *seen)
 		}
 		if (*seen >= until)
 			return 0;
-		if (cli_now_ns() >= end || wl_sigint)
+		if (harness_now_ns() >= end || wl_sigint)
 			return -1;
 		pause_ms(10);
 	}
@@ -260,7 +261,7 @@ static void print_joint(const struct joint *j, const struct wl_config *cfg,
 		       ", \"lost\": %" PRId64 ", \"unknown\": %" PRId64
 		       ", \"seconds\": %.6f, \"ns_per_op\": %.2f, "
 		       "\"exact\": %s}\n",
-		       wl_kind_name(cfg->kind), wl_mode_name(cfg->mode),
+		       wl_kind_name(cfg->kind), crew_mode_name(cfg->mode),
 		       cfg->workers, cfg->iters, j->start[C_MAIN], j->n,
 		       j->index + 1, j->run,
 		       (int64_t)((uint64_t)res->expected -

@@ -79,7 +79,7 @@ int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
 	    struct wl_result *res)
 {
 	tally *t;
-	unsigned flags = cfg->mode == WL_PROCESSES ? TALLY_PSHARED : 0;
+	unsigned flags = cfg->mode == CREW_PROCESSES ? TALLY_PSHARED : 0;
 	int rc = tally_create(&t, backend, cfg->initial, flags);
 
 	if (rc != 0) {
@@ -98,7 +98,7 @@ int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
 		return EXIT_RUNTIME;
 	}
 	/* Abandoned threads spinning on a dead lock still use it. */
-	if (!(res->stalled && cfg->mode == WL_THREADS))
+	if (!(res->stalled && cfg->mode == CREW_THREADS))
 		tally_destroy(t);
 	return -1;
 }
@@ -231,7 +231,7 @@ static void print_result(enum cli_format format, const char *backend,
 		       "%s, \"lost\": %s, \"seconds\": %.6f, \"ns_per_op\": "
 		       "%.2f, "
 		       "\"total_ops\": %llu, \"per_worker_ops\": [",
-		       wl_kind_name(cfg->kind), wl_mode_name(cfg->mode),
+		       wl_kind_name(cfg->kind), crew_mode_name(cfg->mode),
 		       cfg->workers, (unsigned long long)cfg->iters,
 		       (long long)cfg->delta, (long long)cfg->initial,
 		       (unsigned long long)cfg->sleep_us,
@@ -267,8 +267,8 @@ static void print_result(enum cli_format format, const char *backend,
 	struct table t;
 
 	table_init(&t, 10, head, "lllrrrrrrr");
-	table_row(&t, backend, wl_kind_name(cfg->kind), wl_mode_name(cfg->mode),
-		  fmt_u64(b[0], 32, cfg->workers),
+	table_row(&t, backend, wl_kind_name(cfg->kind),
+		  crew_mode_name(cfg->mode), fmt_u64(b[0], 32, cfg->workers),
 		  fmt_u64(b[1], 32, cfg->iters),
 		  fmt_i64(b[2], 32, res->expected), actual, lost,
 		  fmt_f(b[5], 32, "%.3f", res->seconds),
@@ -324,9 +324,9 @@ static int parse_values(const char **v, struct params *p)
 	}
 	wl_defaults(kind, cfg);
 	if (V(O_MODE) && strcmp(V(O_MODE), "threads") == 0)
-		cfg->mode = WL_THREADS;
+		cfg->mode = CREW_THREADS;
 	else if (V(O_MODE) && strcmp(V(O_MODE), "processes") == 0)
-		cfg->mode = WL_PROCESSES;
+		cfg->mode = CREW_PROCESSES;
 	else if (V(O_MODE)) {
 		cli_error("run",
 			  "unknown mode '%s' (allowed: threads, processes)",
@@ -354,7 +354,7 @@ static int parse_values(const char **v, struct params *p)
 			       &cfg->stall_timeout_s)) ||
 	    (V(O_FORMAT) && cli_parse_format("run", V(O_FORMAT), &p->format)))
 		return -1;
-	if (cfg->kill_after_ms && cfg->mode != WL_PROCESSES) {
+	if (cfg->kill_after_ms && cfg->mode != CREW_PROCESSES) {
 		cli_error("run", "--kill-after-ms needs --mode processes (a "
 				 "thread cannot be killed alone)");
 		return -1;
@@ -372,7 +372,8 @@ static int parse_values(const char **v, struct params *p)
 	}
 	p->backend = cli_resolve_backend(V(O_BACKEND));
 	if (cli_check_backend("run", p->backend,
-			      cfg->mode == WL_PROCESSES ? TALLY_CAP_PSHARED : 0,
+			      cfg->mode == CREW_PROCESSES ? TALLY_CAP_PSHARED
+							  : 0,
 			      "with --mode processes: it cannot live in "
 			      "memory shared between processes",
 			      &p->info) != 0)
@@ -419,7 +420,7 @@ static int run(struct params *p)
 		print_result(p->format, p->info.name, cfg, res);
 		explain_faults(cfg, res, p->info.name);
 		rc = run_verdict(res);
-		if (res->stalled && cfg->mode == WL_THREADS) {
+		if (res->stalled && cfg->mode == CREW_THREADS) {
 			fflush(NULL);
 			_exit(rc); /* threads are stuck on the lock */
 		}

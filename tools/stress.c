@@ -2,6 +2,8 @@
  * ThreadSanitizer build of tally, for data races inside a backend. */
 #include "cli.h"
 #include "commands.h"
+#include "clock.h"
+#include "stress_round.h"
 #include "workload.h"
 
 #include <errno.h>
@@ -25,17 +27,16 @@
 #endif
 #endif
 
-#define MAX_WORKERS	64u
+#define MAX_WORKERS	STRESS_MAX_WORKERS
 #define DEFAULT_WORKERS 16u
 #define MAX_BACKENDS	32u
-#define OPS_LOG2	13  /* at most 8192 operations per worker */
 #define ROUND_LIMIT_S	300 /* a round still running then is stuck */
 /* Workers stop a round after this long: a spinning lock on a busy machine
  * (more runnable threads than CPUs, whoever they belong to) hands over once
  * per time slice, and would otherwise make one round take minutes. */
 #define ROUND_BUDGET_NS	   2000000000u
 #define DEFAULT_DURATION_S 10.0
-#define MODE_MIXED	   2 /* beside WL_THREADS and WL_PROCESSES */
+#define MODE_MIXED	   STRESS_MODE_MIXED
 
 static void usage(FILE *f)
 {
@@ -91,7 +92,7 @@ static void usage(FILE *f)
 		"or let two workers into a critical section (its seed and\n"
 		"configuration are printed), 2 bad input, 3 a runtime\n"
 		"failure or Ctrl-C\n",
-		1u << OPS_LOG2, TALLY_ENV_BACKEND, TALLY_DEFAULT_BACKEND,
+		1u << STRESS_OPS_LOG2, TALLY_ENV_BACKEND, TALLY_DEFAULT_BACKEND,
 		DEFAULT_DURATION_S, MAX_WORKERS, DEFAULT_WORKERS,
 		cli_online_cpus());
 }
@@ -103,335 +104,62 @@ struct params {
 	size_t n;
 	double duration;
 	uint64_t rounds, only_round, seed;
-	int mode; /* WL_THREADS, WL_PROCESSES or MODE_MIXED */
+	int mode; /* CREW_THREADS, CREW_PROCESSES or MODE_MIXED */
 	unsigned max_workers;
 	int oversubscribe;
 	enum cli_format format;
 };
 
-/* One round, drawn from (seed, number) alone. */
-struct round {
-	uint64_t number, seed;
-	size_t backend; /* index into params */
-	enum wl_mode mode;
-	unsigned workers, cap;
-	uint64_t ops;
-	int64_t initial;
-	unsigned yield_rate, sleep_rate; /* out of 256, per pause point */
-	unsigned max_sleep_us;
-	uint64_t deadline; /* monotonic ns: workers stop there */
-};
-
-/* What each worker reports; private to it until it has finished. */
-struct slot {
-	_Alignas(128) uint64_t sum; /* of the deltas it added, mod 2^64 */
-	uint64_t adds;
-	int error;
-	int cut; /* stopped at the deadline, before r->ops */
-};
-
-/* In an anonymous shared mapping, so that forked workers see it too. */
-struct gate {
-	_Atomic int go; /* 1: start; -1: setup failed, leave at once */
-	/* The critical-section probe: the workers inside a section that
-	 * tally_add_cs() runs, counted in on entry and out on exit.  Under a
-	 * lock that excludes nobody finds anyone inside; each time somebody
-	 * does counts in overlaps.  A count, not a flag: one overlap's exit
-	 * must not clear the mark of a worker still inside.  Relaxed: the
-	 * lock orders the sections, and these are atomic only so that a
-	 * broken lock's overlap is a finding rather than a race of stress's
-	 * own. */
-	_Atomic unsigned occupied;
-	_Atomic uint64_t overlaps;
-	struct slot slot[];
-};
-
-struct worker {
-	tally *t;
-	const struct round *r;
-	struct gate *g;
-	unsigned k;
-};
-
-/* splitmix64: small, fast, and every seed is a good one. */
-static uint64_t rnd(uint64_t *s)
+/* Round `number`: its backend (index into params) and its schedule. */
+static size_t draw_round(const struct params *p, uint64_t number,
+			 struct stress_round *r)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+	size_t backend = (size_t)((number - 1) % p->n);
+	const tally_backend_info *b = &p->b[backend];
+	unsigned cap = p->max_workers;
 
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
-/* A worker's own stream, different for every (round, worker). */
-static uint64_t stream(uint64_t seed, uint64_t a, uint64_t b)
-{
-	uint64_t s =
-		seed ^ (a * 0xd1b54a32d192ed03u) ^ (b * 0x8cb92ba72f3d8dd7u);
-
-	return rnd(&s);
-}
-
-static int64_t draw_delta(uint64_t *s)
-{
-	static const int64_t edge[] = {INT64_MIN, INT64_MAX, -1, 1};
-	uint64_t kind = rnd(s), v = rnd(s);
-
-	switch (kind % 8) {
-	case 0:
-		return (int64_t)v; /* anything: the total wraps */
-	case 1:
-		return edge[v % 4];
-	case 2:
-	case 3:
-		return (int64_t)(v % (2u << 20)) - (1 << 20);
-	default:
-		return (int64_t)(v % 17) - 8;
-	}
-}
-
-static int64_t draw_initial(uint64_t *s)
-{
-	uint64_t kind = rnd(s), v = rnd(s);
-
-	switch (kind % 4) {
-	case 0:
-		return 0;
-	case 1:
-		return (int64_t)(v % 2001) - 1000;
-	case 2: /* next to the wrap-around point */
-		return (int64_t)(v % 64) +
-		       (v & 64 ? INT64_MIN : INT64_MAX - 63);
-	default:
-		return (int64_t)v;
-	}
-}
-
-static void draw_round(const struct params *p, uint64_t number, struct round *r)
-{
-	static const unsigned yields[] = {0, 4, 32, 255};
-	static const unsigned sleeps[] = {0, 0, 1, 8};
-	uint64_t s = stream(p->seed, number, 0);
-	const tally_backend_info *b;
-
-	r->number = number;
-	r->seed = p->seed;
-	r->backend = (size_t)((number - 1) % p->n);
-	b = &p->b[r->backend];
-	r->cap = p->max_workers;
 	if ((b->caps & TALLY_CAP_SPINNING) && !p->oversubscribe &&
-	    r->cap > cli_online_cpus())
-		r->cap = cli_online_cpus();
-	/* Every value is drawn whatever the options, so that a round is the
-	 * same when it is reproduced with --mode and --max-workers. */
-	r->workers = 1 + (unsigned)(rnd(&s) % r->cap);
-	uint64_t mode = rnd(&s) % 2, log2 = rnd(&s) % (OPS_LOG2 + 1);
-	r->ops = 1 + rnd(&s) % (1u << log2);
-	r->initial = draw_initial(&s);
-	r->yield_rate = yields[rnd(&s) % 4];
-	r->sleep_rate = sleeps[rnd(&s) % 4];
-	r->max_sleep_us = 1 + (unsigned)(rnd(&s) % 200);
-	if (p->mode != MODE_MIXED)
-		r->mode = (enum wl_mode)p->mode;
-	else
-		r->mode = mode && (b->caps & TALLY_CAP_PSHARED) ? WL_PROCESSES
-								: WL_THREADS;
+	    cap > cli_online_cpus())
+		cap = cli_online_cpus();
+	stress_draw(p->seed, number, cap, p->mode,
+		    (b->caps & TALLY_CAP_PSHARED) != 0, r);
+	return backend;
 }
 
-static void pause_maybe(const struct round *r, uint64_t x)
-{
-	if ((x & 255) < r->yield_rate) {
-		sched_yield();
-	} else if ((x >> 8 & 255) < r->sleep_rate) {
-		uint64_t us = 1 + (x >> 16) % r->max_sleep_us;
-		struct timespec ts = {.tv_nsec = (long)us * 1000};
-
-		nanosleep(&ts, NULL);
-	}
-}
-
-/* Add d, and account for it only if it went in. */
-static int add(struct worker *w, struct slot *sl, int64_t d)
-{
-	int rc = tally_add(w->t, d);
-
-	if (rc < 0)
-		return rc;
-	sl->sum += (uint64_t)d;
-	sl->adds++;
-	return 0;
-}
-
-struct inside {
-	const struct round *r;
-	struct gate *g;
-	uint64_t x;
-};
-
-static void pause_inside(void *arg)
-{
-	const struct inside *in = arg;
-
-	if (atomic_fetch_add_explicit(&in->g->occupied, 1,
-				      memory_order_relaxed))
-		atomic_fetch_add_explicit(&in->g->overlaps, 1,
-					  memory_order_relaxed);
-	pause_maybe(in->r, in->x);
-	atomic_fetch_sub_explicit(&in->g->occupied, 1, memory_order_relaxed);
-}
-
-/* Add d with a pause inside the backend's critical section, stretching it
- * so that a broken lock would let another worker in; backends without a
- * lock (TALLY_EUNSUPPORTED) add plainly. */
-static int add_stretched(struct worker *w, struct slot *sl, int64_t d,
-			 uint64_t x)
-{
-	struct inside in = {.r = w->r, .g = w->g, .x = x};
-	int rc = tally_add_cs(w->t, d, pause_inside, &in);
-
-	if (rc == TALLY_EUNSUPPORTED)
-		return add(w, sl, d);
-	if (rc < 0)
-		return rc;
-	sl->sum += (uint64_t)d;
-	sl->adds++;
-	return 0;
-}
-
-/* One random operation; 0 or a TALLY_E* code. */
-static int one_op(struct worker *w, struct slot *sl, uint64_t *s)
-{
-	uint64_t x = rnd(s);
-	int64_t d = draw_delta(s), v;
-	int rc;
-
-	pause_maybe(w->r, x);
-	switch (x >> 32 & 3) {
-	case 1: /* the window of a read-modify-write done without a lock */
-		if ((rc = tally_get(w->t, &v)) < 0)
-			return rc;
-		pause_maybe(w->r, rnd(s));
-		return add(w, sl, d);
-	case 2: /* a transient value that the other workers add onto */
-		if ((rc = add(w, sl, d)) < 0)
-			return rc;
-		pause_maybe(w->r, rnd(s));
-		return add(w, sl, (int64_t)(0 - (uint64_t)d));
-	case 3: /* a longer critical section */
-		return add_stretched(w, sl, d, rnd(s));
-	default:
-		return add(w, sl, d);
-	}
-}
-
-static void work(struct worker *w)
-{
-	struct slot *sl = &w->g->slot[w->k];
-	uint64_t s = stream(w->r->seed, w->r->number, w->k + 1);
-	int go;
-
-	while ((go = atomic_load_explicit(&w->g->go, memory_order_acquire)) ==
-	       0)
-		sched_yield();
-	for (uint64_t i = 0; go > 0 && i < w->r->ops; i++) {
-		/* The clock is a vDSO call; every 64 operations is cheap. */
-		if (i % 64 == 63 && cli_now_ns() >= w->r->deadline) {
-			sl->cut = 1;
-			break;
-		}
-		int rc = one_op(w, sl, &s);
-		if (rc < 0) {
-			sl->error = rc;
-			break;
-		}
-	}
-}
-
-static void *thread_main(void *arg)
-{
-	work(arg);
-	return NULL;
-}
-
-/* For the watchdog: what to say and whom to kill when a round is stuck. */
+/* For the watchdog: what to say when a round is stuck. */
 static char stuck_msg[640];
-static pid_t stuck_pids[MAX_WORKERS];
 
 static void on_alarm(int sig)
 {
 	(void)sig;
-	for (unsigned k = 0; k < MAX_WORKERS; k++)
-		if (stuck_pids[k] > 0)
-			kill(stuck_pids[k], SIGKILL);
+	stress_kill_workers();
 	if (write(STDERR_FILENO, stuck_msg, strlen(stuck_msg)) < 0)
 		_exit(EXIT_RUNTIME);
 	_exit(EXIT_RUNTIME);
 }
 
-/* Start r->workers workers, open the gate, wait for all of them.
- * Returns 0, or -1 with a message printed. */
-static int run_workers(const struct round *r, struct worker *ws)
-{
-	pthread_t th[MAX_WORKERS];
-	unsigned started = 0, k;
-	int rc = 0;
-
-	for (; started < r->workers; started++) {
-		/* Processes ignore Ctrl-C: the coordinator decides. */
-		if (wl_spawn(r->mode, thread_main, &ws[started],
-			     WL_SPAWN_IGNORE_SIGINT, &th[started],
-			     &stuck_pids[started]) != 0)
-			break;
-	}
-	if (started < r->workers) {
-		cli_error("stress", "cannot start worker %u: %s", started,
-			  strerror(errno));
-		rc = -1;
-	}
-	atomic_store_explicit(&ws[0].g->go, rc ? -1 : 1, memory_order_release);
-	for (k = 0; k < started; k++) {
-		int status = 0;
-
-		if (r->mode == WL_THREADS) {
-			pthread_join(th[k], NULL);
-			continue;
-		}
-		while (waitpid(stuck_pids[k], &status, 0) < 0 && errno == EINTR)
-			;
-		stuck_pids[k] = 0;
-		if (rc == 0 && (!WIFEXITED(status) || WEXITSTATUS(status))) {
-			cli_error("stress", "worker %u (a process) died: %s", k,
-				  WIFSIGNALED(status)
-					  ? strsignal(WTERMSIG(status))
-					  : "nonzero exit");
-			rc = -1;
-		}
-	}
-	return rc;
-}
-
 /* The command that runs this round again. */
-static void repro(const struct params *p, const struct round *r, char *buf,
-		  size_t size)
+static void repro(const struct params *p, size_t backend,
+		  const struct stress_round *r, char *buf, size_t size)
 {
 	snprintf(buf, size,
 		 "tally stress --backend %s --seed %llu --round %llu --mode %s "
 		 "--max-workers %u%s",
-		 p->spec[r->backend], (unsigned long long)r->seed,
-		 (unsigned long long)r->number, wl_mode_name(r->mode), r->cap,
+		 p->spec[backend], (unsigned long long)r->seed,
+		 (unsigned long long)r->number, crew_mode_name(r->mode), r->cap,
 		 p->oversubscribe ? " --oversubscribe" : "");
 }
 
-static void describe(const struct params *p, const struct round *r, char *buf,
-		     size_t size)
+static void describe(const struct params *p, size_t backend,
+		     const struct stress_round *r, char *buf, size_t size)
 {
 	snprintf(buf, size,
 		 "round %llu on '%s': %s, %u workers, %llu operations each, "
 		 "initial %lld, yield %u/256, sleep %u/256 (1 to %u us)",
-		 (unsigned long long)r->number, p->b[r->backend].name,
-		 wl_mode_name(r->mode), r->workers, (unsigned long long)r->ops,
-		 (long long)r->initial, r->yield_rate, r->sleep_rate,
-		 r->max_sleep_us);
+		 (unsigned long long)r->number, p->b[backend].name,
+		 crew_mode_name(r->mode), r->workers,
+		 (unsigned long long)r->ops, (long long)r->initial,
+		 r->yield_rate, r->sleep_rate, r->max_sleep_us);
 }
 
 /* Totals per backend, for the summary. */
@@ -451,97 +179,66 @@ static const char *verdict_of(const struct stats *st)
 	return st->rounds ? "exact" : "not run";
 }
 
-/*
- * The verdict on a round whose workers have all finished: every worker's
- * error, the critical-section probe, then the counter against initial +
- * what the workers added.  Returns EXIT_EXACT, EXIT_LOST or EXIT_RUNTIME
- * (with the reason printed).
- */
-static int check_round(const struct round *r, struct gate *g, tally *t,
-		       const char *what, struct stats *st)
+/* Say what the round came to; EXIT_EXACT, EXIT_LOST or EXIT_RUNTIME. */
+static int report_round(const struct stress_outcome *o, const char *what)
 {
-	uint64_t sum = (uint64_t)r->initial;
-	int64_t actual;
-	int cut = 0, rc;
-
-	for (unsigned k = 0; k < r->workers; k++) {
-		const struct slot *sl = &g->slot[k];
-
-		sum += sl->sum;
-		st->adds += sl->adds;
-		cut |= sl->cut;
-		if (sl->error) {
-			cli_error("stress", "worker %u: an add failed: %s", k,
-				  tally_strerror(sl->error));
-			return EXIT_RUNTIME;
-		}
-	}
-	st->cut += (uint64_t)cut;
-	uint64_t overlaps = atomic_load(&g->overlaps);
-	if (overlaps != 0) {
+	switch (o->verdict) {
+	case STRESS_EXACT:
+		return EXIT_EXACT;
+	case STRESS_OVERLAP:
 		cli_error("stress",
 			  "EXCLUSION BROKEN in %s: %llu times a worker found "
 			  "the critical section occupied",
-			  what, (unsigned long long)overlaps);
+			  what, (unsigned long long)o->overlaps);
 		return EXIT_LOST;
-	}
-	if ((rc = tally_get(t, &actual)) < 0) {
-		cli_error("stress", "cannot read the counter: %s",
-			  tally_strerror(rc));
+	case STRESS_LOST:
+		cli_error("stress",
+			  "LOST UPDATES in %s%s: expected %lld, actual %lld "
+			  "(lost %lld)",
+			  what, o->cut ? " (stopped at its time limit)" : "",
+			  (long long)o->expected, (long long)o->actual,
+			  (long long)((uint64_t)o->expected -
+				      (uint64_t)o->actual));
+		return EXIT_LOST;
+	default:
+		cli_error("stress", "%s", o->why);
+		cli_error("stress", "in %s", what);
 		return EXIT_RUNTIME;
 	}
-	if ((uint64_t)actual == sum)
-		return EXIT_EXACT;
-	cli_error("stress",
-		  "LOST UPDATES in %s%s: expected %lld, actual %lld (lost "
-		  "%lld)",
-		  what, cut ? " (stopped at its time limit)" : "",
-		  (long long)sum, (long long)actual,
-		  (long long)(sum - (uint64_t)actual));
-	return EXIT_LOST;
 }
 
 /* Run one round.  Returns EXIT_EXACT, EXIT_LOST or EXIT_RUNTIME. */
-static int run_round(const struct params *p, const struct round *r,
-		     struct stats *st)
+static int run_round(const struct params *p, size_t backend,
+		     const struct stress_round *r, struct stats *st)
 {
-	size_t size = sizeof(struct gate) + r->workers * sizeof(struct slot);
-	struct worker ws[MAX_WORKERS];
+	struct stress_outcome o;
 	char what[256], again[256];
-	uint64_t t0 = cli_now_ns();
+	uint64_t t0 = harness_now_ns();
 	tally *t = NULL;
 	int rc;
 
-	describe(p, r, what, sizeof(what));
-	repro(p, r, again, sizeof(again));
+	describe(p, backend, r, what, sizeof(what));
+	repro(p, backend, r, again, sizeof(again));
 	snprintf(stuck_msg, sizeof(stuck_msg),
 		 "tally stress: %s did not finish in %d s: a worker is stuck "
 		 "(a lock never released?)\ntally stress: reproduce: %s\n",
 		 what, ROUND_LIMIT_S, again);
-	struct gate *g = mmap(NULL, size, PROT_READ | PROT_WRITE,
-			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (g == MAP_FAILED) {
-		cli_error("stress", "cannot map memory: %s", strerror(errno));
-		return EXIT_RUNTIME;
-	}
-	rc = tally_create(&t, p->spec[r->backend], r->initial,
-			  r->mode == WL_PROCESSES ? TALLY_PSHARED : 0);
+	rc = tally_create(&t, p->spec[backend], r->initial,
+			  r->mode == CREW_PROCESSES ? TALLY_PSHARED : 0);
 	if (rc != 0) {
 		cli_error("stress", "cannot create a '%s' counter: %s",
-			  p->spec[r->backend], tally_explain(rc));
-		munmap(g, size);
+			  p->spec[backend], tally_explain(rc));
 		st->failed_round = r->number;
 		st->failure = EXIT_RUNTIME;
 		return EXIT_RUNTIME;
 	}
-	for (unsigned k = 0; k < r->workers; k++)
-		ws[k] = (struct worker){.t = t, .r = r, .g = g, .k = k};
 	alarm(ROUND_LIMIT_S);
-	rc = run_workers(r, ws) ? EXIT_RUNTIME : check_round(r, g, t, what, st);
+	stress_run(t, r, &o);
 	alarm(0);
+	st->adds += o.adds;
+	st->cut += (uint64_t)o.cut;
+	rc = report_round(&o, what);
 	if (rc != EXIT_EXACT) {
-		if (rc == EXIT_RUNTIME)
-			cli_error("stress", "in %s", what);
 		cli_error("stress", "seed %llu; reproduce: %s",
 			  (unsigned long long)r->seed, again);
 		st->failed_round = r->number;
@@ -549,11 +246,10 @@ static int run_round(const struct params *p, const struct round *r,
 	}
 	st->rounds++;
 	st->by_mode[r->mode]++;
-	st->seconds += (double)(cli_now_ns() - t0) / 1e9;
+	st->seconds += (double)(harness_now_ns() - t0) / 1e9;
 	if (r->workers > st->max_workers)
 		st->max_workers = r->workers;
 	tally_destroy(t);
-	munmap(g, size);
 	return rc;
 }
 
@@ -575,8 +271,9 @@ static void print_summary(const struct params *p, const struct stats *st,
 			       "\"rounds_cut\": %llu, \"failed_round\": %llu, "
 			       "\"verdict\": \"%s\"}",
 			       (unsigned long long)st[i].rounds,
-			       (unsigned long long)st[i].by_mode[WL_THREADS],
-			       (unsigned long long)st[i].by_mode[WL_PROCESSES],
+			       (unsigned long long)st[i].by_mode[CREW_THREADS],
+			       (unsigned long long)st[i]
+				       .by_mode[CREW_PROCESSES],
 			       st[i].max_workers,
 			       (unsigned long long)st[i].adds, st[i].seconds,
 			       (unsigned long long)st[i].cut,
@@ -594,8 +291,8 @@ static void print_summary(const struct params *p, const struct stats *st,
 	table_init(&t, 8, head, "lrrrrrrl");
 	for (size_t i = 0; i < p->n; i++)
 		table_row(&t, p->b[i].name, fmt_u64(b[0], 32, st[i].rounds),
-			  fmt_u64(b[1], 32, st[i].by_mode[WL_THREADS]),
-			  fmt_u64(b[2], 32, st[i].by_mode[WL_PROCESSES]),
+			  fmt_u64(b[1], 32, st[i].by_mode[CREW_THREADS]),
+			  fmt_u64(b[2], 32, st[i].by_mode[CREW_PROCESSES]),
 			  fmt_u64(b[3], 32, st[i].max_workers),
 			  fmt_u64(b[4], 32, st[i].adds),
 			  fmt_f(b[5], 32, "%.3f", st[i].seconds),
@@ -612,16 +309,16 @@ static int stress(const struct params *p)
 	uint64_t last = p->only_round ? p->only_round
 			: p->rounds   ? p->rounds
 				      : UINT64_MAX;
-	uint64_t t0 = cli_now_ns(), shown = t0;
+	uint64_t t0 = harness_now_ns(), shown = t0;
 	uint64_t end = t0 + (uint64_t)(p->duration * 1e9);
 	int rc = EXIT_EXACT, tty = isatty(STDERR_FILENO);
-	struct round r;
+	struct stress_round r;
 
 	memset(st, 0, sizeof(st));
 	signal(SIGALRM, on_alarm);
 	wl_install_sigint();
 	for (uint64_t n = first; n <= last && rc == EXIT_EXACT; n++) {
-		uint64_t now = cli_now_ns();
+		uint64_t now = harness_now_ns();
 
 		if (wl_sigint) {
 			cli_error("stress", "interrupted after %llu rounds",
@@ -637,11 +334,11 @@ static int stress(const struct params *p)
 				(double)(now - t0) / 1e9);
 			shown = now;
 		}
-		draw_round(p, n, &r);
+		size_t b = draw_round(p, n, &r);
 		r.deadline = now + ROUND_BUDGET_NS;
 		if (p->duration > 0 && end < r.deadline)
 			r.deadline = end;
-		rc = run_round(p, &r, &st[r.backend]);
+		rc = run_round(p, b, &r, &st[b]);
 	}
 	if (tty && shown != t0)
 		fprintf(stderr, "\r\033[K");
@@ -710,7 +407,7 @@ static int parse_values(const char **v, struct params *p)
 		return -1;
 	}
 	p->duration = given ? 0 : DEFAULT_DURATION_S;
-	p->seed = cli_now_ns() ^ ((uint64_t)getpid() << 32);
+	p->seed = harness_now_ns() ^ ((uint64_t)getpid() << 32);
 	if ((V(O_DURATION) &&
 	     cli_parse_seconds("stress", "--duration", V(O_DURATION), 0.001,
 			       31536000, &p->duration)) ||
@@ -732,7 +429,7 @@ static int parse_values(const char **v, struct params *p)
 		return -1;
 	}
 	const char *spec = cli_resolve_backend(V(O_BACKEND));
-	unsigned need = p->mode == WL_PROCESSES ? TALLY_CAP_PSHARED : 0;
+	unsigned need = p->mode == CREW_PROCESSES ? TALLY_CAP_PSHARED : 0;
 	if (strcmp(spec, "all") == 0)
 		return add_all(p, need);
 	p->spec[0] = spec;
@@ -794,7 +491,7 @@ int cmd_stress(int argc, char **argv)
 	if (parse_values(val, p) != 0)
 		goto out;
 #ifdef STRESS_TSAN
-	if (p->mode != WL_THREADS)
+	if (p->mode != CREW_THREADS)
 		cli_warn("stress", "ThreadSanitizer does not see races between "
 				   "processes: processes rounds only check the "
 				   "total");

@@ -1,23 +1,22 @@
-/* The lesson's workloads (addsub, inc), run in threads or forked processes
- * over any backend.  Shared by `tally run`, `tally demo`, stress and tests. */
+/* The lesson's workloads (addsub, inc), run by a crew of threads or forked
+ * processes over any backend.  Used by `tally run`, `tally demo` and the
+ * tests. */
 #ifndef TALLY_WORKLOAD_H
 #define TALLY_WORKLOAD_H
 
+#include "crew.h"
 #include "tally.h"
 
-#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 enum wl_kind { WL_ADDSUB, WL_INC };
-enum wl_mode { WL_THREADS, WL_PROCESSES };
 
-#define WL_MAX_WORKERS 1024u
+#define WL_MAX_WORKERS CREW_MAX_WORKERS
 
 struct wl_config {
 	enum wl_kind kind;
-	enum wl_mode mode;
+	enum crew_mode mode;
 	unsigned workers;
 	uint64_t iters;
 	int64_t delta;
@@ -67,7 +66,6 @@ void wl_defaults(enum wl_kind kind, struct wl_config *cfg);
 /* "addsub" / "inc" -> kind; -1 when neither. */
 int wl_parse_kind(const char *s, enum wl_kind *kind);
 const char *wl_kind_name(enum wl_kind kind);
-const char *wl_mode_name(enum wl_mode mode);
 
 /* What worker k adds each iteration. */
 int64_t wl_worker_delta(const struct wl_config *cfg, unsigned k);
@@ -86,20 +84,6 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size);
  * (errno set).  The verdict is in *res.
  */
 int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res);
-
-/* What a forked worker does before fn (wl_spawn's flags; threads ignore
- * them, as they share the coordinator's signals and parent). */
-#define WL_SPAWN_IGNORE_SIGINT	 1u /* the coordinator handles Ctrl-C */
-#define WL_SPAWN_DIE_WITH_PARENT 2u /* SIGKILLed when the coordinator dies */
-
-/*
- * Start one worker running fn(arg): a thread (its id in *thread) or a forked
- * process (its pid in *pid) that exits with status 0 when fn returns.  The
- * out-parameter of the other mode may be NULL.  Returns 0, or -1 with errno
- * set and nothing started.
- */
-int wl_spawn(enum wl_mode mode, void *(*fn)(void *), void *arg, unsigned flags,
-	     pthread_t *thread, pid_t *pid);
 
 /* Set by the SIGINT handler that wl_install_sigint() installs. */
 extern volatile sig_atomic_t wl_sigint;

@@ -4,7 +4,8 @@
 #ifndef TALLY_BENCH_ENGINE_H
 #define TALLY_BENCH_ENGINE_H
 
-#include "workload.h"
+#include "crew.h"
+#include "tally.h"
 
 #include <stdint.h>
 
@@ -34,7 +35,7 @@ struct bench_hist {
 
 struct bench_config {
 	const char *backend; /* name for tally_create() */
-	enum wl_mode mode;
+	enum crew_mode mode;
 	unsigned workers;
 	double warmup_s;
 	double duration_s;

@@ -1,57 +1,44 @@
 /* Time-bounded benchmark runs: every worker adds until a shared stop flag,
  * after a warm-up, with sampled latency and CPU time. */
 #include "bench_engine.h"
-#include "cli.h"
+#include "clock.h"
+#include "crew.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
-enum phase { PH_WAIT, PH_WARMUP, PH_MEASURE, PH_STOP };
+enum phase { PH_WARMUP, PH_MEASURE, PH_STOP };
 
 /*
- * One worker's results, on cache lines of its own (128 bytes: the adjacent-
- * line prefetcher pairs 64-byte lines on x86).  A worker writes its slot only
- * when it changes phase, never per add, so the slots add no traffic to what
- * is measured; the add count lives in a register meanwhile.
+ * One worker's results (on cache lines of its own: crew.h).  A worker writes
+ * its slot only when it changes phase, never per add, so the slots add no
+ * traffic to what is measured; the add count lives in a register meanwhile.
  */
 struct slot {
-	_Alignas(128) uint64_t measured;
+	uint64_t measured;
 	uint64_t total;
 	uint64_t begin_ns, end_ns; /* monotonic: measuring started, stopped */
 	uint64_t cpu_ns;	   /* thread CPU time while measuring */
 	uint64_t sample_every;
 	int error;
-	_Atomic int finished; /* release: the fields above are written */
 	struct bench_hist hist;
 };
 
-/* In an anonymous shared mapping, so that forked workers share it. */
+/*
+ * The run's shared area (crew_shared): the phase, which every worker reads
+ * before every add and the coordinator writes twice a run, so it stays
+ * shared in every cache; beside it only what the workers read and nobody
+ * writes once they start.  The counter and the configuration live here, not
+ * in the caller's memory: threads abandoned by a stalled run still use them.
+ */
 struct shared {
-	_Alignas(128) _Atomic unsigned ready;
-	/* Its own line: every worker reads it before every add, and it is
-	 * written three times a run, so it stays shared in every cache. */
-	_Alignas(128) _Atomic int phase;
-	_Alignas(128) struct slot slots[];
-};
-
-struct ctx {
-	const struct bench_config *cfg;
+	_Atomic int phase;
 	tally *t;
-	struct shared *sh;
-};
-
-struct worker {
-	struct ctx *c;
-	unsigned k;
+	struct bench_config cfg;
 };
 
 static uint64_t cpu_now_ns(void)
@@ -85,9 +72,9 @@ double bench_calibrate_loops_per_ns(void)
 		/* Read through a volatile so that the compiler cannot make a
 		 * constant-count copy of spin_loops just for this call. */
 		volatile uint64_t count = 4000000;
-		uint64_t n = count, t0 = cli_now_ns();
+		uint64_t n = count, t0 = harness_now_ns();
 		spin_loops(n);
-		double rate = (double)n / (double)(cli_now_ns() - t0 + 1);
+		double rate = (double)n / (double)(harness_now_ns() - t0 + 1);
 		if (rate > best)
 			best = rate;
 	}
@@ -99,7 +86,7 @@ double bench_timer_overhead_ns(void)
 	uint64_t best = UINT64_MAX;
 
 	for (int i = 0; i < 10000; i++) {
-		uint64_t a = cli_now_ns(), b = cli_now_ns();
+		uint64_t a = harness_now_ns(), b = harness_now_ns();
 		if (b - a < best)
 			best = b - a;
 	}
@@ -173,10 +160,14 @@ static uint64_t auto_sample_every(uint64_t ops, uint64_t ns)
 	return k;
 }
 
-static void pin_self(const struct bench_config *cfg, unsigned k)
+/* Before the gate: pin worker k to its CPU, if asked. */
+static void pin_self(struct crew *c, unsigned k, void *arg)
 {
+	const struct bench_config *cfg =
+		&((const struct shared *)crew_shared(c))->cfg;
 	cpu_set_t set;
 
+	(void)arg;
 	if (cfg->pin_cpus == NULL)
 		return;
 	CPU_ZERO(&set);
@@ -189,7 +180,7 @@ static void pin_self(const struct bench_config *cfg, unsigned k)
 static void begin_measuring(struct slot *s, const struct bench_config *cfg,
 			    uint64_t n, uint64_t warm_t0, uint64_t *mask)
 {
-	uint64_t now = cli_now_ns();
+	uint64_t now = harness_now_ns();
 
 	s->begin_ns = now;
 	s->cpu_ns = cpu_now_ns();
@@ -214,21 +205,17 @@ static inline int one_add(tally *t, const struct bench_config *cfg)
 	return tally_add(t, 1);
 }
 
-static void work(struct worker *w)
+static void work(struct crew *c, unsigned k, void *arg)
 {
-	const struct bench_config *cfg = w->c->cfg;
-	struct shared *sh = w->c->sh;
-	struct slot *s = &sh->slots[w->k];
-	tally *t = w->c->t;
+	struct shared *sh = crew_shared(c);
+	const struct bench_config *cfg = &sh->cfg;
+	struct slot *s = crew_slot(c, k);
+	tally *t = sh->t;
 	uint64_t think = cfg->think_loops, n = 0, mask = 0, warm_t0;
 	int ph = PH_WARMUP, sampling = 0, rc = 0;
 
-	pin_self(cfg, w->k);
-	atomic_fetch_add(&sh->ready, 1);
-	while (atomic_load_explicit(&sh->phase, memory_order_acquire) ==
-	       PH_WAIT)
-		sched_yield();
-	warm_t0 = cli_now_ns();
+	(void)arg;
+	warm_t0 = harness_now_ns();
 	for (;;) {
 		/* Relaxed: the flag carries no data; one add late is fine. */
 		int p = atomic_load_explicit(&sh->phase, memory_order_relaxed);
@@ -243,9 +230,9 @@ static void work(struct worker *w)
 		if (think)
 			spin_loops(think);
 		if (sampling && (n & mask) == 0) {
-			uint64_t t0 = cli_now_ns();
+			uint64_t t0 = harness_now_ns();
 			rc = one_add(t, cfg);
-			hist_add(&s->hist, cli_now_ns() - t0);
+			hist_add(&s->hist, harness_now_ns() - t0);
 		} else {
 			rc = one_add(t, cfg);
 		}
@@ -253,18 +240,11 @@ static void work(struct worker *w)
 			break;
 		n++;
 	}
-	s->end_ns = cli_now_ns();
+	s->end_ns = harness_now_ns();
 	s->cpu_ns = cpu_now_ns() - s->cpu_ns;
 	s->measured = n - s->measured;
 	s->total = n;
 	s->error = rc < 0 ? rc : 0;
-	atomic_store_explicit(&s->finished, 1, memory_order_release);
-}
-
-static void *thread_main(void *arg)
-{
-	work(arg);
-	return NULL;
 }
 
 /* Sleep until the monotonic time `until` (ns); signals do not shorten it. */
@@ -278,69 +258,37 @@ static void sleep_until(uint64_t until)
 		;
 }
 
-static unsigned count_finished(const struct shared *sh, unsigned n)
-{
-	unsigned done = 0;
-
-	for (unsigned k = 0; k < n; k++)
-		done += (unsigned)atomic_load_explicit(&sh->slots[k].finished,
-						       memory_order_acquire);
-	return done;
-}
-
 /* Wait until every worker has finished or `deadline` passes, looking every
  * millisecond (the coordinator sleeps, so it takes no CPU from workers). */
-static int wait_finished(const struct shared *sh, unsigned n, uint64_t deadline)
+static int wait_finished(struct crew *c, unsigned n, uint64_t deadline)
 {
-	while (count_finished(sh, n) < n) {
-		if (cli_now_ns() >= deadline)
+	while (crew_count_done(c) < n) {
+		if (harness_now_ns() >= deadline)
 			return -1;
-		sleep_until(cli_now_ns() + 1000000u);
+		sleep_until(harness_now_ns() + 1000000u);
+		crew_reap(c, 0);
 	}
 	return 0;
 }
 
-/* Start the workers; on failure stop those started and return -1. */
-static int start(struct ctx *c, struct worker *ws, pthread_t *th, pid_t *pids,
-		 unsigned *started)
+/* After the workers are gone: their slots into *run.  0, or TALLY_ENOMEM.
+ * run->ops is allocated only now, so that no forked worker holds a copy. */
+static int collect(struct crew *c, struct bench_run *run, uint64_t stop)
 {
-	for (unsigned k = 0; k < c->cfg->workers; k++) {
-		ws[k] = (struct worker){.c = c, .k = k};
-		/* Processes die with the coordinator (Ctrl-C, a crash): an
-		 * orphan would spin until the stop flag that nobody is left
-		 * to set. */
-		if (wl_spawn(c->cfg->mode, thread_main, &ws[k],
-			     WL_SPAWN_DIE_WITH_PARENT | WL_SPAWN_IGNORE_SIGINT,
-			     &th[k], &pids[k]) != 0)
-			return -1;
-		(*started)++;
-	}
-	return 0;
-}
-
-static void finish(struct ctx *c, pthread_t *th, pid_t *pids, unsigned started,
-		   int stalled)
-{
-	for (unsigned k = 0; k < started; k++) {
-		if (c->cfg->mode == WL_THREADS) {
-			if (!stalled)
-				pthread_join(th[k], NULL);
-		} else {
-			if (stalled)
-				kill(pids[k], SIGKILL);
-			while (waitpid(pids[k], NULL, 0) < 0 && errno == EINTR)
-				;
-		}
-	}
-}
-
-static void collect(const struct ctx *c, struct bench_run *run, uint64_t stop)
-{
+	const struct shared *sh = crew_shared(c);
 	uint64_t first = UINT64_MAX, last = 0;
 
-	for (unsigned k = 0; k < c->cfg->workers; k++) {
-		const struct slot *s = &c->sh->slots[k];
+	run->ops = calloc(run->workers, sizeof(*run->ops));
+	if (run->ops == NULL)
+		return TALLY_ENOMEM;
+	for (unsigned k = 0; k < run->workers; k++) {
+		const struct slot *s = crew_slot(c, k);
 
+		/* A process that died: its slot says nothing of its adds. */
+		if (!crew_finished(c, k)) {
+			run->stalled = 1;
+			continue;
+		}
 		run->ops[k] = s->measured;
 		run->total_ops += s->total;
 		run->cpu_s += (double)s->cpu_ns / 1e9;
@@ -356,93 +304,93 @@ static void collect(const struct ctx *c, struct bench_run *run, uint64_t stop)
 	}
 	run->wall_s = last > first ? (double)(last - first) / 1e9 : 0;
 	run->stop_lag_s = last > stop ? (double)(last - stop) / 1e9 : 0;
+	int rc = tally_get(sh->t, &run->final);
+	if (rc < 0 && !run->add_error)
+		run->add_error = rc;
+	run->correct = rc == 0 && !run->stalled &&
+		       (uint64_t)run->final == run->total_ops;
+	return 0;
 }
 
-/* Workers are started; run the phases, then stop and collect them. */
-static void drive(struct ctx *c, struct bench_run *run, pthread_t *th,
-		  pid_t *pids, unsigned started)
+/* The workers are at the gate: run the phases, stop them, collect.  0 or
+ * TALLY_ENOMEM; run->stalled when a worker never got ready or stopped. */
+static int drive(struct crew *c, struct bench_run *run)
 {
-	const struct bench_config *cfg = c->cfg;
-	uint64_t t;
+	struct shared *sh = crew_shared(c);
+	const struct bench_config *cfg = &sh->cfg;
+	uint64_t limit = (uint64_t)(cfg->stop_limit_s * 1e9), t;
 
 	/* A worker that never gets ready (a process killed before it could
 	 * start, say) must not hang the sweep. */
-	t = cli_now_ns() + (uint64_t)(cfg->stop_limit_s * 1e9);
-	while (atomic_load(&c->sh->ready) < cfg->workers) {
-		if (cli_now_ns() >= t) {
-			atomic_store(&c->sh->phase, PH_STOP);
-			run->stalled = 1;
-			finish(c, th, pids, started, 1);
-			return;
-		}
-		sleep_until(cli_now_ns() + 100000u);
+	if (crew_wait_ready(c, harness_now_ns() + limit) != 0) {
+		crew_cancel(c);
+		run->stalled = 1;
+		crew_finish(c, 1);
+		return 0;
 	}
-	t = cli_now_ns();
-	atomic_store_explicit(&c->sh->phase, PH_WARMUP, memory_order_release);
+	t = harness_now_ns();
+	/* Relaxed: crew_go() publishes it. */
+	atomic_store_explicit(&sh->phase, PH_WARMUP, memory_order_relaxed);
+	crew_go(c);
 	t += (uint64_t)(cfg->warmup_s * 1e9);
 	sleep_until(t);
-	atomic_store_explicit(&c->sh->phase, PH_MEASURE, memory_order_relaxed);
+	atomic_store_explicit(&sh->phase, PH_MEASURE, memory_order_relaxed);
 	t += (uint64_t)(cfg->duration_s * 1e9);
 	sleep_until(t);
-	atomic_store_explicit(&c->sh->phase, PH_STOP, memory_order_relaxed);
-	t = cli_now_ns();
-	run->stalled = wait_finished(c->sh, cfg->workers,
-				     t + (uint64_t)(cfg->stop_limit_s * 1e9));
-	finish(c, th, pids, started, run->stalled);
+	atomic_store_explicit(&sh->phase, PH_STOP, memory_order_relaxed);
+	t = harness_now_ns();
+	run->stalled = wait_finished(c, cfg->workers, t + limit) != 0;
+	crew_finish(c, run->stalled);
 	if (run->stalled) {
-		run->stop_lag_s = (double)(cli_now_ns() - t) / 1e9;
-		return;
+		run->stop_lag_s = (double)(harness_now_ns() - t) / 1e9;
+		return 0;
 	}
-	collect(c, run, t);
-	int rc = tally_get(c->t, &run->final);
-	if (rc < 0 && !run->add_error)
-		run->add_error = rc;
-	run->correct = rc == 0 && (uint64_t)run->final == run->total_ops;
+	return collect(c, run, t);
 }
 
 int bench_run_once(const struct bench_config *cfg, struct bench_run *run)
 {
-	size_t size =
-		sizeof(struct shared) + cfg->workers * sizeof(struct slot);
-	struct ctx c = {.cfg = cfg};
-	struct worker *ws = calloc(cfg->workers, sizeof(*ws));
-	pthread_t *th = calloc(cfg->workers, sizeof(*th));
-	pid_t *pids = calloc(cfg->workers, sizeof(*pids));
-	unsigned started = 0;
+	struct crew_config cc = {
+		.mode = cfg->mode,
+		.workers = cfg->workers,
+		.shared_size = sizeof(struct shared),
+		.slot_size = sizeof(struct slot),
+		/* Processes die with the coordinator (Ctrl-C, a crash): an
+		 * orphan would spin until the stop flag that nobody is left
+		 * to set. */
+		.flags = CREW_DIE_WITH_PARENT | CREW_IGNORE_SIGINT,
+		.prepare = pin_self,
+		.work = work,
+	};
+	struct crew *c;
+	struct shared *sh;
 	int rc;
 
 	memset(run, 0, sizeof(*run));
 	run->workers = cfg->workers;
-	run->ops = calloc(cfg->workers, sizeof(*run->ops));
-	c.sh = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (!ws || !th || !pids || !run->ops || c.sh == MAP_FAILED) {
-		rc = TALLY_ENOMEM;
-		goto out;
+	if (crew_create(&c, &cc) != 0)
+		return errno == EINVAL ? TALLY_EINVAL : TALLY_ENOMEM;
+	sh = crew_shared(c);
+	sh->cfg = *cfg;
+	rc = tally_create(&sh->t, cfg->backend, 0,
+			  cfg->mode == CREW_PROCESSES ? TALLY_PSHARED : 0);
+	if (rc != 0) {
+		crew_destroy(c);
+		return rc;
 	}
-	rc = tally_create(&c.t, cfg->backend, 0,
-			  cfg->mode == WL_PROCESSES ? TALLY_PSHARED : 0);
-	if (rc != 0)
-		goto out;
-	run->path = tally_backend_path(c.t);
-	if (start(&c, ws, th, pids, &started) != 0) {
+	run->path = tally_backend_path(sh->t);
+	if (crew_start(c) != 0) {
 		int saved = errno;
-		atomic_store(&c.sh->phase, PH_STOP);
-		finish(&c, th, pids, started, 0);
+		tally_destroy(sh->t);
+		crew_destroy(c);
 		errno = saved;
-		rc = BENCH_ESTART;
-	} else {
-		drive(&c, run, th, pids, started);
+		return BENCH_ESTART;
 	}
-	if (run->stalled && cfg->mode == WL_THREADS)
-		return 0; /* abandoned threads still use all of it */
-	tally_destroy(c.t);
-out:
-	if (c.sh != MAP_FAILED && c.sh != NULL)
-		munmap(c.sh, size);
-	free(ws);
-	free(th);
-	free(pids);
+	rc = drive(c, run);
+	if (run->stalled && cfg->mode == CREW_THREADS)
+		return 0; /* abandoned threads still use the counter */
+	tally_destroy(sh->t);
+	crew_destroy(c);
 	return rc;
 }
 

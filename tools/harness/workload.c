@@ -1,19 +1,14 @@
 /* The lesson's workloads, in threads or in forked processes. */
 #include "workload.h"
-#include "cli.h"
+#include "clock.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 volatile sig_atomic_t wl_sigint;
 
@@ -37,7 +32,7 @@ void wl_defaults(enum wl_kind kind, struct wl_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->kind = kind;
-	cfg->mode = WL_THREADS;
+	cfg->mode = CREW_THREADS;
 	cfg->workers = 2;
 	cfg->stall_timeout_s = 10.0;
 	if (kind == WL_ADDSUB) {
@@ -70,16 +65,6 @@ int wl_parse_kind(const char *s, enum wl_kind *kind)
 const char *wl_kind_name(enum wl_kind kind)
 {
 	return kind == WL_ADDSUB ? "addsub" : "inc";
-}
-
-const char *wl_mode_name(enum wl_mode mode)
-{
-	return mode == WL_THREADS ? "threads" : "processes";
-}
-
-static size_t round_up(size_t n, size_t to)
-{
-	return (n + to - 1) / to * to;
 }
 
 /* Exact arithmetic for the checks; wraps nowhere. */
@@ -159,34 +144,27 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size)
 }
 
 /*
- * One worker's slot, on its own cache lines: workers write `done` after every
- * add, and a neighbour's slot on the same line would turn that store into
- * cache-line ping-pong that the measurement would then include.
+ * One worker's slot (on cache lines of its own: crew.h): the worker writes
+ * `done` after every add, and a neighbour's slot on the same line would turn
+ * that store into cache-line ping-pong that the measurement would include.
  */
 struct slot {
-	_Alignas(128) _Atomic uint64_t done;
+	_Atomic uint64_t done;
 	_Atomic uint64_t end_ns;
 	_Atomic unsigned recovered;
 	_Atomic int error;
 	_Atomic uint64_t unknown; /* adds of unknown outcome (remote) */
-	_Atomic int finished;
 };
 
-/* Lives in an anonymous shared mapping, so that forked workers see it too. */
+/* The run's shared area (crew_shared).  The workers read the counter and
+ * the configuration here, not from the caller: threads abandoned by a
+ * stalled run may still read them after wl_run() returns. */
 struct shared {
-	_Atomic unsigned ready;
-	_Atomic int go;
 	_Atomic int stop;
 	_Atomic uint64_t t0_ns; /* the common start: the sleeps' ticks count
-				 * from here; written before go */
-	struct slot slots[];
-};
-
-struct worker {
+				 * from here; written before the gate opens */
 	tally *t;
-	const struct wl_config *cfg;
-	struct shared *sh;
-	unsigned k;
+	struct wl_config cfg;
 };
 
 static void sleep_us(uint64_t us)
@@ -217,24 +195,24 @@ static void sleep_tick(uint64_t t0_ns, uint64_t us, uint64_t i)
 	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 }
 
-static void work(const struct worker *w)
+static void work(struct crew *c, unsigned k, void *arg)
 {
-	struct slot *s = &w->sh->slots[w->k];
-	int64_t d = wl_worker_delta(w->cfg, w->k);
-	uint64_t iters = w->cfg->iters, us = w->cfg->sleep_us, i, t0;
+	struct shared *sh = crew_shared(c);
+	struct slot *s = crew_slot(c, k);
+	int64_t d = wl_worker_delta(&sh->cfg, k);
+	uint64_t iters = sh->cfg.iters, us = sh->cfg.sleep_us, i;
+	/* Relaxed: the gate's release published it. */
+	uint64_t t0 = atomic_load_explicit(&sh->t0_ns, memory_order_relaxed);
 
-	atomic_fetch_add(&w->sh->ready, 1);
-	while (!atomic_load_explicit(&w->sh->go, memory_order_acquire))
-		sched_yield();
-	t0 = atomic_load_explicit(&w->sh->t0_ns, memory_order_relaxed);
+	(void)arg;
 	for (i = 0; i < iters; i++) {
 		/* Relaxed: the flag carries no data; seeing it one add late
 		 * is harmless. */
-		if (atomic_load_explicit(&w->sh->stop, memory_order_relaxed))
+		if (atomic_load_explicit(&sh->stop, memory_order_relaxed))
 			break;
 		if (us)
 			sleep_tick(t0, us, i);
-		int rc = tally_add(w->t, d);
+		int rc = tally_add(sh->t, d);
 		if (rc == TALLY_EUNKNOWN) {
 			/* Neither done nor lost: the server may have it.
 			 * The next add would wait out a deadline too. */
@@ -251,119 +229,29 @@ static void work(const struct worker *w)
 		 * has one add in the counter that `done` does not show. */
 		atomic_store_explicit(&s->done, i + 1, memory_order_release);
 	}
-	atomic_store(&s->end_ns, cli_now_ns());
-	atomic_store_explicit(&s->finished, 1, memory_order_release);
-}
-
-static void *thread_main(void *arg)
-{
-	work(arg);
-	return NULL;
-}
-
-int wl_spawn(enum wl_mode mode, void *(*fn)(void *), void *arg, unsigned flags,
-	     pthread_t *thread, pid_t *pid)
-{
-	if (mode == WL_THREADS) {
-		int rc = pthread_create(thread, NULL, fn, arg);
-		if (rc != 0) {
-			errno = rc;
-			return -1;
-		}
-		return 0;
-	}
-	pid_t parent = getpid(), child = fork();
-	if (child < 0)
-		return -1;
-	if (child == 0) {
-		if (flags & WL_SPAWN_IGNORE_SIGINT)
-			signal(SIGINT, SIG_IGN);
-		if (flags & WL_SPAWN_DIE_WITH_PARENT) {
-			/* An orphan would spin until a stop flag that nobody
-			 * is left to set.  The parent may have died before
-			 * prctl: then the death signal will never come. */
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != parent)
-				_exit(0);
-		}
-		fn(arg);
-		_exit(0);
-	}
-	*pid = child;
-	return 0;
+	atomic_store(&s->end_ns, harness_now_ns());
 }
 
 /* State of the coordinator while the workers run. */
 struct run {
 	const struct wl_config *cfg;
+	struct crew *crew;
 	struct shared *sh;
-	pthread_t *threads;
-	pid_t *pids;
-	unsigned started;
 	uint64_t t0;
-	int reaping_own_kills; /* the watchdog killed the rest: not deaths */
 };
+
+static struct slot *slot_of(const struct run *r, unsigned k)
+{
+	return crew_slot(r->crew, k);
+}
 
 static uint64_t sum_done(const struct run *r)
 {
 	uint64_t n = 0;
 
 	for (unsigned k = 0; k < r->cfg->workers; k++)
-		n += atomic_load_explicit(&r->sh->slots[k].done,
+		n += atomic_load_explicit(&slot_of(r, k)->done,
 					  memory_order_acquire);
-	return n;
-}
-
-static int start_workers(struct run *r, struct worker *ws)
-{
-	for (unsigned k = 0; k < r->cfg->workers; k++) {
-		/* The coordinator handles Ctrl-C and tells the workers
-		 * through the stop flag. */
-		if (wl_spawn(r->cfg->mode, thread_main, &ws[k],
-			     WL_SPAWN_IGNORE_SIGINT | WL_SPAWN_DIE_WITH_PARENT,
-			     &r->threads[k], r->pids ? &r->pids[k] : NULL) != 0)
-			return -1;
-		r->started++;
-	}
-	return 0;
-}
-
-/* Reap processes that ended; note one that died unplanned. */
-static void reap(struct run *r, struct wl_result *res, int block)
-{
-	for (unsigned k = 0; k < r->started; k++) {
-		int status;
-
-		if (r->pids[k] <= 0)
-			continue;
-		pid_t p = waitpid(r->pids[k], &status, block ? 0 : WNOHANG);
-		if (p != r->pids[k])
-			continue;
-		r->pids[k] = 0;
-		if (r->reaping_own_kills || res->killed_worker == (int)k)
-			continue;
-		if (!atomic_load(&r->sh->slots[k].finished)) {
-			if (res->died_worker < 0)
-				res->died_worker = (int)k;
-		} else if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) &&
-			   res->failed_worker < 0) {
-			res->failed_worker = (int)k;
-			res->failed_status = status;
-		}
-	}
-}
-
-static unsigned count_finished(const struct run *r, const struct wl_result *res)
-{
-	unsigned n = 0;
-
-	for (unsigned k = 0; k < r->cfg->workers; k++) {
-		if (atomic_load(&r->sh->slots[k].finished))
-			n++;
-		else if (r->pids && r->pids[k] == 0)
-			n++; /* a process that is gone, killed or crashed */
-	}
-	(void)res;
 	return n;
 }
 
@@ -379,25 +267,21 @@ static void show_progress(const struct run *r, uint64_t now, int final)
 	fflush(stderr);
 }
 
-/*
- * Fault injection: SIGKILL the first worker still running (worker 0 unless it
- * has already finished).  Never a pid that reap() has cleared: kill(0, ...)
- * would kill tally's whole process group.
- */
+/* Fault injection: SIGKILL the first worker still running (worker 0 unless
+ * it has already finished). */
 static void kill_one(struct run *r, struct wl_result *res)
 {
-	for (unsigned k = 0; k < r->started; k++)
-		if (r->pids[k] > 0 && !atomic_load(&r->sh->slots[k].finished)) {
-			kill(r->pids[k], SIGKILL);
+	for (unsigned k = 0; k < r->cfg->workers; k++)
+		if (!crew_finished(r->crew, k) && crew_kill(r->crew, k) == 0) {
 			res->killed_worker = (int)k;
 			return;
 		}
 }
 
 /*
- * The coordinator: watch the workers until all are finished, with Ctrl-C,
- * fault injection and the no-progress watchdog.  Never spins: it sleeps
- * 5 ms between looks, so it does not steal a core from the workers.
+ * The coordinator: watch the workers until all are done, with Ctrl-C, fault
+ * injection and the no-progress watchdog.  Never spins: it sleeps 5 ms
+ * between looks, so it does not steal a core from the workers.
  */
 static void supervise(struct run *r, struct wl_result *res)
 {
@@ -406,11 +290,10 @@ static void supervise(struct run *r, struct wl_result *res)
 
 	for (;;) {
 		sleep_us(5000);
-		uint64_t now = cli_now_ns();
+		uint64_t now = harness_now_ns();
 
-		if (cfg->mode == WL_PROCESSES)
-			reap(r, res, 0);
-		if (count_finished(r, res) == cfg->workers)
+		crew_reap(r->crew, 0);
+		if (crew_count_done(r->crew) == cfg->workers)
 			break;
 		if (wl_sigint && !res->interrupted) {
 			res->interrupted = 1;
@@ -442,27 +325,28 @@ static void supervise(struct run *r, struct wl_result *res)
 		}
 	}
 	if (cfg->progress && last_shown != r->t0)
-		show_progress(r, cli_now_ns(), 1);
+		show_progress(r, harness_now_ns(), 1);
 }
 
-/* Workers that cannot make progress (spinning on a lock whose holder died)
- * never see the stop flag: processes are killed, threads abandoned. */
-static void finish_workers(struct run *r, struct wl_result *res)
+/* Processes that ended unplanned: before their adds were done (died), or
+ * after them but with a bad exit (failed: a memory checker's error exit).
+ * Those the run killed itself (fault injection, a stall) are neither. */
+static void note_deaths(const struct run *r, struct wl_result *res)
 {
-	if (r->cfg->mode == WL_PROCESSES) {
-		if (res->stalled) {
-			reap(r, res, 0); /* a death first seen now is one */
-			r->reaping_own_kills = 1;
-			for (unsigned k = 0; k < r->started; k++)
-				if (r->pids[k] > 0)
-					kill(r->pids[k], SIGKILL);
+	for (unsigned k = 0; k < r->cfg->workers; k++) {
+		int status = crew_status(r->crew, k);
+
+		if (!crew_gone(r->crew, k) || crew_killed(r->crew, k))
+			continue;
+		if (!crew_finished(r->crew, k)) {
+			if (res->died_worker < 0)
+				res->died_worker = (int)k;
+		} else if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) &&
+			   res->failed_worker < 0) {
+			res->failed_worker = (int)k;
+			res->failed_status = status;
 		}
-		reap(r, res, 1);
-		return;
 	}
-	if (!res->stalled)
-		for (unsigned k = 0; k < r->started; k++)
-			pthread_join(r->threads[k], NULL);
 }
 
 static void collect(struct run *r, tally *t, struct wl_result *res)
@@ -472,7 +356,7 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 	int64_t expected = cfg->initial;
 
 	for (unsigned k = 0; k < cfg->workers; k++) {
-		struct slot *s = &r->sh->slots[k];
+		struct slot *s = slot_of(r, k);
 		uint64_t n = atomic_load(&s->done);
 
 		res->done[k] = n;
@@ -492,7 +376,7 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 				     (wide)n * (wide)wl_worker_delta(cfg, k));
 	}
 	if (res->stalled || end == r->t0)
-		end = cli_now_ns();
+		end = harness_now_ns();
 	res->seconds = (double)(end - r->t0) / 1e9;
 	res->expected = expected;
 	/* tally_get() never waits for a lock, so this answers even when a
@@ -509,67 +393,50 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 
 int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 {
-	/*
-	 * One anonymous shared mapping holds all of the run's bookkeeping:
-	 * the slots the workers write, and the coordinator's own arrays.  No
-	 * heap: a forked worker exits holding a copy of everything, and
-	 * memory checkers would report a heap block only its parent frees.
-	 */
-	size_t n = cfg->workers;
-	size_t ws_off = sizeof(struct shared) + n * sizeof(struct slot);
-	size_t th_off = round_up(ws_off + n * sizeof(struct worker),
-				 _Alignof(pthread_t));
-	size_t pid_off =
-		round_up(th_off + n * sizeof(pthread_t), _Alignof(pid_t));
-	size_t size = pid_off + n * sizeof(pid_t);
+	struct crew_config cc = {
+		.mode = cfg->mode,
+		.workers = cfg->workers,
+		.shared_size = sizeof(struct shared),
+		.slot_size = sizeof(struct slot),
+		/* The coordinator handles Ctrl-C and tells the workers
+		 * through the stop flag. */
+		.flags = CREW_IGNORE_SIGINT | CREW_DIE_WITH_PARENT,
+		.work = work,
+	};
 	struct run r = {.cfg = cfg};
-	struct worker *ws;
-	int rc = -1;
 
 	memset(res, 0, sizeof(*res));
 	res->killed_worker = res->died_worker = res->failed_worker = -1;
 	res->path = tally_backend_path(t);
-	if (cfg->workers == 0 || cfg->workers > WL_MAX_WORKERS) {
+	if (cfg->workers > WL_MAX_WORKERS) {
 		errno = EINVAL;
 		return -1;
 	}
-	r.sh = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (r.sh == MAP_FAILED)
+	if (crew_create(&r.crew, &cc) != 0)
 		return -1;
-	ws = (struct worker *)((char *)r.sh + ws_off);
-	r.threads = (pthread_t *)((char *)r.sh + th_off);
-	r.pids = cfg->mode == WL_PROCESSES ? (pid_t *)((char *)r.sh + pid_off)
-					   : NULL;
-	for (unsigned k = 0; k < cfg->workers; k++)
-		ws[k] = (struct worker){.t = t, .cfg = cfg, .sh = r.sh, .k = k};
-
-	if (start_workers(&r, ws) != 0) {
+	r.sh = crew_shared(r.crew);
+	r.sh->t = t;
+	r.sh->cfg = *cfg;
+	if (crew_start(r.crew) != 0) {
 		int saved = errno;
-		atomic_store(&r.sh->stop, 1);
-		atomic_store(&r.sh->go, 1);
-		res->stalled = 0;
-		finish_workers(&r, res);
+		crew_destroy(r.crew);
 		errno = saved;
-		goto out;
+		return -1;
 	}
 	/* A process that dies before it is ready (out of memory, say) is
-	 * counted as finished by count_finished(); stop waiting for it. */
-	while (atomic_load(&r.sh->ready) < cfg->workers &&
-	       !(cfg->mode == WL_PROCESSES && (reap(&r, res, 0), 1) &&
-		 count_finished(&r, res) > 0))
-		sleep_us(100);
-	r.t0 = cli_now_ns();
-	/* Relaxed: the release store of go below publishes it. */
+	 * done in crew_count_done(): go without it, and the run says so. */
+	crew_wait_ready(r.crew, 0);
+	r.t0 = harness_now_ns();
+	/* Relaxed: crew_go() publishes it. */
 	atomic_store_explicit(&r.sh->t0_ns, r.t0, memory_order_relaxed);
-	atomic_store_explicit(&r.sh->go, 1, memory_order_release);
+	crew_go(r.crew);
 	supervise(&r, res);
-	finish_workers(&r, res);
+	/* Workers that cannot make progress (spinning on a lock whose holder
+	 * died) never see the stop flag: processes are killed, threads
+	 * abandoned (crew_destroy() then keeps the crew they use). */
+	crew_finish(r.crew, res->stalled);
+	note_deaths(&r, res);
 	collect(&r, t, res);
-	rc = 0;
-	if (res->stalled && cfg->mode == WL_THREADS)
-		return rc; /* abandoned threads still use the mapping */
-out:
-	munmap(r.sh, size);
-	return rc;
+	crew_destroy(r.crew);
+	return 0;
 }
