@@ -1,5 +1,6 @@
 /* Named shared counters: creation, validation of what is found under the
  * name, removal, and separate processes sharing one counter. */
+#include "crew.h"
 #include "tally.h"
 
 #include <fcntl.h>
@@ -148,34 +149,29 @@ static void test_foreign_and_truncated_objects_are_refused(void **state)
 	assert_int_equal(tally_unlink(name), 0);
 }
 
-/* Where the sharing processes meet before they add: in an anonymous shared
- * mapping, so that all of them begin together. */
-struct share_gate {
-	_Atomic int ready, go;
-};
+/* Worker k of a sharing test (a forked process of a crew, started at its
+ * gate): open the counter by name before the gate, then add k + 1 n times.
+ * Exits 1 on any failure. */
+static tally *share_counter; /* each worker's own handle */
 
-/* Worker k of a sharing test: open the counter by name, wait at the gate,
- * add k + 1 n times.  Exits 0, or 1 on any failure. */
-static void share_worker(struct share_gate *g, int k, int n)
+static void share_open(struct crew *c, unsigned k, void *arg)
 {
-	tally *c;
-	int rc = tally_open(&c, name, NULL, 0, 0);
-
-	atomic_fetch_add(&g->ready, 1); /* even when it failed: never hang */
-	if (rc != 0)
+	(void)c;
+	(void)k;
+	(void)arg;
+	if (tally_open(&share_counter, name, NULL, 0, 0) != 0)
 		_exit(1);
-	/* A test that failed before opening the gate never will: leave
-	 * rather than spin on as an orphan. */
-	for (time_t end = time(NULL) + 60; !atomic_load(&g->go);)
-		if (time(NULL) > end)
-			_exit(1);
-		else
-			sched_yield();
+}
+
+static void share_add(struct crew *c, unsigned k, void *arg)
+{
+	int n = *(const int *)crew_shared(c);
+
+	(void)arg;
 	for (int j = 0; j < n; j++)
-		if (tally_add(c, k + 1) < 0)
+		if (tally_add(share_counter, (int64_t)k + 1) < 0)
 			_exit(1);
-	tally_destroy(c);
-	_exit(0);
+	tally_destroy(share_counter);
 }
 
 /*
@@ -192,10 +188,16 @@ static void test_processes_share_by_name(void **state)
 	size_t tried = 0;
 
 	(void)state;
-	struct share_gate *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE,
-				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	assert_true(g != MAP_FAILED);
 	for (size_t i = 0; i < tally_backend_count(); i++) {
+		struct crew_config cfg = {
+			.mode = CREW_PROCESSES,
+			.workers = 4,
+			.shared_size = sizeof(int),
+			.flags = CREW_DIE_WITH_PARENT,
+			.prepare = share_open,
+			.work = share_add,
+		};
+		struct crew *c;
 		tally *t;
 		int64_t v;
 
@@ -212,24 +214,24 @@ static void test_processes_share_by_name(void **state)
 		 * once per time slice: keep their work small enough to end in
 		 * seconds even on a loaded machine. */
 		int n = info.caps & TALLY_CAP_SPINNING ? 500 : 20000;
-		atomic_store(&g->ready, 0);
-		atomic_store(&g->go, 0);
-		for (int k = 0; k < 4; k++) {
-			pid_t pid = fork();
-
-			assert_true(pid >= 0);
-			if (pid == 0)
-				share_worker(g, k, n);
+		assert_int_equal(crew_create(&c, &cfg), 0);
+		*(int *)crew_shared(c) = n;
+		assert_int_equal(crew_start(c), 0);
+		int ready = crew_wait_ready(c, 0);
+		if (ready == 0)
+			crew_go(c);
+		else
+			crew_cancel(c);
+		crew_finish(c, 0);
+		for (unsigned k = 0; k < cfg.workers; k++) {
+			int status = crew_status(c, k);
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				fail_msg("%s: worker %u could not open the "
+					 "counter by name or add",
+					 info.name, k);
 		}
-		while (atomic_load(&g->ready) < 4)
-			sched_yield();
-		atomic_store(&g->go, 1);
-		for (int k = 0; k < 4; k++) {
-			int status;
-			assert_true(wait(&status) > 0);
-			assert_true(WIFEXITED(status) &&
-				    WEXITSTATUS(status) == 0);
-		}
+		assert_int_equal(ready, 0);
+		crew_destroy(c);
 		assert_int_equal(tally_open(&t, name, NULL, 0, 0), 0);
 		assert_int_equal(tally_get(t, &v), 0);
 		if (v != 1000 + 10 * (int64_t)n)
@@ -238,7 +240,6 @@ static void test_processes_share_by_name(void **state)
 		tally_destroy(t);
 		assert_int_equal(tally_unlink(name), 0);
 	}
-	munmap(g, sizeof(*g));
 	assert_true(tried > 0); /* atomic, at least, is always built in */
 }
 
