@@ -107,28 +107,36 @@ static void test_nobody_passes_the_gate_before_go(void **state)
  * overlap: a worker's stores never share a line with another's. */
 static void test_slots_have_lines_of_their_own(void **state)
 {
-	struct crew_config cfg = {
-		.mode = CREW_THREADS,
-		.workers = 7,
-		.shared_size = 1,
-		.slot_size = CREW_LINE + 1,
-		.work = gate_work,
-	};
-	struct crew *c;
+	static const size_t sizes[] = {0, 1, 24, CREW_LINE, CREW_LINE + 1};
 
 	(void)state;
-	assert_int_equal(crew_create(&c, &cfg), 0);
-	uintptr_t sh = (uintptr_t)crew_shared(c);
-	assert_int_equal(sh % CREW_LINE, 0);
-	for (unsigned k = 0; k < cfg.workers; k++) {
-		uintptr_t s = (uintptr_t)crew_slot(c, k);
-		assert_int_equal(s % CREW_LINE, 0);
-		assert_true(s >= sh + CREW_LINE);
-		if (k > 0)
-			assert_true(s - (uintptr_t)crew_slot(c, k - 1) >=
-				    2 * CREW_LINE);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct crew_config cfg = {
+			.mode = CREW_THREADS,
+			.workers = 7,
+			.shared_size = sizes[i],
+			.slot_size = sizes[i],
+			.work = gate_work,
+		};
+		size_t lines = (sizes[i] + CREW_LINE - 1) / CREW_LINE;
+		struct crew *c;
+
+		assert_int_equal(crew_create(&c, &cfg), 0);
+		uintptr_t sh = (uintptr_t)crew_shared(c);
+		assert_int_equal(sh % CREW_LINE, 0);
+		for (unsigned k = 0; k < cfg.workers; k++) {
+			uintptr_t s = (uintptr_t)crew_slot(c, k);
+			assert_int_equal(s % CREW_LINE, 0);
+			assert_true(s >= sh + lines * CREW_LINE);
+			if (k > 0)
+				assert_true(
+					s - (uintptr_t)crew_slot(c, k - 1) >=
+					lines * CREW_LINE);
+			/* Every byte of it is the worker's to write. */
+			memset((void *)s, 0xff, sizes[i]);
+		}
+		crew_destroy(c);
 	}
-	crew_destroy(c);
 }
 
 static void test_bad_configurations_are_refused(void **state)
@@ -249,7 +257,7 @@ static void test_give_up_kills_stuck_processes(void **state)
 /* Where the workers of the die-with-parent test say who they are. */
 static int pid_pipe = -1;
 
-static void say_pid_and_hang(struct crew *c, unsigned k, void *arg)
+static void say_pid(struct crew *c, unsigned k, void *arg)
 {
 	pid_t me = getpid();
 
@@ -258,6 +266,13 @@ static void say_pid_and_hang(struct crew *c, unsigned k, void *arg)
 	(void)arg;
 	if (write(pid_pipe, &me, sizeof(me)) != sizeof(me))
 		_exit(1);
+}
+
+static void hang(struct crew *c, unsigned k, void *arg)
+{
+	(void)c;
+	(void)k;
+	(void)arg;
 	for (;;)
 		pause();
 }
@@ -294,17 +309,20 @@ static void test_workers_die_with_their_coordinator(void **state)
 			.mode = CREW_PROCESSES,
 			.workers = 2,
 			.flags = CREW_DIE_WITH_PARENT,
-			.prepare = say_pid_and_hang,
-			.work = gate_work,
+			.prepare = say_pid,
+			.work = hang,
 		};
 		struct crew *c;
 
 		close(fd[0]);
 		pid_pipe = fd[1];
-		if (crew_create(&c, &cfg) != 0 || crew_start(c) != 0)
+		/* Every worker has said who it is and is past the gate
+		 * before the coordinator dies with them still running. */
+		if (crew_create(&c, &cfg) != 0 || crew_start(c) != 0 ||
+		    crew_wait_ready(c, 0) != 0)
 			_exit(1);
-		pause_ms(20);
-		_exit(0); /* dies with its workers still running */
+		crew_go(c);
+		_exit(0);
 	}
 	close(fd[1]);
 	for (int k = 0; k < 2; k++)
@@ -321,10 +339,11 @@ static void test_workers_die_with_their_coordinator(void **state)
 	}
 	for (int k = 0; k < 2; k++)
 		if (!ended(pids[k])) {
-			/* Both, before failing: an orphan keeps the test's
-			 * output open. */
-			kill(pids[0], SIGKILL);
-			kill(pids[1], SIGKILL);
+			/* Every survivor, before failing: an orphan keeps
+			 * the test's output open. */
+			for (int j = k; j < 2; j++)
+				if (!ended(pids[j]))
+					kill(pids[j], SIGKILL);
 			fail_msg("worker %d (pid %ld) outlived its coordinator "
 				 "by 5 s",
 				 k, (long)pids[k]);
@@ -366,6 +385,8 @@ static void crowded_round(const tally_backend_info *b, enum crew_mode mode,
 	r->yield_rate = 255;
 	r->sleep_rate = 0;
 	r->initial = INT64_MAX - 5;
+	/* As `tally stress` bounds a round: a busy machine may cut it. */
+	r->deadline = now_ns() + 10000000000u;
 }
 
 /* Every backend with a lock keeps its sections apart and its count exact
@@ -408,7 +429,8 @@ static void test_stress_round_finds_no_overlap(void **state)
 					 b.name, crew_mode_name(modes[m]),
 					 (long long)o.expected,
 					 (long long)o.actual);
-			assert_int_equal(o.adds >= r.workers * r.ops, 1);
+			if (!o.cut)
+				assert_true(o.adds >= r.workers * r.ops);
 		}
 	}
 }

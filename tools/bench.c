@@ -544,11 +544,18 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 		r->stop_lag_max = run->stop_lag_s;
 	if (run->stalled) {
 		r->stalled = 1;
-		cli_error("bench",
-			  "%s, %s, %u workers: workers still running %.0f s "
-			  "after the stop flag; giving up",
-			  r->backend, crew_mode_name(r->mode), r->workers,
-			  cfg.stop_limit_s);
+		if (run->died)
+			cli_error("bench",
+				  "%s, %s, %u workers: a worker process died "
+				  "before it finished; giving up",
+				  r->backend, crew_mode_name(r->mode),
+				  r->workers);
+		else
+			cli_error("bench",
+				  "%s, %s, %u workers: workers still running "
+				  "%.0f s after the stop flag; giving up",
+				  r->backend, crew_mode_name(r->mode),
+				  r->workers, cfg.stop_limit_s);
 		if (r->mode == CREW_THREADS)
 			return -1; /* its threads still use the run */
 		bench_run_free(run);

@@ -126,13 +126,13 @@ static size_t draw_round(const struct params *p, uint64_t number,
 	return backend;
 }
 
-/* For the watchdog: what to say when a round is stuck. */
+/* For the watchdog: what to say when a round is stuck.  Exiting is enough:
+ * worker processes die with their coordinator (CREW_DIE_WITH_PARENT). */
 static char stuck_msg[640];
 
 static void on_alarm(int sig)
 {
 	(void)sig;
-	stress_kill_workers();
 	if (write(STDERR_FILENO, stuck_msg, strlen(stuck_msg)) < 0)
 		_exit(EXIT_RUNTIME);
 	_exit(EXIT_RUNTIME);
@@ -236,7 +236,8 @@ static int run_round(const struct params *p, size_t backend,
 	stress_run(t, r, &o);
 	alarm(0);
 	st->adds += o.adds;
-	st->cut += (uint64_t)o.cut;
+	if (o.verdict != STRESS_ERROR)
+		st->cut += (uint64_t)o.cut;
 	rc = report_round(&o, what);
 	if (rc != EXIT_EXACT) {
 		cli_error("stress", "seed %llu; reproduce: %s",

@@ -286,7 +286,7 @@ static int collect(struct crew *c, struct bench_run *run, uint64_t stop)
 
 		/* A process that died: its slot says nothing of its adds. */
 		if (!crew_finished(c, k)) {
-			run->stalled = 1;
+			run->stalled = run->died = 1;
 			continue;
 		}
 		run->ops[k] = s->measured;
@@ -326,6 +326,10 @@ static int drive(struct crew *c, struct bench_run *run)
 		crew_cancel(c);
 		run->stalled = 1;
 		crew_finish(c, 1);
+		for (unsigned k = 0; k < cfg->workers; k++)
+			if (crew_gone(c, k) && !crew_killed(c, k) &&
+			    !crew_finished(c, k))
+				run->died = 1;
 		return 0;
 	}
 	t = harness_now_ns();

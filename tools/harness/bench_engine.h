@@ -59,7 +59,8 @@ struct bench_run {
 	double stop_lag_s;     /* stop flag to the last worker stopped */
 	uint64_t sample_every; /* largest K a worker used */
 	struct bench_hist hist; /* merged */
-	int stalled;		/* a worker never stopped */
+	int stalled;		/* a worker never stopped (or died) */
+	int died;		/* a worker process ended before its work */
 	int add_error;		/* first negative tally_add() result */
 	const char *path;	/* tally_backend_path(), or NULL */
 };

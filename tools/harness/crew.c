@@ -99,7 +99,9 @@ static void member_main(struct member *m)
 
 	if (c->cfg.prepare)
 		c->cfg.prepare(c, m->k, c->cfg.arg);
-	atomic_fetch_add_explicit(&c->ready, 1, memory_order_relaxed);
+	/* Release: what prepare() wrote is seen by a coordinator that sees
+	 * this worker ready. */
+	atomic_fetch_add_explicit(&c->ready, 1, memory_order_release);
 	while ((gate = atomic_load_explicit(&c->gate, memory_order_acquire)) ==
 	       0)
 		sched_yield();
@@ -145,6 +147,11 @@ static int spawn(struct crew *c, struct member *m)
 	return 0;
 }
 
+unsigned crew_started(const struct crew *c)
+{
+	return c->started;
+}
+
 int crew_start(struct crew *c)
 {
 	for (; c->started < c->cfg.workers; c->started++)
@@ -167,7 +174,7 @@ static void pause_ns(long ns)
 
 int crew_wait_ready(struct crew *c, uint64_t deadline_ns)
 {
-	while (atomic_load_explicit(&c->ready, memory_order_relaxed) <
+	while (atomic_load_explicit(&c->ready, memory_order_acquire) <
 	       c->cfg.workers) {
 		if (c->cfg.mode == CREW_PROCESSES) {
 			crew_reap(c, 0);
@@ -220,9 +227,13 @@ void crew_reap(struct crew *c, int block)
 			       0 &&
 		       errno == EINTR)
 			;
-		/* < 0 (ECHILD): not ours to wait for any more; gone too. */
-		if (p != 0)
-			m->gone = 1;
+		if (p == 0)
+			continue;
+		/* < 0 (ECHILD: not ours to wait for any more): gone, how
+		 * unknown. */
+		if (p < 0)
+			m->status = CREW_STATUS_UNKNOWN;
+		m->gone = 1;
 	}
 }
 
@@ -275,8 +286,10 @@ int crew_finish(struct crew *c, int give_up)
 		return c->abandoned;
 	}
 	for (unsigned k = 0; k < c->started; k++)
-		pthread_join(c->m[k].thread, NULL);
-	c->started = 0;
+		if (!c->m[k].gone) {
+			pthread_join(c->m[k].thread, NULL);
+			c->m[k].gone = 1;
+		}
 	return 0;
 }
 

@@ -68,6 +68,10 @@ void *crew_slot(const struct crew *c, unsigned k);
  */
 int crew_start(struct crew *c);
 
+/* Workers started: all of them after crew_start() returned 0, else the
+ * number of the one that could not be. */
+unsigned crew_started(const struct crew *c);
+
 /* Wait until every worker is at the gate.  0; or -1 when a process ended
  * before it got there, or at the monotonic time deadline_ns (0: none). */
 int crew_wait_ready(struct crew *c, uint64_t deadline_ns);
@@ -85,9 +89,12 @@ unsigned crew_count_done(const struct crew *c);
 
 /*
  * Processes: collect those that ended (block: wait for every one).  Then
- * crew_gone() says whether worker k has ended and been collected, and
- * crew_status() how (as from waitpid).  Threads: nothing to do.
+ * crew_gone() says whether worker k has ended and been collected (threads:
+ * joined by crew_finish), and
+ * crew_status() how (as from waitpid; CREW_STATUS_UNKNOWN when waitpid could
+ * not tell, which WIFEXITED() calls abnormal).  Threads: nothing to do.
  */
+#define CREW_STATUS_UNKNOWN (-1)
 void crew_reap(struct crew *c, int block);
 int crew_gone(const struct crew *c, unsigned k);
 int crew_status(const struct crew *c, unsigned k);
@@ -96,8 +103,7 @@ int crew_status(const struct crew *c, unsigned k);
  * was sent; then crew_killed(c, k) says so ever after. */
 int crew_kill(struct crew *c, unsigned k);
 int crew_killed(const struct crew *c, unsigned k);
-/* SIGKILL every process still there.  Async-signal-safe: for a watchdog's
- * signal handler. */
+/* SIGKILL every process still there. */
 void crew_kill_all(struct crew *c);
 
 /*

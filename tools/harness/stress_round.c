@@ -29,11 +29,13 @@ struct shared {
 	 * must not clear the mark of a worker still inside.  Relaxed: the
 	 * lock orders the sections, and these are atomic only so that a
 	 * broken lock's overlap is a finding rather than a race of the
-	 * harness's own. */
-	_Atomic unsigned occupied;
+	 * harness's own.  A line of their own: written at every section,
+	 * they would otherwise evict what every worker reads at every
+	 * operation. */
+	_Alignas(CREW_LINE) _Atomic unsigned occupied;
 	_Atomic uint64_t overlaps;
 	/* Read-only once the workers start. */
-	tally *t;
+	_Alignas(CREW_LINE) tally *t;
 	struct stress_round r;
 };
 
@@ -227,17 +229,6 @@ static void work(struct crew *c, unsigned k, void *arg)
 	}
 }
 
-/* The round under way, for stress_kill_workers(). */
-static struct crew *_Atomic current;
-
-void stress_kill_workers(void)
-{
-	struct crew *c = atomic_load(&current);
-
-	if (c != NULL)
-		crew_kill_all(c);
-}
-
 static enum stress_verdict fail(struct stress_outcome *out,
 				enum stress_verdict v, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -262,7 +253,6 @@ static enum stress_verdict check(struct crew *c, struct stress_outcome *out)
 	int rc;
 
 	for (unsigned k = 0; k < r->workers; k++) {
-		const struct slot *sl = crew_slot(c, k);
 		int status = crew_status(c, k);
 
 		if (r->mode == CREW_PROCESSES &&
@@ -272,6 +262,10 @@ static enum stress_verdict check(struct crew *c, struct stress_outcome *out)
 				    WIFSIGNALED(status)
 					    ? strsignal(WTERMSIG(status))
 					    : "nonzero exit");
+	}
+	for (unsigned k = 0; k < r->workers; k++) {
+		const struct slot *sl = crew_slot(c, k);
+
 		sum += sl->sum;
 		out->adds += sl->adds;
 		out->cut |= sl->cut;
@@ -315,16 +309,14 @@ enum stress_verdict stress_run(tally *t, const struct stress_round *r,
 	sh = crew_shared(c);
 	sh->t = t;
 	sh->r = *r;
-	atomic_store(&current, c);
 	if (crew_start(c) != 0) {
-		fail(out, STRESS_ERROR, "cannot start the workers: %s",
-		     strerror(errno));
+		fail(out, STRESS_ERROR, "cannot start worker %u: %s",
+		     crew_started(c), strerror(errno));
 	} else {
 		crew_go(c);
 		crew_finish(c, 0);
 		check(c, out);
 	}
-	atomic_store(&current, NULL);
 	crew_destroy(c);
 	return out->verdict;
 }

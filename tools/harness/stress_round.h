@@ -61,8 +61,4 @@ struct stress_outcome {
 enum stress_verdict stress_run(tally *t, const struct stress_round *r,
 			       struct stress_outcome *out);
 
-/* SIGKILL the worker processes of the round under way.  Async-signal-safe:
- * for a watchdog's handler, when a round is stuck. */
-void stress_kill_workers(void);
-
 #endif /* TALLY_HARNESS_STRESS_ROUND_H */
