@@ -19,8 +19,8 @@ if(NOT PERCPU_TIMER_IN_LIBC)
 endif()
 
 add_executable(percpu_storm ${CMAKE_CURRENT_SOURCE_DIR}/percpu_storm.c)
-target_link_libraries(percpu_storm PRIVATE tally tally_flags Threads::Threads
-  ${percpu_rt})
+target_link_libraries(percpu_storm PRIVATE tally_harness tally tally_flags
+  Threads::Threads ${percpu_rt})
 
 set(percpu_off "GLIBC_TUNABLES=glibc.pthread.rseq=0")
 if(CMAKE_C_FLAGS MATCHES "-fsanitize=[^ ]*thread")
@@ -65,8 +65,8 @@ target_compile_definitions(tally_percpu_fold PRIVATE TALLY_PERCPU_SLOTS=1
 target_link_libraries(tally_percpu_fold PRIVATE tally_flags
   PUBLIC Threads::Threads)
 add_executable(percpu_storm_fold ${CMAKE_CURRENT_SOURCE_DIR}/percpu_storm.c)
-target_link_libraries(percpu_storm_fold PRIVATE tally_percpu_fold tally_flags
-  ${percpu_rt})
+target_link_libraries(percpu_storm_fold PRIVATE tally_harness tally_percpu_fold
+  tally_flags ${percpu_rt})
 add_test(NAME percpu_storm_fold COMMAND percpu_storm_fold threads any 2)
 set_tests_properties(percpu_storm_fold PROPERTIES LABELS stress
   RUN_SERIAL TRUE TIMEOUT 120)

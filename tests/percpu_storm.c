@@ -2,6 +2,7 @@
  * CPUs while they add, interrupted by timer signals whose handlers add too,
  * in threads, forked processes and separate programs on a named counter;
  * the final count must be exact every time. */
+#include "crew.h"
 #include "tally.h"
 
 #include <errno.h>
@@ -13,8 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,7 +33,6 @@ static const char *expect = "any"; /* the path every worker must take */
 static double seconds = 2.0;
 static atomic_int stop;
 static atomic_int wrong_path;
-static atomic_int *gate; /* see start_gate() */
 
 /* Adds made by this thread's signal handler; written only by the handler,
  * read by the thread once the signal is blocked. */
@@ -54,25 +52,6 @@ static void die(const char *what)
 {
 	fprintf(stderr, "percpu_storm: %s: %s\n", what, strerror(errno));
 	exit(EXIT_SETUP);
-}
-
-/* The start gate of threads and forked processes: in a shared mapping
- * (start_gate()), opened once every worker exists, so that all of them
- * begin together.  Separate programs (run_named) each run for `seconds`
- * from their own start, which a few milliseconds of exec do not move. */
-static void start_gate(void)
-{
-	gate = mmap(NULL, sizeof(*gate), PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (gate == MAP_FAILED)
-		die("mmap");
-	atomic_store(gate, 0);
-}
-
-static void wait_at_gate(void)
-{
-	while (!atomic_load(gate))
-		sched_yield();
 }
 
 static int path_ok(void)
@@ -131,29 +110,19 @@ static int64_t worker_delta(unsigned k)
 	return (int64_t)(k + 1) * 1000003;
 }
 
-/* Threads: their results and kernel thread ids. */
-struct thread_slot {
-	unsigned k;
+/* Each worker's slot in the crew (tools/harness/crew.h): its kernel thread
+ * id, for the mover, and its results. */
+struct slot {
 	atomic_int tid;
+	int wrong_path;
 	uint64_t total, signals;
 };
-
-static void *thread_main(void *arg)
-{
-	struct thread_slot *w = arg;
-
-	atomic_store(&w->tid, gettid());
-	wait_at_gate();
-	w->total = work(worker_delta(w->k), &w->signals);
-	return NULL;
-}
 
 /* The affinity storm: move every worker (thread or process id) to a random
  * allowed CPU, over and over, until stop. */
 struct mover {
 	pid_t ids[MAX_WORKERS];
-	atomic_int *tids; /* threads: read ids from here */
-	size_t stride;	  /* bytes between tids */
+	struct crew *crew; /* or NULL: the ids are in ids[] */
 	unsigned n;
 	uint64_t moves;
 };
@@ -171,12 +140,11 @@ static void *mover_main(void *arg)
 			cpus[ncpus++] = c;
 	while (!atomic_load(&stop)) {
 		for (unsigned k = 0; k < m->n; k++) {
-			pid_t id =
-				m->tids ? atomic_load((
-						  atomic_int *)((char *)m
-									->tids +
-								k * m->stride))
-					: m->ids[k];
+			pid_t id = m->crew ? atomic_load(
+						     &((struct slot *)crew_slot(
+							       m->crew, k))
+							      ->tid)
+					   : m->ids[k];
 			if (id <= 0)
 				continue;
 			CPU_ZERO(&one);
@@ -244,40 +212,86 @@ static int verdict(const char *what, uint64_t expected, uint64_t signals,
 	return (uint64_t)actual == expected ? 0 : EXIT_LOST;
 }
 
-static int run_threads(unsigned n)
+/* Before the gate: say who this worker is, for the mover. */
+static void say_tid(struct crew *c, unsigned k, void *arg)
 {
-	static struct thread_slot ws[MAX_WORKERS];
-	static struct mover m;
-	pthread_t th[MAX_WORKERS], mt;
-	uint64_t expected = 0, signals = 0;
+	struct slot *s = crew_slot(c, k);
 
-	if (tally_create(&counter, "percpu", 0, 0) != 0)
+	(void)arg;
+	atomic_store(&s->tid, gettid());
+}
+
+/* Threads are stopped by the coordinator; a process keeps its own time
+ * (its `stop` is its own). */
+static void storm(struct crew *c, unsigned k, void *arg)
+{
+	struct slot *s = crew_slot(c, k);
+	int processes = *(const int *)arg;
+
+	s->total = processes ? work_for_a_while(worker_delta(k), &s->signals)
+			     : work(worker_delta(k), &s->signals);
+	s->wrong_path = atomic_load(&wrong_path);
+}
+
+/* Threads or forked processes: a crew of n workers, started together at its
+ * gate, each moved between CPUs while it adds under a signal storm. */
+static int run_crew(unsigned n, enum crew_mode mode)
+{
+	int processes = mode == CREW_PROCESSES;
+	struct crew_config cfg = {
+		.mode = mode,
+		.workers = n,
+		.slot_size = sizeof(struct slot),
+		/* A coordinator that dies takes its workers with it. */
+		.flags = CREW_DIE_WITH_PARENT,
+		.prepare = say_tid,
+		.work = storm,
+		.arg = &processes,
+	};
+	static struct mover m;
+	struct crew *c;
+	pthread_t mt;
+	uint64_t expected = 0, signals = 0;
+	int rc = 0;
+
+	if (tally_create(&counter, "percpu", 0,
+			 processes ? TALLY_PSHARED : 0) != 0)
 		die("tally_create");
-	m.n = n;
-	m.tids = &ws[0].tid;
-	m.stride = sizeof(ws[0]);
-	start_gate();
-	for (unsigned k = 0; k < n; k++) {
-		ws[k].k = k;
-		if (pthread_create(&th[k], NULL, thread_main, &ws[k]) != 0)
-			die("pthread_create");
+	if (crew_create(&c, &cfg) != 0 || crew_start(c) != 0)
+		die("starting the workers");
+	if (crew_wait_ready(c, 0) != 0) {
+		fprintf(stderr, "percpu_storm: a worker died at the start\n");
+		rc = EXIT_SETUP;
 	}
-	atomic_store(gate, 1);
+	m.n = n;
+	m.crew = c;
+	crew_go(c);
 	if (pthread_create(&mt, NULL, mover_main, &m) != 0)
 		die("pthread_create");
-	sleep_then_stop();
-	for (unsigned k = 0; k < n; k++) {
-		pthread_join(th[k], NULL);
-		expected += ws[k].total;
-		signals += ws[k].signals;
-	}
+	sleep_then_stop(); /* processes stop on their own clocks */
+	crew_finish(c, 0);
 	pthread_join(mt, NULL);
-	int rc = verdict("threads", expected, signals, m.moves);
+	for (unsigned k = 0; k < n; k++) {
+		const struct slot *s = crew_slot(c, k);
+		int st = crew_status(c, k);
+
+		if (processes && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
+			fprintf(stderr, "percpu_storm: worker %u failed\n", k);
+			rc = EXIT_SETUP;
+		}
+		expected += s->total;
+		signals += s->signals;
+		if (s->wrong_path)
+			atomic_store(&wrong_path, 1);
+	}
+	if (rc == 0)
+		rc = verdict(crew_mode_name(mode), expected, signals, m.moves);
+	crew_destroy(c);
 	tally_destroy(counter);
 	return rc;
 }
 
-/* Forked processes and separate programs report this. */
+/* Separate programs report this. */
 struct report {
 	uint64_t total, signals;
 	int wrong_path;
@@ -296,58 +310,6 @@ static int wait_all(pid_t *pids, unsigned n)
 			rc = EXIT_SETUP;
 		}
 	}
-	return rc;
-}
-
-static int run_processes(unsigned n)
-{
-	struct report *rep =
-		mmap(NULL, n * sizeof(*rep), PROT_READ | PROT_WRITE,
-		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	static struct mover m;
-	pthread_t mt;
-	uint64_t expected = 0, signals = 0;
-
-	if (rep == MAP_FAILED)
-		die("mmap");
-	if (tally_create(&counter, "percpu", 0, TALLY_PSHARED) != 0)
-		die("tally_create");
-	m.n = n;
-	start_gate();
-	pid_t parent = getpid();
-	for (unsigned k = 0; k < n; k++) {
-		pid_t pid = fork();
-		if (pid < 0)
-			die("fork");
-		if (pid == 0) {
-			/* A parent that dies before opening the gate
-			 * takes its waiting children with it. */
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != parent)
-				_exit(EXIT_SETUP);
-			wait_at_gate();
-			rep[k].total = work_for_a_while(worker_delta(k),
-							&rep[k].signals);
-			rep[k].wrong_path = atomic_load(&wrong_path);
-			_exit(0);
-		}
-		m.ids[k] = pid;
-	}
-	atomic_store(gate, 1);
-	if (pthread_create(&mt, NULL, mover_main, &m) != 0)
-		die("pthread_create");
-	sleep_then_stop(); /* the children stop on their own clocks */
-	pthread_join(mt, NULL);
-	int rc = wait_all(m.ids, n);
-	for (unsigned k = 0; k < n; k++) {
-		expected += rep[k].total;
-		signals += rep[k].signals;
-		if (rep[k].wrong_path)
-			atomic_store(&wrong_path, 1);
-	}
-	if (rc == 0)
-		rc = verdict("processes", expected, signals, m.moves);
-	tally_destroy(counter);
 	return rc;
 }
 
@@ -486,9 +448,9 @@ int main(int argc, char **argv)
 		}
 	}
 	if (strcmp(argv[1], "threads") == 0)
-		return run_threads(n);
+		return run_crew(n, CREW_THREADS);
 	if (strcmp(argv[1], "processes") == 0)
-		return run_processes(n);
+		return run_crew(n, CREW_PROCESSES);
 	if (strcmp(argv[1], "named") == 0)
 		return run_named("/proc/self/exe", n > 16 ? 16 : n);
 	fprintf(stderr, "percpu_storm: unknown mode '%s'\n", argv[1]);
