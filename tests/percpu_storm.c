@@ -261,7 +261,11 @@ static int run_crew(unsigned n, enum crew_mode mode)
 		die("starting the workers");
 	if (crew_wait_ready(c, 0) != 0) {
 		fprintf(stderr, "percpu_storm: a worker died at the start\n");
-		rc = EXIT_SETUP;
+		crew_cancel(c);
+		crew_finish(c, 0);
+		crew_destroy(c);
+		tally_destroy(counter);
+		return EXIT_SETUP;
 	}
 	m.n = n;
 	m.crew = c;
@@ -269,8 +273,10 @@ static int run_crew(unsigned n, enum crew_mode mode)
 	if (pthread_create(&mt, NULL, mover_main, &m) != 0)
 		die("pthread_create");
 	sleep_then_stop(); /* processes stop on their own clocks */
-	crew_finish(c, 0);
+	/* The mover first: it must not move a pid after it is collected (and
+	 * perhaps somebody else's). */
 	pthread_join(mt, NULL);
+	crew_finish(c, 0);
 	for (unsigned k = 0; k < n; k++) {
 		const struct slot *s = crew_slot(c, k);
 		int st = crew_status(c, k);

@@ -550,6 +550,13 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 				  "before it finished; giving up",
 				  r->backend, crew_mode_name(r->mode),
 				  r->workers);
+		else if (run->unready)
+			cli_error(
+				"bench",
+				"%s, %s, %u workers: not every worker was "
+				"ready %.0f s after it was started; giving up",
+				r->backend, crew_mode_name(r->mode), r->workers,
+				cfg.stop_limit_s);
 		else
 			cli_error("bench",
 				  "%s, %s, %u workers: workers still running "

@@ -324,7 +324,7 @@ static int drive(struct crew *c, struct bench_run *run)
 	 * start, say) must not hang the sweep. */
 	if (crew_wait_ready(c, harness_now_ns() + limit) != 0) {
 		crew_cancel(c);
-		run->stalled = 1;
+		run->stalled = run->unready = 1;
 		crew_finish(c, 1);
 		for (unsigned k = 0; k < cfg->workers; k++)
 			if (crew_gone(c, k) && !crew_killed(c, k) &&

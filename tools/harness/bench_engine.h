@@ -61,6 +61,7 @@ struct bench_run {
 	struct bench_hist hist; /* merged */
 	int stalled;		/* a worker never stopped (or died) */
 	int died;		/* a worker process ended before its work */
+	int unready;		/* a worker never reached the start gate */
 	int add_error;		/* first negative tally_add() result */
 	const char *path;	/* tally_backend_path(), or NULL */
 };

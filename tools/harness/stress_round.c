@@ -259,7 +259,9 @@ static enum stress_verdict check(struct crew *c, struct stress_outcome *out)
 		    (!WIFEXITED(status) || WEXITSTATUS(status)))
 			return fail(out, STRESS_ERROR,
 				    "worker %u (a process) died: %s", k,
-				    WIFSIGNALED(status)
+				    status == CREW_STATUS_UNKNOWN
+					    ? "status unknown"
+				    : WIFSIGNALED(status)
 					    ? strsignal(WTERMSIG(status))
 					    : "nonzero exit");
 	}
