@@ -1,6 +1,7 @@
 /* The harness (tools/harness/): the crew starts its workers together, gives
  * each a slot of its own, says how each one ended; and the stress rounds
  * find a lock that does not exclude (the must-fail run, tests/unit.cmake). */
+#include "clock.h"
 #include "crew.h"
 #include "stress_round.h"
 #include "tally.h"
@@ -197,7 +198,7 @@ static void test_a_process_that_dies_early_is_seen(void **state)
 	crew_destroy(c);
 }
 
-/* A deadline ends the wait for workers that never get ready. */
+/* Worker 0 never gets ready: only a deadline ends the wait for it. */
 static void hang_before_ready(struct crew *c, unsigned k, void *arg)
 {
 	(void)c;
@@ -205,14 +206,6 @@ static void hang_before_ready(struct crew *c, unsigned k, void *arg)
 	if (k == 0)
 		for (;;)
 			pause();
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Stuck processes: killed by crew_finish(give_up), and marked as killed. */
@@ -232,7 +225,7 @@ static void test_give_up_kills_stuck_processes(void **state)
 	(void)state;
 	assert_int_equal(crew_create(&c, &cfg), 0);
 	assert_int_equal(crew_start(c), 0);
-	assert_int_equal(crew_wait_ready(c, now_ns() + 100000000u), -1);
+	assert_int_equal(crew_wait_ready(c, harness_now_ns() + 100000000u), -1);
 	crew_cancel(c);
 	/* Worker 1 leaves the cancelled gate on its own: wait for that. */
 	for (int waited = 0; !crew_gone(c, 1) && waited < 5000; waited += 10) {
@@ -386,7 +379,7 @@ static void crowded_round(const tally_backend_info *b, enum crew_mode mode,
 	r->sleep_rate = 0;
 	r->initial = INT64_MAX - 5;
 	/* As `tally stress` bounds a round: a busy machine may cut it. */
-	r->deadline = now_ns() + 10000000000u;
+	r->deadline = harness_now_ns() + 10000000000u;
 }
 
 /* Every backend with a lock keeps its sections apart and its count exact
