@@ -32,14 +32,18 @@ def unique_name():
     return f"pytest-{os.getpid()}-{_serial[0]}"
 
 
-def add_many(counter, delta, n):
+def add_many(counter, delta, n, start=None):
+    """Add delta n times; with a barrier, only once every worker is there,
+    so that their adds overlap instead of running one after another."""
+    if start is not None:
+        start.wait(60)
     for _ in range(n):
         counter.add(delta)
 
 
-def add_many_by_name(name, delta, n):
+def add_many_by_name(name, delta, n, start=None):
     with tally.Counter(name=name, create=False) as c:
-        add_many(c, delta, n)
+        add_many(c, delta, n, start)
 
 
 class Basics(unittest.TestCase):
@@ -77,7 +81,9 @@ class Basics(unittest.TestCase):
             if racy(caps):
                 continue
             with self.subTest(backend=name), tally.Counter(name) as c:
-                ts = [threading.Thread(target=add_many, args=(c, d, ADDS))
+                start = threading.Barrier(3)
+                ts = [threading.Thread(target=add_many,
+                                       args=(c, d, ADDS, start))
                       for d in (1, 2, 3)]
                 for t in ts:
                     t.start()
@@ -117,9 +123,11 @@ class Processes(unittest.TestCase):
             with self.subTest(backend=name), \
                     tally.Counter(name, 500, shared=True) as c:
                 self.assertTrue(c.shared)
+                # Worker k adds k + 1: no loss can hide behind another.
+                start = ctx.Barrier(3)
                 self.run_workers(ctx, add_many,
-                                 [(c, 5, ADDS), (c, -5, ADDS), (c, 1, ADDS)])
-                self.assertEqual(c.value, 500 + ADDS)
+                                 [(c, d, ADDS, start) for d in (1, 2, 3)])
+                self.assertEqual(c.value, 500 + 6 * ADDS)
 
     def test_fork_unshared_is_a_private_copy(self):
         ctx = mp.get_context("fork")
@@ -137,8 +145,10 @@ class Processes(unittest.TestCase):
                 self.assertEqual(c.name, name)
                 # The counter itself travels: pickled as its name.
                 self.run_workers(ctx, add_many, [(c, 1, ADDS)])
+                start = ctx.Barrier(2)
                 self.run_workers(ctx, add_many_by_name,
-                                 [(name, 2, ADDS), (name, 3, ADDS)])
+                                 [(name, 2, ADDS, start),
+                                  (name, 3, ADDS, start)])
                 self.assertEqual(c.value, 6 * ADDS)
         finally:
             tally.unlink(name)
