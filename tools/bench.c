@@ -526,15 +526,24 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 		.stop_limit_s = 10.0 + o->duration_s,
 	};
 	uint64_t t0 = harness_now_ns();
-	int rc = bench_run_once(&cfg, run);
+	int rc = bench_run_once(&cfg, run), saved = errno;
 	double took = (double)(harness_now_ns() - t0) / 1e9;
 
+	if (rc == BENCH_ESTART) {
+		r->error = rc;
+		cli_error("bench",
+			  "%s, %s, %u workers: cannot start the "
+			  "workers: %s",
+			  r->backend, crew_mode_name(r->mode), r->workers,
+			  strerror(saved));
+		bench_run_free(run);
+		return 0;
+	}
 	if (rc != 0) {
 		r->error = rc;
 		cli_error("bench", "%s, %s, %u workers: %s", r->backend,
 			  crew_mode_name(r->mode), r->workers,
-			  rc == BENCH_ESTART ? "cannot start the workers"
-					     : tally_explain(rc));
+			  tally_explain(rc));
 		bench_run_free(run);
 		return 0;
 	}
