@@ -309,6 +309,22 @@ faults)
 	interrupted 1 run --backend mutex --workload addsub --iters 100000 --sleep-us 1000 --format json
 	contains err "interrupted" "Ctrl-C message"
 	json "d['interrupted'] and 0 < sum(d['per_worker_ops']) < 200000 and d['lost'] == 0"
+	# Workers that cannot be started (fork fails: a process limit) are a
+	# runtime failure that says why, in every command that starts them.
+	# The limit is a second user's (root is exempt from it).
+	few="setpriv --reuid 65534 --regid 65534 --clear-groups prlimit --nproc=8:8"
+	if [ "$(id -u)" != 0 ]; then
+		echo "SKIP: the process-limit checks need root (a second uid)"
+	elif ! $few "$T" list >/dev/null 2>&1; then
+		echo "SKIP: uid 65534 cannot run $T (a private build directory)"
+	else
+		run 3 $few "$T" run --backend mutex --workload inc --mode processes --workers 64 --iters 10
+		contains err "cannot start the workers: Resource temporarily unavailable" "run: fork failure"
+		run 3 $few "$T" bench --backend mutex --mode processes --workers 64 --duration 0.01 --repeat 1
+		contains err "cannot start the workers: Resource temporarily unavailable" "bench: fork failure"
+		run 3 $few "$T" stress --backend mutex --mode processes --max-workers 64 --rounds 20
+		contains err "cannot start worker [0-9]+: Resource temporarily unavailable" "stress: fork failure"
+	fi
 	;;
 shm)
 	name="clitest-$$"
