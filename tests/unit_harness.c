@@ -24,14 +24,6 @@
 
 static const enum crew_mode modes[] = {CREW_THREADS, CREW_PROCESSES};
 
-static void pause_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000,
-			      .tv_nsec = ms % 1000 * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
 /* ---- the crew ------------------------------------------------------------ */
 
 struct gate_shared {
@@ -76,7 +68,8 @@ static void test_nobody_passes_the_gate_before_go(void **state)
 		struct gate_shared *sh = crew_shared(c);
 		assert_int_equal(crew_start(c), 0);
 		assert_int_equal(crew_wait_ready(c, 0), 0);
-		pause_ms(50); /* time enough to pass a gate that is open */
+		harness_sleep_ns(
+			50000000); /* time enough to pass a gate that is open */
 		if (atomic_load(&sh->passed) != 0)
 			fail_msg("%s: %u workers passed the gate before "
 				 "crew_go()",
@@ -229,7 +222,7 @@ static void test_give_up_kills_stuck_processes(void **state)
 	crew_cancel(c);
 	/* Worker 1 leaves the cancelled gate on its own: wait for that. */
 	for (int waited = 0; !crew_gone(c, 1) && waited < 5000; waited += 10) {
-		pause_ms(10);
+		harness_sleep_ns(10000000);
 		crew_reap(c, 0);
 	}
 	assert_int_equal(crew_finish(c, 1), 0);
@@ -327,7 +320,7 @@ static void test_workers_die_with_their_coordinator(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 	int waited = 0;
 	while ((!ended(pids[0]) || !ended(pids[1])) && waited < 5000) {
-		pause_ms(10);
+		harness_sleep_ns(10000000);
 		waited += 10;
 	}
 	for (int k = 0; k < 2; k++)

@@ -327,9 +327,7 @@ static int drive(struct crew *c, struct bench_run *run)
 		run->stalled = run->unready = 1;
 		crew_finish(c, 1);
 		for (unsigned k = 0; k < cfg->workers; k++)
-			if (crew_gone(c, k) && !crew_killed(c, k) &&
-			    !crew_finished(c, k))
-				run->died = 1;
+			run->died |= crew_died(c, k);
 		return 0;
 	}
 	t = harness_now_ns();

@@ -165,13 +165,6 @@ int crew_start(struct crew *c)
 	return 0;
 }
 
-static void pause_ns(long ns)
-{
-	struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
-
-	nanosleep(&ts, NULL);
-}
-
 int crew_wait_ready(struct crew *c, uint64_t deadline_ns)
 {
 	while (atomic_load_explicit(&c->ready, memory_order_acquire) <
@@ -184,7 +177,7 @@ int crew_wait_ready(struct crew *c, uint64_t deadline_ns)
 		}
 		if (deadline_ns && harness_now_ns() >= deadline_ns)
 			return -1;
-		pause_ns(100000);
+		harness_sleep_ns(100000);
 	}
 	return 0;
 }
@@ -263,6 +256,11 @@ int crew_kill(struct crew *c, unsigned k)
 int crew_killed(const struct crew *c, unsigned k)
 {
 	return c->m[k].killed;
+}
+
+int crew_died(const struct crew *c, unsigned k)
+{
+	return c->m[k].gone && !c->m[k].killed && !crew_finished(c, k);
 }
 
 void crew_kill_all(struct crew *c)

@@ -103,6 +103,10 @@ int crew_status(const struct crew *c, unsigned k);
  * was sent; then crew_killed(c, k) says so ever after. */
 int crew_kill(struct crew *c, unsigned k);
 int crew_killed(const struct crew *c, unsigned k);
+/* Process k ended before its work() returned, and not by crew_kill(): it
+ * died (a crash, a signal from elsewhere, out of memory). */
+int crew_died(const struct crew *c, unsigned k);
+
 /* SIGKILL every process still there. */
 void crew_kill_all(struct crew *c);
 

@@ -125,10 +125,7 @@ static void pause_maybe(const struct stress_round *r, uint64_t x)
 	if ((x & 255) < r->yield_rate) {
 		sched_yield();
 	} else if ((x >> 8 & 255) < r->sleep_rate) {
-		uint64_t us = 1 + (x >> 16) % r->max_sleep_us;
-		struct timespec ts = {.tv_nsec = (long)us * 1000};
-
-		nanosleep(&ts, NULL);
+		harness_sleep_ns((1 + (x >> 16) % r->max_sleep_us) * 1000);
 	}
 }
 

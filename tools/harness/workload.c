@@ -167,15 +167,6 @@ struct shared {
 	struct wl_config cfg;
 };
 
-static void sleep_us(uint64_t us)
-{
-	struct timespec ts = {.tv_sec = (time_t)(us / 1000000),
-			      .tv_nsec = (long)(us % 1000000) * 1000};
-
-	/* An interrupted sleep is simply shorter; the stop flag decides. */
-	nanosleep(&ts, NULL);
-}
-
 /*
  * Sleep until tick i + 1 of `us` microseconds after the common start t0.
  * Absolute ticks, not `us` from now: every worker wakes at the same moments,
@@ -289,7 +280,7 @@ static void supervise(struct run *r, struct wl_result *res)
 	uint64_t last_ops = 0, last_change = r->t0, last_shown = r->t0;
 
 	for (;;) {
-		sleep_us(5000);
+		harness_sleep_ns(5000000);
 		uint64_t now = harness_now_ns();
 
 		crew_reap(r->crew, 0);
@@ -336,12 +327,11 @@ static void note_deaths(const struct run *r, struct wl_result *res)
 	for (unsigned k = 0; k < r->cfg->workers; k++) {
 		int status = crew_status(r->crew, k);
 
-		if (!crew_gone(r->crew, k) || crew_killed(r->crew, k))
-			continue;
-		if (!crew_finished(r->crew, k)) {
+		if (crew_died(r->crew, k)) {
 			if (res->died_worker < 0)
 				res->died_worker = (int)k;
-		} else if ((!WIFEXITED(status) || WEXITSTATUS(status) != 0) &&
+		} else if (crew_gone(r->crew, k) && !crew_killed(r->crew, k) &&
+			   (!WIFEXITED(status) || WEXITSTATUS(status) != 0) &&
 			   res->failed_worker < 0) {
 			res->failed_worker = (int)k;
 			res->failed_status = status;
@@ -417,6 +407,7 @@ int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 	r.sh = crew_shared(r.crew);
 	r.sh->t = t;
 	r.sh->cfg = *cfg;
+	r.cfg = &r.sh->cfg; /* one configuration, the workers' */
 	if (crew_start(r.crew) != 0) {
 		int saved = errno;
 		crew_destroy(r.crew);
