@@ -41,29 +41,29 @@ def tally_worker(total, delta, iters):
         total.add(delta)
 
 
-def run_value_lock(ctx, iters):
-    val = ctx.Value("i", 0)
-    lock = ctx.Lock()
-    procs = [ctx.Process(target=value_lock_worker, args=(val, lock, d, iters))
-             for d in (1, 2)]
+def timed(procs):
+    """Seconds from starting the processes to the last one's end."""
     t0 = time.perf_counter()
     for p in procs:
         p.start()
     for p in procs:
         p.join()
-    return time.perf_counter() - t0, val.value
+    return time.perf_counter() - t0
+
+
+def run_value_lock(ctx, iters):
+    val = ctx.Value("i", 0)
+    lock = ctx.Lock()
+    procs = [ctx.Process(target=value_lock_worker, args=(val, lock, d, iters))
+             for d in (1, 2)]
+    return timed(procs), val.value
 
 
 def run_tally(ctx, backend, iters):
     with tally.Counter(backend, 0, shared=True) as total:
         procs = [ctx.Process(target=tally_worker, args=(total, d, iters))
                  for d in (1, 2)]
-        t0 = time.perf_counter()
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        return time.perf_counter() - t0, total.value
+        return timed(procs), total.value
 
 
 def gil_cost(n, repeat):
