@@ -60,6 +60,21 @@ interrupted() {
 	[ $code = 3 ] && ok || bad "Ctrl-C: exit $code, wanted 3: $*"
 }
 
+# Run as a second user (uid 65534), with NOBODY_T: a copy of tally and its
+# library that this user can run whatever the permissions of the checkout
+# (a clone under a private directory, as `mktemp -d` makes one).
+# nobody_tally prepares it; it fails when the second user cannot run it.
+as_nobody() { setpriv --reuid 65534 --regid 65534 --clear-groups env LD_LIBRARY_PATH="$TMP/u" "$@"; }
+nobody_tally() {
+	local lib
+	NOBODY_T=$TMP/u/tally
+	chmod 711 "$TMP" && mkdir -p "$TMP/u" && chmod 755 "$TMP/u" &&
+		cp "$T" "$NOBODY_T" || return 1
+	lib=$(ldd "$T" | awk '/libtally/ { print $3 }')
+	if [ -n "$lib" ]; then cp -L "$lib" "$TMP/u/" || return 1; fi
+	as_nobody "$NOBODY_T" list >/dev/null 2>&1
+}
+
 contains() { # FILE PATTERN WHAT
 	if grep -Eq -- "$2" "$TMP/$1"; then ok; else bad "$3: no /$2/ in $1"; fi
 }
@@ -312,17 +327,18 @@ faults)
 	# Workers that cannot be started (fork fails: a process limit) are a
 	# runtime failure that says why, in every command that starts them.
 	# The limit is a second user's (root is exempt from it).
-	few="setpriv --reuid 65534 --regid 65534 --clear-groups prlimit --nproc=8:8"
 	if [ "$(id -u)" != 0 ]; then
 		echo "SKIP: the process-limit checks need root (a second uid)"
-	elif ! $few "$T" list >/dev/null 2>&1; then
-		echo "SKIP: uid 65534 cannot run $T (a private build directory)"
+	elif ! nobody_tally; then
+		bad "uid 65534 cannot run a copy of $T"
 	else
-		run 3 $few "$T" run --backend mutex --workload inc --mode processes --workers 64 --iters 10
+		# as_nobody, spelled out: run() starts it with timeout(1).
+		few="setpriv --reuid 65534 --regid 65534 --clear-groups env LD_LIBRARY_PATH=$TMP/u prlimit --nproc=8:8 $NOBODY_T"
+		run 3 $few run --backend mutex --workload inc --mode processes --workers 64 --iters 10
 		contains err "cannot start the workers: Resource temporarily unavailable" "run: fork failure"
-		run 3 $few "$T" bench --backend mutex --mode processes --workers 64 --duration 0.01 --repeat 1
+		run 3 $few bench --backend mutex --mode processes --workers 64 --duration 0.01 --repeat 1
 		contains err "cannot start the workers: Resource temporarily unavailable" "bench: fork failure"
-		run 3 $few "$T" stress --backend mutex --mode processes --max-workers 64 --rounds 20
+		run 3 $few stress --backend mutex --mode processes --max-workers 64 --rounds 20
 		contains err "cannot start worker [0-9]+: Resource temporarily unavailable" "stress: fork failure"
 	fi
 	;;
@@ -494,10 +510,11 @@ forged 0 0" && printf x >"/dev/shm/tally.$name$(printf '\033')[2J")
 	run 0 "$T" shm rm $name
 	if [ "$(id -u)" != 0 ]; then
 		echo "SKIP: the second-user and full-/dev/shm checks need root (a second uid, a mount namespace)"
+	elif ! nobody_tally; then
+		bad "uid 65534 cannot run a copy of $T"
 	else
-		as_nobody() { setpriv --reuid 65534 --regid 65534 --clear-groups "$@"; }
 		# Another user's counter, open to all: never joined.
-		as_nobody "$T" shm create $name --initial 100 && ok || bad "nobody could not create"
+		as_nobody "$NOBODY_T" shm create $name --initial 100 && ok || bad "nobody could not create"
 		chmod 666 /dev/shm/tally.$name
 		refused "owned by uid 65534 .*mode 0666" shm add $name 5
 		refused "owned by uid 65534" shm create $name --backend atomic
@@ -505,11 +522,11 @@ forged 0 0" && printf x >"/dev/shm/tally.$name$(printf '\033')[2J")
 		run 0 "$T" shm list && contains out "^$name +\? +\(another user's: not opened\)" "list: another user's"
 		chmod 600 /dev/shm/tally.$name
 		refused "owned by uid 65534 .*mode 0600" shm add $name 5
-		as_nobody "$T" shm get $name >"$TMP/out" 2>&1 && contains out "^100$" "the foreign counter was not changed"
+		as_nobody "$NOBODY_T" shm get $name >"$TMP/out" 2>&1 && contains out "^100$" "the foreign counter was not changed"
 		rm -f /dev/shm/tally.$name
 		# root's counter is not nobody's to join either.
 		run 0 "$T" shm create $name
-		as_nobody "$T" shm get $name >"$TMP/out" 2>"$TMP/err"
+		as_nobody "$NOBODY_T" shm get $name >"$TMP/out" 2>"$TMP/err"
 		[ $? = 2 ] && ok || bad "nobody joined root's counter"
 		contains err "owned by uid 0" "nobody told whose it is"
 		run 0 "$T" shm rm $name
