@@ -3,12 +3,12 @@
 #include "backend.h"
 
 #if defined(__linux__)
+#include "life.h"
 #include "tsan.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,32 +58,50 @@
  * Eventual fairness.  A lock that lets newcomers barge in is fast, but a
  * woken sleeper may lose the race again and again.  So a waiter that has
  * waited longer than `fair_us` since it began becomes the (single)
- * starving waiter: it claims `handoff` (idle -> its process id), sets
- * HANDOFF in the word and sleeps on `handoff`.  The next unlock sees
- * HANDOFF and, instead of releasing, passes the lock on while still LOCKED:
- * it clears HANDOFF, stores GIVEN in `handoff` (release: the holder's
- * writes come with it) and wakes that waiter, which then holds the lock and
- * sets `handoff` back to idle.  Meanwhile the word never reads unlocked, so
- * nobody barges past it. A sleeper asks only once it has been woken, and the
- * kernel wakes a futex's sleepers in the order they went to sleep (among
- * threads of one priority), so each sleeper comes to ask in turn; one that
- * finds another already starving sleeps again.  As with parking_lot's "eventual
- * fairness" and Go's starvation mode, the fast barging path stays for
- * everyone else.
+ * starving waiter: it claims `handoff` (idle -> a claim number of its own,
+ * never idle or given, fresh for every claim), records its token in
+ * `starver`, sets HANDOFF in the word and sleeps on `handoff`.  The next
+ * unlock sees HANDOFF and, instead of releasing, passes the lock on while
+ * still LOCKED: it clears HANDOFF, records the starver as the holder, and
+ * turns that very claim into GIVEN with a compare-and-swap (release: the
+ * holder's writes come with it) and wakes the waiter, which then holds the
+ * lock and sets `handoff` back to idle.  Meanwhile the word never reads
+ * unlocked, so nobody barges past it.  A sleeper asks only once it has been
+ * woken, and the kernel wakes a futex's sleepers in the order they went to
+ * sleep (among threads of one priority), so each sleeper comes to ask in
+ * turn; one that finds another already starving sleeps again.  As with
+ * parking_lot's "eventual fairness" and Go's starvation mode, the fast
+ * barging path stays for everyone else.
  *
- * A starving waiter killed while it waits (a `tally shm add` whose deadline
- * passed, a worker killed by `tally run --kill-after-ms`) must not be handed
- * a lock that nobody would then release: the unlock first asks the kernel
- * whether the starver's process still exists (kill(pid, 0)), and if not it
- * releases the lock as usual and frees the hand-over for another waiter.
- * (A live starver that the check took for dead -- processes in different
- * PID namespaces -- finds its claim withdrawn, and simply waits again.)
+ * Nobody is handed a lock it did not wait for.  A starving waiter that
+ * stops waiting (its bound passed) withdraws its claim with a
+ * compare-and-swap claim -> idle; the unlock's claim -> given on the same
+ * word decides which came first, so either the waiter withdrew and the
+ * unlock releases as usual, or the lock was given and the waiter takes it
+ * (and adds: it did get the lock).  A starving waiter that was killed
+ * cannot withdraw: the unlock asks the kernel whether the starver's process
+ * lives (src/life.h: a file lock its process holds, true in every PID
+ * namespace and never another process's), and if it is gone, withdraws the
+ * claim itself and releases.  A starver that dies in the instant after
+ * that question is handed a lock it will not release -- and is then a
+ * holder that died, recovered as below.  (The claim was the starver's
+ * process id until tally 0.1: another namespace's pid 1, or a recycled pid,
+ * passed for alive and wedged the lock.)
  *
- * A holder that dies is not recovered (no owner is recorded): the waiters
- * sleep until something outside ends them, as `tally run` does with its
- * stall watchdog (exit 3) and `tally shm add` with its deadline.  The
- * sleepers count of a process killed while asleep stays counted, which
- * only costs later unlocks a useless wake-up.
+ * A holder that dies.  On a shared counter every holder records its token
+ * in `owner` (src/life.h); a waiter that has slept a while looks, and if the
+ * kernel says the holder's process is gone, takes the lock over with a
+ * compare-and-swap on `owner` and adds (TALLY_RECOVERED).  The critical
+ * section is one store of the value word, made or not made, so the value a
+ * dead holder leaves is consistent.  A holder that died before it recorded
+ * itself is not known; the wait bound (wait_ms) then ends every wait.  The
+ * sleepers count of a process killed while asleep stays counted, which only
+ * costs later unlocks a useless wake-up.
+ *
+ * The cost, measured (bench/results/adaptive-life.txt): nothing on a
+ * private counter, whose adds record no owner and never ask the kernel; on
+ * a shared counter two stores on the lock's own line per add, and a system
+ * call only on a slow path that has already slept.
  *
  * Options, after "adaptive:":
  *   spin=N      tries before sleeping, 0..64 (default 10)
@@ -91,14 +109,19 @@
  *               lock directly, 1..1000000 (default 1000)
  */
 enum { LOCKED = 1u, PARKED = 2u, HANDOFF = 4u };
-/* `handoff`: idle, given, or else the starving waiter's process id. */
-enum { HANDOFF_IDLE = 0u, HANDOFF_GIVEN = 0xffffffffu };
+/* `handoff`: idle, given, or else the claim number of the starving waiter.
+ * 0xffffffff as an unsigned constant (an enumerator must fit an int). */
+#define HANDOFF_IDLE  0u
+#define HANDOFF_GIVEN UINT32_MAX
 
 struct adaptive_state {
 	_Atomic uint32_t word;
 	_Atomic uint32_t sleepers; /* slow path only */
 	_Atomic uint32_t handoff;  /* a futex of its own, for the starving */
+	_Atomic uint32_t claims;   /* where claim numbers come from */
 	tally__word value;	   /* on the lock's line; only the holder */
+	tally__owner owner;	   /* shared counters: the holder */
+	_Atomic uint64_t starver;  /* the starving waiter's token */
 	/* Written only by init, read by every slow path: on a line of its
 	 * own, so that reading them never takes the lock's line away from
 	 * its holder. */
@@ -138,17 +161,23 @@ static int adaptive_init(void *state, int64_t initial, unsigned flags,
 	atomic_init(&s->word, 0);
 	atomic_init(&s->sleepers, 0);
 	atomic_init(&s->handoff, HANDOFF_IDLE);
+	atomic_init(&s->claims, 0);
 	tally__word_init(&s->value, initial);
+	atomic_init(&s->owner, 0);
+	atomic_init(&s->starver, 0);
 	return 0;
 }
 
-/* Sleep while *addr == val (any wake-up, signal or timeout: the caller
- * looks again). */
+/* Sleep while *addr == val, at most ns nanoseconds (< 0: without bound);
+ * any wake-up, signal or timeout: the caller looks again. */
 static void futex_wait(const struct adaptive_state *s, _Atomic uint32_t *addr,
-		       uint32_t val)
+		       uint32_t val, int64_t ns)
 {
-	syscall(SYS_futex, addr, FUTEX_WAIT | s->futex_private, val, NULL, NULL,
-		0);
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000),
+			      .tv_nsec = (long)(ns % 1000000000)};
+
+	syscall(SYS_futex, addr, FUTEX_WAIT | s->futex_private, val,
+		ns < 0 ? NULL : &ts, NULL, 0);
 }
 
 static void futex_wake(const struct adaptive_state *s, _Atomic uint32_t *addr,
@@ -209,53 +238,122 @@ static int try_take(struct adaptive_state *s, uint32_t w)
 	return 1;
 }
 
-/* The starving waiter: 1 once it holds the lock; 0 when another waiter is
- * already the starving one, or our claim was withdrawn (the caller then
- * just sleeps again). */
-static int take_handed_over(struct adaptive_state *s)
-{
-	uint32_t idle = HANDOFF_IDLE, me = (uint32_t)getpid(), h;
+/* One wait of the slow path: its bound, and what a waiter checks. */
+struct wait {
+	struct tally__waiter w;
+	uint64_t me;
+	int bounded; /* shared or with a bound: sleeps end, holders are seen */
+};
 
-	if (!atomic_compare_exchange_strong_explicit(&s->handoff, &idle, me,
-						     memory_order_seq_cst,
-						     memory_order_relaxed))
-		return 0;
+/*
+ * Between two sleeps: TALLY__WAIT_ON (sleep again, at most *ns), the lock
+ * taken over from a dead holder (TALLY_RECOVERED), or TALLY_ETIMEDOUT.
+ */
+static int between_sleeps(struct adaptive_state *s, struct wait *wt,
+			  int64_t *ns)
+{
+	uint64_t dead;
+
+	*ns = -1;
+	if (!wt->bounded)
+		return TALLY__WAIT_ON;
+	int rc = tally__wait_check(&wt->w, &s->owner, &dead, ns);
+	if (rc != TALLY__WAIT_DEAD)
+		return rc;
+	if (!tally__owner_takeover(&s->owner, dead, wt->me))
+		return TALLY__WAIT_ON; /* another waiter took it over */
+	/* Ours, LOCKED as the dead holder left it: make sure our unlock
+	 * wakes whoever still sleeps. */
+	mark_sleepers(s);
+	return TALLY_RECOVERED;
+}
+
+/* A fresh claim number: never idle, never given. */
+static uint32_t new_claim(struct adaptive_state *s)
+{
+	uint32_t c =
+		atomic_fetch_add_explicit(&s->claims, 1, memory_order_relaxed);
+
+	return c % (HANDOFF_GIVEN - 1) + 1;
+}
+
+/* Set HANDOFF on a held lock, or take the lock if it came free: 1 taken,
+ * 0 flagged.  Seq_cst (a full barrier): our claim on `handoff` is visible
+ * before the unlock can see the bit that tells it to look. */
+static int flag_handoff(struct adaptive_state *s)
+{
 	for (;;) {
 		uint32_t w =
 			atomic_load_explicit(&s->word, memory_order_relaxed);
 		if (!(w & LOCKED)) {
-			if (!try_take(s, w))
-				continue;
-			/* Free after all: no hand-over. */
-			atomic_store_explicit(&s->handoff, HANDOFF_IDLE,
-					      memory_order_seq_cst);
-			return 1;
+			if (try_take(s, w))
+				return 1;
+			continue;
 		}
-		/* Seq_cst (a full barrier): our claim on `handoff` is
-		 * visible before the unlock can see the bit that tells it
-		 * to look. */
 		if (atomic_compare_exchange_weak_explicit(
 			    &s->word, &w, w | HANDOFF, memory_order_seq_cst,
 			    memory_order_relaxed))
-			break;
+			return 0;
 	}
-	/* Seq_cst (so acquire): pairs with the unlock's store, which brings
-	 * the holder's writes. */
+}
+
+/* What take_handed_over() answers besides TALLY_RECOVERED and errors. */
+enum { NOT_HANDED = 0, HANDED = 2 };
+
+/*
+ * The starving waiter: HANDED once it holds the lock (handed over, or free
+ * after all), TALLY_RECOVERED when it took it over from a dead holder,
+ * NOT_HANDED when another waiter is already the starving one or our claim
+ * was withdrawn (the caller then sleeps again), or TALLY_ETIMEDOUT (claim
+ * withdrawn).
+ */
+static int take_handed_over(struct adaptive_state *s, struct wait *wt)
+{
+	uint32_t idle = HANDOFF_IDLE, me = new_claim(s), h;
+	int rc = 0;
+
+	if (!atomic_compare_exchange_strong_explicit(&s->handoff, &idle, me,
+						     memory_order_seq_cst,
+						     memory_order_relaxed))
+		return NOT_HANDED;
+	atomic_store_explicit(&s->starver, wt->me, memory_order_seq_cst);
+	if (flag_handoff(s)) {
+		/* Free after all: no hand-over. */
+		atomic_store_explicit(&s->handoff, HANDOFF_IDLE,
+				      memory_order_seq_cst);
+		return HANDED;
+	}
+	/* Seq_cst (so acquire): pairs with the unlock's compare-and-swap,
+	 * which brings the holder's writes. */
 	while ((h = atomic_load_explicit(&s->handoff, memory_order_seq_cst)) ==
-	       me)
-		futex_wait(s, &s->handoff, h);
+	       me) {
+		int64_t ns;
+
+		rc = between_sleeps(s, wt, &ns);
+		if (rc != TALLY__WAIT_ON) {
+			/* Stop waiting: withdraw, unless it was given. */
+			uint32_t mine = me;
+			if (atomic_compare_exchange_strong_explicit(
+				    &s->handoff, &mine, HANDOFF_IDLE,
+				    memory_order_seq_cst, memory_order_seq_cst))
+				return rc; /* withdrawn: recovered or late */
+			h = mine;
+			break;
+		}
+		futex_wait(s, &s->handoff, me, ns);
+	}
 	if (h != HANDOFF_GIVEN)
-		return 0; /* withdrawn: see the unlock */
+		return NOT_HANDED; /* withdrawn by an unlock: we were dead */
 	/* Handed over, the word kept whatever PARKED it had; an earlier
 	 * unlock may have cleared it with others still asleep. */
 	mark_sleepers(s);
 	/* Only now may another waiter claim the hand-over. */
 	atomic_store_explicit(&s->handoff, HANDOFF_IDLE, memory_order_seq_cst);
-	return 1;
+	return HANDED;
 }
 
 /* Sleep once on the word, unless it changed (then return at once). */
-static void sleep_on_word(struct adaptive_state *s)
+static void sleep_on_word(struct adaptive_state *s, int64_t ns)
 {
 	/* Counted before we look at the word: see mark_sleepers(). */
 	atomic_fetch_add_explicit(&s->sleepers, 1, memory_order_seq_cst);
@@ -266,14 +364,15 @@ static void sleep_on_word(struct adaptive_state *s)
 		    atomic_compare_exchange_weak_explicit(
 			    &s->word, &w, w | PARKED, memory_order_seq_cst,
 			    memory_order_relaxed)) {
-			futex_wait(s, &s->word, w | PARKED);
+			futex_wait(s, &s->word, w | PARKED, ns);
 			break;
 		}
 	}
 	atomic_fetch_sub_explicit(&s->sleepers, 1, memory_order_relaxed);
 }
 
-static void adaptive_lock_slow(struct adaptive_state *s)
+/* 0 or TALLY_RECOVERED with the lock held, or TALLY_ETIMEDOUT. */
+static int adaptive_lock_slow(struct adaptive_state *s, struct wait *wt)
 {
 	uint64_t start = 0;
 	unsigned try = 0;
@@ -282,7 +381,7 @@ static void adaptive_lock_slow(struct adaptive_state *s)
 		uint32_t w =
 			atomic_load_explicit(&s->word, memory_order_relaxed);
 		if (try_take(s, w))
-			return;
+			return 0;
 		/* Spin while it may pay: not when a starving waiter is
 		 * about to be handed the lock anyway. */
 		if (try < s->spin && !(w & HANDOFF)) {
@@ -291,74 +390,112 @@ static void adaptive_lock_slow(struct adaptive_state *s)
 		}
 		if (start == 0) {
 			start = now_ns();
-		} else if (now_ns() - start >= s->fair_us * 1000ull &&
-			   take_handed_over(s)) {
-			return;
+		} else if (now_ns() - start >= s->fair_us * 1000ull) {
+			int rc = take_handed_over(s, wt);
+			if (rc == HANDED)
+				return 0;
+			if (rc != NOT_HANDED)
+				return rc;
 		}
-		sleep_on_word(s);
+		int64_t ns;
+		int rc = between_sleeps(s, wt, &ns);
+		if (rc != TALLY__WAIT_ON)
+			return rc;
+		sleep_on_word(s, ns);
 	}
 }
 
-static void adaptive_lock(struct adaptive_state *s)
+static int adaptive_lock(struct adaptive_state *s, const struct tally__knobs *k,
+			 uint64_t me)
 {
 	uint32_t unlocked = 0;
+	int rc = 0;
 
 	tally__tsan_pre_lock(s);
 	if (!atomic_compare_exchange_weak_explicit(&s->word, &unlocked, LOCKED,
 						   memory_order_acquire,
-						   memory_order_relaxed))
-		adaptive_lock_slow(s);
+						   memory_order_relaxed)) {
+		struct wait wt = {
+			.w = TALLY__WAITER(k, "adaptive"),
+			.me = me,
+			.bounded = k->life != NULL || k->wait_ns >= 0,
+		};
+		if ((rc = adaptive_lock_slow(s, &wt)) < 0) {
+			tally__tsan_lock_failed(s);
+			return rc;
+		}
+	}
+	tally__owner_set(&s->owner, me);
 	tally__tsan_post_lock(s);
+	return rc;
 }
 
-/* The starving waiter's process is gone (killed while it waited). */
-static int starver_gone(uint32_t h)
+/*
+ * Pass the held lock to the starving waiter of claim h, whose token is st:
+ * 1 when it took it, 0 when it had withdrawn first (we still hold the lock
+ * and the word has lost HANDOFF: the caller releases as usual).
+ */
+static int give(struct adaptive_state *s, uint32_t h, uint64_t st)
 {
-	return h != HANDOFF_IDLE && h != HANDOFF_GIVEN &&
-	       kill((pid_t)h, 0) != 0 && errno == ESRCH;
+	/* Stay LOCKED: the lock passes to the starving waiter, not to
+	 * whoever barges in first. */
+	atomic_fetch_and_explicit(&s->word, ~HANDOFF, memory_order_seq_cst);
+	/* The new holder, recorded before it is given the lock: should it
+	 * die before it runs, it is a dead holder, and recovered. */
+	atomic_store_explicit(&s->owner, st, memory_order_relaxed);
+	/* Seq_cst (so release): our writes go with it. */
+	if (atomic_compare_exchange_strong_explicit(
+		    &s->handoff, &h, HANDOFF_GIVEN, memory_order_seq_cst,
+		    memory_order_seq_cst)) {
+		futex_wake(s, &s->handoff, 1);
+		return 1;
+	}
+	atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
+	/* Withdrawn first.  A newer claim may have come since we read h and
+	 * had its bit cleared above: set it again, so that it is seen. */
+	h = atomic_load_explicit(&s->handoff, memory_order_seq_cst);
+	if (h != HANDOFF_IDLE && h != HANDOFF_GIVEN)
+		atomic_fetch_or_explicit(&s->word, HANDOFF,
+					 memory_order_seq_cst);
+	return 0;
 }
 
-static void adaptive_unlock_slow(struct adaptive_state *s)
+static void adaptive_unlock_slow(struct adaptive_state *s,
+				 const struct tally__knobs *k)
 {
 	/* Seq_cst here and on the failures below (so acquire): having seen
 	 * HANDOFF, we see the claim on `handoff` that was made before it. */
 	uint32_t w = atomic_load_explicit(&s->word, memory_order_seq_cst);
 
 	for (;;) {
-		if ((w & HANDOFF) &&
-		    starver_gone(atomic_load_explicit(&s->handoff,
-						      memory_order_seq_cst))) {
-			/* Release as if nobody starved, then withdraw the
-			 * claim (in that order: a new claim can only come
-			 * after the bit is gone) and wake whoever sleeps on
-			 * it, should the process be alive after all. */
-			if (!atomic_compare_exchange_weak_explicit(
-				    &s->word, &w, 0, memory_order_seq_cst,
-				    memory_order_seq_cst))
-				continue;
-			atomic_store_explicit(&s->handoff, HANDOFF_IDLE,
-					      memory_order_seq_cst);
-			futex_wake(s, &s->handoff, INT_MAX);
-			if (w & PARKED)
-				futex_wake(s, &s->word, 1);
-			return;
+		uint32_t h =
+			(w & HANDOFF)
+				? atomic_load_explicit(&s->handoff,
+						       memory_order_seq_cst)
+				: HANDOFF_IDLE;
+		if (h != HANDOFF_IDLE && h != HANDOFF_GIVEN) {
+			uint64_t st = atomic_load_explicit(
+				&s->starver, memory_order_seq_cst);
+			int32_t pid;
+
+			if (tally__alive(k, st, &pid) != TALLY_DEAD) {
+				if (give(s, h, st))
+					return;
+			} else if (atomic_compare_exchange_strong_explicit(
+					   &s->handoff, &h, HANDOFF_IDLE,
+					   memory_order_seq_cst,
+					   memory_order_seq_cst)) {
+				/* Its process is gone: withdraw the claim
+				 * for it, and wake whoever sleeps on it,
+				 * should it be alive after all. */
+				futex_wake(s, &s->handoff, INT_MAX);
+			}
+			w = atomic_load_explicit(&s->word,
+						 memory_order_seq_cst);
+			continue;
 		}
-		if (w & HANDOFF) {
-			/* Stay LOCKED: the lock passes to the starving
-			 * waiter, not to whoever barges in first.  Seq_cst
-			 * (so acquire): the waiter's WAITING, written before
-			 * its HANDOFF bit, comes before our GIVEN. */
-			if (!atomic_compare_exchange_weak_explicit(
-				    &s->word, &w, w & ~HANDOFF,
-				    memory_order_seq_cst, memory_order_seq_cst))
-				continue;
-			/* Seq_cst (so release): our writes go with it. */
-			atomic_store_explicit(&s->handoff, HANDOFF_GIVEN,
-					      memory_order_seq_cst);
-			futex_wake(s, &s->handoff, 1);
-			return;
-		}
-		/* Seq_cst (so release: our writes go to the next holder):
+		/* Release, clearing a HANDOFF whose claim was withdrawn.
+		 * Seq_cst (so release: our writes go to the next holder):
 		 * clearing PARKED is ordered after the count of every
 		 * sleeper it leaves asleep (see mark_sleepers()). */
 		if (atomic_compare_exchange_weak_explicit(
@@ -371,38 +508,48 @@ static void adaptive_unlock_slow(struct adaptive_state *s)
 	}
 }
 
-static void adaptive_unlock(struct adaptive_state *s)
+static void adaptive_unlock(struct adaptive_state *s,
+			    const struct tally__knobs *k, uint64_t me)
 {
 	uint32_t locked = LOCKED;
 
+	tally__owner_clear(&s->owner, me);
 	tally__tsan_pre_unlock(s);
 	if (!atomic_compare_exchange_strong_explicit(&s->word, &locked, 0,
 						     memory_order_release,
 						     memory_order_relaxed))
-		adaptive_unlock_slow(s);
+		adaptive_unlock_slow(s, k);
 	tally__tsan_post_unlock(s);
 }
 
-static int adaptive_add(void *state, int64_t delta)
+static int adaptive_add(void *state, int64_t delta,
+			const struct tally__knobs *k)
 {
 	struct adaptive_state *s = state;
+	uint64_t me = tally__me(k);
+	int rc = adaptive_lock(s, k, me);
 
-	adaptive_lock(s);
+	if (rc < 0)
+		return rc;
 	tally__word_add(&s->value, delta);
-	adaptive_unlock(s);
-	return 0;
+	adaptive_unlock(s, k, me);
+	return rc;
 }
 
-static int adaptive_add_cs(void *state, int64_t delta, void (*inside)(void *),
+static int adaptive_add_cs(void *state, int64_t delta,
+			   const struct tally__knobs *k, void (*inside)(void *),
 			   void *arg)
 {
 	struct adaptive_state *s = state;
+	uint64_t me = tally__me(k);
+	int rc = adaptive_lock(s, k, me);
 
-	adaptive_lock(s);
+	if (rc < 0)
+		return rc;
 	tally__word_add(&s->value, delta);
 	inside(arg);
-	adaptive_unlock(s);
-	return 0;
+	adaptive_unlock(s, k, me);
+	return rc;
 }
 
 /* Without the lock: see tally__word in src/backend.h. */

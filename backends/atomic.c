@@ -26,8 +26,9 @@ static int atomic_init_(void *state, int64_t initial, unsigned flags,
  * ordering.  On x86 `lock xadd` is a full barrier whatever we ask for, so this
  * costs nothing there; relaxed would only pay off on weakly ordered CPUs.
  */
-static int atomic_add(void *state, int64_t delta)
+static int atomic_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
+	(void)k; /* no lock to wait for */
 	atomic_fetch_add_explicit(&((struct atomic_state *)state)->value,
 				  (uint64_t)delta, memory_order_acq_rel);
 	return 0;

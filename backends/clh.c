@@ -70,8 +70,9 @@ static void clh_unlock(struct clh_state *s, struct ck_spinlock_clh *n)
 	tally__qnode_release(&owner_of(n)->busy);
 }
 
-static int clh_add(void *state, int64_t delta)
+static int clh_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
+	(void)k;
 	struct clh_state *s = state;
 	struct ck_spinlock_clh *n = clh_lock(s);
 
@@ -80,9 +81,10 @@ static int clh_add(void *state, int64_t delta)
 	return 0;
 }
 
-static int clh_add_cs(void *state, int64_t delta, void (*inside)(void *),
-		      void *arg)
+static int clh_add_cs(void *state, int64_t delta, const struct tally__knobs *k,
+		      void (*inside)(void *), void *arg)
 {
+	(void)k;
 	struct clh_state *s = state;
 	struct ck_spinlock_clh *n = clh_lock(s);
 
@@ -111,6 +113,9 @@ const struct tally_backend tally_backend_clh = {
 	.summary = "Concurrency Kit CLH queue lock; FIFO-fair, nodes passed on",
 	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_FAIR |
 		TALLY_CAP_PSHARED,
+	/* Not yet: a CLH waiter spins on its predecessor's node, and leaving
+	 * means handing that node on to its own successor (issue 20). */
+	.unbounded = 1,
 #ifdef TALLY_HAVE_CK
 	.state_size = sizeof(struct clh_state),
 	.state_align = _Alignof(struct clh_state),

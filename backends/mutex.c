@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <time.h>
 
 /* The value sits beside the lock: it is only written by the lock holder, who
  * already owns this cache line. */
@@ -38,13 +39,46 @@ static int mutex_init(void *state, int64_t initial, unsigned flags,
 	return 0;
 }
 
-/* 0, TALLY_RECOVERED when the previous holder died, or an error. */
-static int mutex_lock(struct mutex_state *s)
+/* Take the lock within k's bound: the kernel's robust futexes already know
+ * whether its holder lives (EOWNERDEAD), so no life table is needed;
+ * pthread_mutex_clocklock (glibc 2.30) ends the wait. */
+static int mutex_take(struct mutex_state *s, const struct tally__knobs *k)
 {
-	int rc = pthread_mutex_lock(&s->lock);
+	struct timespec until;
+
+	if (k->wait_ns < 0)
+		return pthread_mutex_lock(&s->lock);
+	if (k->wait_ns == 0) {
+		int rc = pthread_mutex_trylock(&s->lock);
+
+		return rc == EBUSY ? ETIMEDOUT : rc;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += (time_t)(k->wait_ns / 1000000000);
+	until.tv_nsec += (long)(k->wait_ns % 1000000000);
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	return pthread_mutex_clocklock(&s->lock, CLOCK_MONOTONIC, &until);
+}
+
+/* 0, TALLY_RECOVERED when the previous holder died, or an error. */
+static int mutex_lock(struct mutex_state *s, const struct tally__knobs *k)
+{
+	int rc = mutex_take(s, k);
 
 	if (rc == 0)
 		return 0;
+	if (rc == ETIMEDOUT) {
+		tally__explain_set(TALLY_ETIMEDOUT,
+				   "the mutex lock was not taken in %.3f s; "
+				   "nothing was added.  It is held by a live "
+				   "thread or process (a robust mutex is "
+				   "recovered from one that died)",
+				   (double)k->wait_ns / 1e9);
+		return TALLY_ETIMEDOUT;
+	}
 	if (rc == EOWNERDEAD) {
 		/* The dead holder either stored its value or did not; the
 		 * word itself is never torn, so the state is consistent. */
@@ -56,10 +90,10 @@ static int mutex_lock(struct mutex_state *s)
 	abort(); /* EINVAL/EDEADLK: a bug in tally, not a runtime condition */
 }
 
-static int mutex_add(void *state, int64_t delta)
+static int mutex_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
 	struct mutex_state *s = state;
-	int rc = mutex_lock(s);
+	int rc = mutex_lock(s, k);
 
 	if (rc < 0)
 		return rc;
@@ -68,11 +102,12 @@ static int mutex_add(void *state, int64_t delta)
 	return rc;
 }
 
-static int mutex_add_cs(void *state, int64_t delta, void (*inside)(void *),
+static int mutex_add_cs(void *state, int64_t delta,
+			const struct tally__knobs *k, void (*inside)(void *),
 			void *arg)
 {
 	struct mutex_state *s = state;
-	int rc = mutex_lock(s);
+	int rc = mutex_lock(s, k);
 
 	if (rc < 0)
 		return rc;

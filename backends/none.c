@@ -74,8 +74,9 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int none_add(void *state, int64_t delta)
+static int none_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
+	(void)k; /* no lock to wait for */
 	struct none_state *s = state;
 	uint64_t v = s->value; /* another worker may store here ... */
 

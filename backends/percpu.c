@@ -67,10 +67,12 @@ struct percpu_slot {
 
 struct percpu_state {
 	struct percpu_slot slots[PERCPU_SLOTS];
-	/* Option path=atomic: every add on this counter, in every process,
-	 * takes the atomic path.  Written once by init, then only read. */
-	_Alignas(TALLY_CACHELINE) uint32_t atomic_only;
 };
+
+/* The handle option path=auto|atomic (k->path): the handle's own choice,
+ * not the counter's (both paths add into every counter), so a handle with
+ * path=atomic joins a named counter made without it, and the reverse. */
+enum { PATH_AUTO, PATH_ATOMIC };
 
 /* The atomic path: exact from any CPU, any thread, any process.  sched_getcpu
  * only spreads the adds (a stale CPU number costs speed, not counts); with
@@ -248,13 +250,8 @@ static int percpu_init(void *state, int64_t initial, unsigned flags,
 
 	(void)flags; /* slots indexed by CPU are correct across processes too:
 		      * see percpu_add */
-	s->atomic_only = 0;
-	if (options != NULL) {
-		if (strcmp(options, "path=atomic") == 0)
-			s->atomic_only = 1;
-		else if (strcmp(options, "path=auto") != 0)
-			return TALLY_EOPTION;
-	}
+	if (options != NULL)
+		return TALLY_EOPTION; /* path, its one option, is a knob */
 	for (unsigned i = 0; i < PERCPU_SLOTS; i++) {
 		atomic_init(&s->slots[i].own, 0);
 		atomic_init(&s->slots[i].shared, 0);
@@ -277,12 +274,12 @@ static int percpu_init(void *state, int64_t initial, unsigned flags,
  * The fast path is a release (x86 stores are; aarch64 uses stlr) and get an
  * acquire: a get that sees an add sees what the adder wrote before it.
  */
-static int percpu_add(void *state, int64_t delta)
+static int percpu_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
 	struct percpu_state *s = state;
 
 #ifdef PERCPU_RSEQ
-	if (!s->atomic_only) {
+	if (k->path == PATH_AUTO) {
 		struct rseq *rs = rseq_area();
 
 		for (;;) {
@@ -301,6 +298,8 @@ static int percpu_add(void *state, int64_t delta)
 				return 0;
 		}
 	}
+#else
+	(void)k;
 #endif
 	return add_atomic(s, delta);
 }
@@ -327,18 +326,30 @@ static int percpu_get(void *state, int64_t *value)
 }
 
 /* Which path this thread's adds on this counter take. */
-static const char *percpu_path(const void *state)
+static const char *percpu_path(const void *state, const struct tally__knobs *k)
 {
-	const struct percpu_state *s = state;
-
+	(void)state;
 #ifdef PERCPU_RSEQ
-	if (!s->atomic_only &&
+	if (k->path == PATH_AUTO &&
 	    *(volatile uint32_t *)&rseq_area()->cpu_id < PERCPU_SLOTS)
 		return "rseq";
 #else
-	(void)s;
+	(void)k;
 #endif
 	return "atomic";
+}
+
+static int percpu_knob(const struct tally__opt *o, struct tally__knobs *k)
+{
+	static const char *const words[] = {"auto", "atomic", NULL};
+	int w;
+
+	if (!tally__opt_is(o, "path"))
+		return 0;
+	if ((w = tally__opt_word(o, words)) < 0)
+		return TALLY_EOPTION;
+	k->path = (unsigned)w;
+	return 1;
 }
 
 const struct tally_backend tally_backend_percpu = {
@@ -353,4 +364,5 @@ const struct tally_backend tally_backend_percpu = {
 	.add = percpu_add,
 	.get = percpu_get,
 	.path = percpu_path,
+	.knob = percpu_knob,
 };

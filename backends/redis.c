@@ -668,8 +668,9 @@ static int redis_add_fetch(void *state, int64_t delta, int64_t *after)
 	return me.rc;
 }
 
-static int redis_add(void *state, int64_t delta)
+static int redis_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
+	(void)k; /* no lock: its own deadlines bound it */
 	int64_t after;
 
 	return redis_add_fetch(state, delta, &after);
@@ -726,6 +727,22 @@ static int is(const char *opt, size_t klen, const char *name)
 	return klen == strlen(name) && strncmp(opt, name, klen) == 0;
 }
 
+/* `keep` joins a key and `reset` overwrites it: one or the other.  (The core
+ * has refused either one given twice.) */
+static int set_mode(const char **mode, const char *word)
+{
+	if (strcmp(*mode, "set") != 0) {
+		tally__explain_set(
+			TALLY_EOPTION,
+			"invalid backend option: keep and reset "
+			"contradict each other (keep joins the key's "
+			"value, reset overwrites it)");
+		return TALLY_EOPTION;
+	}
+	*mode = word;
+	return 0;
+}
+
 /* Parse "k=v,k=v,flag" into s; *mode set by `keep` and `reset`. */
 static int parse_options(struct redis_state *s, const char *opt,
 			 const char **mode)
@@ -753,9 +770,9 @@ static int parse_options(struct redis_state *s, const char *opt,
 				     ? 0
 				     : TALLY_EOPTION;
 		else if (len == 4 && strncmp(opt, "keep", 4) == 0)
-			*mode = "keep";
+			rc = set_mode(mode, "keep");
 		else if (len == 5 && strncmp(opt, "reset", 5) == 0)
-			*mode = "reset";
+			rc = set_mode(mode, "reset");
 		else
 			rc = TALLY_EOPTION;
 		if (rc != 0)

@@ -1,12 +1,15 @@
 /* sem: a POSIX semaphore used as a binary lock (sem_init(..., pshared, 1)). */
 #include "backend.h"
+#include "life.h"
 
 #include <errno.h>
 #include <semaphore.h>
+#include <time.h>
 
 struct sem_state {
 	sem_t sem;
 	tally__word value;
+	tally__owner owner; /* shared counters: the holder (src/life.h) */
 };
 
 static int sem_init_(void *state, int64_t initial, unsigned flags,
@@ -18,40 +21,112 @@ static int sem_init_(void *state, int64_t initial, unsigned flags,
 	if (sem_init(&s->sem, (flags & TALLY_PSHARED) != 0, 1) != 0)
 		return TALLY_ESYSTEM;
 	tally__word_init(&s->value, initial);
+	atomic_init(&s->owner, 0);
 	return 0;
 }
 
-static void sem_lock(struct sem_state *s)
+/* now + ns on CLOCK_MONOTONIC, for sem_clockwait(). */
+static struct timespec after(int64_t ns)
 {
-	int rc;
+	struct timespec ts;
 
-	/* A signal handler (Ctrl-C in the tool) interrupts sem_wait. */
-	while ((rc = sem_wait(&s->sem)) != 0 && errno == EINTR)
-		;
-	if (rc != 0)
-		abort(); /* EINVAL: the semaphore is not one; a bug in tally */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ns / 1000000000);
+	ts.tv_nsec += (long)(ns % 1000000000);
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
 }
 
-static int sem_add(void *state, int64_t delta)
+/*
+ * A wait that may end: sleep on the semaphore until the next look at the
+ * holder or the bound (sem_clockwait, glibc 2.30), whichever comes first.
+ * A holder recorded dead is taken over: the semaphore stays taken, and this
+ * caller holds it (TALLY_RECOVERED); its sem_post then frees it as the dead
+ * holder's would have.
+ */
+static int sem_wait_bounded(struct sem_state *s, const struct tally__knobs *k,
+			    uint64_t me)
 {
-	struct sem_state *s = state;
+	struct tally__waiter w = TALLY__WAITER(k, "sem");
+	int64_t sleep;
+	uint64_t dead;
 
-	sem_lock(s);
-	tally__word_add(&s->value, delta);
+	for (;;) {
+		int rc = tally__wait_check(&w, &s->owner, &dead, &sleep);
+
+		if (rc == TALLY__WAIT_DEAD &&
+		    tally__owner_takeover(&s->owner, dead, me))
+			return TALLY_RECOVERED;
+		if (rc < 0)
+			return rc;
+		struct timespec until = after(sleep > 0 ? sleep : 0);
+		if (sem_clockwait(&s->sem, CLOCK_MONOTONIC, &until) == 0)
+			return 0;
+		if (errno != ETIMEDOUT && errno != EINTR)
+			abort(); /* EINVAL: not a semaphore; a bug in tally */
+	}
+}
+
+/* 0 or TALLY_RECOVERED with the semaphore held (and recorded), or an
+ * error. */
+static int sem_lock(struct sem_state *s, const struct tally__knobs *k,
+		    uint64_t me)
+{
+	int rc = 0;
+
+	if (sem_trywait(&s->sem) != 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			abort(); /* EINVAL: not a semaphore; a bug in tally */
+		if (k->life == NULL && k->wait_ns < 0) {
+			/* Private, no bound: a signal handler (Ctrl-C in
+			 * the tool) interrupts sem_wait, nothing else. */
+			while ((rc = sem_wait(&s->sem)) != 0 && errno == EINTR)
+				;
+			if (rc != 0)
+				abort();
+		} else if ((rc = sem_wait_bounded(s, k, me)) < 0) {
+			return rc;
+		}
+	}
+	tally__owner_set(&s->owner, me);
+	return rc;
+}
+
+static void sem_unlock(struct sem_state *s, uint64_t me)
+{
+	tally__owner_clear(&s->owner, me);
 	sem_post(&s->sem);
-	return 0;
 }
 
-static int sem_add_cs(void *state, int64_t delta, void (*inside)(void *),
-		      void *arg)
+static int sem_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
 	struct sem_state *s = state;
+	uint64_t me = tally__me(k);
+	int rc = sem_lock(s, k, me);
 
-	sem_lock(s);
+	if (rc < 0)
+		return rc;
+	tally__word_add(&s->value, delta);
+	sem_unlock(s, me);
+	return rc;
+}
+
+static int sem_add_cs(void *state, int64_t delta, const struct tally__knobs *k,
+		      void (*inside)(void *), void *arg)
+{
+	struct sem_state *s = state;
+	uint64_t me = tally__me(k);
+	int rc = sem_lock(s, k, me);
+
+	if (rc < 0)
+		return rc;
 	tally__word_add(&s->value, delta);
 	inside(arg);
-	sem_post(&s->sem);
-	return 0;
+	sem_unlock(s, me);
+	return rc;
 }
 
 /* Without the lock: see tally__word in src/backend.h. */

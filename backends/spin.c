@@ -4,8 +4,10 @@
 #include "backend.h"
 
 #ifdef TALLY_HAVE_CK
+#include "life.h"
 #include "tsan.h"
 
+#include <ck_backoff.h>
 #include <ck_spinlock.h>
 
 /*
@@ -28,7 +30,8 @@ enum { BACKOFF_NONE, BACKOFF_EXP };
 
 struct spin_state {
 	ck_spinlock_t lock;
-	tally__word value; /* on the lock's line; only the holder writes */
+	tally__word value;  /* on the lock's line; only the holder writes */
+	tally__owner owner; /* shared counters: the holder (src/life.h) */
 	/* Read on every add but written only by init: on a line of its own,
 	 * so that reading it never pulls the contended lock line into a
 	 * shared state that the swap must then upgrade. */
@@ -62,46 +65,109 @@ static int spin_init(void *state, int64_t initial, unsigned flags,
 		return TALLY_EOPTION;
 	ck_spinlock_init(&s->lock);
 	tally__word_init(&s->value, initial);
+	atomic_init(&s->owner, 0);
 	return 0;
 }
 
-static void spin_lock(struct spin_state *s)
+/*
+ * A wait that may end: CK has no timed spinlock, so this is CK's own loop
+ * (ck_spinlock_lock_eb: swap, then back off exponentially; ck_spinlock_lock:
+ * swap, then spin on reads until the word is free) with the bounded wait of
+ * src/life.h between tries.  A holder recorded dead is taken over: the word
+ * stays set, and this caller holds it (TALLY_RECOVERED).  A spinlock's
+ * critical section here is one store of the value word, which a holder
+ * either made or did not, so what the dead holder left is consistent.
+ */
+static int spin_wait(struct spin_state *s, const struct tally__knobs *k,
+		     uint64_t me)
 {
-	tally__tsan_pre_lock(&s->lock);
-	if (s->backoff == BACKOFF_EXP)
-		ck_spinlock_lock_eb(&s->lock);
-	else
-		ck_spinlock_lock(&s->lock);
-	tally__tsan_post_lock(&s->lock);
+	struct tally__waiter w = TALLY__WAITER(k, "spin");
+	ck_backoff_t b = CK_BACKOFF_INITIALIZER;
+	int64_t sleep;
+	uint64_t dead;
+	int rc;
+
+	for (;;) {
+		if (s->backoff == BACKOFF_EXP) {
+			ck_backoff_eb(&b);
+			/* Each turn already waited 2^9 loop turns or more. */
+			rc = tally__wait_check(&w, &s->owner, &dead, &sleep);
+		} else {
+			do {
+				ck_pr_stall();
+				rc = tally__wait_spin(&w, &s->owner, &dead);
+			} while (rc == TALLY__WAIT_ON &&
+				 ck_spinlock_locked(&s->lock));
+		}
+		if (rc == TALLY__WAIT_DEAD &&
+		    tally__owner_takeover(&s->owner, dead, me))
+			return TALLY_RECOVERED;
+		if (rc < 0)
+			return rc;
+		if (ck_spinlock_trylock(&s->lock))
+			return 0;
+	}
 }
 
-static void spin_unlock(struct spin_state *s)
+/* 0 or TALLY_RECOVERED with the lock held (and recorded), or an error. */
+static int spin_lock(struct spin_state *s, const struct tally__knobs *k,
+		     uint64_t me)
 {
+	int rc = 0;
+
+	tally__tsan_pre_lock(&s->lock);
+	if (!ck_spinlock_trylock(&s->lock)) {
+		/* A private counter with no bound: nobody can die holding
+		 * it and nothing ends the wait, so CK's loop as it is. */
+		if (k->life == NULL && k->wait_ns < 0) {
+			if (s->backoff == BACKOFF_EXP)
+				ck_spinlock_lock_eb(&s->lock);
+			else
+				ck_spinlock_lock(&s->lock);
+		} else if ((rc = spin_wait(s, k, me)) < 0) {
+			tally__tsan_lock_failed(&s->lock);
+			return rc;
+		}
+	}
+	tally__owner_set(&s->owner, me);
+	tally__tsan_post_lock(&s->lock);
+	return rc;
+}
+
+static void spin_unlock(struct spin_state *s, uint64_t me)
+{
+	tally__owner_clear(&s->owner, me);
 	tally__tsan_pre_unlock(&s->lock);
 	ck_spinlock_unlock(&s->lock);
 	tally__tsan_post_unlock(&s->lock);
 }
 
-static int spin_add(void *state, int64_t delta)
+static int spin_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
 	struct spin_state *s = state;
+	uint64_t me = tally__me(k);
+	int rc = spin_lock(s, k, me);
 
-	spin_lock(s);
+	if (rc < 0)
+		return rc;
 	tally__word_add(&s->value, delta);
-	spin_unlock(s);
-	return 0;
+	spin_unlock(s, me);
+	return rc;
 }
 
-static int spin_add_cs(void *state, int64_t delta, void (*inside)(void *),
-		       void *arg)
+static int spin_add_cs(void *state, int64_t delta, const struct tally__knobs *k,
+		       void (*inside)(void *), void *arg)
 {
 	struct spin_state *s = state;
+	uint64_t me = tally__me(k);
+	int rc = spin_lock(s, k, me);
 
-	spin_lock(s);
+	if (rc < 0)
+		return rc;
 	tally__word_add(&s->value, delta);
 	inside(arg);
-	spin_unlock(s);
-	return 0;
+	spin_unlock(s, me);
+	return rc;
 }
 
 /* Without the lock: see tally__word in src/backend.h. */

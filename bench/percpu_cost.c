@@ -57,9 +57,11 @@ static uint64_t cpu_ns(void)
 
 /* A plain call to the same function, as a library without the indirect
  * jump through the handle would make. */
+static const struct tally__knobs knobs = {.wait_ns = -1};
+
 static __attribute__((noinline)) int called(void *s, int64_t d)
 {
-	return percpu_add(s, d);
+	return percpu_add(s, d, &knobs);
 }
 
 static void *loop(void *arg)
@@ -74,7 +76,7 @@ static void *loop(void *arg)
 		for (int i = 0; i < BATCH; i++) {
 			switch (w->variant) {
 			case INLINE:
-				percpu_add(&state, 1);
+				percpu_add(&state, 1, &knobs);
 				break;
 			case CALL:
 				called(&state, 1);
@@ -145,7 +147,7 @@ int main(int argc, char **argv)
 	printf("percpu_cost: %d rounds x %d ms, variants interleaved (order "
 	       "reversed every other round); path %s (inlined: %s)\n",
 	       rounds, ms, tally_backend_path(counters[API]),
-	       percpu_path(&state));
+	       percpu_path(&state, &knobs));
 	for (int r = 0; r < rounds; r++)
 		for (int w = 1; w <= 2; w++)
 			for (int i = 0; i < N_VARIANTS; i++) {

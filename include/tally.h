@@ -78,7 +78,7 @@ extern "C" {
 /* The first members of every handle, in this order (layout 1): what the
  * TALLY_INLINE add reads.  Not an API: never use it otherwise. */
 struct tally__hot {
-	int (*add)(void *state, int64_t delta);
+	int (*add)(void *state, int64_t delta, const void *knobs);
 	void *state;
 	void *word; /* _Atomic uint64_t * when add is an atomic add to it */
 };
@@ -130,7 +130,9 @@ struct tally__hot {
 	  "the remote key holds something other than a 64-bit integer")        \
 	X(EUNKNOWN, -18,                                                       \
 	  "outcome unknown: the server did not confirm the add before the "    \
-	  "deadline; it may or may not have been applied")
+	  "deadline; it may or may not have been applied")                     \
+	X(ETIMEDOUT, -19,                                                      \
+	  "the lock was not taken within the wait bound; nothing was added")
 
 enum tally_error {
 #define TALLY__ERR_ENUM(name, value, msg) TALLY_##name = (value),
@@ -183,6 +185,12 @@ typedef struct tally_backend_info {
 	int built_in; /* 0 when its dependency was absent at build time */
 } tally_backend_info;
 
+/* How long, in milliseconds, an add on a shared or named counter waits for
+ * its lock unless the option wait_ms says otherwise (see tally_create()):
+ * long enough for any live holder on a loaded machine, short enough that a
+ * program whose peer died holding the lock hears of it in seconds. */
+#define TALLY_DEFAULT_WAIT_MS 10000
+
 /* The default backend when neither an argument nor $TALLY_BACKEND names one. */
 #define TALLY_DEFAULT_BACKEND "atomic"
 /* The environment variable read when tally_create() is given NULL. */
@@ -198,6 +206,18 @@ typedef struct tally_backend_info {
  *   flags:   0, or TALLY_PSHARED: the counter (lock included) lives in an
  *            anonymous shared mapping, and processes forked after this call
  *            use the same counter through their copy of the handle.
+ * Waiting for a lock: every backend with TALLY_CAP_LOCKED takes the option
+ * wait_ms=N (0 to 86400000), the longest an add on this handle waits for
+ * the lock before it gives up with TALLY_ETIMEDOUT, adding nothing; 0 waits
+ * without bound.  The default is TALLY_DEFAULT_WAIT_MS for a counter that
+ * other processes share (TALLY_PSHARED, or tally_open()), where a holder
+ * can be killed while it holds the lock, and no bound for a private one,
+ * whose holder lives as long as the waiter does.  wait_ms is the handle's
+ * own choice: it is not part of what tally_open() compares.  A backend
+ * without a lock refuses it (TALLY_EOPTION).
+ * Options: a repeated option, two that contradict each other, or one that
+ * has no effect without another are refused with TALLY_EOPTION, and
+ * tally_explain() names them.
  * Ownership: the caller owns *out and releases it with tally_destroy(); with
  * TALLY_PSHARED, each forked child may destroy its own copy, and the creating
  * process destroys the counter itself (see tally_destroy()).
@@ -298,12 +318,26 @@ TALLY_API int tally_unlink(const char *name);
  * modulo 2^64 on every backend (no undefined behaviour on overflow).
  * Threads: any number of threads (and processes, when shared) at once; every
  * add is counted exactly once, except on the deliberately racy "none"
- * backend.  Blocks or spins while another caller holds the backend's lock;
- * a signal does not interrupt it.
- * Returns 0, or TALLY_RECOVERED (> 0, also a success: a robust lock's holder
+ * backend.  Blocks or spins while another caller holds the backend's lock,
+ * for at most the handle's wait bound (tally_wait_limit()); a signal does
+ * not interrupt it.
+ * Dead holders: on a shared counter, who holds a lock and who waits for it
+ * is known by an open-file-description lock that each process holds on the
+ * counter's file, which the kernel drops when the process dies, in any PID
+ * namespace, and which no other process can ever hold; never by a process
+ * id alone.  A waiter that finds the holder dead takes the lock over
+ * (TALLY_RECOVERED), or, for a FIFO lock whose queue the dead process
+ * broke, fails at once with TALLY_ENOTRECOVERABLE.  A holder that died in
+ * the instant after taking the lock, before recording itself, cannot be
+ * known: the wait bound then ends the wait.
+ * Returns 0, or TALLY_RECOVERED (> 0, also a success: the lock's holder
  * died and this call recovered the lock, then added delta), or:
  *   TALLY_EINVAL          t is NULL
- *   TALLY_ENOTRECOVERABLE a robust lock's holder died and it could not be
+ *   TALLY_ETIMEDOUT       the lock was not taken within the handle's wait
+ *                         bound: nothing was added.  tally_explain() says
+ *                         how long it waited and what is known of the
+ *                         holder (alive, or not known)
+ *   TALLY_ENOTRECOVERABLE a lock's holder died and it could not be
  *                         recovered: the counter is unusable
  *   TALLY_EREMOTE         a remote backend's server failed, or refused the
  *                         add: the add was not applied
@@ -316,6 +350,23 @@ TALLY_API int tally_unlink(const char *name);
  *                         nor lost.
  */
 TALLY_API int tally_add(tally *t, int64_t delta);
+
+/*
+ * Like tally_add(), waiting at most wait_ms milliseconds for the lock (0: only
+ * if it is free at once) instead of the handle's bound: for a caller that
+ * must answer something else meanwhile (a signal, a user), or that only
+ * tries.  On a backend without a lock the add never waits and wait_ms only
+ * has to be valid.
+ * Returns what tally_add() returns, or TALLY_EINVAL (t NULL, wait_ms below 0
+ * or above 86400000), TALLY_EUNSUPPORTED (clh, whose waits cannot be bounded
+ * yet; it refuses the option wait_ms too).
+ */
+TALLY_API int tally_add_wait(tally *t, int64_t delta, int64_t wait_ms);
+
+/* The handle's wait bound in milliseconds (see tally_create()): how long
+ * tally_add() waits for the lock; 0 when it waits without bound or the
+ * backend has no lock; -1 when t is NULL. */
+TALLY_API int64_t tally_wait_limit(const tally *t);
 
 /*
  * Like tally_add(), and on success store in *after the counter's value just

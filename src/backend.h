@@ -17,6 +17,27 @@
  */
 #define TALLY_CACHELINE 128
 
+struct tally__opt;
+struct tally__life;
+
+/*
+ * What one handle chose for itself, apart from the counter it shares with
+ * other handles: the core keeps one in every handle and hands it to every
+ * add.  Nothing here lives in shared memory.
+ *   wait_ns  how long an add may wait for the lock: < 0 without bound, 0 not
+ *            at all (one try), else at most this many nanoseconds (the
+ *            option wait_ms, its default, or tally_add_wait()).
+ *   path     a backend's own handle option (percpu: 1 = the atomic path).
+ *   life     who this process is to the counter's other processes (see
+ *            src/life.h); NULL for a private counter, whose lock no other
+ *            process takes, so that no holder can die alone.
+ */
+struct tally__knobs {
+	int64_t wait_ns;
+	unsigned path;
+	struct tally__life *life;
+};
+
 /*
  * One backend.  Each backends/NAME.c exports exactly one const object of this
  * type, tally_backend_NAME, and the registry (src/registry.c) lists them.
@@ -46,7 +67,10 @@
  *             0 or a TALLY_E* code, and on failure leaves nothing to destroy.
  *   add, get  hot path: any number of threads (and processes, when shared)
  *             at once.  Arithmetic wraps modulo 2^64 (use uint64_t).  get
- *             never waits for a lock (see tally__word below).
+ *             never waits for a lock (see tally__word below).  add is given
+ *             the calling handle's knobs (never NULL): a backend with a
+ *             lock waits for it at most k->wait_ns (see struct
+ *             tally__knobs), and records its holder for a shared counter.
  *   add_cs    as add, calling inside(arg) before releasing the lock; only
  *             backends with TALLY_CAP_LOCKED have it.
  *   add_fetch optional: as add, and store the value just after the add in
@@ -59,6 +83,13 @@
  *             effect outside its state: the core then runs init and
  *             destroy on a private scratch state.  Remote backends need it.
  *   path      any thread, any time after init; may be NULL.
+ *   knob      optional: the backend's handle options (see struct
+ *             tally__knobs), called by the core for every handle, creator
+ *             and joiners alike, with each option before init sees the
+ *             rest: 1 when o is one (and k is set from it), 0 when it is
+ *             not, TALLY_EOPTION when it is one with a bad value.  Handle
+ *             options are not stored in the counter, and a named counter's
+ *             openers do not compare them.
  */
 struct tally_backend {
 	const char *name;
@@ -67,6 +98,9 @@ struct tally_backend {
 	size_t state_size;
 	size_t state_align;
 	int takes_options;
+	/* Non-zero: a lock whose wait cannot be bounded yet (clh): the core
+	 * refuses wait_ms and tally_add_wait() answers TALLY_EUNSUPPORTED. */
+	int unbounded;
 	/* Non-zero: the state begins with an _Atomic uint64_t and add is
 	 * exactly atomic_fetch_add_explicit(it, delta, memory_order_acq_rel),
 	 * so a TALLY_INLINE program may do that add itself. */
@@ -74,19 +108,20 @@ struct tally_backend {
 
 	int (*init)(void *state, int64_t initial, unsigned flags,
 		    const char *options);
-	int (*add)(void *state, int64_t delta);
+	int (*add)(void *state, int64_t delta, const struct tally__knobs *k);
 	int (*get)(void *state, int64_t *value);
 	/* Optional (NULL without TALLY_CAP_LOCKED): add, then inside(arg),
 	 * both under the lock.  Not on the hot path of tally_add(). */
-	int (*add_cs)(void *state, int64_t delta, void (*inside)(void *),
-		      void *arg);
+	int (*add_cs)(void *state, int64_t delta, const struct tally__knobs *k,
+		      void (*inside)(void *), void *arg);
 	int (*add_fetch)(void *state, int64_t delta, int64_t *after);
 	void (*destroy)(void *state);
 	int (*check)(const char *options);
 	/* Optional: for a backend with more than one way to add, the one the
 	 * calling thread's adds on this counter take ("rseq", "atomic"), a
 	 * static string; tally_backend_path() answers NULL without it. */
-	const char *(*path)(const void *state);
+	const char *(*path)(const void *state, const struct tally__knobs *k);
+	int (*knob)(const struct tally__opt *o, struct tally__knobs *k);
 };
 
 /* src/tally.c: record, for this thread, a one-line description of the error

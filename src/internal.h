@@ -3,6 +3,7 @@
 #define TALLY_INTERNAL_H
 
 #include "backend.h"
+#include "life.h"
 
 #include <stddef.h>
 #include <sys/types.h>
@@ -13,11 +14,13 @@
  * shares a cache line with the handle or with anything else (see place.c).
  */
 struct tally {
-	int (*add)(void *state, int64_t delta);
+	int (*add)(void *state, int64_t delta, const struct tally__knobs *k);
 	void *state;
 	/* = state when ops->add_is_word: a TALLY_INLINE program's tally_add()
 	 * then does the atomic add itself (see struct tally__hot). */
 	void *word;
+	/* This handle's own choices, handed to every add: on the same line. */
+	struct tally__knobs knobs;
 	const struct tally_backend *ops;
 	unsigned flags;
 	/* Where the state lives.  map != NULL: a shared mapping of map_size
@@ -27,6 +30,9 @@ struct tally {
 	size_t map_size;
 	pid_t creator; /* only the creating process runs ops->destroy */
 	int named; /* a tally_open() counter: never destroyed, only unmapped */
+	/* A shared counter with a lock: this process's claim in the
+	 * counter's life table (knobs.life points here when it has one). */
+	struct tally__life life;
 };
 
 #ifdef TALLY_INLINE
@@ -60,6 +66,32 @@ static inline void tally__arm(tally *t)
 /* src/tally.c: parse "NAME[:OPTIONS]" (NULL: environment, then default). */
 int tally__resolve(const char *spec, const struct tally_backend **ops,
 		   const char **options);
+
+/*
+ * src/tally.c: split a backend's options into the handle's (wait_ms, and
+ * the backend's own knob options), set in *k, and the counter's, copied
+ * into buf (size bytes) in their order: what init sees and a named
+ * counter stores and compares.  Refuses, with TALLY_EOPTION and an
+ * explanation, an option given twice, a handle option with a bad value, and
+ * wait_ms on a backend without a lock.  *counter is NULL when none is
+ * left.  k->wait_ns is TALLY__WAIT_UNSET when wait_ms is not given:
+ * tally__knobs_default() then fills it in.
+ */
+int tally__split_options(const struct tally_backend *ops, const char *options,
+			 struct tally__knobs *k, char *buf, size_t size,
+			 const char **counter);
+
+/* The default wait bound, where wait_ms was not given (k->wait_ns is still
+ * TALLY__WAIT_UNSET): TALLY_DEFAULT_WAIT_MS for a shared counter, no bound
+ * for a private one. */
+#define TALLY__WAIT_UNSET INT64_MIN
+/* The longest options a spec may carry, with its NUL. */
+#define TALLY__OPTIONS_MAX 1024
+void tally__knobs_default(struct tally__knobs *k, int shared);
+
+/* src/place.c: give a shared counter whose backend has a lock its side of
+ * the life table (table in the mapping, fd: a descriptor of the file). */
+void tally__life_attach(tally *t, struct tally__life_table *table, int fd);
 
 /* src/tally.c: forget this thread's last explained error (see
  * tally__explain_set() in backend.h). */

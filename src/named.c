@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #define NAMED_MAGIC  "TALLYCNT"
-#define NAMED_LAYOUT 2u /* 2: backend options in the header */
+#define NAMED_LAYOUT 3u /* 2: backend options; 3: the life table */
 #define NAMED_MAX    200
 #define READY_VALUE  0x52454459u /* "REDY" */
 /* Where glibc's shm_open() puts "/NAME": the directory that creating a
@@ -24,10 +24,11 @@
 
 /*
  * The header.  Fixed-width fields only, so that the layout is the same for
- * every compiler.  `ready` is written last, with release order, after the
- * backend's state is initialized; an object under its name is always
- * complete (see publish()), so `ready` is a check, not something to wait on.
- * The state starts on its own cache line after the header.
+ * every compiler (the life table's are fixed-width too).  `ready` is written
+ * last, with release order, after the backend's state is initialized; an object
+ * under its name is always complete (see publish()), so `ready` is a check, not
+ * something to wait on. The state starts on its own cache line after the
+ * header.
  */
 struct named_header {
 	char magic[8];
@@ -38,6 +39,9 @@ struct named_header {
 	uint64_t state_size;
 	uint64_t total_size;
 	_Atomic uint32_t ready;
+	/* Who lives among the processes that use the counter (src/life.h):
+	 * used only by backends with a lock. */
+	struct tally__life_table life;
 };
 
 #define HEADER_SIZE                                                            \
@@ -322,6 +326,17 @@ static int attach_object(tally *t, int fd, const char *path,
 	return 0;
 }
 
+/* A counter with a lock knows who holds it through its file: keep a
+ * descriptor of it for the handle's side of the life table (a failed dup
+ * only leaves this process without a token). */
+static void attach_life(tally *t, int fd)
+{
+	if (!(t->ops->caps & TALLY_CAP_LOCKED))
+		return;
+	tally__life_attach(t, &((struct named_header *)t->map)->life,
+			   fcntl(fd, F_DUPFD_CLOEXEC, 0));
+}
+
 /* Make the counter with no name, then link it in.  EEXIST: someone else
  * published first (the caller then opens theirs, unless TALLY_EXCL). */
 static int create_named(tally *t, const char *path,
@@ -336,6 +351,8 @@ static int create_named(tally *t, const char *path,
 	rc = create_object(t, fd, ops, options, initial, path);
 	if (rc == 0)
 		rc = publish(fd, path);
+	if (rc == 0)
+		attach_life(t, fd);
 	if (rc != 0 && t->map != NULL) {
 		if (ops->destroy != NULL && t->ops != NULL)
 			ops->destroy(t->state);
@@ -366,6 +383,8 @@ static int open_named(tally *t, const char *path,
 		return sys_fail("open", path, err);
 	}
 	rc = attach_object(t, fd, path, want, options);
+	if (rc == 0)
+		attach_life(t, fd);
 	close(fd);
 	if (rc != 0 && t->map != NULL) {
 		munmap(t->map, t->map_size);
@@ -374,12 +393,35 @@ static int open_named(tally *t, const char *path,
 	return rc;
 }
 
+/* The spec of a named counter: a backend that can be named, its handle
+ * options apart from the counter's (see tally__split_options()). */
+static int resolve_named(const char *backend, const struct tally_backend **ops,
+			 struct tally__knobs *k, char *buf, size_t size,
+			 const char **options)
+{
+	const char *all;
+	int rc = tally__resolve(backend, ops, &all);
+
+	if (rc != 0)
+		return rc;
+	if (!((*ops)->caps & TALLY_CAP_NAMED))
+		return TALLY_EUNSUPPORTED;
+	if (all != NULL && strlen(all) >= size) {
+		tally__explain_set(TALLY_EOPTION,
+				   "backend options of at most %zu characters",
+				   size - 1);
+		return TALLY_EOPTION;
+	}
+	return tally__split_options(*ops, all, k, buf, size, options);
+}
+
 int tally_open(tally **out, const char *name, const char *backend,
 	       int64_t initial, unsigned flags)
 {
 	const struct tally_backend *ops = NULL;
 	const char *options = NULL;
-	char path[NAMED_MAX + 32];
+	struct tally__knobs k = {.wait_ns = TALLY__WAIT_UNSET};
+	char path[NAMED_MAX + 32], buf[TALLY__OPTIONS_MAX];
 	tally *t;
 	int rc;
 
@@ -389,11 +431,10 @@ int tally_open(tally **out, const char *name, const char *backend,
 	    ((flags & TALLY_EXCL) && !(flags & TALLY_CREATE)))
 		return TALLY_EINVAL;
 	if (flags & TALLY_CREATE || backend != NULL) {
-		rc = tally__resolve(backend, &ops, &options);
+		rc = resolve_named(backend, &ops, &k, buf, sizeof(buf),
+				   &options);
 		if (rc != 0)
 			return rc;
-		if (!(ops->caps & TALLY_CAP_NAMED))
-			return TALLY_EUNSUPPORTED;
 	}
 	object_path(path, sizeof(path), name);
 	t = calloc(1, sizeof(*t));
@@ -420,6 +461,14 @@ int tally_open(tally **out, const char *name, const char *backend,
 		tally__unplace(t);
 		return rc;
 	}
+	/* The handle's own choices, and whatever the counter's backend
+	 * chooses by default for handles that named none (a NULL backend
+	 * joins whatever is there). */
+	if (ops != t->ops)
+		k = (struct tally__knobs){.wait_ns = TALLY__WAIT_UNSET};
+	tally__knobs_default(&k, 1);
+	k.life = t->knobs.life;
+	t->knobs = k;
 	tally__arm(t);
 	t->flags = TALLY_PSHARED;
 	t->named = 1;

@@ -133,27 +133,145 @@ int tally__resolve(const char *spec, const struct tally_backend **ops,
 		return TALLY_ENOBACKEND;
 	if (b->add == NULL)
 		return TALLY_ENOTBUILT;
-	if (colon != NULL && !b->takes_options)
+	/* A backend with a lock takes the core's wait_ms, options of its own
+	 * or not (tally__split_options() refuses any other). */
+	if (colon != NULL && !b->takes_options && !(b->caps & TALLY_CAP_LOCKED))
 		return TALLY_EOPTION;
 	*ops = b;
 	*options = colon ? colon + 1 : NULL;
 	return 0;
 }
 
-/* What tally_create() and tally_backend_check() refuse before anything is
- * made: unknown flags, the spec, and sharing a backend that cannot be. */
-static int resolve_for(const char *backend, unsigned flags,
-		       const struct tally_backend **ops, const char **options)
+/* The longest wait_ms (and tally_add_wait() bound): a day. */
+#define WAIT_MS_MAX 86400000u
+
+static int refuse_option(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+static int refuse_option(const char *fmt, ...)
 {
+	char text[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	tally__explain_set(TALLY_EOPTION, "invalid backend option: %s", text);
+	return TALLY_EOPTION;
+}
+
+/* Was o's key given before it, in options?  (An empty key is left to the
+ * backend, which refuses it as a typo.) */
+static int given_before(const char *options, const struct tally__opt *o)
+{
+	struct tally__opt p;
+
+	if (o->klen == 0)
+		return 0;
+	while (tally__opt_next(&options, &p) && p.key != o->key)
+		if (p.klen == o->klen && memcmp(p.key, o->key, o->klen) == 0)
+			return 1;
+	return 0;
+}
+
+/* The option wait_ms, the core's own handle option. */
+static int wait_option(const struct tally_backend *ops,
+		       const struct tally__opt *o, struct tally__knobs *k)
+{
+	unsigned ms;
+
+	if (!(ops->caps & TALLY_CAP_LOCKED))
+		return refuse_option("the %s backend has no lock to wait for: "
+				     "wait_ms has no effect on it",
+				     ops->name);
+	if (ops->unbounded)
+		return refuse_option("the %s backend cannot bound its wait "
+				     "yet: wait_ms is not available for it",
+				     ops->name);
+	if (tally__opt_uint(o, 0, WAIT_MS_MAX, &ms) != 0)
+		return refuse_option("wait_ms takes whole milliseconds, 0 (no "
+				     "bound) to %u",
+				     WAIT_MS_MAX);
+	k->wait_ns = ms == 0 ? -1 : (int64_t)ms * 1000000;
+	return 0;
+}
+
+int tally__split_options(const struct tally_backend *ops, const char *options,
+			 struct tally__knobs *k, char *buf, size_t size,
+			 const char **counter)
+{
+	const char *walk = options;
+	struct tally__opt o;
+	size_t used = 0;
+	int rc;
+
+	k->wait_ns = TALLY__WAIT_UNSET;
+	k->path = 0;
+	k->life = NULL;
+	*counter = NULL;
+	while (tally__opt_next(&walk, &o)) {
+		if (given_before(options, &o))
+			return refuse_option("the option %.*s is given twice",
+					     (int)o.klen, o.key);
+		if (tally__opt_is(&o, "wait_ms")) {
+			if ((rc = wait_option(ops, &o, k)) != 0)
+				return rc;
+			continue;
+		}
+		rc = ops->knob != NULL ? ops->knob(&o, k) : 0;
+		if (rc < 0)
+			return rc;
+		if (rc == 1)
+			continue;
+		/* The counter's own: key, and "=value" when it has one (an
+		 * empty option, as in "a,,b", is kept: the backend refuses
+		 * it as the typo it is). */
+		size_t len = o.klen + (o.val ? o.vlen + 1 : 0);
+		if (used + len + 2 > size)
+			return TALLY_EOPTION; /* cannot be: buf fits all */
+		if (*counter != NULL)
+			buf[used++] = ',';
+		memcpy(buf + used, o.key, len);
+		used += len;
+		buf[used] = '\0';
+		*counter = buf;
+	}
+	if (*counter != NULL && !ops->takes_options)
+		return TALLY_EOPTION; /* wait_ms is all it takes */
+	return 0;
+}
+
+void tally__knobs_default(struct tally__knobs *k, int shared)
+{
+	if (k->wait_ns == TALLY__WAIT_UNSET)
+		k->wait_ns =
+			shared ? (int64_t)TALLY_DEFAULT_WAIT_MS * 1000000 : -1;
+}
+
+/* What tally_create() and tally_backend_check() refuse before anything is
+ * made: unknown flags, the spec, and sharing a backend that cannot be.  The
+ * counter's options are copied into buf (see tally__split_options()). */
+static int resolve_for(const char *backend, unsigned flags,
+		       const struct tally_backend **ops, struct tally__knobs *k,
+		       char *buf, size_t size, const char **options)
+{
+	const char *all;
 	int rc;
 
 	if ((flags & ~(unsigned)TALLY_PSHARED) != 0)
 		return TALLY_EINVAL;
-	rc = tally__resolve(backend, ops, options);
+	rc = tally__resolve(backend, ops, &all);
 	if (rc != 0)
 		return rc;
 	if ((flags & TALLY_PSHARED) && !((*ops)->caps & TALLY_CAP_PSHARED))
 		return TALLY_EUNSUPPORTED;
+	if (all != NULL && strlen(all) >= size)
+		return refuse_option("backend options of at most %zu "
+				     "characters",
+				     size - 1);
+	rc = tally__split_options(*ops, all, k, buf, size, options);
+	if (rc != 0)
+		return rc;
+	tally__knobs_default(k, (flags & TALLY_PSHARED) != 0);
 	return 0;
 }
 
@@ -166,12 +284,14 @@ static int resolve_for(const char *backend, unsigned flags,
 int tally_backend_check(const char *backend, unsigned flags)
 {
 	const struct tally_backend *ops;
+	struct tally__knobs k;
+	char buf[TALLY__OPTIONS_MAX];
 	const char *options;
 	tally *t;
 	int rc;
 
 	tally__explain_clear();
-	rc = resolve_for(backend, flags, &ops, &options);
+	rc = resolve_for(backend, flags, &ops, &k, buf, sizeof(buf), &options);
 	if (rc != 0)
 		return rc;
 	if (ops->check != NULL)
@@ -190,6 +310,8 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 		 unsigned flags)
 {
 	const struct tally_backend *ops;
+	struct tally__knobs k;
+	char buf[TALLY__OPTIONS_MAX];
 	const char *options;
 	tally *t;
 	int rc;
@@ -197,7 +319,7 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 	tally__explain_clear();
 	if (out == NULL)
 		return TALLY_EINVAL;
-	rc = resolve_for(backend, flags, &ops, &options);
+	rc = resolve_for(backend, flags, &ops, &k, buf, sizeof(buf), &options);
 	if (rc != 0)
 		return rc;
 
@@ -216,6 +338,8 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 		return rc;
 	}
 	t->ops = ops;
+	k.life = t->knobs.life; /* placed: the shared mapping's life table */
+	t->knobs = k;
 	tally__arm(t);
 	t->flags = flags;
 	t->creator = getpid();
@@ -233,7 +357,29 @@ int tally_add(tally *t, int64_t delta)
 {
 	if (t == NULL)
 		return TALLY_EINVAL;
-	return t->add(t->state, delta);
+	return t->add(t->state, delta, &t->knobs);
+}
+
+int tally_add_wait(tally *t, int64_t delta, int64_t wait_ms)
+{
+	if (t == NULL || wait_ms < 0 || wait_ms > (int64_t)WAIT_MS_MAX)
+		return TALLY_EINVAL;
+	if (t->ops->unbounded)
+		return TALLY_EUNSUPPORTED;
+	struct tally__knobs k = t->knobs;
+
+	k.wait_ns = wait_ms * 1000000;
+	return t->add(t->state, delta, &k);
+}
+
+int64_t tally_wait_limit(const tally *t)
+{
+	if (t == NULL)
+		return -1;
+	if (!(t->ops->caps & TALLY_CAP_LOCKED) || t->ops->unbounded ||
+	    t->knobs.wait_ns < 0)
+		return 0;
+	return t->knobs.wait_ns / 1000000;
 }
 
 int tally_add_fetch(tally *t, int64_t delta, int64_t *after)
@@ -251,7 +397,7 @@ int tally_add_cs(tally *t, int64_t delta, void (*inside)(void *arg), void *arg)
 		return TALLY_EINVAL;
 	if (t->ops->add_cs == NULL)
 		return TALLY_EUNSUPPORTED;
-	return t->ops->add_cs(t->state, delta, inside, arg);
+	return t->ops->add_cs(t->state, delta, &t->knobs, inside, arg);
 }
 
 int tally_get(tally *t, int64_t *value)
@@ -270,7 +416,7 @@ const char *tally_backend_path(const tally *t)
 {
 	if (t == NULL || t->ops->path == NULL)
 		return NULL;
-	return t->ops->path(t->state);
+	return t->ops->path(t->state, &t->knobs);
 }
 
 void tally_destroy(tally *t)

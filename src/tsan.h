@@ -21,14 +21,18 @@
 
 #ifdef TALLY_TSAN
 #include <sanitizer/tsan_interface.h>
-#define tally__tsan_pre_lock(a)	   __tsan_mutex_pre_lock((a), 0)
-#define tally__tsan_post_lock(a)   __tsan_mutex_post_lock((a), 0, 0)
+#define tally__tsan_pre_lock(a)	 __tsan_mutex_pre_lock((a), 0)
+#define tally__tsan_post_lock(a) __tsan_mutex_post_lock((a), 0, 0)
+/* After pre_lock, when the lock was not taken (a bound passed). */
+#define tally__tsan_lock_failed(a)                                             \
+	__tsan_mutex_post_lock((a), __tsan_mutex_try_lock_failed, 0)
 #define tally__tsan_pre_unlock(a)  __tsan_mutex_pre_unlock((a), 0)
 #define tally__tsan_post_unlock(a) __tsan_mutex_post_unlock((a), 0)
 #define tally__tsan_destroy(a)	   __tsan_mutex_destroy((a), 0)
 #else
 #define tally__tsan_pre_lock(a)	   ((void)(a))
 #define tally__tsan_post_lock(a)   ((void)(a))
+#define tally__tsan_lock_failed(a) ((void)(a))
 #define tally__tsan_pre_unlock(a)  ((void)(a))
 #define tally__tsan_post_unlock(a) ((void)(a))
 #define tally__tsan_destroy(a)	   ((void)(a))

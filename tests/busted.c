@@ -31,18 +31,20 @@ static int busted_init(void *state, int64_t initial, unsigned flags,
 
 /* The "lock" it claims is not there: a load and a store that another
  * worker's can interleave with (updates are lost). */
-static int busted_add(void *state, int64_t delta)
+static int busted_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
+	(void)k;
 	tally__word_add(&((struct busted_state *)state)->value, delta);
 	return 0;
 }
 
 /* The critical section, with nothing around it: two workers run inside()
  * at once. */
-static int busted_add_cs(void *state, int64_t delta, void (*inside)(void *),
+static int busted_add_cs(void *state, int64_t delta,
+			 const struct tally__knobs *k, void (*inside)(void *),
 			 void *arg)
 {
-	busted_add(state, delta);
+	busted_add(state, delta, k);
 	inside(arg);
 	return 0;
 }

@@ -79,6 +79,16 @@ contains() { # FILE PATTERN WHAT
 	if grep -Eq -- "$2" "$TMP/$1"; then ok; else bad "$3: no /$2/ in $1"; fi
 }
 
+# not_died WHAT: stderr does not say that a lock's holder died (for a holder
+# that is alive: only the library knows, and says so when it does).
+not_died() {
+	if grep -Eq -- "died holding|most likely died" "$TMP/err"; then
+		bad "$1: says a live holder died"
+	else
+		ok
+	fi
+}
+
 json() { # PYTHON-EXPRESSION over `d`, the parsed stdout; must be true
 	if python3 -c "import json,sys; d=json.load(open('$TMP/out')); sys.exit(0 if ($1) else 1)"; then
 		ok
@@ -260,6 +270,45 @@ input)
 	refused "unexpected argument 'extra' after --version" --version extra
 	# A name from the environment is refused as such, and says so.
 	TALLY_BACKEND=nope refused "unknown backend 'nope' \(from \\\$TALLY_BACKEND\) \(known: none, mutex" run --workload inc
+	# One rule for options, in every command: one given twice is refused
+	# (exit 2), named as the command spells it (also when abbreviated),
+	# and nothing is done, even when both values agree.
+	refused "^tally run: --workers given twice$" run --workload inc --workers 2 --workers 3
+	refused "^tally run: --participants given twice$" run --workload inc --participants 2 --participants 3
+	refused "^tally run: --backend given twice$" run --workload inc --backend atomic --backend mutex
+	refused "^tally run: --workload given twice$" run --workload inc --workload inc
+	refused "^tally run: --format given twice$" run --workload inc --form json --format csv
+	refused "^tally stress: --seed given twice$" stress --rounds 1 --seed 1 --seed 2
+	refused "^tally stress: --rounds given twice$" stress --rounds 1 --rounds 2
+	refused "^tally stress: --oversubscribe given twice$" stress --rounds 1 --oversubscribe --oversubscribe
+	refused "^tally stress: --backend given twice$" stress --rounds 1 --backend atomic --backend mutex
+	refused "^tally bench: --workers given twice$" bench --backend atomic --workers 1 --workers 2 --duration 0.01 --out "$TMP/dup.json"
+	[ -e "$TMP/dup.json" ] && bad "bench --workers twice: --out was written" || ok
+	refused "^tally bench: --pin given twice$" bench --backend atomic --workers 1 --pin --pin
+	refused "^tally bench: --duration given twice$" bench --backend atomic --workers 1 --duration 0.01 --duration 0.02
+	refused "^tally bench: --mode given twice$" bench --backend atomic --mode threads --mode processes
+	refused "^tally demo: --format given twice$" demo --format json --format json
+	refused "^tally list: --format given twice$" list --format json --format csv
+	dup=clitest-dup-$$
+	refused "^tally shm: --backend given twice$" shm create $dup --backend mutex --backend atomic
+	refused "^tally shm: --initial given twice$" shm create $dup --initial 1 --initial 1
+	if [ -e /dev/shm/tally.$dup ]; then
+		bad "an option given twice created a counter"
+		"$T" shm rm $dup
+	else
+		ok
+	fi
+	refused "^tally shm: --timeout given twice$" shm add $dup 1 --timeout 1 --timeout 2
+	refused "^tally shm: --timeout given twice$" shm get --timeout 1 $dup --timeout 1
+	# Options that contradict each other are refused naming both; one
+	# that does nothing without another names the other.
+	refused "^tally stress: --duration and --rounds contradict each other" stress --duration 1 --rounds 2
+	refused "^tally stress: --duration and --round contradict each other" stress --round 3 --duration 1
+	refused "^tally stress: --rounds and --round contradict each other" stress --round 3 --rounds 2
+	refused "^tally run: --join-timeout has no effect without --participants$" run --workload inc --join-timeout 5
+	# bench --backend may repeat by design: the lists add up.
+	run 0 "$T" bench --backend atomic --backend mutex,sem --workers 1 --duration 0.01 --warmup 0.01 --repeat 1 --format json &&
+		json "[r['backend'] for r in d['results']] == ['atomic', 'mutex', 'sem']"
 	;;
 processes)
 	loses processes
@@ -334,12 +383,19 @@ faults)
 	else
 		# as_nobody, spelled out: run() starts it with timeout(1).
 		few="setpriv --reuid 65534 --regid 65534 --clear-groups env LD_LIBRARY_PATH=$TMP/u prlimit --nproc=8:8 $NOBODY_T"
+		# The message names the limit and its value, not only EAGAIN.
+		limit="Resource temporarily unavailable: a process limit was hit: RLIMIT_NPROC \\('ulimit -u'\\) allows this user 8 processes and threads in all, or the pids cgroup \\(pids.max\\) is full"
 		run 3 $few run --backend mutex --workload inc --mode processes --workers 64 --iters 10
 		contains err "cannot start the workers: Resource temporarily unavailable" "run: fork failure"
+		contains err "cannot start the workers: $limit$" "run: fork failure names the limit"
+		run 3 $few run --backend mutex --workload inc --workers 64 --iters 10
+		contains err "cannot start the workers: $limit; or no memory was left for a thread's stack$" "run: thread limit"
 		run 3 $few bench --backend mutex --mode processes --workers 64 --duration 0.01 --repeat 1
 		contains err "cannot start the workers: Resource temporarily unavailable" "bench: fork failure"
+		contains err "cannot start the workers: $limit$" "bench: fork failure names the limit"
 		run 3 $few stress --backend mutex --mode processes --max-workers 64 --rounds 20
 		contains err "cannot start worker [0-9]+: Resource temporarily unavailable" "stress: fork failure"
+		contains err "cannot start worker [0-9]+: $limit$" "stress: fork failure names the limit"
 	fi
 	;;
 shm)
@@ -402,8 +458,10 @@ shm)
 		holder=$!
 		sleep 0.5
 		run 3 "$T" shm add $name 1 --timeout 0.3 &&
-			contains err "the mutex lock did not come free in time; the process that holds it is alive" "live mutex holder"
+			contains err "^tally shm: $name: the mutex lock was not taken in 0\.300 s; nothing was added\.  It is held by a live" "live mutex holder"
+		not_died "live mutex holder"
 		wait $holder
+		run 0 "$T" shm get $name && contains out "^100$" "a timed-out add added nothing"
 		run 0 "$T" shm rm $name
 		# adaptive sleeps on a futex in the shared object: a waiter in
 		# another program is woken by the holder's unlock (a private
@@ -414,26 +472,55 @@ shm)
 		sleep 0.5
 		"$T" shm add $name 5 --timeout 10 >"$TMP/adder.out" 2>"$TMP/adder.err" &
 		adder=$!
+		# A live holder is not called dead: the add that gives up
+		# says it was not taken in its time, and that the holder lives.
 		run 3 "$T" shm add $name 1 --timeout 0.3 &&
-			contains err "most likely died holding the adaptive lock" "stuck adaptive lock"
+			contains err "^tally shm: $name: the adaptive lock was not taken in 0\.3[0-9]* s; nothing was added\.  It is held by a live process" "live adaptive holder"
+		not_died "live adaptive holder"
 		wait $holder
 		wait $adder
 		code=$?
 		[ $code = 0 ] && ok || bad "a sleeping adaptive waiter in another program: exit $code, wanted 0"
 		run 0 "$T" shm get $name && contains out "^105$" "adaptive across programs"
-		# A holder killed while it holds: an add ends at its deadline
-		# (exit 3, saying why), and get still answers at once.
+		# A holder killed while it holds: get still answers at once,
+		# and the next add takes the lock over and is done.
 		"$HOLDER" $name 5 &
 		holder=$!
 		sleep 0.5
 		kill -KILL $holder
 		wait $holder 2>/dev/null
-		start=$(date +%s%N)
-		run 3 "$T" shm add $name 1 --timeout 0.5 &&
-			contains err "most likely died holding the adaptive lock" "dead adaptive holder"
-		[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 5000 ] && ok || bad "a dead adaptive holder kept an add over 5 s"
 		run 0 "$T" shm get $name --timeout 1 && contains out "^(105|205)$" "get past a dead adaptive holder"
+		start=$(date +%s%N)
+		run 0 "$T" shm add $name 1 --timeout 0.5 &&
+			contains err "^tally shm: $name: recovered the lock from a process that died holding it$" "dead adaptive holder"
+		[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 5000 ] && ok || bad "a dead adaptive holder kept an add over 5 s"
+		run 0 "$T" shm get $name && contains out "^(106|206)$" "the add after a dead adaptive holder"
 		run 0 "$T" shm rm $name
+		# Every named backend with a lock, its holder killed inside it:
+		# the next add is recovered (exit 0), or fails at once saying
+		# that the holder died (exit 3); it never waits its time out
+		# and never hangs.
+		for b in $("$T" list --format csv | awk -F, 'NR > 1 && $2 == "yes" && (" " $3 " ") ~ / named / && (" " $3 " ") ~ / locked / { print $1 }'); do
+			run 0 "$T" shm create $name --backend $b
+			"$HOLDER" $name 30 &
+			holder=$!
+			sleep 0.5
+			kill -KILL $holder
+			wait $holder 2>/dev/null
+			start=$(date +%s%N)
+			timeout 20 "$T" shm add $name 1 --timeout 10 >"$TMP/out" 2>"$TMP/err"
+			code=$?
+			took=$(( ($(date +%s%N) - start) / 1000000 ))
+			if [ $code = 0 ]; then
+				contains err "^tally shm: $name: recovered the lock from a process that died holding it$" "$b: dead holder recovered"
+			elif [ $code = 3 ]; then
+				contains err "^tally shm: $name: the process that held the $b lock.* died holding it" "$b: dead holder reported"
+			else
+				bad "$b: an add after its holder was killed: exit $code, wanted 0 or 3"
+			fi
+			[ $took -lt 5000 ] && ok || bad "$b: a dead holder kept an add $took ms"
+			run 0 "$T" shm rm $name
+		done
 	fi
 	# Something else under the name is refused, never read as a counter:
 	# this user's own (0600), so that what it holds is what is checked.

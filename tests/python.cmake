@@ -34,6 +34,12 @@ set_tests_properties(python_example_inc python_example_inc_spawn PROPERTIES
 set_tests_properties(python_module python_example_addsub python_example_inc
   python_example_inc_spawn PROPERTIES LABELS python TIMEOUT 300
   ENVIRONMENT "${_py_env}")
+# The suite's held-lock tests run tests/shm_holder.c (tests/cli.cmake builds
+# it) to hold a named counter's lock from another program, and kill it there.
+if(TARGET shm_holder)
+  set_tests_properties(python_module PROPERTIES ENVIRONMENT
+    "${_py_env};TALLY_SHM_HOLDER=$<TARGET_FILE:shm_holder>")
+endif()
 # Named counters live in /dev/shm, like the shm CLI group's.
 set_tests_properties(python_module python_example_inc_spawn PROPERTIES
   RESOURCE_LOCK dev_shm)

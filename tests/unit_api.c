@@ -407,6 +407,14 @@ static const char *const good_options[] = {
 	"adaptive:spin=64,fair_us=1000000",
 	/* every contended waiter is handed the lock: the hand-over path */
 	"adaptive:spin=0,fair_us=1",
+	/* a bound on the wait (the core's option, for every lock) */
+	"mutex:wait_ms=60000",
+	"sem:wait_ms=60000",
+	"spin:wait_ms=60000,backoff=none",
+	"ticket:backoff=prop,wait_ms=60000",
+	"mcs:wait_ms=60000",
+	"adaptive:wait_ms=60000,spin=0,fair_us=1",
+	"spin:wait_ms=0",
 };
 
 static const char *const bad_options[] = {
@@ -427,6 +435,39 @@ static const char *const bad_options[] = {
 	"adaptive:fair_us=1000001",
 	"adaptive:spin=1,bogus",
 	"adaptive:spin=99999999999",
+	/* one rule: a repeated option, or two that contradict each other, or
+	 * one without the other it tunes, is refused everywhere */
+	"spin:backoff=exp,backoff=none",
+	"spin:backoff=exp,backoff=exp",
+	"ticket:backoff=prop,shift=4,shift=5",
+	"ticket:shift=4",
+	"ticket:backoff=none,shift=4",
+	"adaptive:spin=1,spin=3",
+	"adaptive:fair_us=5,spin=1,fair_us=5",
+	"none:window_us=1,window_us=2",
+	"percpu:path=atomic,path=atomic",
+	"percpu:path=atomic,path=auto",
+	"percpu:path=fast",
+	"redis:key=a,key=b",
+	"redis:keep,reset",
+	"redis:reset,keep",
+	"redis:keep,keep",
+	/* wait_ms: a number of milliseconds, for a backend with a lock */
+	"spin:wait_ms=1,wait_ms=2",
+	"mutex:wait_ms=1,wait_ms=1",
+	"spin:wait_ms=86400001",
+	"spin:wait_ms=-1",
+	"spin:wait_ms=",
+	"spin:wait_ms",
+	"mutex:wait_ms=5,bogus",
+	"mutex:bogus",
+	"atomic:wait_ms=5",
+	"sharded:wait_ms=5",
+	"percpu:wait_ms=5",
+	"none:wait_ms=5",
+	"redis:wait_ms=5",
+	/* clh cannot bound its wait yet: refused, never silently ignored */
+	"clh:wait_ms=100",
 };
 
 /* As inside(), but every fourth call gives up the CPU while holding the
@@ -542,6 +583,149 @@ static void *holder_main(void *p)
 	struct holder *h = p;
 
 	return tally_add_cs(h->t, 7, hold, h) == 0 ? NULL : p;
+}
+
+/* A lock whose wait cannot be bounded yet refuses wait_ms (clh). */
+static int unbounded(const char *name)
+{
+	char spec[64];
+
+	snprintf(spec, sizeof(spec), "%s:wait_ms=1", name);
+	return tally_backend_check(spec, 0) == TALLY_EOPTION;
+}
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A bounded add on a lock that another thread holds: TALLY_ETIMEDOUT after
+ * about the bound, nothing added, and the lock goes on working once it is
+ * free (a FIFO lock keeps no place for a waiter that left). */
+static void expect_timeout(tally *t, const char *name, int64_t wait_ms,
+			   int via_option)
+{
+	struct timespec t0;
+	int64_t v;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = via_option ? tally_add(t, 1) : tally_add_wait(t, 1, wait_ms);
+	double s = since(&t0);
+	if (rc != TALLY_ETIMEDOUT)
+		fail_msg("%s: a bounded add (%lld ms) on a held lock returned "
+			 "%s",
+			 name, (long long)wait_ms, tally_errname(rc));
+	if (s < (double)wait_ms / 1000 * 0.9 || s > (double)wait_ms / 1000 + 2)
+		fail_msg("%s: a %lld ms bound ended after %.3f s", name,
+			 (long long)wait_ms, s);
+	if (strstr(tally_explain(rc), "not taken in") == NULL)
+		fail_msg("%s: the timeout is not explained: %s", name,
+			 tally_explain(rc));
+	assert_int_equal(tally_get(t, &v), 0);
+	if (v != 17)
+		fail_msg("%s: a timed-out add changed the value to %lld", name,
+			 (long long)v);
+}
+
+/* Every wait for a lock can be bounded: tally_add_wait(), and the option
+ * wait_ms, on private and shared counters of every backend with a lock. */
+static void test_wait_is_bounded(void **state)
+{
+	tally_backend_info b;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		tally *t;
+
+		if (!(b.caps & TALLY_CAP_LOCKED) || unbounded(b.name)) {
+			assert_int_equal(tally_create(&t, b.name, 0, 0), 0);
+			if (b.caps & TALLY_CAP_LOCKED)
+				assert_int_equal(tally_add_wait(t, 1, 0),
+						 TALLY_EUNSUPPORTED);
+			else
+				assert_int_equal(tally_add_wait(t, 1, 0), 0);
+			assert_int_equal(tally_wait_limit(t), 0);
+			tally_destroy(t);
+			continue;
+		}
+		for (unsigned flags = 0; flags <= TALLY_PSHARED;
+		     flags += TALLY_PSHARED) {
+			struct holder h = {0};
+			char spec[64];
+			pthread_t th;
+			void *r;
+			int64_t v;
+
+			if (flags && !(b.caps & TALLY_CAP_PSHARED))
+				continue;
+			assert_int_equal(tally_create(&h.t, b.name, 10, flags),
+					 0);
+			assert_int_equal(tally_wait_limit(h.t),
+					 flags ? TALLY_DEFAULT_WAIT_MS : 0);
+			snprintf(spec, sizeof(spec), "%s:wait_ms=150", b.name);
+			assert_int_equal(tally_create(&t, spec, 0, flags), 0);
+			assert_int_equal(tally_wait_limit(t), 150);
+			tally_destroy(t);
+			assert_int_equal(tally_add_wait(h.t, 1, -1),
+					 TALLY_EINVAL);
+			assert_int_equal(tally_add_wait(h.t, 1, 86400001),
+					 TALLY_EINVAL);
+			assert_int_equal(
+				pthread_create(&th, NULL, holder_main, &h), 0);
+			while (!atomic_load(&h.inside))
+				sched_yield();
+			expect_timeout(h.t, b.name, 0, 0);
+			expect_timeout(h.t, b.name, 100, 0);
+			expect_timeout(h.t, b.name, 100, 0);
+			atomic_store(&h.release, 1);
+			pthread_join(th, &r);
+			assert_null(r);
+			assert_int_equal(tally_add_wait(h.t, 1, 1000), 0);
+			assert_int_equal(tally_add(h.t, 1), 0);
+			assert_int_equal(tally_get(h.t, &v), 0);
+			if (v != 19)
+				fail_msg("%s: after the timeouts the count is "
+					 "%lld, not 19",
+					 b.name, (long long)v);
+			tally_destroy(h.t);
+		}
+	}
+	assert_int_equal(tally_add_wait(NULL, 1, 0), TALLY_EINVAL);
+	assert_int_equal(tally_wait_limit(NULL), -1);
+}
+
+/* The option wait_ms bounds tally_add() itself. */
+static void test_wait_option_bounds_add(void **state)
+{
+	tally_backend_info b;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		struct holder h = {0};
+		char spec[64];
+		pthread_t th;
+		void *r;
+
+		if (!(b.caps & TALLY_CAP_LOCKED) || unbounded(b.name))
+			continue;
+		snprintf(spec, sizeof(spec), "%s:wait_ms=120", b.name);
+		assert_int_equal(tally_create(&h.t, spec, 10, 0), 0);
+		assert_int_equal(pthread_create(&th, NULL, holder_main, &h), 0);
+		while (!atomic_load(&h.inside))
+			sched_yield();
+		expect_timeout(h.t, spec, 120, 1);
+		atomic_store(&h.release, 1);
+		pthread_join(th, &r);
+		assert_null(r);
+		assert_int_equal(tally_add(h.t, 1), 0);
+		tally_destroy(h.t);
+	}
 }
 
 /* tally_get() reads without the lock: it answers while another thread holds
@@ -689,6 +873,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_not_built_in_is_not_unknown),
 		cmocka_unit_test(test_add_cs_runs_inside_the_lock),
 		cmocka_unit_test(test_get_never_waits_for_the_lock),
+		cmocka_unit_test(test_wait_is_bounded),
+		cmocka_unit_test(test_wait_option_bounds_add),
 		cmocka_unit_test(test_backend_path),
 		cmocka_unit_test(test_backend_options),
 		cmocka_unit_test(test_unlock_wakes_the_waiters),

@@ -399,6 +399,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 	};
 	char *backend[BENCH_MAX_LIST];
 	unsigned n_backend = 0;
+	uint64_t seen = 0;
 	int c;
 
 	opterr = 0;
@@ -407,6 +408,9 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 			usage(stdout);
 			return 1;
 		}
+		/* --backend repeats by design: its lists add up. */
+		if (c != O_BACKEND && cli_once("bench", opts, c, &seen) != 0)
+			return -1;
 		if (c == O_PIN) {
 			o->pin = 1;
 		} else if (c == O_BACKEND) {
@@ -530,12 +534,14 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 	double took = (double)(harness_now_ns() - t0) / 1e9;
 
 	if (rc == BENCH_ESTART) {
+		char why[256];
+
 		r->error = rc;
 		cli_error("bench",
 			  "%s, %s, %u workers: cannot start the "
 			  "workers: %s",
 			  r->backend, crew_mode_name(r->mode), r->workers,
-			  strerror(saved));
+			  crew_start_error(r->mode, saved, why, sizeof(why)));
 		bench_run_free(run);
 		return 0;
 	}

@@ -34,6 +34,61 @@ void cli_warn(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The entry of opts whose val is code, or -1 (the caller's own codes). */
+static int option_at(const struct option *opts, int code)
+{
+	for (int i = 0; i < 64 && opts[i].name != NULL; i++)
+		if (opts[i].flag == NULL && opts[i].val == code)
+			return i;
+	return -1;
+}
+
+static uint64_t option_bit(const struct option *opts, int code)
+{
+	int i = option_at(opts, code);
+
+	return i < 0 ? 0 : UINT64_C(1) << i;
+}
+
+int cli_once(const char *cmd, const struct option *opts, int code,
+	     uint64_t *seen)
+{
+	uint64_t bit = option_bit(opts, code);
+
+	if (*seen & bit) {
+		cli_error(cmd, "--%s given twice",
+			  opts[option_at(opts, code)].name);
+		return -1;
+	}
+	*seen |= bit;
+	return 0;
+}
+
+int cli_given(const struct option *opts, uint64_t seen, int code)
+{
+	return (seen & option_bit(opts, code)) != 0;
+}
+
+int cli_conflict(const char *cmd, const struct option *opts, uint64_t seen,
+		 int a, int b)
+{
+	if (!cli_given(opts, seen, a) || !cli_given(opts, seen, b))
+		return 0;
+	cli_error(cmd, "--%s and --%s contradict each other: give one of them",
+		  opts[option_at(opts, a)].name, opts[option_at(opts, b)].name);
+	return -1;
+}
+
+int cli_needs(const char *cmd, const struct option *opts, uint64_t seen, int a,
+	      int b)
+{
+	if (!cli_given(opts, seen, a) || cli_given(opts, seen, b))
+		return 0;
+	cli_error(cmd, "--%s has no effect without --%s",
+		  opts[option_at(opts, a)].name, opts[option_at(opts, b)].name);
+	return -1;
+}
+
 /* Digits only (after an optional leading '-' when allow_minus). */
 static int all_digits(const char *s, int allow_minus)
 {

@@ -5,6 +5,7 @@
 
 #include "tally.h"
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +25,29 @@ void cli_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void cli_warn(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/*
+ * One rule for options, in every command: each is given at most once.  The
+ * options a command has seen are bits in a mask of its own (`seen`, zero at
+ * first), one per entry of its getopt_long() table `opts` (at most 64), and
+ * every message names the option as the table spells it.
+ *
+ * cli_once: call for each option that getopt_long() returns (code: its val);
+ * marks it seen and returns 0, or, when it was seen before, says "--NAME
+ * given twice" and returns -1.  An option that may repeat by design (bench
+ * --backend) is simply not passed to it.
+ * cli_given: whether the option whose val is code was seen.
+ * cli_conflict: -1, naming both, when a and b were both given; else 0.
+ * cli_needs: -1, naming b, when a was given without b, on which a depends;
+ * else 0.
+ */
+int cli_once(const char *cmd, const struct option *opts, int code,
+	     uint64_t *seen);
+int cli_given(const struct option *opts, uint64_t seen, int code);
+int cli_conflict(const char *cmd, const struct option *opts, uint64_t seen,
+		 int a, int b);
+int cli_needs(const char *cmd, const struct option *opts, uint64_t seen, int a,
+	      int b);
 
 /*
  * Strict parsers: the whole string must be a number in [min, max]; no sign

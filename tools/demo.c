@@ -303,6 +303,7 @@ int cmd_demo(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	enum cli_format format = FORMAT_TABLE;
+	uint64_t seen = 0;
 	int c, status = EXIT_EXACT;
 
 	opterr = 0;
@@ -318,7 +319,8 @@ int cmd_demo(int argc, char **argv)
 				  argv[optind - 1]);
 			return EXIT_USAGE;
 		}
-		if (cli_parse_format("demo", optarg, &format))
+		if (cli_once("demo", opts, c, &seen) ||
+		    cli_parse_format("demo", optarg, &format))
 			return EXIT_USAGE;
 	}
 	if (optind < argc) {

@@ -85,13 +85,15 @@ int cmd_list(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	enum cli_format format = FORMAT_TABLE;
+	uint64_t seen = 0;
 	int c;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			if (cli_parse_format("list", optarg, &format))
+			if (cli_once("list", opts, c, &seen) ||
+			    cli_parse_format("list", optarg, &format))
 				return EXIT_USAGE;
 			break;
 		case 'h':

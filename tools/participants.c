@@ -70,28 +70,43 @@ struct joint {
 	char *spec[C_N];
 };
 
-/* spec with ",keep" (and the key of counter `name`, when not NULL). */
+/*
+ * spec joined with "keep" (and the key of counter `name`, when not NULL):
+ * the user's options without their own key= and keep, which the library
+ * would refuse given twice, then keep and the key.
+ */
 static char *derived(const char *spec, const char *name)
 {
 	const char *opt = strchr(spec, ':');
 	const char *key = "tally";
-	size_t klen = 5;
-
-	/* The last key= option wins, as the backend reads them. */
-	for (const char *p = opt; p != NULL; p = strchr(p + 1, ','))
-		if (strncmp(p + 1, "key=", 4) == 0) {
-			key = p + 5;
-			klen = strcspn(key, ",");
-		}
-	size_t size = strlen(spec) + klen + 64;
+	size_t klen = 5, used;
+	size_t size = strlen(spec) + 2 * strlen(spec) + 64 +
+		      (name ? strlen(name) : 0);
 	char *out = malloc(size);
+
 	if (out == NULL)
 		return NULL;
+	used = (size_t)snprintf(
+		out, size,
+		"%.*s:", (int)(opt ? (size_t)(opt - spec) : strlen(spec)),
+		spec);
+	for (const char *p = opt; p != NULL && p[1] != '\0';
+	     p = strchr(p + 1, ',')) {
+		size_t len = strcspn(p + 1, ",");
+		if (strncmp(p + 1, "key=", 4) == 0) {
+			key = p + 5;
+			klen = len - 4;
+		} else if (!(len == 4 && strncmp(p + 1, "keep", 4) == 0)) {
+			used += (size_t)snprintf(out + used, size - used,
+						 "%.*s,", (int)len, p + 1);
+		}
+	}
 	if (name == NULL)
-		snprintf(out, size, "%s%skeep", spec, opt ? "," : ":");
+		snprintf(out + used, size - used, "keep,key=%.*s", (int)klen,
+			 key);
 	else
-		snprintf(out, size, "%s%skeep,key=%.*s.tally-run.%s", spec,
-			 opt ? "," : ":", (int)klen, key, name);
+		snprintf(out + used, size - used, "keep,key=%.*s.tally-run.%s",
+			 (int)klen, key, name);
 	return out;
 }
 

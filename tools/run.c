@@ -93,7 +93,10 @@ int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
 			       : EXIT_RUNTIME;
 	}
 	if (wl_run(t, cfg, res) != 0) {
-		cli_error(cmd, "cannot start the workers: %s", strerror(errno));
+		char why[256];
+
+		cli_error(cmd, "cannot start the workers: %s",
+			  crew_start_error(cfg->mode, errno, why, sizeof(why)));
 		tally_destroy(t);
 		return EXIT_RUNTIME;
 	}
@@ -452,6 +455,7 @@ int cmd_run(int argc, char **argv)
 	 * defaults, so that their order does not matter. */
 	const char *val[O_FORMAT - O_BACKEND + 1] = {0};
 	struct params p = {.format = FORMAT_TABLE};
+	uint64_t seen = 0;
 	int c;
 
 	opterr = 0;
@@ -467,6 +471,8 @@ int cmd_run(int argc, char **argv)
 				  argv[optind - 1]);
 			return EXIT_USAGE;
 		}
+		if (cli_once("run", opts, c, &seen) != 0)
+			return EXIT_USAGE;
 		val[c - O_BACKEND] = optarg;
 	}
 	if (optind < argc) {
@@ -476,7 +482,8 @@ int cmd_run(int argc, char **argv)
 			  argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (parse_values(val, &p) != 0)
+	if (cli_needs("run", opts, seen, O_JOIN_TIMEOUT, O_PARTICIPANTS) != 0 ||
+	    parse_values(val, &p) != 0)
 		return EXIT_USAGE;
 	return run(&p);
 }

@@ -10,13 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
-
-static const char *shm_name; /* for the timeout message */
-static const char *shm_backend = "counter's";
-static int shm_fifo;   /* the backend's lock serves waiters in order */
-static int shm_robust; /* ... and is recovered from a holder that died */
 
 static void usage(FILE *f)
 {
@@ -46,12 +40,16 @@ static void usage(FILE *f)
 		"and value\n\n"
 		"  --           ends the options: a NAME may then begin "
 		"with '-'\n"
-		"  --timeout S  add gives up after S seconds (0.1 to 3600, "
-		"default 5)\n"
-		"               when the lock never comes free: a process "
-		"died holding\n"
-		"               a lock that cannot be recovered (spin, ticket, "
-		"sem);\n"
+		"  --timeout S  add waits at most S seconds for the lock (0.1 "
+		"to 3600,\n"
+		"               default 5); then it adds nothing, exits 3, "
+		"and says\n"
+		"               whether the holder is alive or not known.  A "
+		"lock whose\n"
+		"               holder died is taken over and the add is done, "
+		"or, when\n"
+		"               it cannot be, the add fails at once saying so "
+		"(exit 3).\n"
 		"               get never waits for a lock: it accepts "
 		"--timeout,\n"
 		"               as it did before, and needs none\n\n"
@@ -59,7 +57,7 @@ static void usage(FILE *f)
 		"exists\n"
 		"on create, or is not a tally counter), 3 runtime failure "
 		"(also:\n"
-		"the lock timed out)\n",
+		"the lock was not taken in time, or cannot be recovered)\n",
 		TALLY_ENV_BACKEND, TALLY_DEFAULT_BACKEND);
 }
 
@@ -102,93 +100,30 @@ static int fail(const char *name, int err)
 }
 
 /*
- * The add's deadline passed while it waited for the lock: say why and leave,
- * from inside the signal handler (async-signal-safe calls only).  A robust
- * mutex is recovered from a holder that died, so its holder is alive.  Other
- * locks are most likely held by a process that died; a FIFO lock also keeps
- * this waiter's place in its queue for good, so giving up leaves it stuck even
- * if the holder was only slow: say that too.
- */
-static void on_alarm(int sig)
-{
-	static const char a[] = "tally shm: ";
-	static const char live[] =
-		": the mutex lock did not come free in time; the process that "
-		"holds it is alive (a robust mutex is recovered from one that "
-		"died) but has not released it. Try again later, or find that "
-		"process\n";
-	static const char b[] =
-		": the lock did not come free in time; a process "
-		"most likely died holding the ";
-	static const char c[] = " lock, which cannot be recovered";
-	static const char fifo[] =
-		" (and a ticket lock keeps the place this add took in its "
-		"queue, so the lock is stuck now even if its holder was only "
-		"slow)";
-	static const char d[] = ". Remove the counter with 'tally shm rm' and "
-				"create it again (the robust 'mutex' backend "
-				"recovers by itself)\n";
-
-	(void)sig;
-	if (write(2, a, sizeof(a) - 1) < 0 ||
-	    write(2, shm_name, strlen(shm_name)) < 0)
-		_exit(EXIT_RUNTIME);
-	if (shm_robust) {
-		if (write(2, live, sizeof(live) - 1) < 0)
-			_exit(EXIT_RUNTIME);
-		_exit(EXIT_RUNTIME);
-	}
-	if (write(2, b, sizeof(b) - 1) < 0 ||
-	    write(2, shm_backend, strlen(shm_backend)) < 0 ||
-	    write(2, c, sizeof(c) - 1) < 0 ||
-	    (shm_fifo && write(2, fifo, sizeof(fifo) - 1) < 0) ||
-	    write(2, d, sizeof(d) - 1) < 0)
-		_exit(EXIT_RUNTIME);
-	_exit(EXIT_RUNTIME);
-}
-
-/*
- * Add under a deadline.  Ctrl-C, SIGTERM, SIGHUP and SIGQUIT wait until the
- * add is done (it takes microseconds unless the lock is stuck, and then the
- * deadline ends it): a process that left a ticket lock's queue by dying
- * would leave the lock stuck for everyone.  They stay blocked until the
+ * Add, waiting at most `seconds` for the lock (tally_add_wait: on timeout
+ * nothing is added, and tally_explain() says how long it waited and what is
+ * known of the holder; a holder known to have died is taken over, or
+ * reported as such).  Ctrl-C, SIGTERM, SIGHUP and SIGQUIT wait until the add
+ * is done (it takes microseconds unless the lock is held, and then the wait
+ * bound ends it): a process that died inside the lock, or in a FIFO lock's
+ * queue, would leave the others to find out.  They stay blocked until the
  * process exits, so that the exit status always tells what happened to the
  * add: one that came during the add, or after it, is reported and then
  * discarded by the exit (dying of it after the add would tell a script that
  * retries on failure to add twice).  Only SIGKILL can end the add unreported.
- * Left: a deadline that passes in the nanoseconds between taking the lock and
- * releasing it (a process preempted just there) exits holding the lock.
  */
 static int add_with_deadline(tally *t, const char *name, double seconds,
 			     int64_t delta)
 {
 	static const int held[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-	tally_backend_info info;
-	struct sigaction sa;
-	struct itimerval it = {0};
 	sigset_t block, pending;
 
-	shm_name = name;
-	shm_backend = tally_backend_name(t);
-	if (tally_backend_find(shm_backend, &info) == 0) {
-		shm_fifo = (info.caps & TALLY_CAP_FAIR) != 0;
-		shm_robust = (info.caps & TALLY_CAP_ROBUST) != 0;
-	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_alarm;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, NULL);
 	sigemptyset(&block);
 	for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
 		sigaddset(&block, held[i]);
 	sigprocmask(SIG_BLOCK, &block, NULL);
-	it.it_value.tv_sec = (time_t)seconds;
-	it.it_value.tv_usec =
-		(suseconds_t)((seconds - (double)(time_t)seconds) * 1e6);
-	setitimer(ITIMER_REAL, &it, NULL);
-	int rc = tally_add(t, delta);
-	memset(&it, 0, sizeof(it));
-	setitimer(ITIMER_REAL, &it, NULL);
+	/* Rounded: 1.001 * 1000 is 1000.9999999999999 in binary. */
+	int rc = tally_add_wait(t, delta, (int64_t)(seconds * 1000 + 0.5));
 	sigpending(&pending);
 	int interrupted = 0;
 	for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
@@ -294,6 +229,7 @@ int cmd_shm(int argc, char **argv)
 	const char *backend = NULL, *initial_s = NULL, *timeout_s = NULL;
 	const char *pos[4] = {0};
 	int npos = 0, c;
+	uint64_t seen = 0;
 	int64_t initial = 0, delta = 0;
 	double timeout = 5;
 
@@ -317,6 +253,8 @@ int cmd_shm(int argc, char **argv)
 				usage(stdout);
 				return EXIT_EXACT;
 			}
+			if (cli_once("shm", opts, c, &seen) != 0)
+				return EXIT_USAGE;
 			if (c == O_BACKEND)
 				backend = optarg;
 			else if (c == O_INITIAL)

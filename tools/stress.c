@@ -395,18 +395,14 @@ enum {
 	O_FORMAT,
 };
 
-/* Check everything before any work; -1 after printing why. */
+/* Check everything before any work (at most one of --duration, --rounds
+ * and --round was given); -1 after printing why. */
 static int parse_values(const char **v, struct params *p)
 {
 	uint64_t u = DEFAULT_WORKERS;
 	int given = !!v[O_DURATION - O_BACKEND] + !!v[O_ROUNDS - O_BACKEND] +
 		    !!v[O_ROUND - O_BACKEND];
 #define V(o) v[(o)-O_BACKEND]
-	if (given > 1) {
-		cli_error("stress", "give at most one of --duration, --rounds "
-				    "and --round");
-		return -1;
-	}
 	p->duration = given ? 0 : DEFAULT_DURATION_S;
 	p->seed = harness_now_ns() ^ ((uint64_t)getpid() << 32);
 	if ((V(O_DURATION) &&
@@ -459,6 +455,7 @@ int cmd_stress(int argc, char **argv)
 	};
 	const char *val[O_FORMAT - O_BACKEND + 1] = {0};
 	struct params *p = calloc(1, sizeof(*p));
+	uint64_t seen = 0;
 	int c, rc = EXIT_USAGE;
 
 	if (p == NULL)
@@ -478,6 +475,8 @@ int cmd_stress(int argc, char **argv)
 				  argv[optind - 1]);
 			goto out;
 		}
+		if (cli_once("stress", opts, c, &seen) != 0)
+			goto out;
 		if (c == O_OVER)
 			p->oversubscribe = 1;
 		val[c - O_BACKEND] = optarg;
@@ -489,7 +488,11 @@ int cmd_stress(int argc, char **argv)
 			  argv[optind]);
 		goto out;
 	}
-	if (parse_values(val, p) != 0)
+	/* Each says how long to run: one of them, or the default. */
+	if (cli_conflict("stress", opts, seen, O_DURATION, O_ROUNDS) != 0 ||
+	    cli_conflict("stress", opts, seen, O_DURATION, O_ROUND) != 0 ||
+	    cli_conflict("stress", opts, seen, O_ROUNDS, O_ROUND) != 0 ||
+	    parse_values(val, p) != 0)
 		goto out;
 #ifdef STRESS_TSAN
 	if (p->mode != CREW_THREADS)

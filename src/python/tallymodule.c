@@ -4,8 +4,10 @@
 
 #include "tally.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 /*
  * One Python object per handle.  The handle is created in __init__ and
@@ -19,19 +21,24 @@ typedef struct {
 	int shared;	 /* TALLY_PSHARED or named: forked children share it */
 	int release_gil; /* drop the GIL around add (see counter_init) */
 	int remote;	 /* and around get: TALLY_CAP_REMOTE */
-	unsigned busy;	 /* calls running without the GIL */
+	int locked;	 /* TALLY_CAP_LOCKED: an add may wait (add_locked) */
+	int64_t wait_limit; /* tally_wait_limit(): add's default bound, ms */
+	unsigned busy;	    /* calls running without the GIL */
 } CounterObject;
 
-static PyObject *TallyError; /* tally.Error */
+static PyObject *TallyError;	    /* tally.Error */
+static PyObject *TallyTimeoutError; /* tally.TimeoutError */
 
 /*
- * Raise tally.Error for a tally return code: str(e) is the library's
- * message with the detail and the error's name, e.errname its name
- * ("TALLY_ENOBACKEND"), e.code the negative code.
+ * Raise tally.Error for a tally return code (tally.TimeoutError for
+ * TALLY_ETIMEDOUT): str(e) is the library's message with the detail and the
+ * error's name, e.errname its name ("TALLY_ENOBACKEND"), e.code the
+ * negative code.
  */
 static PyObject *raise_tally(int rc, const char *fmt, ...)
 {
-	char detail[512] = "";
+	PyObject *cls = rc == TALLY_ETIMEDOUT ? TallyTimeoutError : TallyError;
+	char detail[1024] = "";
 	PyObject *msg, *exc, *v;
 	va_list ap;
 
@@ -45,7 +52,7 @@ static PyObject *raise_tally(int rc, const char *fmt, ...)
 				   tally_errname(rc));
 	if (msg == NULL)
 		return NULL;
-	exc = PyObject_CallOneArg(TallyError, msg);
+	exc = PyObject_CallOneArg(cls, msg);
 	Py_DECREF(msg);
 	if (exc == NULL)
 		return NULL;
@@ -57,13 +64,51 @@ static PyObject *raise_tally(int rc, const char *fmt, ...)
 	if (v == NULL || PyObject_SetAttrString(exc, "code", v) < 0)
 		goto fail;
 	Py_DECREF(v);
-	PyErr_SetObject(TallyError, exc);
+	PyErr_SetObject(cls, exc);
 	Py_DECREF(exc);
 	return NULL;
 fail:
 	Py_XDECREF(v);
 	Py_DECREF(exc);
 	return NULL;
+}
+
+/* What the library says beyond tally_strerror(rc) (the system call, the
+ * option, the holder), or "" when nothing more: read it right after the call
+ * that failed, in its thread, before any other call into the library. */
+static const char *explained(int rc)
+{
+	const char *d = tally_explain(rc);
+	return d == tally_strerror(rc) ? "" : d;
+}
+
+/*
+ * A user's string as a message repeats it: quoted, and past ECHO_CHARS
+ * characters cut there and followed by its length, "'aaa...' (100000
+ * characters)", so that no input makes a message unreadable.  Every string
+ * the module echoes (a backend spec, a counter name) goes through here.  s is
+ * UTF-8 from PyUnicode_AsUTF8AndSize, so characters are counted as Python's
+ * len() does and the cut never splits one.
+ */
+#define ECHO_CHARS 64
+#define ECHO_SIZE  (ECHO_CHARS * 4 + 48)
+static const char *echo(char buf[ECHO_SIZE], const char *s)
+{
+	size_t chars = 0, cut = 0, i;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if (((unsigned char)s[i] & 0xC0) == 0x80)
+			continue; /* a continuation byte */
+		if (chars == ECHO_CHARS)
+			cut = i;
+		chars++;
+	}
+	if (chars <= ECHO_CHARS)
+		snprintf(buf, ECHO_SIZE, "'%s'", s);
+	else
+		snprintf(buf, ECHO_SIZE, "'%.*s...' (%zu characters)", (int)cut,
+			 s, chars);
+	return buf;
 }
 
 /* "none, mutex, ..." for the message of an unknown backend. */
@@ -118,6 +163,20 @@ static int to_i64(PyObject *o, const char *what, int64_t *out)
 	return 0;
 }
 
+/* shared=, create=, exclusive=: True or False only.  Anything else is
+ * refused rather than judged by truth: create="False" must not create. */
+static int to_flag(PyObject *o, const char *what, int *out)
+{
+	if (!PyBool_Check(o)) {
+		PyErr_Format(PyExc_TypeError,
+			     "%s must be a bool (True or False), not %.100s",
+			     what, Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	*out = o == Py_True;
+	return 0;
+}
+
 /* A str argument (or None, handled by the caller) as UTF-8 without NULs. */
 static int to_cstr(PyObject *o, const char *what, const char **out)
 {
@@ -149,7 +208,9 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 	static char *kwlist[] = {"backend", "initial",	 "shared", "name",
 				 "create",  "exclusive", NULL};
 	PyObject *backend_o = Py_None, *initial_o = NULL, *name_o = Py_None;
-	int shared = 0, create = 1, exclusive = 0, rc;
+	PyObject *shared_o = Py_False, *create_o = Py_True;
+	PyObject *exclusive_o = Py_False;
+	int shared, create, exclusive, rc;
 	const char *backend = NULL, *name = NULL;
 	int64_t initial = 0;
 	tally *t = NULL;
@@ -160,9 +221,13 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 				"tally.Counter is already initialized");
 		return -1;
 	}
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOpOpp:Counter", kwlist,
-					 &backend_o, &initial_o, &shared,
-					 &name_o, &create, &exclusive))
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOOOOO:Counter", kwlist,
+					 &backend_o, &initial_o, &shared_o,
+					 &name_o, &create_o, &exclusive_o))
+		return -1;
+	if (to_flag(shared_o, "shared", &shared) < 0 ||
+	    to_flag(create_o, "create", &create) < 0 ||
+	    to_flag(exclusive_o, "exclusive", &exclusive) < 0)
 		return -1;
 	if (backend_o != Py_None && to_cstr(backend_o, "backend", &backend) < 0)
 		return -1;
@@ -196,25 +261,25 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 				  shared ? TALLY_PSHARED : 0u);
 	}
 	if (rc < 0) {
-		char known[512];
+		char known[512], b[ECHO_SIZE], n[ECHO_SIZE];
 		/* What the library says more (owner and mode, the other
 		 * backend, the system call): same thread, set by the call. */
-		const char *d = tally_explain(rc), *sep = ": ";
-		if (d == tally_strerror(rc))
-			d = sep = ""; /* nothing more than the message */
+		const char *d = explained(rc), *sep = d[0] ? ": " : "";
+		const char *bs = backend ? echo(b, backend) : "(default)";
+		const char *ns = name ? echo(n, name) : "";
+
 		if (rc == TALLY_ENOBACKEND) {
 			known_backends(known, sizeof(known));
-			raise_tally(rc, "'%s' (known: %s)",
-				    backend ? backend : "(from $TALLY_BACKEND)",
+			raise_tally(rc, "%s (known: %s)",
+				    backend ? bs : "(from $TALLY_BACKEND)",
 				    known);
 		} else if (name != NULL && !create) {
-			raise_tally(rc, "counter '%s'%s%s", name, sep, d);
+			raise_tally(rc, "counter %s%s%s", ns, sep, d);
 		} else if (name != NULL) {
-			raise_tally(rc, "counter '%s', backend '%s'%s%s", name,
-				    backend ? backend : "(default)", sep, d);
+			raise_tally(rc, "counter %s, backend %s%s%s", ns, bs,
+				    sep, d);
 		} else {
-			raise_tally(rc, "backend '%s'%s%s%s",
-				    backend ? backend : "(default)",
+			raise_tally(rc, "backend %s%s%s%s", bs,
 				    shared ? ", shared=True" : "", sep, d);
 		}
 		return -1;
@@ -231,8 +296,10 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 	 * GIL so that the process's other threads run meanwhile.
 	 */
 	self->release_gil = 1;
+	self->wait_limit = tally_wait_limit(t);
 	if (tally_backend_find(tally_backend_name(t), &info) == 0) {
 		self->remote = (info.caps & TALLY_CAP_REMOTE) != 0;
+		self->locked = (info.caps & TALLY_CAP_LOCKED) != 0;
 		if ((info.caps & (TALLY_CAP_LOCKFREE | TALLY_CAP_RACY)) &&
 		    !self->remote)
 			self->release_gil = 0;
@@ -249,34 +316,204 @@ static void counter_dealloc(CounterObject *self)
 	Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* add()'s arguments: delta=1 positional or by keyword, timeout= by keyword
+ * only (add(1, 2) stays an error).  Vectorcall, not PyArg_Parse*: add is the
+ * call a program makes millions of times. */
+static int add_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+		    PyObject **delta, PyObject **timeout)
+{
+	Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+
+	if (nargs > 1) {
+		PyErr_Format(PyExc_TypeError,
+			     "add() takes at most 1 positional argument (%zd "
+			     "given)",
+			     nargs);
+		return -1;
+	}
+	*delta = nargs == 1 ? args[0] : NULL;
+	*timeout = NULL;
+	for (Py_ssize_t i = 0; i < nkw; i++) {
+		PyObject *k = PyTuple_GET_ITEM(kwnames, i), **slot;
+
+		if (PyUnicode_CompareWithASCIIString(k, "delta") == 0) {
+			slot = delta;
+		} else if (PyUnicode_CompareWithASCIIString(k, "timeout") ==
+			   0) {
+			slot = timeout;
+		} else {
+			/* The keyword is not echoed: it could be any size. */
+			PyErr_SetString(PyExc_TypeError,
+					"add() takes only delta and timeout= "
+					"as keywords");
+			return -1;
+		}
+		if (*slot != NULL) {
+			PyErr_SetString(PyExc_TypeError,
+					"add() got delta twice");
+			return -1;
+		}
+		*slot = args[nargs + i];
+	}
+	return 0;
+}
+
+/* timeout=: None (-1 here: the handle's own bound) or seconds > 0, in ms. */
+static int to_timeout_ms(PyObject *o, double *ms)
+{
+	double s;
+
+	*ms = -1;
+	if (o == NULL || o == Py_None)
+		return 0;
+	if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
+		PyErr_Format(PyExc_TypeError,
+			     "timeout must be a number of seconds or None, "
+			     "not %.100s",
+			     Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	s = PyFloat_AsDouble(o);
+	if (s == -1.0 && PyErr_Occurred())
+		return -1;
+	if (!(s > 0) || !isfinite(s)) {
+		PyErr_SetString(PyExc_ValueError,
+				"timeout must be a finite number of seconds "
+				"above 0, or None (the counter's own bound)");
+		return -1;
+	}
+	*ms = s * 1000.0;
+	return 0;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/*
+ * How long one wait for a lock lasts before add() takes the GIL again to
+ * run signal handlers: Ctrl-C is answered within this.  Short enough to feel
+ * immediate, long enough that a waiter costs nothing noticeable.
+ */
+#define ADD_SLICE_MS 100
+/* add_locked()'s return when a signal handler raised (KeyboardInterrupt). */
+#define ADD_INTERRUPTED INT32_MIN
+
+/*
+ * The add on a backend with a lock.  First one try that only takes a free
+ * lock (tally_add_wait(t, delta, 0)), the GIL dropped or kept as
+ * _release_gil says, as tally_add() did: an uncontended add costs what it
+ * did, where a wait bound would make some backends take a timed path (a
+ * mutex's timedlock, a clock read).  Only when that finds the lock taken:
+ * tally_add_wait() in slices of ADD_SLICE_MS with the GIL released, and
+ * between slices the GIL taken to run signal handlers, until the lock is
+ * taken, an error, a handler raises (nothing added: a slice that times out
+ * adds nothing), or limit_ms (0: no bound) has passed, which returns
+ * TALLY_ETIMEDOUT with *waited_ms.
+ * busy covers every slice and handler: close() from a handler, or another
+ * thread, refuses while this call uses the handle.
+ */
+static int add_locked(CounterObject *self, int64_t delta, double limit_ms,
+		      double *waited_ms)
+{
+	tally *t = self->t;
+	double start, left = limit_ms;
+	int64_t wait;
+	PyThreadState *ts;
+	int rc;
+
+	*waited_ms = 0;
+	self->busy++;
+	if (self->release_gil) {
+		ts = PyEval_SaveThread();
+		rc = tally_add_wait(t, delta, 0);
+		PyEval_RestoreThread(ts);
+	} else {
+		rc = tally_add_wait(t, delta, 0);
+	}
+	if (rc == TALLY_EUNSUPPORTED) {
+		/* A lock whose wait cannot be bounded yet (clh): a plain
+		 * add, which Ctrl-C cannot interrupt. */
+		ts = PyEval_SaveThread();
+		rc = tally_add(t, delta);
+		PyEval_RestoreThread(ts);
+	}
+	start = rc == TALLY_ETIMEDOUT ? now_ms() : 0;
+	while (rc == TALLY_ETIMEDOUT) {
+		if (PyErr_CheckSignals() < 0) {
+			rc = ADD_INTERRUPTED;
+			break;
+		}
+		wait = ADD_SLICE_MS;
+		if (limit_ms > 0 && left < ADD_SLICE_MS)
+			wait = (int64_t)ceil(left);
+		ts = PyEval_SaveThread();
+		rc = tally_add_wait(t, delta, wait);
+		PyEval_RestoreThread(ts);
+		if (rc != TALLY_ETIMEDOUT)
+			break;
+		*waited_ms = now_ms() - start;
+		left = limit_ms - *waited_ms;
+		if (limit_ms > 0 && left <= 0)
+			break; /* tally_explain() is still this slice's */
+	}
+	self->busy--;
+	return rc;
+}
+
+/*
+ * The library explains a timeout by the wait it was given ("the spin lock
+ * was not taken in 0.100 s; ...  It is held by a live process"): the last
+ * slice's.  Say the whole wait instead: the first " in N.NNN s" becomes the
+ * total; a text without one is kept whole after the total.
+ */
+static void timeout_text(char *buf, size_t size, const char *d,
+			 double waited_ms)
+{
+	const char *p = d;
+
+	while ((p = strstr(p, " in ")) != NULL) {
+		const char *q = p + 4;
+		size_t n = strspn(q, "0123456789.");
+		if (n > 0 && strncmp(q + n, " s", 2) == 0) {
+			snprintf(buf, size, "%.*s in %.3f s%s", (int)(p - d), d,
+				 waited_ms / 1e3, q + n + 2);
+			return;
+		}
+		p = q;
+	}
+	snprintf(buf, size, "waited %.3f s in all%s%s", waited_ms / 1e3,
+		 d[0] ? ": " : "", d);
+}
+
 static PyObject *counter_add(CounterObject *self, PyObject *const *args,
 			     Py_ssize_t nargs, PyObject *kwnames)
 {
+	PyObject *delta_o, *timeout_o;
+	double limit_ms, waited_ms = 0;
 	int64_t delta = 1;
+	const char *d;
 	int rc;
 
-	if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
-		if (nargs != 0 || PyTuple_GET_SIZE(kwnames) != 1 ||
-		    !PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
-		    PyUnicode_CompareWithASCIIString(
-			    PyTuple_GET_ITEM(kwnames, 0), "delta") != 0) {
-			PyErr_SetString(PyExc_TypeError,
-					"add() takes one argument, delta");
-			return NULL;
-		}
-		nargs = 1;
-	}
-	if (nargs > 1) {
-		PyErr_Format(PyExc_TypeError,
-			     "add() takes at most 1 argument (%zd given)",
-			     nargs);
+	if (add_args(args, nargs, kwnames, &delta_o, &timeout_o) < 0)
 		return NULL;
-	}
-	if (nargs == 1 && to_i64(args[0], "delta", &delta) < 0)
+	if (delta_o != NULL && to_i64(delta_o, "delta", &delta) < 0)
+		return NULL;
+	if (to_timeout_ms(timeout_o, &limit_ms) < 0)
 		return NULL;
 	if (check_open(self) < 0)
 		return NULL;
-	if (self->release_gil) {
+	if (self->locked) {
+		if (limit_ms < 0)
+			limit_ms = (double)self->wait_limit;
+		rc = add_locked(self, delta, limit_ms, &waited_ms);
+		if (rc == ADD_INTERRUPTED)
+			return NULL;
+	} else if (self->release_gil) { /* no lock: a server, maybe */
 		tally *t = self->t;
 		PyThreadState *ts;
 
@@ -288,11 +525,20 @@ static PyObject *counter_add(CounterObject *self, PyObject *const *args,
 	} else {
 		rc = tally_add(self->t, delta);
 	}
-	if (rc < 0)
-		return raise_tally(rc, "add(%lld) on backend '%s'",
+	if (rc >= 0)
+		Py_RETURN_NONE;
+	d = explained(rc);
+	if (rc == TALLY_ETIMEDOUT) {
+		char text[400];
+
+		timeout_text(text, sizeof(text), d, waited_ms);
+		return raise_tally(rc, "add(%lld) on backend '%s': %s",
 				   (long long)delta,
-				   tally_backend_name(self->t));
-	Py_RETURN_NONE;
+				   tally_backend_name(self->t), text);
+	}
+	return raise_tally(rc, "add(%lld) on backend '%s'%s%s",
+			   (long long)delta, tally_backend_name(self->t),
+			   d[0] ? ": " : "", d);
 }
 
 static PyObject *counter_get_value(CounterObject *self, void *closure)
@@ -315,9 +561,13 @@ static PyObject *counter_get_value(CounterObject *self, void *closure)
 	} else {
 		rc = tally_get(self->t, &v);
 	}
-	if (rc < 0)
-		return raise_tally(rc, "reading the counter on backend '%s'",
-				   tally_backend_name(self->t));
+	if (rc < 0) {
+		const char *d = explained(rc);
+
+		return raise_tally(
+			rc, "reading the counter on backend '%s'%s%s",
+			tally_backend_name(self->t), d[0] ? ": " : "", d);
+	}
 	return PyLong_FromLongLong((long long)v);
 }
 
@@ -435,9 +685,21 @@ static PyObject *counter_repr(CounterObject *self)
 static PyMethodDef counter_methods[] = {
 	{"add", (PyCFunction)(void (*)(void))counter_add,
 	 METH_FASTCALL | METH_KEYWORDS,
-	 "add(delta=1)\n--\n\nAdd delta (an int that fits in 64 bits; "
-	 "negative subtracts).  Wraps modulo 2**64.  Raises tally.Error "
-	 "when the backend fails."},
+	 "add(delta=1, *, timeout=None)\n--\n\n"
+	 "Add delta (an int that fits in 64 bits; negative subtracts).  Wraps "
+	 "modulo 2**64.\n"
+	 "On a backend with a lock, waits for it at most timeout seconds (a "
+	 "number above 0), or with None the counter's own bound: the "
+	 "backend option wait_ms=N (0: no bound), else "
+	 "tally.DEFAULT_WAIT_MS on a shared or named counter and no bound "
+	 "on a private one.  Past it, raises tally.TimeoutError "
+	 "(also a TimeoutError) and adds nothing.  The GIL is released while "
+	 "it waits, and signal handlers run every 0.1 s: Ctrl-C raises "
+	 "KeyboardInterrupt, and nothing was added.  A lock whose holder "
+	 "died is taken over (the add succeeds) or reported with "
+	 "tally.Error (TALLY_ENOTRECOVERABLE).  Lock-free backends never "
+	 "wait.  Raises tally.Error when the backend fails; str(e) carries "
+	 "the library's explanation."},
 	{"close", (PyCFunction)counter_close, METH_NOARGS,
 	 "close()\n--\n\nRelease the counter (a named one stays until "
 	 "tally.unlink()).  Calling it again does nothing."},
@@ -469,13 +731,16 @@ PyDoc_STRVAR(
 	"Counter(backend=None, initial=0, shared=False, name=None, "
 	"create=True, exclusive=False)\n--\n\n"
 	"A tally counter.  backend: a name such as 'atomic' or 'mutex', or "
-	"'NAME:OPTIONS'; None means $TALLY_BACKEND, else 'atomic'.\n"
+	"'NAME:OPTIONS' (e.g. 'spin:wait_ms=2000', how long an add waits "
+	"for the lock); None means $TALLY_BACKEND, else 'atomic'.\n"
 	"shared=True: processes forked after creation (multiprocessing's "
 	"fork start method) share it.\n"
 	"name='jobs': a named counter in POSIX shared memory that separate "
 	"processes open by name (the spawn start method, or another "
 	"program); create=False only opens an existing one, exclusive=True "
-	"only creates.  Use as a context manager, or call close().");
+	"only creates.\n"
+	"shared, create and exclusive take only True or False (TypeError "
+	"otherwise).  Use as a context manager, or call close().");
 
 static PyTypeObject CounterType = {
 	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tally.Counter",
@@ -499,13 +764,13 @@ static PyObject *mod_unlink(PyObject *mod, PyObject *arg)
 	if (to_cstr(arg, "name", &name) < 0)
 		return NULL;
 	rc = tally_unlink(name);
-	if (rc < 0)
-		return raise_tally(
-			rc, "counter '%s'%s%s", name,
-			tally_explain(rc) != tally_strerror(rc) ? ": " : "",
-			tally_explain(rc) != tally_strerror(rc)
-				? tally_explain(rc)
-				: "");
+	if (rc < 0) {
+		char n[ECHO_SIZE];
+		const char *d = explained(rc);
+
+		return raise_tally(rc, "counter %s%s%s", echo(n, name),
+				   d[0] ? ": " : "", d);
+	}
 	Py_RETURN_NONE;
 }
 
@@ -581,13 +846,16 @@ static int add_constants(PyObject *m)
 		if (PyModule_AddIntConstant(m, caps[i].name,
 					    (long)caps[i].bit) < 0)
 			return -1;
+	if (PyModule_AddIntConstant(m, "DEFAULT_WAIT_MS",
+				    TALLY_DEFAULT_WAIT_MS) < 0)
+		return -1;
 	return PyModule_AddStringConstant(m, "version", tally_version());
 }
 
 PyMODINIT_FUNC PyInit_tally(void);
 PyMODINIT_FUNC PyInit_tally(void)
 {
-	PyObject *m;
+	PyObject *m, *bases;
 
 	if (PyType_Ready(&CounterType) < 0)
 		return NULL;
@@ -601,11 +869,28 @@ PyMODINIT_FUNC PyInit_tally(void)
 		"negative number (tally.ENOBACKEND).",
 		NULL, NULL);
 	if (TallyError == NULL ||
-	    PyModule_AddObjectRef(m, "Error", TallyError) < 0 ||
+	    PyModule_AddObjectRef(m, "Error", TallyError) < 0)
+		goto fail;
+	/* Both a tally.Error (e.errname, e.code) and the builtin
+	 * TimeoutError, which code that bounds waits already catches. */
+	bases = PyTuple_Pack(2, TallyError, PyExc_TimeoutError);
+	if (bases == NULL)
+		goto fail;
+	TallyTimeoutError = PyErr_NewExceptionWithDoc(
+		"tally.TimeoutError",
+		"An add that did not take the counter's lock within its wait "
+		"bound (Counter.add's timeout, or the handle's own): nothing "
+		"was added.  A tally.Error (e.errname 'TALLY_ETIMEDOUT') and a "
+		"builtin TimeoutError.",
+		bases, NULL);
+	Py_DECREF(bases);
+	if (TallyTimeoutError == NULL ||
+	    PyModule_AddObjectRef(m, "TimeoutError", TallyTimeoutError) < 0 ||
 	    PyModule_AddObjectRef(m, "Counter", (PyObject *)&CounterType) < 0 ||
-	    add_constants(m) < 0) {
-		Py_DECREF(m);
-		return NULL;
-	}
+	    add_constants(m) < 0)
+		goto fail;
 	return m;
+fail:
+	Py_DECREF(m);
+	return NULL;
 }

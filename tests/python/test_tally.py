@@ -6,12 +6,21 @@ PYTHONPATH:  python3 -m unittest -v test_tally
 import multiprocessing as mp
 import os
 import pickle
+import signal
+import subprocess
+import sys
 import threading
+import time
 import unittest
 
 import tally
 
 ADDS = 2000  # per worker: enough to interleave, seconds in total
+
+
+# tests/shm_holder.c, built beside the CLI (tests/python.cmake passes it):
+# NAME SECONDS holds a named counter's lock that long, having added 100.
+HOLDER = os.environ.get("TALLY_SHM_HOLDER")
 
 
 def usable_backends():
@@ -39,6 +48,12 @@ def add_many(counter, delta, n, start=None):
         start.wait(60)
     for _ in range(n):
         counter.add(delta)
+
+
+def named_lock_backends():
+    """Built-in backends whose named counters have a lock, by their bits."""
+    return [n for n, _, caps, built in tally.backends()
+            if built and caps & tally.CAP_NAMED and caps & tally.CAP_LOCKED]
 
 
 def add_many_by_name(name, delta, n, start=None):
@@ -245,6 +260,78 @@ class Errors(unittest.TestCase):
         with self.assertRaises(TypeError):
             tally.unlink(3)
 
+    def test_flags_take_only_bool(self):
+        name = unique_name()
+        self.addCleanup(lambda: os.path.exists("/dev/shm/tally." + name)
+                        and tally.unlink(name))  # were a flag misread
+        for flag in ("shared", "create", "exclusive"):
+            for bad in ("False", "", 0, 1, None, 1.0, [True]):
+                kw = {flag: bad}
+                if flag != "shared":
+                    kw["name"] = name
+                with self.subTest(**kw):
+                    with self.assertRaises(TypeError) as cm:
+                        tally.Counter("atomic", **kw)
+                    self.assertIn(flag, str(cm.exception))
+                    self.assertIn(type(bad).__name__, str(cm.exception))
+        # create="False" above made nothing.
+        self.assertTallyError("ENOTFOUND", tally.Counter, name=name,
+                              create=False)
+        for shared in (True, False):
+            with tally.Counter("atomic", shared=shared) as c:
+                self.assertEqual(c.shared, shared)
+
+    def test_echoed_input_is_trimmed(self):
+        big = 100000
+        cases = [
+            ("ENOBACKEND", "b", lambda s: tally.Counter(s)),
+            ("EOPTION", "o", lambda s: tally.Counter("mutex:" + s + "=1")),
+            ("EINVAL", "n", lambda s: tally.Counter("atomic", name=s)),
+            ("EINVAL", "n", lambda s: tally.Counter(name=s, create=False)),
+            ("EINVAL", "u", lambda s: tally.unlink(s)),
+        ]
+        for errname, ch, fn in cases:
+            with self.subTest(errname=errname, char=ch):
+                e = self.assertTallyError(errname, fn, ch * big)
+                self.assertLess(len(str(e)), 1000, str(e)[:2000])
+                if errname != "EOPTION":  # the spec is "mutex:ooo...=1"
+                    self.assertIn(f"'{ch * 64}...' ({big} characters)",
+                                  str(e))
+        # Characters, not bytes: a cut never splits one.
+        e = self.assertTallyError("ENOBACKEND", tally.Counter, "é" * 65)
+        self.assertIn(f"'{'é' * 64}...' (65 characters)", str(e))
+        e = self.assertTallyError("ENOBACKEND", tally.Counter, "é" * 64)
+        self.assertIn(f"'{'é' * 64}' ", str(e))
+
+    def test_bad_timeout_changes_nothing(self):
+        with tally.Counter("mutex", 10) as c:
+            for bad in ("1", True, [1]):
+                with self.subTest(timeout=bad), \
+                        self.assertRaises(TypeError):
+                    c.add(1, timeout=bad)
+            for bad in (0, 0.0, -1, float("nan"), float("inf")):
+                with self.subTest(timeout=bad), \
+                        self.assertRaises(ValueError):
+                    c.add(1, timeout=bad)
+            with self.assertRaises(TypeError):
+                c.add(1, delta=2)
+            self.assertEqual(c.value, 10)
+            c.add(2, timeout=1)
+            c.add(delta=3, timeout=0.5)
+            c.add(timeout=None)
+            self.assertEqual(c.value, 16)
+        with tally.Counter("atomic") as c:  # no lock: timeout is checked
+            with self.assertRaises(ValueError):
+                c.add(1, timeout=-1)
+            c.add(1, timeout=0.01)
+            self.assertEqual(c.value, 1)
+
+    def test_timeout_error_is_both_errors(self):
+        self.assertTrue(issubclass(tally.TimeoutError, tally.Error))
+        self.assertTrue(issubclass(tally.TimeoutError, TimeoutError))
+        self.assertEqual(tally.ETIMEDOUT, -19)
+        self.assertIn("TALLY_ETIMEDOUT", tally.TimeoutError.__doc__)
+
     def test_bad_add_changes_nothing(self):
         with tally.Counter("mutex", 10) as c:
             for bad in (1.5, "1", None, True, [1]):
@@ -270,6 +357,186 @@ class Errors(unittest.TestCase):
     def test_error_is_an_exception_with_a_docstring(self):
         self.assertTrue(issubclass(tally.Error, Exception))
         self.assertIn("errname", tally.Error.__doc__)
+
+
+# A Python program blocked in add() on a counter that another program holds.
+BLOCKED_ADD = r"""
+import signal, sys, tally
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if ignored
+c = tally.Counter(name=sys.argv[1], create=False)
+print("adding", flush=True)
+c.add(5)
+print("added", flush=True)
+"""
+
+# One add on a counter whose holder was killed: what came of it, as
+# "added BEFORE AFTER SECONDS" or "error ERRNAME BEFORE AFTER SECONDS".
+ADD_PAST_THE_DEAD = r"""
+import sys, time, tally
+c = tally.Counter(name=sys.argv[1], create=False)
+before = c.value
+t0 = time.monotonic()
+try:
+    c.add(1)
+    outcome = "added"
+except tally.Error as e:
+    outcome = "error " + e.errname
+    print(e, file=sys.stderr)
+print(outcome, before, c.value, time.monotonic() - t0)
+"""
+
+
+class HeldLocks(unittest.TestCase):
+    """Named counters whose lock another program holds: tests/shm_holder.c,
+    alive or killed inside the lock."""
+
+    INITIAL = 7
+
+    def setUp(self):
+        if not HOLDER:
+            self.skipTest("TALLY_SHM_HOLDER is not set (tests/python.cmake "
+                          "sets it to the shm_holder program)")
+        self.backends = named_lock_backends()
+        if not self.backends:
+            self.skipTest("no built-in backend has a lock and names")
+
+    def counter(self, backend):
+        name = unique_name()
+        c = tally.Counter(backend, self.INITIAL, name=name, exclusive=True)
+        self.addCleanup(tally.unlink, name)
+        self.addCleanup(c.close)
+        return c
+
+    def hold(self, c, seconds):
+        """Start a holder of c's lock, and return once it holds it: the
+        holder adds 100 inside the lock, before it waits there."""
+        p = subprocess.Popen([HOLDER, c.name, str(seconds)],
+                             stderr=subprocess.PIPE, text=True)
+        self.addCleanup(self.reap, p)
+        deadline = time.monotonic() + 10
+        while c.value != self.INITIAL + 100:
+            if p.poll() is not None:
+                self.fail(f"{c.backend}: shm_holder exited {p.returncode}: "
+                          f"{p.stderr.read()}")
+            if time.monotonic() > deadline:
+                self.fail(f"{c.backend}: shm_holder never took the lock")
+            time.sleep(0.01)
+        return p
+
+    @staticmethod
+    def reap(p):
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        if p.stderr:
+            p.stderr.close()
+
+    def python(self, script, name, **kw):
+        return subprocess.Popen([sys.executable, "-c", script, name],
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, **kw)
+
+    def test_timeout_raises_and_adds_nothing(self):
+        for backend in self.backends:
+            with self.subTest(backend=backend):
+                c = self.counter(backend)
+                holder = self.hold(c, 30)
+                t0 = time.monotonic()
+                with self.assertRaises(tally.TimeoutError) as cm:
+                    c.add(5, timeout=0.2)
+                waited = time.monotonic() - t0
+                e = cm.exception
+                self.assertIsInstance(e, TimeoutError)
+                self.assertEqual(e.errname, "TALLY_ETIMEDOUT")
+                self.assertEqual(e.code, tally.ETIMEDOUT)
+                self.assertIn("nothing was added", str(e))
+                self.assertIn(f"add(5) on backend '{backend}'", str(e))
+                self.assertGreaterEqual(waited, 0.19)
+                self.assertLess(waited, 1.5)
+                self.assertEqual(c.value, self.INITIAL + 100)
+                self.reap(holder)
+
+    def test_close_while_an_add_waits_is_refused(self):
+        c = self.counter(self.backends[0])
+        holder = self.hold(c, 2)
+        done = []
+        t = threading.Thread(target=lambda: done.append(c.add(5, timeout=20)))
+        t.start()
+        time.sleep(0.3)  # in add(), between or inside its waits
+        with self.assertRaisesRegex(RuntimeError, "still using it"):
+            c.close()
+        t.join(30)
+        self.assertEqual(done, [None])
+        self.assertEqual(holder.wait(30), 0)
+        self.assertEqual(c.value, self.INITIAL + 105)
+
+    def test_a_blocked_add_answers_ctrl_c(self):
+        waits = []
+        for backend in self.backends:
+            c = self.counter(backend)
+            holder = self.hold(c, 4)
+            child = self.python(BLOCKED_ADD, c.name)
+            self.addCleanup(self.reap, child)
+            waits.append((backend, c, holder, child))
+        for backend, c, holder, child in waits:
+            self.assertEqual(child.stdout.readline(), "adding\n", backend)
+        time.sleep(0.5)  # well inside add() by now
+        for backend, c, holder, child in waits:
+            child.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        for backend, c, holder, child in waits:
+            with self.subTest(backend=backend):
+                try:
+                    out, err = child.communicate(
+                        timeout=max(0.1, t0 + 2 - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.fail(f"{backend}: add() did not answer SIGINT "
+                              "within 2 s")
+                self.assertNotEqual(child.returncode, 0)
+                self.assertIn("KeyboardInterrupt", err)
+                self.assertNotIn("added", out)
+        for backend, c, holder, child in waits:
+            with self.subTest(backend=backend):
+                self.assertEqual(holder.wait(30), 0)
+                # The holder's 100, and nothing of the interrupted 5.
+                self.assertEqual(c.value, self.INITIAL + 100)
+                c.add(1, timeout=5)
+                self.assertEqual(c.value, self.INITIAL + 101)
+
+    def test_a_killed_holder_is_recovered_or_reported_within_the_bound(self):
+        bound = tally.DEFAULT_WAIT_MS / 1000  # a named counter's default
+        runs = []
+        for backend in self.backends:
+            c = self.counter(backend)
+            holder = self.hold(c, 60)
+            holder.kill()  # SIGKILL, inside the lock
+            holder.wait()
+            runs.append((backend, c))
+        # Together, so that backends that can only time out do so at once.
+        children = [(b, c, self.python(ADD_PAST_THE_DEAD, c.name))
+                    for b, c in runs]
+        for _, _, child in children:
+            self.addCleanup(self.reap, child)
+        t0 = time.monotonic()
+        for backend, c, child in children:
+            with self.subTest(backend=backend):
+                try:
+                    out, err = child.communicate(
+                        timeout=max(0.1, t0 + bound + 20 - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.fail(f"{backend}: an add past a dead holder hung")
+                self.assertEqual(child.returncode, 0, err)
+                words = out.split()
+                before, after = int(words[-3]), int(words[-2])
+                self.assertLess(float(words[-1]), bound + 2, out + err)
+                if words[0] == "added":  # recovered, then added
+                    self.assertEqual(after, before + 1, out)
+                    c.add(1, timeout=5)  # and the lock works again
+                    self.assertEqual(c.value, after + 1)
+                else:
+                    self.assertIn(words[1], ("TALLY_ENOTRECOVERABLE",
+                                             "TALLY_ETIMEDOUT"), out + err)
+                    self.assertEqual(after, before, out)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -163,6 +165,52 @@ int crew_start(struct crew *c)
 			return -1;
 		}
 	return 0;
+}
+
+/*
+ * fork() and pthread_create() both fail with EAGAIN when RLIMIT_NPROC is
+ * reached (it counts the threads of every process of the user), when the
+ * caller's pids cgroup is full (pids.max), or at kernel.threads-max; the
+ * kernel lets root past RLIMIT_NPROC, so for root it is one of the others.
+ * glibc's pthread_create() also says EAGAIN when no memory was left for a
+ * thread's stack.
+ */
+const char *crew_start_error(enum crew_mode mode, int err, char *buf,
+			     size_t size)
+{
+	struct rlimit rl;
+	const char *why = strerror(err);
+	const char *stacks = mode == CREW_THREADS
+				     ? "; or no memory was left for a thread's "
+				       "stack"
+				     : "";
+
+	if (err != EAGAIN)
+		snprintf(buf, size, "%s", why);
+	else if (getrlimit(RLIMIT_NPROC, &rl) != 0)
+		snprintf(buf, size,
+			 "%s: a process limit was hit: RLIMIT_NPROC ('ulimit "
+			 "-u') or the pids cgroup (pids.max)%s",
+			 why, stacks);
+	else if (rl.rlim_cur == RLIM_INFINITY)
+		snprintf(buf, size,
+			 "%s: a process limit was hit: RLIMIT_NPROC ('ulimit "
+			 "-u') is unlimited, so the pids cgroup (pids.max) or "
+			 "kernel.threads-max%s",
+			 why, stacks);
+	else if (geteuid() == 0)
+		snprintf(buf, size,
+			 "%s: a process limit was hit: RLIMIT_NPROC ('ulimit "
+			 "-u') is %llu but does not bind root, so the pids "
+			 "cgroup (pids.max) or kernel.threads-max%s",
+			 why, (unsigned long long)rl.rlim_cur, stacks);
+	else
+		snprintf(buf, size,
+			 "%s: a process limit was hit: RLIMIT_NPROC ('ulimit "
+			 "-u') allows this user %llu processes and threads in "
+			 "all, or the pids cgroup (pids.max) is full%s",
+			 why, (unsigned long long)rl.rlim_cur, stacks);
+	return buf;
 }
 
 int crew_wait_ready(struct crew *c, uint64_t deadline_ns)

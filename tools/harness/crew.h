@@ -68,6 +68,16 @@ void *crew_slot(const struct crew *c, unsigned k);
  */
 int crew_start(struct crew *c);
 
+/*
+ * Why crew_start() failed with errno err, for a message: strerror(err), and
+ * for EAGAIN, which limit refuses another process or thread (RLIMIT_NPROC,
+ * `ulimit -u`, with its value; else the pids cgroup or the kernel's), since
+ * "Resource temporarily unavailable" alone does not say.  Written into buf
+ * (256 bytes fit every answer); returns buf.
+ */
+const char *crew_start_error(enum crew_mode mode, int err, char *buf,
+			     size_t size);
+
 /* Workers started: all of them after crew_start() returned 0, else the
  * number of the one that could not be. */
 unsigned crew_started(const struct crew *c);

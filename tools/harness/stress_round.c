@@ -309,8 +309,11 @@ enum stress_verdict stress_run(tally *t, const struct stress_round *r,
 	sh->t = t;
 	sh->r = *r;
 	if (crew_start(c) != 0) {
+		char why[256];
+
 		fail(out, STRESS_ERROR, "cannot start worker %u: %s",
-		     crew_started(c), strerror(errno));
+		     crew_started(c),
+		     crew_start_error(r->mode, errno, why, sizeof(why)));
 	} else {
 		crew_go(c);
 		crew_finish(c, 0);

@@ -51,7 +51,7 @@ struct stress_outcome {
 	int cut;	   /* a worker stopped at the deadline */
 	uint64_t overlaps; /* times a section was found occupied */
 	int64_t expected, actual;
-	char why[256]; /* STRESS_ERROR: what went wrong */
+	char why[384]; /* STRESS_ERROR: what went wrong */
 };
 
 /*
