@@ -98,10 +98,11 @@
  * sleepers count of a process killed while asleep stays counted, which only
  * costs later unlocks a useless wake-up.
  *
- * The cost, measured (bench/results/adaptive-life.txt): nothing on a
- * private counter, whose adds record no owner and never ask the kernel; on
- * a shared counter two stores on the lock's own line per add, and a system
- * call only on a slow path that has already slept.
+ * The cost, by construction (not yet measured against the speed goals):
+ * nothing on a private counter, whose adds record no owner and never ask
+ * the kernel; on a shared counter two stores on the lock's own line per
+ * add, and a system call only on a slow path that has already slept or
+ * on a hand-over to a starving waiter.
  *
  * Options, after "adaptive:":
  *   spin=N      tries before sleeping, 0..64 (default 10)
