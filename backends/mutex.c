@@ -1,21 +1,11 @@
 /* mutex: a pthread mutex around a plain word; process-shared and robust when
  * shared, so that a holder that dies is recovered from. */
 #include "backend.h"
-
-#include "tsan.h"
+#include "life.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <time.h>
-
-/* ThreadSanitizer (gcc 12's) intercepts pthread_mutex_timedlock but not
- * pthread_mutex_clocklock, and would take a lock taken by the latter for
- * not taken: TSan builds wait on the wall clock instead. */
-#ifdef TALLY_TSAN
-#define TALLY_WAIT_CLOCK CLOCK_REALTIME
-#else
-#define TALLY_WAIT_CLOCK CLOCK_MONOTONIC
-#endif
 
 /* The value sits beside the lock: it is only written by the lock holder, who
  * already owns this cache line. */
@@ -55,7 +45,6 @@ static int mutex_init(void *state, int64_t initial, unsigned flags,
  * pthread_mutex_clocklock (glibc 2.30) ends the wait. */
 static int mutex_take(struct mutex_state *s, const struct tally__knobs *k)
 {
-	struct timespec until;
 
 	if (k->wait_ns < 0)
 		return pthread_mutex_lock(&s->lock);
@@ -64,13 +53,7 @@ static int mutex_take(struct mutex_state *s, const struct tally__knobs *k)
 
 		return rc == EBUSY ? ETIMEDOUT : rc;
 	}
-	clock_gettime(TALLY_WAIT_CLOCK, &until);
-	until.tv_sec += (time_t)(k->wait_ns / 1000000000);
-	until.tv_nsec += (long)(k->wait_ns % 1000000000);
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
+	struct timespec until = tally__deadline(k->wait_ns);
 #ifdef TALLY_TSAN
 	return pthread_mutex_timedlock(&s->lock, &until);
 #else

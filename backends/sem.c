@@ -1,7 +1,6 @@
 /* sem: a POSIX semaphore used as a binary lock (sem_init(..., pshared, 1)). */
 #include "backend.h"
 #include "life.h"
-#include "tsan.h"
 
 #include <errno.h>
 #include <semaphore.h>
@@ -26,29 +25,6 @@ static int sem_init_(void *state, int64_t initial, unsigned flags,
 	return 0;
 }
 
-/* ThreadSanitizer (gcc 12's) intercepts sem_timedwait but not
- * sem_clockwait: TSan builds wait on the wall clock instead. */
-#ifdef TALLY_TSAN
-#define TALLY_WAIT_CLOCK CLOCK_REALTIME
-#else
-#define TALLY_WAIT_CLOCK CLOCK_MONOTONIC
-#endif
-
-/* now + ns on TALLY_WAIT_CLOCK, for sem_clockwait(). */
-static struct timespec after(int64_t ns)
-{
-	struct timespec ts;
-
-	clock_gettime(TALLY_WAIT_CLOCK, &ts);
-	ts.tv_sec += (time_t)(ns / 1000000000);
-	ts.tv_nsec += (long)(ns % 1000000000);
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	return ts;
-}
-
 /*
  * A wait that may end: sleep on the semaphore until the next look at the
  * holder or the bound (sem_clockwait, glibc 2.30), whichever comes first.
@@ -71,7 +47,7 @@ static int sem_wait_bounded(struct sem_state *s, const struct tally__knobs *k,
 			return TALLY_RECOVERED;
 		if (rc < 0)
 			return rc;
-		struct timespec until = after(sleep > 0 ? sleep : 0);
+		struct timespec until = tally__deadline(sleep > 0 ? sleep : 0);
 #ifdef TALLY_TSAN
 		if (sem_timedwait(&s->sem, &until) == 0)
 #else

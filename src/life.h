@@ -5,9 +5,11 @@
 #define TALLY_LIFE_H
 
 #include "backend.h"
+#include "tsan.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 /*
  * Liveness, the way LMDB's reader table does it.  A shared counter's file
@@ -171,5 +173,32 @@ static inline int tally__wait_spin(struct tally__waiter *w, tally__owner *owner,
 /* The holder in `dead` died and its lock cannot be taken over: explain
  * TALLY_ENOTRECOVERABLE for tally_explain() and return it. */
 int tally__holder_died(const struct tally__waiter *w, uint64_t dead);
+
+/*
+ * The absolute deadline ns from now, for the blocking calls that take one
+ * (pthread_mutex_clocklock, sem_clockwait), on TALLY_WAIT_CLOCK.
+ * ThreadSanitizer (gcc 12's) intercepts pthread_mutex_timedlock and
+ * sem_timedwait but not their clock* variants, and takes a lock taken by
+ * those for not taken: TSan builds use the timed calls, on the wall clock.
+ */
+#ifdef TALLY_TSAN
+#define TALLY_WAIT_CLOCK CLOCK_REALTIME
+#else
+#define TALLY_WAIT_CLOCK CLOCK_MONOTONIC
+#endif
+
+static inline struct timespec tally__deadline(int64_t ns)
+{
+	struct timespec ts;
+
+	clock_gettime(TALLY_WAIT_CLOCK, &ts);
+	ts.tv_sec += (time_t)(ns / 1000000000);
+	ts.tv_nsec += (long)(ns % 1000000000);
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
 
 #endif /* TALLY_LIFE_H */
