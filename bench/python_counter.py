@@ -1,22 +1,30 @@
 #!/usr/bin/env python3
-"""The lesson's `inc` from Python: multiprocessing.Value + Lock against a
-tally.Counter, side by side in one run.
+"""The lesson's `inc` from Python: tally.Counter against what Python offers
+for a shared counter, side by side in one run.
 
   inc: two processes (fork), 1,000,000 iterations each; the first adds 1,
   the second adds 2; the answer is 3,000,000.
-    value_lock   the lesson:  `with lock: val.value += d`  on Value('i')
-                 with a Lock, as the lesson wrote it
-    tally_atomic the same program on tally.Counter("atomic", shared=True):
-                 `total.add(d)`
+    value_lock    the lesson:  `with lock: val.value += d`  on Value('i')
+                  with a Lock, as the lesson wrote it
+    raw_value     `val.value += d` on RawValue('i'), no lock: racy, it loses
+                  updates (its count is reported, not required); the floor
+    manager_value the lesson's server: `with lock: val.value += d` on a
+                  Manager().Value('i') and Manager().Lock(), every access a
+                  round trip to the manager's process; --manager-iters
+                  iterations (it is thousands of times slower)
+    tally_atomic  the same program on tally.Counter("atomic", shared=True):
+                  `total.add(d)`
   Each is run --repeat times, alternating; the median wall time is kept
-  (first start to last join), and every run's final value is checked.
+  (first start to last join), with ns per add (wall time over both
+  processes' adds) to compare runs of different lengths, and every run's
+  final value is checked (raw_value's loss is reported).
 
 Also, in one process, what dropping the GIL around an add would cost the
 atomic backend (the module keeps it for lock-free backends and drops it for
 every other): ns per add with the GIL kept and with it dropped.
 
-usage: PYTHONPATH=<dir of the tally module> bench/python_counter.py
-           [--iters N] [--repeat R] [--format text|json]
+usage: PYTHONPATH=<dir of the tally package> bench/python_counter.py
+           [--iters N] [--manager-iters N] [--repeat R] [--format text|json]
 """
 import argparse
 import json
@@ -34,6 +42,11 @@ def value_lock_worker(val, lock, delta, iters):
     for _ in range(iters):
         with lock:
             val.value += delta
+
+
+def raw_worker(val, delta, iters):
+    for _ in range(iters):
+        val.value += delta
 
 
 def tally_worker(total, delta, iters):
@@ -57,6 +70,22 @@ def run_value_lock(ctx, iters):
     procs = [ctx.Process(target=value_lock_worker, args=(val, lock, d, iters))
              for d in (1, 2)]
     return timed(procs), val.value
+
+
+def run_raw_value(ctx, iters):
+    val = ctx.RawValue("i", 0)
+    procs = [ctx.Process(target=raw_worker, args=(val, d, iters))
+             for d in (1, 2)]
+    return timed(procs), val.value
+
+
+def run_manager_value(ctx, iters):
+    with ctx.Manager() as m:
+        val = m.Value("i", 0)
+        lock = m.Lock()
+        procs = [ctx.Process(target=value_lock_worker,
+                             args=(val, lock, d, iters)) for d in (1, 2)]
+        return timed(procs), val.value
 
 
 def run_tally(ctx, backend, iters):
@@ -83,29 +112,47 @@ def gil_cost(n, repeat):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=1_000_000)
+    ap.add_argument("--manager-iters", type=int, default=5_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--format", choices=("text", "json"), default="text")
     a = ap.parse_args()
+    if min(a.iters, a.manager_iters, a.repeat) < 1:
+        ap.error("--iters, --manager-iters and --repeat take 1 or more")
     ctx = mp.get_context("fork")
     expected = 3 * a.iters
     load0 = os.getloadavg()
-    times = {"value_lock": [], "tally_atomic": []}
+    # name: (run, iterations per process, exact required)
+    contenders = {
+        "value_lock": (run_value_lock, a.iters, True),
+        "raw_value": (run_raw_value, a.iters, False),
+        "manager_value": (run_manager_value, a.manager_iters, True),
+        "tally_atomic": (lambda c, n: run_tally(c, "atomic", n), a.iters,
+                         True),
+    }
+    times = {k: [] for k in contenders}
+    lost = {k: [] for k in contenders}
     exact = True
     for _ in range(a.repeat):
-        s, v = run_value_lock(ctx, a.iters)
-        times["value_lock"].append(s)
-        exact &= v == expected
-        s, v = run_tally(ctx, "atomic", a.iters)
-        times["tally_atomic"].append(s)
-        exact &= v == expected
+        for k, (run, iters, must) in contenders.items():
+            s, v = run(ctx, iters)
+            times[k].append(s)
+            lost[k].append(3 * iters - v)
+            exact &= v == 3 * iters or not must
     med = {k: statistics.median(v) for k, v in times.items()}
+    ns = {k: med[k] * 1e9 / (2 * contenders[k][1]) for k in med}
     out = {
         "workload": f"inc: 2 processes (fork) x {a.iters} iterations, "
-                    f"+1 and +2, expected {expected}",
+                    f"+1 and +2, expected {expected} (manager_value: "
+                    f"{a.manager_iters} iterations)",
+        "iters": {k: c[1] for k, c in contenders.items()},
         "seconds_median": {k: round(v, 3) for k, v in med.items()},
         "seconds_all": {k: [round(x, 3) for x in v]
                         for k, v in times.items()},
+        "ns_per_add": {k: round(v, 1) for k, v in ns.items()},
+        "lost": lost,
         "speedup": round(med["value_lock"] / med["tally_atomic"], 1),
+        "speedup_by_ns_per_add": {k: round(ns[k] / ns["tally_atomic"], 1)
+                                  for k in ns if k != "tally_atomic"},
         "exact": exact,
         "single_process_atomic": gil_cost(a.iters, a.repeat),
         "repeat": a.repeat,
@@ -124,10 +171,15 @@ def main():
     else:
         print(out["workload"])
         for k in times:
-            print(f"  {k:13s} median {med[k]:7.3f} s  (runs: "
+            print(f"  {k:13s} median {med[k]:7.3f} s  {ns[k]:9.1f} ns/add"
+                  f"  lost {max(lost[k])}  (runs: "
                   f"{', '.join(f'{x:.3f}' for x in times[k])})")
-        print(f"  tally atomic is {out['speedup']}x faster; every run "
-              f"{'exact' if exact else 'NOT EXACT'}")
+        vs = out["speedup_by_ns_per_add"]
+        print(f"  per add, tally atomic is {vs['value_lock']}x faster than "
+              f"Value + Lock and {vs['manager_value']}x faster than a "
+              f"Manager's Value; the racy RawValue takes {vs['raw_value']}x "
+              f"its time; {'every' if exact else 'NOT every'} run that "
+              f"must be exact was")
         g = out["single_process_atomic"]
         print(f"one process, atomic: {g['gil_kept_ns_per_add']} ns per add "
               f"with the GIL kept, {g['gil_dropped_ns_per_add']} ns with it "

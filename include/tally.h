@@ -428,6 +428,27 @@ TALLY_API const char *tally_backend_name(const tally *t);
  * for every other backend, or when t is NULL.  Static storage. */
 TALLY_API const char *tally_backend_path(const tally *t);
 
+/* What tally_describe() says of one handle.  Strings are static. */
+typedef struct tally_handle_info {
+	const char *backend; /* its backend's name, as tally_backend_name() */
+	unsigned caps;	     /* that backend's TALLY_CAP_* bits */
+	/* TALLY_PSHARED when other processes may use the counter: created
+	 * with it, or opened by tally_open() (then named is 1 too). */
+	unsigned flags;
+	int named;	  /* a tally_open() counter */
+	int64_t wait_ms;  /* the add's wait bound, as tally_wait_limit() */
+	const char *path; /* tally_backend_path() in this thread, or NULL */
+} tally_handle_info;
+
+/*
+ * Describe the handle t in *info: what a caller would otherwise piece
+ * together from tally_backend_name() and a registry lookup by that name.
+ * Branch on info->caps, as on tally_backend_info's.  Thread-safe, as
+ * tally_get() is; never waits, allocates or makes a system call.
+ * Errors: TALLY_EINVAL (t or info NULL).
+ */
+TALLY_API int tally_describe(const tally *t, tally_handle_info *info);
+
 /* A one-line English description of any return value: "success" for 0, a
  * line for TALLY_RECOVERED and each TALLY_E*, "unknown error" otherwise.
  * Never NULL; static storage; thread-safe. */

@@ -429,3 +429,20 @@ void tally_destroy(tally *t)
 		t->ops->destroy(t->state);
 	tally__unplace(t);
 }
+
+/* Everything here is the handle's own, fixed at creation (the path is the
+ * backend's answer for this thread): no lock, nothing to allocate. */
+int tally_describe(const tally *t, tally_handle_info *info)
+{
+	if (t == NULL || info == NULL)
+		return TALLY_EINVAL;
+	*info = (tally_handle_info){
+		.backend = t->ops->name,
+		.caps = t->ops->caps,
+		.flags = t->flags & (unsigned)TALLY_PSHARED,
+		.named = t->named != 0,
+		.wait_ms = tally_wait_limit(t),
+		.path = tally_backend_path(t),
+	};
+	return 0;
+}

@@ -66,16 +66,16 @@ py() {
 if [ -n "$python" ]; then
 	step "the Python module, imported from the moved prefix"
 	site="$prefix/$pydir"
-	mod=$(ls "$site"/tally.*.so 2>/dev/null) ||
-		fail "Python module not installed in <prefix>/$pydir"
+	mod=$(ls "$site"/tally/_tally.*.so 2>/dev/null) ||
+		fail "Python package not installed in <prefix>/$pydir/tally"
 	# Self-contained: libtally.a inside, no path back to anything.
 	! readelf -d "$mod" | grep -q 'NEEDED.*libtally' ||
 		fail "the Python module needs libtally.so"
 	! readelf -d "$mod" | grep -Eq 'RPATH|RUNPATH' ||
 		fail "the Python module carries an RPATH"
 	exported=$(nm -D --defined-only "$mod" | awk '{print $3}')
-	[ "$exported" = PyInit_tally ] ||
-		fail "the Python module exports more than PyInit_tally: $exported"
+	[ "$exported" = PyInit__tally ] ||
+		fail "the Python module exports more than PyInit__tally: $exported"
 	for f in addsub.py inc.py; do
 		cmp -s "$examples/python/$f" \
 			"$prefix/share/doc/tally/examples/python/$f" ||
@@ -93,7 +93,8 @@ sys.exit(not hits)' "$pydir" ||
 		fail "<prefix>/$pydir is on no sys.path of $python"
 	got=$(cd "$tmp" && PYTHONPATH="$site" py -c \
 		'import tally; print(tally.__file__)')
-	[ "$got" = "$mod" ] || fail "imported $got, not $mod"
+	[ "$got" = "$site/tally/__init__.py" ] ||
+		fail "imported $got, not $site/tally/__init__.py"
 	for args in "addsub.py mutex:500" "inc.py atomic:3000000" \
 		"inc.py mutex --spawn:3000000"; do
 		want=${args##*:}

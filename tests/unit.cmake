@@ -1,13 +1,14 @@
 # cmocka unit tests: the API, and the workloads over every backend.
-foreach(name unit_api unit_workload unit_named unit_harness)
+foreach(name unit_api unit_workload unit_named unit_harness unit_describe)
   add_executable(${name} ${CMAKE_CURRENT_SOURCE_DIR}/${name}.c)
   target_link_libraries(${name} PRIVATE tally_harness tally PkgConfig::CMOCKA)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT 300)
 endforeach()
 # unit_named plants foreign objects under /dev/shm/tally.* on purpose;
-# `tally shm list` (cli_shm) must not run at the same time.
-set_tests_properties(unit_named PROPERTIES RESOURCE_LOCK dev_shm)
+# `tally shm list` (cli_shm) must not run at the same time.  unit_describe
+# makes named counters too.
+set_tests_properties(unit_named unit_describe PROPERTIES RESOURCE_LOCK dev_shm)
 # unit_api starts threads but never forks: the tsan preset runs it too
 # (tally_add_cs's callback under every lock is a race TSan would see).
 set_tests_properties(unit_api PROPERTIES LABELS tsan)

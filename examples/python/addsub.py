@@ -16,13 +16,13 @@ from multiprocessing import Process
 import tally
 
 
-def add_500(total):
+def add_500(total: tally.Counter) -> None:
     for _ in range(100):
         time.sleep(0.01)
         total.add(5)
 
 
-def sub_500(total):
+def sub_500(total: tally.Counter) -> None:
     for _ in range(100):
         time.sleep(0.01)
         total.add(-5)
@@ -30,7 +30,8 @@ def sub_500(total):
 
 if __name__ == "__main__":
     backend = sys.argv[1] if len(sys.argv) > 1 else "mutex"
-    # shared=True: processes forked from here on share the counter.
+    # shared=True: the processes started from here on share the counter,
+    # under every start method.
     with tally.Counter(backend, 500, shared=True) as total:
         add_proc = Process(target=add_500, args=(total,))
         sub_proc = Process(target=sub_500, args=(total,))

@@ -1,7 +1,8 @@
 """The tally Python module: counts, sharing across processes, errors.
 
-Run by CTest (tests/python.cmake) with the module's build directory on
-PYTHONPATH:  python3 -m unittest -v test_tally
+Run by pytest from CTest (tests/python.cmake), with the package's build
+directory on PYTHONPATH:  python3 -m pytest tests/python
+(the unittest classes here run under pytest as they are).
 """
 import multiprocessing as mp
 import os
@@ -168,11 +169,25 @@ class Processes(unittest.TestCase):
         finally:
             tally.unlink(name)
 
-    def test_spawn_refuses_an_unnamed_counter(self):
+    def test_spawn_refuses_an_unshared_counter(self):
         ctx = mp.get_context("spawn")
-        with tally.Counter("atomic", shared=True) as c:
+        with tally.Counter("atomic") as c:
             p = ctx.Process(target=add_many, args=(c, 1, 1))
-            with self.assertRaisesRegex(TypeError, "name="):
+            with self.assertRaisesRegex(TypeError, "shared=True"):
+                p.start()
+            self.assertEqual(c.value, 0)
+
+    def test_spawn_refuses_a_shared_counter_that_cannot_be_named(self):
+        names = [n for n, _, caps, built in tally.backends()
+                 if built and caps & tally.CAP_PSHARED
+                 and not caps & (tally.CAP_NAMED | tally.CAP_REMOTE)]
+        if not names:
+            self.skipTest("every shared backend can be named")
+        ctx = mp.get_context("spawn")
+        with tally.Counter(names[0], shared=True) as c:
+            self.assertIsNone(c._auto_name)
+            p = ctx.Process(target=add_many, args=(c, 1, 1))
+            with self.assertRaisesRegex(TypeError, "'fork' start method"):
                 p.start()
             self.assertEqual(c.value, 0)
 

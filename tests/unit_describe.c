@@ -1,0 +1,143 @@
+/* tally_describe(): what it says of a handle is the handle's own backend,
+ * capability bits, sharing, wait bound and path, for every backend and
+ * every way a handle is made; bad arguments write nothing. */
+#include "tally.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define FOR_EACH_BACKEND(info)                                                 \
+	for (size_t i_ = 0; i_ < tally_backend_count(); i_++)                  \
+		if (tally_backend_at(i_, &(info)) == 0 && (info).built_in &&   \
+		    !((info).caps & TALLY_CAP_REMOTE))
+
+static char name[64];
+
+/* What every description must say of handle t on backend b. */
+static void check(tally *t, const tally_backend_info *b, unsigned flags,
+		  int named)
+{
+	tally_handle_info d;
+	const char *path = tally_backend_path(t);
+
+	assert_int_equal(tally_describe(t, &d), 0);
+	assert_string_equal(d.backend, b->name);
+	if (d.caps != b->caps)
+		fail_msg("%s: caps %#x, the registry says %#x", b->name, d.caps,
+			 b->caps);
+	if (d.flags != flags || d.named != named)
+		fail_msg("%s: flags %#x named %d, want %#x and %d", b->name,
+			 d.flags, d.named, flags, named);
+	assert_int_equal(d.wait_ms, tally_wait_limit(t));
+	if (path == NULL)
+		assert_null(d.path);
+	else
+		assert_string_equal(d.path, path);
+}
+
+static void test_every_backend_private_shared_named(void **state)
+{
+	tally_backend_info b;
+	tally *t;
+
+	(void)state;
+	snprintf(name, sizeof(name), "unit-describe-%d", (int)getpid());
+	FOR_EACH_BACKEND(b)
+	{
+		assert_int_equal(tally_create(&t, b.name, 0, 0), 0);
+		check(t, &b, 0, 0);
+		tally_destroy(t);
+		if (b.caps & TALLY_CAP_PSHARED) {
+			assert_int_equal(
+				tally_create(&t, b.name, 0, TALLY_PSHARED), 0);
+			check(t, &b, TALLY_PSHARED, 0);
+			tally_destroy(t);
+		}
+		if (b.caps & TALLY_CAP_NAMED) {
+			assert_int_equal(tally_open(&t, name, b.name, 0,
+						    TALLY_CREATE | TALLY_EXCL),
+					 0);
+			check(t, &b, TALLY_PSHARED, 1);
+			tally_destroy(t);
+			/* An opener that names no backend learns it here. */
+			assert_int_equal(tally_open(&t, name, NULL, 0, 0), 0);
+			check(t, &b, TALLY_PSHARED, 1);
+			tally_destroy(t);
+			assert_int_equal(tally_unlink(name), 0);
+		}
+	}
+}
+
+/* The handle's own options, not its backend's defaults: a wait bound on
+ * every backend with a lock, and percpu's path. */
+static void test_handle_options_are_described(void **state)
+{
+	tally_backend_info b;
+	tally_handle_info d;
+	char spec[64];
+	tally *t;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		if (!(b.caps & TALLY_CAP_LOCKED))
+			continue;
+		snprintf(spec, sizeof(spec), "%s:wait_ms=250", b.name);
+		if (tally_backend_check(spec, 0) == TALLY_EOPTION)
+			continue; /* a lock whose wait cannot be bounded yet */
+		assert_int_equal(tally_create(&t, spec, 0, 0), 0);
+		assert_int_equal(tally_describe(t, &d), 0);
+		if (d.wait_ms != 250)
+			fail_msg("%s: wait_ms %lld, want 250", spec,
+				 (long long)d.wait_ms);
+		tally_destroy(t);
+	}
+	if (tally_backend_find("percpu", &b) == 0 && b.built_in) {
+		assert_int_equal(tally_create(&t, "percpu:path=atomic", 0, 0),
+				 0);
+		assert_int_equal(tally_describe(t, &d), 0);
+		assert_string_equal(d.path, "atomic");
+		tally_destroy(t);
+	}
+}
+
+static void test_bad_arguments_write_nothing(void **state)
+{
+	tally_handle_info d, before;
+	tally *t;
+
+	(void)state;
+	memset(&d, 0xa5, sizeof(d));
+	before = d;
+	assert_int_equal(tally_describe(NULL, &d), TALLY_EINVAL);
+	assert_memory_equal(&d, &before, sizeof(d));
+	assert_int_equal(tally_create(&t, "atomic", 0, 0), 0);
+	assert_int_equal(tally_describe(t, NULL), TALLY_EINVAL);
+	tally_destroy(t);
+}
+
+static int unlink_name(void **state)
+{
+	(void)state;
+	if (name[0] != '\0')
+		tally_unlink(name); /* after a failed check, if any */
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(
+			test_every_backend_private_shared_named, unlink_name),
+		cmocka_unit_test(test_handle_options_are_described),
+		cmocka_unit_test(test_bad_arguments_write_nothing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
