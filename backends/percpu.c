@@ -1,11 +1,14 @@
-/* percpu: one slot per CPU, each add a Linux restartable sequence (rseq) on
- * the slot of the CPU the thread runs on; an exact atomic add where rseq
- * cannot run.  get sums the slots. */
+/* percpu: one slot per possible CPU, in CPU-major arenas shared by many
+ * counters; each add a Linux restartable sequence (rseq) on the slot of the
+ * CPU the thread runs on, an exact atomic add where rseq cannot run.  get
+ * sums the slots. */
+#include "arena.h"
 #include "backend.h"
 #include "tsan.h"
 
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
 /*
@@ -28,25 +31,24 @@
 #endif
 
 /*
- * Slots for CPUs 0 .. PERCPU_SLOTS-1: 32 KiB at 128 bytes a slot.  The
- * count is fixed when tally is built, because the state's size must be:
- * a named counter's header records it, and an opener built with another
- * count refuses the object (TALLY_EBADOBJECT) rather than misread it.
- * A CPU numbered PERCPU_SLOTS or higher has no slot of its own: its adds
- * take the atomic path into slot cpu % PERCPU_SLOTS (see percpu_add).
- * Building with -DTALLY_PERCPU_SLOTS=N changes it (the tests build N = 1 to
- * exercise that fold on a small machine).
+ * One slot per possible CPU of the host (src/arena.h), counted when the
+ * counter is made, at most PERCPU_SLOTS_MAX.  A named counter records its
+ * own count, so that a library on a host with more or fewer CPUs reads it
+ * exactly: it sums the slots the counter has, and a CPU numbered past them
+ * has no slot of its own: its adds take the atomic path into slot
+ * cpu % slots (see percpu_add).  Building with -DTALLY_PERCPU_SLOTS=N caps
+ * the count at N (the tests build N = 1 to exercise that fold on a small
+ * machine).
  */
 #ifdef TALLY_PERCPU_SLOTS
-#define PERCPU_SLOTS TALLY_PERCPU_SLOTS
+#define PERCPU_SLOTS_MAX TALLY_PERCPU_SLOTS
 #else
-#define PERCPU_SLOTS 256
+#define PERCPU_SLOTS_MAX 8192
 #endif
 
 /*
- * One slot, alone on its cache line (TALLY_CACHELINE, see backend.h) so that
- * adds on different CPUs never bounce a line between them.  Two words, so
- * that the two paths never write the same word in different ways:
+ * One CPU's slot of a counter.  Two words, so that the two paths never
+ * write the same word in different ways:
  *   own     written only by restartable sequences running on this slot's
  *           CPU, with a plain (unlocked) read-modify-write; correct because
  *           at most one thread runs on a CPU at a time, and the kernel
@@ -59,15 +61,68 @@
  * separate programs on different paths may share one counter.  Reads load
  * both words atomically (aligned 64-bit accesses do not tear on either
  * architecture).
+ *
+ * Where the slots are (the state says, see below):
+ *   in a CPU-major arena (every counter made by tally_create, private or
+ *           TALLY_PSHARED): one region per CPU, the counter's slot at the
+ *           same offset in every region, 16 bytes per CPU.  A region's
+ *           lines are written by its own CPU only (and by atomic adds
+ *           whose thread last ran there), so counters that share a line
+ *           share it on one CPU, never across two;
+ *   inline  (a named counter): one slot per line after the state's own,
+ *           since the object holds one counter.
  */
 struct percpu_slot {
-	_Alignas(TALLY_CACHELINE) _Atomic uint64_t own;
+	_Atomic uint64_t own;
 	_Atomic uint64_t shared;
 };
 
+/*
+ * The state: where the slots are, written by init and only read after, so
+ * that it may sit beside the handle's own read-mostly words (descriptor,
+ * backend.h).  Offsets, not pointers: a named counter's state is in an
+ * object that other programs map at other addresses.
+ *   off     from the state's own address to CPU 0's slot;
+ *   shift   from one CPU's slot to the next: 1 << shift bytes (an arena's
+ *           region, a power of two, or a line), a shift rather than a
+ *           multiply on the add's path;
+ *   slots   how many CPUs have one (CPUs 0 .. slots-1);
+ *   where   PLACE_PRIVATE, PLACE_SHARED: the arena it came from (destroy
+ *           gives it back); PLACE_NAMED: inline.
+ */
 struct percpu_state {
-	struct percpu_slot slots[PERCPU_SLOTS];
+	int64_t off;
+	uint32_t shift;
+	uint16_t slots;
+	uint16_t where;
 };
+
+enum { PLACE_PRIVATE, PLACE_SHARED, PLACE_NAMED };
+
+/* A named counter's slots: on their own lines after the state's. */
+#define NAMED_STRIDE TALLY_CACHELINE
+#define NAMED_SHIFT  7
+_Static_assert(1 << NAMED_SHIFT == NAMED_STRIDE, "NAMED_SHIFT is a line");
+
+_Static_assert(sizeof(struct percpu_state) <= NAMED_STRIDE,
+	       "the state is one line in a named counter");
+_Static_assert(PERCPU_SLOTS_MAX >= 1 && PERCPU_SLOTS_MAX <= UINT16_MAX,
+	       "slots is a uint16_t");
+
+static inline struct percpu_slot *slot_of(const struct percpu_state *s,
+					  uint32_t cpu)
+{
+	return (struct percpu_slot *)((uintptr_t)s + (uintptr_t)s->off +
+				      ((uintptr_t)cpu << s->shift));
+}
+
+/* The slots a counter made on this host has. */
+static unsigned host_slots(void)
+{
+	unsigned n = tally__possible_cpus();
+
+	return n < PERCPU_SLOTS_MAX ? n : PERCPU_SLOTS_MAX;
+}
 
 /* The handle option path=auto|atomic (k->path): the handle's own choice,
  * not the counter's (both paths add into every counter), so a handle with
@@ -83,9 +138,9 @@ static __attribute__((noinline)) int add_atomic(struct percpu_state *s,
 						int64_t delta)
 {
 	int cpu = sched_getcpu();
-	unsigned i = cpu < 0 ? 0 : (unsigned)cpu % PERCPU_SLOTS;
+	uint32_t i = cpu < 0 ? 0 : (uint32_t)cpu % s->slots;
 
-	atomic_fetch_add_explicit(&s->slots[i].shared, (uint64_t)delta,
+	atomic_fetch_add_explicit(&slot_of(s, i)->shared, (uint64_t)delta,
 				  memory_order_acq_rel);
 	return 0;
 }
@@ -243,21 +298,89 @@ abort:
 #endif
 #endif /* PERCPU_RSEQ */
 
+/* A named counter: the state's line, then one slot per line. */
+static size_t percpu_size(unsigned flags)
+{
+	if (flags & TALLY__NAMED)
+		return NAMED_STRIDE + (size_t)host_slots() * NAMED_STRIDE;
+	return sizeof(struct percpu_state);
+}
+
+/*
+ * The slots come from an arena (private, or shared with the processes
+ * forked later for TALLY_PSHARED), zero in every CPU's region; a named
+ * counter's follow the state.  The initial value is in CPU 0's atomic word.
+ */
 static int percpu_init(void *state, int64_t initial, unsigned flags,
 		       const char *options)
 {
 	struct percpu_state *s = state;
+	unsigned n = host_slots();
 
-	(void)flags; /* slots indexed by CPU are correct across processes too:
-		      * see percpu_add */
 	if (options != NULL)
 		return TALLY_EOPTION; /* path, its one option, is a knob */
-	for (unsigned i = 0; i < PERCPU_SLOTS; i++) {
-		atomic_init(&s->slots[i].own, 0);
-		atomic_init(&s->slots[i].shared, 0);
+	s->slots = (uint16_t)n;
+	if (flags & TALLY__NAMED) {
+		s->off = NAMED_STRIDE;
+		s->shift = NAMED_SHIFT;
+		s->where = PLACE_NAMED;
+		for (unsigned i = 0; i < n; i++) {
+			atomic_init(&slot_of(s, i)->own, 0);
+			atomic_init(&slot_of(s, i)->shared, 0);
+		}
+	} else {
+		int shared = (flags & TALLY_PSHARED) != 0;
+		size_t stride;
+		void *p = tally__pool_alloc(sizeof(struct percpu_slot), n,
+					    shared, &stride);
+
+		if (p == NULL)
+			return TALLY_ENOMEM;
+		s->off = (int64_t)((uintptr_t)p - (uintptr_t)s);
+		/* A page-multiple of a power-of-two target (arena.c): a power
+		 * of two itself. */
+		s->shift = (uint32_t)__builtin_ctzl(stride);
+		s->where = shared ? PLACE_SHARED : PLACE_PRIVATE;
 	}
-	atomic_init(&s->slots[0].shared, (uint64_t)initial);
+	atomic_store_explicit(&slot_of(s, 0)->shared, (uint64_t)initial,
+			      memory_order_relaxed);
 	return 0;
+}
+
+static void percpu_destroy(void *state)
+{
+	struct percpu_state *s = state;
+
+	if (s->where != PLACE_NAMED)
+		tally__pool_free(slot_of(s, 0), sizeof(struct percpu_slot),
+				 s->slots, s->where == PLACE_SHARED);
+}
+
+/*
+ * A named counter made by a library on this or another host shape: its
+ * state must say that its slots are inline, one per line, and fit the
+ * bytes it was given.  Read once here; the object is the user's own
+ * (src/named.c checked its owner and mode), so what add reads later is
+ * what was checked.
+ */
+static int percpu_join(const void *state, size_t size)
+{
+	struct percpu_state s;
+
+	memcpy(&s, state, sizeof(s));
+	if (s.where == PLACE_NAMED && s.off == NAMED_STRIDE &&
+	    s.shift == NAMED_SHIFT && s.slots >= 1 &&
+	    NAMED_STRIDE + (size_t)s.slots * NAMED_STRIDE == size)
+		return 0;
+	tally__explain_set(TALLY_EBADOBJECT,
+			   "its percpu state is not one this tally can read: "
+			   "%u slots of 2^%u bytes at %lld in %zu bytes (a "
+			   "named percpu counter has N slots of %d bytes at "
+			   "%d, in %d * (N + 1) bytes)",
+			   (unsigned)s.slots, (unsigned)s.shift,
+			   (long long)s.off, size, NAMED_STRIDE, NAMED_STRIDE,
+			   NAMED_STRIDE);
+	return TALLY_EBADOBJECT;
 }
 
 /*
@@ -291,9 +414,9 @@ static int percpu_add(void *state, int64_t delta, const struct tally__knobs *k)
 			 * comparison also catches that. */
 			uint32_t cpu = *(volatile uint32_t *)&rs->cpu_id;
 
-			if (cpu >= PERCPU_SLOTS)
+			if (cpu >= s->slots)
 				break;
-			if (rseq_add(rs, &s->slots[cpu].own, (uint64_t)delta,
+			if (rseq_add(rs, &slot_of(s, cpu)->own, (uint64_t)delta,
 				     cpu) == 0)
 				return 0;
 		}
@@ -307,18 +430,19 @@ static int percpu_add(void *state, int64_t delta, const struct tally__knobs *k)
 /*
  * Exact once the adds have finished.  While adds run it is not an atomic
  * snapshot (slots are read one after another), as with sharded.  It reads
- * every slot: 2 * PERCPU_SLOTS loads over PERCPU_SLOTS lines, a few
- * microseconds; percpu is for counters added to far more than read.
+ * the slots the counter has, one per possible CPU of the host that made it:
+ * two words each.
  */
 static int percpu_get(void *state, int64_t *value)
 {
 	struct percpu_state *s = state;
 	uint64_t sum = 0;
 
-	for (unsigned i = 0; i < PERCPU_SLOTS; i++) {
-		sum += atomic_load_explicit(&s->slots[i].own,
-					    memory_order_acquire);
-		sum += atomic_load_explicit(&s->slots[i].shared,
+	for (uint32_t i = 0; i < s->slots; i++) {
+		struct percpu_slot *slot = slot_of(s, i);
+
+		sum += atomic_load_explicit(&slot->own, memory_order_acquire);
+		sum += atomic_load_explicit(&slot->shared,
 					    memory_order_acquire);
 	}
 	*value = (int64_t)sum;
@@ -328,13 +452,15 @@ static int percpu_get(void *state, int64_t *value)
 /* Which path this thread's adds on this counter take. */
 static const char *percpu_path(const void *state, const struct tally__knobs *k)
 {
-	(void)state;
+	const struct percpu_state *s = state;
+
 #ifdef PERCPU_RSEQ
 	if (k->path == PATH_AUTO &&
-	    *(volatile uint32_t *)&rseq_area()->cpu_id < PERCPU_SLOTS)
+	    *(volatile uint32_t *)&rseq_area()->cpu_id < s->slots)
 		return "rseq";
 #else
 	(void)k;
+	(void)s;
 #endif
 	return "atomic";
 }
@@ -360,9 +486,13 @@ const struct tally_backend tally_backend_percpu = {
 	.state_size = sizeof(struct percpu_state),
 	.state_align = _Alignof(struct percpu_state),
 	.takes_options = 1,
+	.descriptor = 1,
+	.size = percpu_size,
+	.join = percpu_join,
 	.init = percpu_init,
 	.add = percpu_add,
 	.get = percpu_get,
+	.destroy = percpu_destroy,
 	.path = percpu_path,
 	.knob = percpu_knob,
 };

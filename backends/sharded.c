@@ -1,27 +1,49 @@
 /* sharded: one counter spread over per-worker cache-line slots, summed on
  * read (LongAdder-style); far faster than one word under contention. */
+#include "arena.h"
 #include "backend.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 
 /*
- * 16 slots of one padded cache line each: 2 KiB.  Each thread (or forked
- * process) takes the next slot round-robin on its first add, so up to 16
- * workers never share a line and their adds never bounce one between cores.
- * More workers share slots, which stays correct (every slot is atomic) and
- * merely contends again.
+ * One padded cache line per slot, a slot per possible CPU of the host
+ * (src/arena.h), at most SLOTS_MAX: more workers than CPUs never run at once.
+ * Each thread (or forked process) takes the next slot round-robin on its
+ * first add, so that up to `slots` workers never share a line and their adds
+ * never bounce one between cores.  More workers share slots, which stays
+ * correct (every slot is atomic) and merely contends again.  The count is
+ * recorded in the state: a named counter made on a host with more or fewer
+ * CPUs is read and added to as it was made.
  */
-#define SLOTS 16
+#define SLOTS_MAX 16u
+/* What an opener accepts from another library's host: any count that a
+ * host could have had. */
+#define SLOTS_JOIN_MAX 8192u
 
 struct slot {
 	_Alignas(TALLY_CACHELINE) _Atomic uint64_t value;
 };
 
 struct sharded_state {
-	struct slot slots[SLOTS];
 	_Alignas(TALLY_CACHELINE) _Atomic unsigned next; /* slot to hand out */
+	uint32_t slots; /* written by init only */
+	struct slot slot[];
 };
+
+static unsigned host_slots(void)
+{
+	unsigned n = tally__possible_cpus();
+
+	return n < SLOTS_MAX ? n : SLOTS_MAX;
+}
+
+static size_t sharded_size(unsigned flags)
+{
+	(void)flags; /* the same everywhere: the state is all of it */
+	return sizeof(struct sharded_state) +
+	       (size_t)host_slots() * sizeof(struct slot);
+}
 
 /* This thread's slot in the counter it last used.  A thread alternating
  * between two sharded counters re-picks each time: still correct. */
@@ -51,11 +73,30 @@ static int sharded_init(void *state, int64_t initial, unsigned flags,
 
 	(void)flags; /* atomics work unchanged in shared memory */
 	(void)options;
-	for (unsigned i = 0; i < SLOTS; i++)
-		atomic_init(&s->slots[i].value, 0);
-	atomic_init(&s->slots[0].value, (uint64_t)initial);
+	s->slots = host_slots();
+	for (unsigned i = 0; i < s->slots; i++)
+		atomic_init(&s->slot[i].value, 0);
+	atomic_init(&s->slot[0].value, (uint64_t)initial);
 	atomic_init(&s->next, 0);
 	return 0;
+}
+
+/* A named counter, perhaps from a library on another host: its count of
+ * slots must be one a host could have and fill the bytes it came in. */
+static int sharded_join(const void *state, size_t size)
+{
+	const struct sharded_state *s = state;
+	uint32_t n = s->slots;
+
+	if (n >= 1 && n <= SLOTS_JOIN_MAX &&
+	    sizeof(*s) + (size_t)n * sizeof(struct slot) == size)
+		return 0;
+	tally__explain_set(TALLY_EBADOBJECT,
+			   "its sharded state records %lu slots in %zu bytes: "
+			   "1 to %u slots of %zu bytes after %zu are readable",
+			   (unsigned long)n, size, SLOTS_JOIN_MAX,
+			   sizeof(struct slot), sizeof(*s));
+	return TALLY_EBADOBJECT;
 }
 
 static unsigned pick_slot(struct sharded_state *s)
@@ -63,7 +104,7 @@ static unsigned pick_slot(struct sharded_state *s)
 	pthread_once(&atfork_once, register_atfork);
 	mine.slot =
 		atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed) %
-		SLOTS;
+		s->slots;
 	mine.state = s;
 	return mine.slot;
 }
@@ -76,7 +117,7 @@ static int sharded_add(void *state, int64_t delta, const struct tally__knobs *k)
 	struct sharded_state *s = state;
 	unsigned i = mine.state == s ? mine.slot : pick_slot(s);
 
-	atomic_fetch_add_explicit(&s->slots[i].value, (uint64_t)delta,
+	atomic_fetch_add_explicit(&s->slot[i].value, (uint64_t)delta,
 				  memory_order_acq_rel);
 	return 0;
 }
@@ -91,8 +132,8 @@ static int sharded_get(void *state, int64_t *value)
 	struct sharded_state *s = state;
 	uint64_t sum = 0;
 
-	for (unsigned i = 0; i < SLOTS; i++)
-		sum += atomic_load_explicit(&s->slots[i].value,
+	for (unsigned i = 0; i < s->slots; i++)
+		sum += atomic_load_explicit(&s->slot[i].value,
 					    memory_order_acquire);
 	*value = (int64_t)sum;
 	return 0;
@@ -103,8 +144,10 @@ const struct tally_backend tally_backend_sharded = {
 	.summary = "per-worker cache-line slots summed on read; fastest "
 		   "under contention",
 	.caps = TALLY_CAP_LOCKFREE | TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
-	.state_size = sizeof(struct sharded_state),
+	.state_size = sizeof(struct sharded_state) + sizeof(struct slot),
 	.state_align = _Alignof(struct sharded_state),
+	.size = sharded_size,
+	.join = sharded_join,
 	.init = sharded_init,
 	.add = sharded_add,
 	.get = sharded_get,

@@ -122,7 +122,33 @@ struct tally_backend {
 	 * static string; tally_backend_path() answers NULL without it. */
 	const char *(*path)(const void *state, const struct tally__knobs *k);
 	int (*knob)(const struct tally__opt *o, struct tally__knobs *k);
+	/*
+	 * Optional: states whose size follows the host (slots per possible
+	 * CPU, src/arena.h), and states that keep their counts elsewhere.
+	 *   size    the state's bytes on this host for init's flags (with
+	 *           TALLY__NAMED for a named counter's), in place of
+	 *           state_size, which is then the least a state has.  The
+	 *           core calls it for every placement; a named counter
+	 *           records it.
+	 *   join    an opener's check of a named counter's state of `size`
+	 *           bytes, which a library on another host shape may have
+	 *           made: 0 when this one adds to it and reads it exactly,
+	 *           else TALLY_EBADOBJECT, explained.  Reads only.
+	 *   descriptor  non-zero: the state is read-only after init, which
+	 *           places everything add writes itself (percpu's CPU-major
+	 *           arenas), shared when flags has TALLY_PSHARED: the core
+	 *           keeps the state in the handle's own allocation, for
+	 *           TALLY_PSHARED too, without lines of its own.
+	 */
+	size_t (*size)(unsigned flags);
+	int (*join)(const void *state, size_t size);
+	int descriptor;
 };
+
+/* init's flags, besides TALLY_PSHARED: the state is a named counter's, in an
+ * object that unrelated programs map: all of the counter is inside its
+ * state (ops->size(TALLY__NAMED) bytes), with no pointer in it. */
+#define TALLY__NAMED (1u << 30)
 
 /* src/tally.c: record, for this thread, a one-line description of the error
  * err that the call in progress is about to return (tally_explain()). */

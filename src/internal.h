@@ -24,15 +24,17 @@ struct tally {
 	const struct tally_backend *ops;
 	unsigned flags;
 	/* Where the state lives.  map != NULL: a shared mapping of map_size
-	 * bytes (anonymous, or a named object); else state is inside this
-	 * handle's own allocation. */
+	 * bytes (anonymous, or a named object); pool_lines != 0: that many
+	 * lines of a shared pool (src/arena.h), the creator's to give back;
+	 * else state is inside this handle's own allocation.  A shared
+	 * counter with a lock also has this process's claim in the counter's
+	 * life table, allocated apart (knobs.life), so that the handles of
+	 * the many counters without one stay small. */
+	unsigned pool_lines;
 	void *map;
 	size_t map_size;
 	pid_t creator; /* only the creating process runs ops->destroy */
 	int named; /* a tally_open() counter: never destroyed, only unmapped */
-	/* A shared counter with a lock: this process's claim in the
-	 * counter's life table (knobs.life points here when it has one). */
-	struct tally__life life;
 };
 
 #ifdef TALLY_INLINE
@@ -99,6 +101,9 @@ void tally__explain_clear(void);
 
 /* src/place.c */
 size_t tally__round_up(size_t n, size_t to);
+/* The bytes of a backend's state on this host for init's flags (its size
+ * op, or state_size). */
+size_t tally__state_size(const struct tally_backend *ops, unsigned flags);
 /* Where a backend's state may start: a multiple of this.  A whole cache
  * line, so that the state shares its lines with nothing else, or the
  * backend's state_align when that is wider. */

@@ -14,8 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Layouts: 2 backend options; 3 the life table; 4 slots per possible CPU,
+ * their count recorded in the state (percpu, sharded). */
 #define NAMED_MAGIC  "TALLYCNT"
-#define NAMED_LAYOUT 3u /* 2: backend options; 3: the life table */
+#define NAMED_LAYOUT 4u
 #define NAMED_MAX    200
 #define READY_VALUE  0x52454459u /* "REDY" */
 /* Where glibc's shm_open() puts "/NAME": the directory that creating a
@@ -129,7 +131,8 @@ static int create_object(tally *t, int fd, const struct tally_backend *ops,
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	size_t at = state_offset(ops);
-	size_t size = tally__round_up(at + ops->state_size, page);
+	size_t state_size = tally__state_size(ops, TALLY__NAMED);
+	size_t size = tally__round_up(at + state_size, page);
 	struct named_header *h;
 	int rc;
 
@@ -150,7 +153,8 @@ static int create_object(tally *t, int fd, const struct tally_backend *ops,
 		return rc;
 	t->map_size = size;
 	t->state = (char *)t->map + at;
-	rc = ops->init(t->state, initial, TALLY_PSHARED, options);
+	rc = ops->init(t->state, initial, TALLY_PSHARED | TALLY__NAMED,
+		       options);
 	if (rc != 0)
 		return rc;
 	h = t->map;
@@ -159,7 +163,7 @@ static int create_object(tally *t, int fd, const struct tally_backend *ops,
 	h->header_size = HEADER_SIZE;
 	snprintf(h->backend, sizeof(h->backend), "%s", ops->name);
 	snprintf(h->options, sizeof(h->options), "%s", options ? options : "");
-	h->state_size = ops->state_size;
+	h->state_size = state_size;
 	h->total_size = size;
 	atomic_store_explicit(&h->ready, READY_VALUE, memory_order_release);
 	t->ops = ops;
@@ -247,6 +251,29 @@ static int same_backend(const struct named_header *h,
 	return TALLY_EMISMATCH;
 }
 
+/* Does the recorded state fit the object, at its size on this host (or, for
+ * a backend whose size follows the host, at least the least it can be)? */
+static int state_fits(const struct named_header *h,
+		      const struct tally_backend *ops, const char *path)
+{
+	size_t here = tally__state_size(ops, TALLY__NAMED);
+	int sized = ops->join != NULL;
+
+	if ((sized ? h->state_size >= ops->state_size
+		   : h->state_size == here) &&
+	    h->state_size <= h->total_size &&
+	    state_offset(ops) + h->state_size <= h->total_size)
+		return 0;
+	tally__explain_set(TALLY_EBADOBJECT,
+			   "%s: its %s state is %llu bytes in a %llu-byte "
+			   "object; this tally's is %s%zu",
+			   path, h->backend, (unsigned long long)h->state_size,
+			   (unsigned long long)h->total_size,
+			   sized ? "at least " : "",
+			   sized ? ops->state_size : here);
+	return TALLY_EBADOBJECT;
+}
+
 /* The opener's half: refuse anything that is not a complete tally counter
  * of this layout whose backend is built into this library. */
 static int attach_object(tally *t, int fd, const char *path,
@@ -305,16 +332,8 @@ static int attach_object(tally *t, int fd, const char *path,
 				   h.backend);
 		return TALLY_ENOTBUILT;
 	}
-	if (h.state_size != ops->state_size ||
-	    state_offset(ops) + ops->state_size > h.total_size) {
-		tally__explain_set(TALLY_EBADOBJECT,
-				   "%s: its %s state is %llu bytes, this "
-				   "tally's is %zu",
-				   path, h.backend,
-				   (unsigned long long)h.state_size,
-				   ops->state_size);
-		return TALLY_EBADOBJECT;
-	}
+	if ((rc = state_fits(&h, ops, path)) != 0)
+		return rc;
 	if ((rc = same_backend(&h, ops, want, options)) != 0)
 		return rc;
 	rc = map_object(fd, (size_t)st.st_size, path, &t->map);
@@ -322,6 +341,15 @@ static int attach_object(tally *t, int fd, const char *path,
 		return rc;
 	t->map_size = (size_t)st.st_size;
 	t->state = (char *)t->map + state_offset(ops);
+	/* A state sized by its host: the backend reads what it recorded. */
+	if (ops->join != NULL &&
+	    (rc = ops->join(t->state, (size_t)h.state_size)) != 0) {
+		char why[320];
+
+		snprintf(why, sizeof(why), "%s", tally_explain(rc));
+		tally__explain_set(rc, "%s: %s", path, why);
+		return rc;
+	}
 	t->ops = ops;
 	return 0;
 }
