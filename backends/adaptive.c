@@ -406,8 +406,21 @@ static int adaptive_lock_slow(struct adaptive_state *s, struct wait *wt)
 	}
 }
 
-static int adaptive_lock(struct adaptive_state *s, const struct tally__knobs *k,
-			 uint64_t me)
+static TALLY_NOINLINE int adaptive_contended(struct adaptive_state *s,
+					     const struct tally__knobs *k,
+					     uint64_t me)
+{
+	struct wait wt = {
+		.w = TALLY__WAITER(k, "adaptive"),
+		.me = me,
+		.bounded = k->life != NULL || k->wait_ns >= 0,
+	};
+
+	return adaptive_lock_slow(s, &wt);
+}
+
+static inline int adaptive_lock(struct adaptive_state *s,
+				const struct tally__knobs *k, uint64_t me)
 {
 	uint32_t unlocked = 0;
 	int rc = 0;
@@ -415,16 +428,10 @@ static int adaptive_lock(struct adaptive_state *s, const struct tally__knobs *k,
 	tally__tsan_pre_lock(s);
 	if (!atomic_compare_exchange_weak_explicit(&s->word, &unlocked, LOCKED,
 						   memory_order_acquire,
-						   memory_order_relaxed)) {
-		struct wait wt = {
-			.w = TALLY__WAITER(k, "adaptive"),
-			.me = me,
-			.bounded = k->life != NULL || k->wait_ns >= 0,
-		};
-		if ((rc = adaptive_lock_slow(s, &wt)) < 0) {
-			tally__tsan_lock_failed(s);
-			return rc;
-		}
+						   memory_order_relaxed) &&
+	    (rc = adaptive_contended(s, k, me)) < 0) {
+		tally__tsan_lock_failed(s);
+		return rc;
 	}
 	tally__owner_set(&s->owner, me);
 	tally__tsan_post_lock(s);

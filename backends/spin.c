@@ -109,25 +109,34 @@ static int spin_wait(struct spin_state *s, const struct tally__knobs *k,
 	}
 }
 
+/* The lock was taken at the first swap: wait for it.  0 or TALLY_RECOVERED
+ * with it held, or an error.  Out of line: the fast path is the swap. */
+static TALLY_NOINLINE int
+spin_contended(struct spin_state *s, const struct tally__knobs *k, uint64_t me)
+{
+	/* A private counter with no bound: nobody can die holding it and
+	 * nothing ends the wait, so CK's loop as it is. */
+	if (k->life == NULL && k->wait_ns < 0) {
+		if (s->backoff == BACKOFF_EXP)
+			ck_spinlock_lock_eb(&s->lock);
+		else
+			ck_spinlock_lock(&s->lock);
+		return 0;
+	}
+	return spin_wait(s, k, me);
+}
+
 /* 0 or TALLY_RECOVERED with the lock held (and recorded), or an error. */
-static int spin_lock(struct spin_state *s, const struct tally__knobs *k,
-		     uint64_t me)
+static inline int spin_lock(struct spin_state *s, const struct tally__knobs *k,
+			    uint64_t me)
 {
 	int rc = 0;
 
 	tally__tsan_pre_lock(&s->lock);
-	if (!ck_spinlock_trylock(&s->lock)) {
-		/* A private counter with no bound: nobody can die holding
-		 * it and nothing ends the wait, so CK's loop as it is. */
-		if (k->life == NULL && k->wait_ns < 0) {
-			if (s->backoff == BACKOFF_EXP)
-				ck_spinlock_lock_eb(&s->lock);
-			else
-				ck_spinlock_lock(&s->lock);
-		} else if ((rc = spin_wait(s, k, me)) < 0) {
-			tally__tsan_lock_failed(&s->lock);
-			return rc;
-		}
+	if (!ck_spinlock_trylock(&s->lock) &&
+	    (rc = spin_contended(s, k, me)) < 0) {
+		tally__tsan_lock_failed(&s->lock);
+		return rc;
 	}
 	tally__owner_set(&s->owner, me);
 	tally__tsan_post_lock(&s->lock);

@@ -358,8 +358,7 @@ TALLY_API int tally_add(tally *t, int64_t delta);
  * tries.  On a backend without a lock the add never waits and wait_ms only
  * has to be valid.
  * Returns what tally_add() returns, or TALLY_EINVAL (t NULL, wait_ms below 0
- * or above 86400000), TALLY_EUNSUPPORTED (clh, whose waits cannot be bounded
- * yet; it refuses the option wait_ms too).
+ * or above 86400000).
  */
 TALLY_API int tally_add_wait(tally *t, int64_t delta, int64_t wait_ms);
 

@@ -98,9 +98,6 @@ struct tally_backend {
 	size_t state_size;
 	size_t state_align;
 	int takes_options;
-	/* Non-zero: a lock whose wait cannot be bounded yet (clh): the core
-	 * refuses wait_ms and tally_add_wait() answers TALLY_EUNSUPPORTED. */
-	int unbounded;
 	/* Non-zero: the state begins with an _Atomic uint64_t and add is
 	 * exactly atomic_fetch_add_explicit(it, delta, memory_order_acq_rel),
 	 * so a TALLY_INLINE program may do that add itself. */
@@ -122,7 +119,33 @@ struct tally_backend {
 	 * static string; tally_backend_path() answers NULL without it. */
 	const char *(*path)(const void *state, const struct tally__knobs *k);
 	int (*knob)(const struct tally__opt *o, struct tally__knobs *k);
+	/*
+	 * Optional: states whose size follows the host (slots per possible
+	 * CPU, src/arena.h), and states that keep their counts elsewhere.
+	 *   size    the state's bytes on this host for init's flags (with
+	 *           TALLY__NAMED for a named counter's), in place of
+	 *           state_size, which is then the least a state has.  The
+	 *           core calls it for every placement; a named counter
+	 *           records it.
+	 *   join    an opener's check of a named counter's state of `size`
+	 *           bytes, which a library on another host shape may have
+	 *           made: 0 when this one adds to it and reads it exactly,
+	 *           else TALLY_EBADOBJECT, explained.  Reads only.
+	 *   descriptor  non-zero: the state is read-only after init, which
+	 *           places everything add writes itself (percpu's CPU-major
+	 *           arenas), shared when flags has TALLY_PSHARED: the core
+	 *           keeps the state in the handle's own allocation, for
+	 *           TALLY_PSHARED too, without lines of its own.
+	 */
+	size_t (*size)(unsigned flags);
+	int (*join)(const void *state, size_t size);
+	int descriptor;
 };
+
+/* init's flags, besides TALLY_PSHARED: the state is a named counter's, in an
+ * object that unrelated programs map: all of the counter is inside its
+ * state (ops->size(TALLY__NAMED) bytes), with no pointer in it. */
+#define TALLY__NAMED (1u << 30)
 
 /* src/tally.c: record, for this thread, a one-line description of the error
  * err that the call in progress is about to return (tally_explain()). */
@@ -161,6 +184,31 @@ static inline int tally__word_get(tally__word *w, int64_t *value)
 {
 	*value = (int64_t)atomic_load_explicit(w, memory_order_acquire);
 	return 0;
+}
+
+/* A lock's slow path, kept out of its add so that the fast path (one
+ * atomic instruction) inlines into it with no registers to save. */
+#define TALLY_NOINLINE __attribute__((noinline, cold))
+
+/* Thread-local state of a backend, inside the shared library: the
+ * initial-exec model reads it at a fixed offset from the thread pointer,
+ * where the default (general-dynamic) calls __tls_get_addr on every use.
+ * libtally is loaded with the program or by dlopen() into one that has
+ * static TLS to spare (glibc reserves some for this), as libc's own is. */
+#define TALLY_THREAD_LOCAL                                                     \
+	_Thread_local __attribute__((tls_model("initial-exec")))
+
+/* One turn of a spin-wait: the CPU's hint that this is one (x86 PAUSE,
+ * Arm YIELD), so that a sibling hardware thread runs meanwhile. */
+static inline void tally__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
 }
 
 /*

@@ -170,6 +170,13 @@ static inline int tally__wait_spin(struct tally__waiter *w, tally__owner *owner,
 	return tally__wait_check(w, owner, dead, &ignored);
 }
 
+/* Whether the next tally__wait_spin() looks: for a waiter that must work
+ * out who the holder is before it can be looked at. */
+static inline int tally__wait_spin_due(const struct tally__waiter *w)
+{
+	return (w->turns & 63u) == 0u;
+}
+
 /* The holder in `dead` died and its lock cannot be taken over: explain
  * TALLY_ENOTRECOVERABLE for tally_explain() and return it. */
 int tally__holder_died(const struct tally__waiter *w, uint64_t dead);
