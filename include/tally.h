@@ -326,10 +326,11 @@ TALLY_API int tally_unlink(const char *name);
  * counter's file, which the kernel drops when the process dies, in any PID
  * namespace, and which no other process can ever hold; never by a process
  * id alone.  A waiter that finds the holder dead takes the lock over
- * (TALLY_RECOVERED), or, for a FIFO lock whose queue the dead process
- * broke, fails at once with TALLY_ENOTRECOVERABLE.  A holder that died in
- * the instant after taking the lock, before recording itself, cannot be
- * known: the wait bound then ends the wait.
+ * (TALLY_RECOVERED); one that finds a dead waiter ahead of it in a FIFO
+ * lock's queue passes it; where a dead process left a queue that cannot be
+ * passed, it fails at once with TALLY_ENOTRECOVERABLE.  A process that died
+ * in the instant after taking the lock (or its place in the queue), before
+ * recording itself, cannot be known: the wait bound then ends the wait.
  * Returns 0, or TALLY_RECOVERED (> 0, also a success: the lock's holder
  * died and this call recovered the lock, then added delta), or:
  *   TALLY_EINVAL          t is NULL
