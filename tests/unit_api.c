@@ -804,11 +804,33 @@ static void *sleeper_main(void *p)
 /* Bounded adds racing each other: each either adds or leaves, never both,
  * and a lock that waiters keep leaving (a FIFO lock's queue, passed
  * through) still counts exactly and still works. */
-#define BOUNDED_THREADS 4
-#define BOUNDED_TRIES	3000
+#define BOUNDED_THREADS 3 /* one more than this machine has CPUs */
+#define BOUNDED_TRIES	1000
+
+/* Inside the critical sections of one counter: who is in (an overlap is a
+ * lock that let a waiter in that had left, or was never let in), and a
+ * plain count that only holders write (ThreadSanitizer's to check). */
+struct bounded_probe {
+	_Atomic int occupied;
+	_Atomic long overlaps;
+	long inside;
+};
+
+static void bounded_inside(void *p)
+{
+	struct bounded_probe *pr = p;
+
+	if (atomic_fetch_add(&pr->occupied, 1) != 0)
+		atomic_fetch_add(&pr->overlaps, 1);
+	pr->inside++;
+	sched_yield(); /* a section long enough to meet in */
+	atomic_fetch_sub(&pr->occupied, 1);
+}
 
 struct bounded_arg {
 	tally *t;
+	struct bounded_probe *probe;
+	pthread_barrier_t *go; /* all start at once, so that they race */
 	unsigned seed;
 	long added;
 	int failed; /* an error other than a timeout */
@@ -818,12 +840,15 @@ static void *bounded_main(void *p)
 {
 	struct bounded_arg *a = p;
 
+	pthread_barrier_wait(a->go);
 	for (int i = 0; i < BOUNDED_TRIES; i++) {
 		a->seed = a->seed * 1103515245u + 12345u;
-		/* 0 ms (one try), 1 ms, or no bound at all */
-		unsigned pick = (a->seed >> 16) % 3;
-		int rc = pick == 2 ? tally_add(a->t, 1)
-				   : tally_add_wait(a->t, 1, pick);
+		/* 0 ms (one try), 1 ms, or the handle's own bound (1 ms)
+		 * with a probe inside the lock */
+		static const int64_t bound[8] = {0, 0, 0, 1, 1, 1, -1, -1};
+		int64_t b = bound[(a->seed >> 16) % 8];
+		int rc = b < 0 ? tally_add_cs(a->t, 1, bounded_inside, a->probe)
+			       : tally_add_wait(a->t, 1, b);
 		if (rc == 0)
 			a->added++;
 		else if (rc != TALLY_ETIMEDOUT)
@@ -845,16 +870,26 @@ static void test_bounded_adds_race(void **state)
 		     flags += TALLY_PSHARED) {
 			struct bounded_arg a[BOUNDED_THREADS];
 			pthread_t th[BOUNDED_THREADS];
+			struct bounded_probe probe = {0};
+			pthread_barrier_t go;
+			char spec[64];
 			long added = 0;
 			int64_t v;
 			tally *t;
 
 			if (flags && !(b.caps & TALLY_CAP_PSHARED))
 				continue;
-			assert_int_equal(tally_create(&t, b.name, 0, flags), 0);
+			snprintf(spec, sizeof(spec), "%s:wait_ms=1", b.name);
+			assert_int_equal(tally_create(&t, spec, 0, flags), 0);
+			assert_int_equal(pthread_barrier_init(&go, NULL,
+							      BOUNDED_THREADS),
+					 0);
 			for (int i = 0; i < BOUNDED_THREADS; i++) {
 				a[i] = (struct bounded_arg){
-					.t = t, .seed = 7u + (unsigned)i};
+					.t = t,
+					.probe = &probe,
+					.go = &go,
+					.seed = 7u + (unsigned)i};
 				assert_int_equal(pthread_create(&th[i], NULL,
 								bounded_main,
 								&a[i]),
@@ -869,6 +904,12 @@ static void test_bounded_adds_race(void **state)
 						tally_errname(a[i].failed));
 				added += a[i].added;
 			}
+			pthread_barrier_destroy(&go);
+			if (atomic_load(&probe.overlaps) != 0)
+				fail_msg("%s%s: %ld times a worker found the "
+					 "critical section occupied",
+					 b.name, flags ? " (shared)" : "",
+					 atomic_load(&probe.overlaps));
 			assert_int_equal(tally_add_wait(t, 1, 5000), 0);
 			assert_int_equal(tally_get(t, &v), 0);
 			if (v != added + 1)
