@@ -4,7 +4,6 @@
 
 #if defined(__linux__)
 #include "life.h"
-#include "tsan.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -406,28 +405,33 @@ static int adaptive_lock_slow(struct adaptive_state *s, struct wait *wt)
 	}
 }
 
-static int adaptive_lock(struct adaptive_state *s, const struct tally__knobs *k,
-			 uint64_t me)
+static TALLY_NOINLINE int adaptive_contended(struct adaptive_state *s,
+					     const struct tally__knobs *k,
+					     uint64_t me)
+{
+	struct wait wt = {
+		.w = TALLY__WAITER(k, "adaptive"),
+		.me = me,
+		.bounded = k->life != NULL || k->wait_ns >= 0,
+	};
+
+	return adaptive_lock_slow(s, &wt);
+}
+
+static inline int adaptive_lock(struct adaptive_state *s,
+				const struct tally__knobs *k, uint64_t me)
 {
 	uint32_t unlocked = 0;
 	int rc = 0;
 
-	tally__tsan_pre_lock(s);
+	/* No ThreadSanitizer annotation anywhere in this lock: TSan checks it
+	 * through its own memory orders (see src/tsan.h). */
 	if (!atomic_compare_exchange_weak_explicit(&s->word, &unlocked, LOCKED,
 						   memory_order_acquire,
-						   memory_order_relaxed)) {
-		struct wait wt = {
-			.w = TALLY__WAITER(k, "adaptive"),
-			.me = me,
-			.bounded = k->life != NULL || k->wait_ns >= 0,
-		};
-		if ((rc = adaptive_lock_slow(s, &wt)) < 0) {
-			tally__tsan_lock_failed(s);
-			return rc;
-		}
-	}
+						   memory_order_relaxed) &&
+	    (rc = adaptive_contended(s, k, me)) < 0)
+		return rc;
 	tally__owner_set(&s->owner, me);
-	tally__tsan_post_lock(s);
 	return rc;
 }
 
@@ -515,12 +519,10 @@ static void adaptive_unlock(struct adaptive_state *s,
 	uint32_t locked = LOCKED;
 
 	tally__owner_clear(&s->owner, me);
-	tally__tsan_pre_unlock(s);
 	if (!atomic_compare_exchange_strong_explicit(&s->word, &locked, 0,
 						     memory_order_release,
 						     memory_order_relaxed))
 		adaptive_unlock_slow(s, k);
-	tally__tsan_post_unlock(s);
 }
 
 static int adaptive_add(void *state, int64_t delta,
@@ -559,10 +561,6 @@ static int adaptive_get(void *state, int64_t *value)
 	return tally__word_get(&((struct adaptive_state *)state)->value, value);
 }
 
-static void adaptive_destroy(void *state)
-{
-	tally__tsan_destroy(state);
-}
 #endif /* __linux__ */
 
 /* Futexes are Linux's: elsewhere the name is known, not built in. */
@@ -580,6 +578,5 @@ const struct tally_backend tally_backend_adaptive = {
 	.add = adaptive_add,
 	.add_cs = adaptive_add_cs,
 	.get = adaptive_get,
-	.destroy = adaptive_destroy,
 #endif
 };

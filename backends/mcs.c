@@ -49,7 +49,7 @@ struct mcs_state {
 	struct mcs_node nodes[TALLY_QNODES];
 };
 
-static _Thread_local unsigned hint;
+static TALLY_THREAD_LOCAL unsigned hint;
 
 static struct mcs_node *node_of(struct ck_spinlock_mcs *n)
 {
@@ -140,8 +140,8 @@ static int pass_dead(struct mcs_state *s, struct mcs_node *p)
 
 /* CK's ck_spinlock_mcs_lock(), with a wait that may end (see above): 0 or
  * TALLY_RECOVERED with the lock held, or TALLY_ETIMEDOUT (left). */
-static int mcs_wait(struct mcs_state *s, struct mcs_node *n,
-		    const struct tally__knobs *k)
+static TALLY_NOINLINE int mcs_wait(struct mcs_state *s, struct mcs_node *n,
+				   const struct tally__knobs *k)
 {
 	struct tally__waiter w = TALLY__WAITER(k, "mcs");
 	struct ck_spinlock_mcs *prev;
@@ -175,8 +175,8 @@ static int mcs_wait(struct mcs_state *s, struct mcs_node *n,
 }
 
 /* 0 or TALLY_RECOVERED with the lock held in *out, or an error. */
-static int mcs_lock(struct mcs_state *s, const struct tally__knobs *k,
-		    struct mcs_node **out)
+static inline int mcs_lock(struct mcs_state *s, const struct tally__knobs *k,
+			   struct mcs_node **out)
 {
 	struct mcs_node *n = &s->nodes[tally__qnode_claim(
 		(char *)&s->nodes[0].busy, sizeof(s->nodes[0]), &hint)];
@@ -194,11 +194,10 @@ static int mcs_lock(struct mcs_state *s, const struct tally__knobs *k,
 		return rc;
 	}
 	ck_pr_fence_lock();
-	/* Taken from an empty queue, nobody granted it: say so. */
-	uint32_t waiting = WAITING;
-	atomic_compare_exchange_strong_explicit(&n->state, &waiting, GRANTED,
-						memory_order_relaxed,
-						memory_order_relaxed);
+	/* Taken from an empty queue, nobody granted it: say so.  A plain
+	 * store: while we live nobody else writes our node's state (a
+	 * successor swaps it only once the kernel says we are dead). */
+	atomic_store_explicit(&n->state, GRANTED, memory_order_relaxed);
 	tally__tsan_post_lock(&s->queue);
 	*out = n;
 	return rc;

@@ -48,11 +48,13 @@ static int mutex_take(struct mutex_state *s, const struct tally__knobs *k)
 
 	if (k->wait_ns < 0)
 		return pthread_mutex_lock(&s->lock);
-	if (k->wait_ns == 0) {
-		int rc = pthread_mutex_trylock(&s->lock);
-
-		return rc == EBUSY ? ETIMEDOUT : rc;
-	}
+	/* Free (or its holder dead: EOWNERDEAD) at once, the common case:
+	 * no clock read. */
+	int rc = pthread_mutex_trylock(&s->lock);
+	if (rc != EBUSY)
+		return rc;
+	if (k->wait_ns == 0)
+		return ETIMEDOUT;
 	struct timespec until = tally__deadline(k->wait_ns);
 #ifdef TALLY_TSAN
 	return pthread_mutex_timedlock(&s->lock, &until);

@@ -59,27 +59,35 @@ static int sem_wait_bounded(struct sem_state *s, const struct tally__knobs *k,
 	}
 }
 
+/* The semaphore was taken at the first try: wait for it.  0 or
+ * TALLY_RECOVERED with it held, or an error. */
+static TALLY_NOINLINE int
+sem_contended(struct sem_state *s, const struct tally__knobs *k, uint64_t me)
+{
+	int rc;
+
+	if (errno != EAGAIN && errno != EINTR)
+		abort(); /* EINVAL: not a semaphore; a bug in tally */
+	if (k->life != NULL || k->wait_ns >= 0)
+		return sem_wait_bounded(s, k, me);
+	/* Private, no bound: a signal handler (Ctrl-C in the tool)
+	 * interrupts sem_wait, nothing else. */
+	while ((rc = sem_wait(&s->sem)) != 0 && errno == EINTR)
+		;
+	if (rc != 0)
+		abort();
+	return 0;
+}
+
 /* 0 or TALLY_RECOVERED with the semaphore held (and recorded), or an
  * error. */
-static int sem_lock(struct sem_state *s, const struct tally__knobs *k,
-		    uint64_t me)
+static inline int sem_lock(struct sem_state *s, const struct tally__knobs *k,
+			   uint64_t me)
 {
 	int rc = 0;
 
-	if (sem_trywait(&s->sem) != 0) {
-		if (errno != EAGAIN && errno != EINTR)
-			abort(); /* EINVAL: not a semaphore; a bug in tally */
-		if (k->life == NULL && k->wait_ns < 0) {
-			/* Private, no bound: a signal handler (Ctrl-C in
-			 * the tool) interrupts sem_wait, nothing else. */
-			while ((rc = sem_wait(&s->sem)) != 0 && errno == EINTR)
-				;
-			if (rc != 0)
-				abort();
-		} else if ((rc = sem_wait_bounded(s, k, me)) < 0) {
-			return rc;
-		}
-	}
+	if (sem_trywait(&s->sem) != 0 && (rc = sem_contended(s, k, me)) < 0)
+		return rc;
 	tally__owner_set(&s->owner, me);
 	return rc;
 }

@@ -28,14 +28,27 @@
  */
 enum { BACKOFF_NONE, BACKOFF_EXP };
 
+/*
+ * A shared counter's lock word is also the record of its holder: a locker
+ * swaps it from 0 to its id (tally__id32(), src/life.h) with one
+ * compare-and-swap, so no instant passes between taking the lock and
+ * recording who took it, and a holder killed at any point is known (as the
+ * kernel's robust futexes know theirs: they hold the owner's thread id).
+ * A waiter whose look finds the id's process gone swaps the word from that
+ * id to its own: it holds the lock (TALLY_RECOVERED).  CK's unlock (a store
+ * of 0) works on that word unchanged; its swap to 1 does not (it would
+ * overwrite a holder's id, and take any word but 1 for free), so a shared
+ * counter never runs CK's lock loops.  A private counter runs CK's lock as
+ * it is: nobody can die holding it, and its word only ever holds 0 or 1.
+ */
 struct spin_state {
 	ck_spinlock_t lock;
-	tally__word value;  /* on the lock's line; only the holder writes */
-	tally__owner owner; /* shared counters: the holder (src/life.h) */
+	tally__word value; /* on the lock's line; only the holder writes */
 	/* Read on every add but written only by init: on a line of its own,
-	 * so that reading it never pulls the contended lock line into a
+	 * so that reading them never pulls the contended lock line into a
 	 * shared state that the swap must then upgrade. */
 	_Alignas(TALLY_CACHELINE) unsigned backoff;
+	unsigned shared; /* TALLY_PSHARED: the word holds ids (see above) */
 };
 
 static int spin_parse(struct spin_state *s, const char *options)
@@ -60,83 +73,111 @@ static int spin_init(void *state, int64_t initial, unsigned flags,
 {
 	struct spin_state *s = state;
 
-	(void)flags; /* a spinlock word works unchanged in shared memory */
 	if (spin_parse(s, options) != 0)
 		return TALLY_EOPTION;
+	s->shared = (flags & TALLY_PSHARED) != 0;
 	ck_spinlock_init(&s->lock);
 	tally__word_init(&s->value, initial);
-	atomic_init(&s->owner, 0);
 	return 0;
 }
 
+/* A shared counter's swap: 0 to our id (see struct spin_state). */
+static inline int spin_take(struct spin_state *s, uint32_t id)
+{
+	if (!ck_pr_cas_uint(&s->lock.value, 0, id))
+		return 0;
+	ck_pr_fence_lock();
+	return 1;
+}
+
 /*
- * A wait that may end: CK has no timed spinlock, so this is CK's own loop
- * (ck_spinlock_lock_eb: swap, then back off exponentially; ck_spinlock_lock:
- * swap, then spin on reads until the word is free) with the bounded wait of
- * src/life.h between tries.  A holder recorded dead is taken over: the word
- * stays set, and this caller holds it (TALLY_RECOVERED).  A spinlock's
- * critical section here is one store of the value word, which a holder
- * either made or did not, so what the dead holder left is consistent.
+ * A wait that may end, on a shared counter (or a private one with a
+ * bound): CK has no timed spinlock, so this is CK's own loop
+ * (ck_spinlock_lock_eb: swap, then back off exponentially;
+ * ck_spinlock_lock: spin on reads until the word is free, then swap), on
+ * the compare-and-swap above, with the bounded wait of src/life.h between
+ * tries.  A holder found dead is taken over by a swap from its id to ours.
+ * A spinlock's critical section here is one store of the value word, which
+ * a holder either made or did not, so what the dead holder left is
+ * consistent.
  */
 static int spin_wait(struct spin_state *s, const struct tally__knobs *k,
-		     uint64_t me)
+		     uint32_t id)
 {
 	struct tally__waiter w = TALLY__WAITER(k, "spin");
 	ck_backoff_t b = CK_BACKOFF_INITIALIZER;
+	tally__owner holder = 0; /* whom the word names, when the wait looks */
 	int64_t sleep;
 	uint64_t dead;
 	int rc;
 
 	for (;;) {
+		unsigned seen = ck_pr_load_uint(&s->lock.value);
 		if (s->backoff == BACKOFF_EXP) {
 			ck_backoff_eb(&b);
-			/* Each turn already waited 2^9 loop turns or more. */
-			rc = tally__wait_check(&w, &s->owner, &dead, &sleep);
+			atomic_store_explicit(&holder,
+					      tally__id32_token(k, seen),
+					      memory_order_relaxed);
+			rc = tally__wait_check(&w, &holder, &dead, &sleep);
 		} else {
 			do {
 				ck_pr_stall();
-				rc = tally__wait_spin(&w, &s->owner, &dead);
+				if (tally__wait_spin_due(&w))
+					atomic_store_explicit(
+						&holder,
+						tally__id32_token(k, seen),
+						memory_order_relaxed);
+				rc = tally__wait_spin(&w, &holder, &dead);
 			} while (rc == TALLY__WAIT_ON &&
-				 ck_spinlock_locked(&s->lock));
+				 (seen = ck_pr_load_uint(&s->lock.value)) != 0);
 		}
-		if (rc == TALLY__WAIT_DEAD &&
-		    tally__owner_takeover(&s->owner, dead, me))
+		if (rc == TALLY__WAIT_DEAD && seen > TALLY__ID_UNKNOWN &&
+		    ck_pr_cas_uint(&s->lock.value, seen, id)) {
+			ck_pr_fence_lock();
 			return TALLY_RECOVERED;
+		}
 		if (rc < 0)
 			return rc;
-		if (ck_spinlock_trylock(&s->lock))
+		if (spin_take(s, id))
 			return 0;
 	}
 }
 
-/* 0 or TALLY_RECOVERED with the lock held (and recorded), or an error. */
-static int spin_lock(struct spin_state *s, const struct tally__knobs *k,
-		     uint64_t me)
+/* The lock was taken at the first try: wait for it.  0 or TALLY_RECOVERED
+ * with it held, or an error.  Out of line: the fast path is the swap. */
+static TALLY_NOINLINE int
+spin_contended(struct spin_state *s, const struct tally__knobs *k, uint32_t id)
 {
+	if (s->shared || k->wait_ns >= 0)
+		return spin_wait(s, k, id);
+	/* A private counter with no bound: nobody can die holding it and
+	 * nothing ends the wait, so CK's loop as it is. */
+	if (s->backoff == BACKOFF_EXP)
+		ck_spinlock_lock_eb(&s->lock);
+	else
+		ck_spinlock_lock(&s->lock);
+	return 0;
+}
+
+/* 0 or TALLY_RECOVERED with the lock held, or an error.  A private
+ * counter's word holds 1 when locked (its handle has no token: id 1), a
+ * shared one's the holder's id. */
+static inline int spin_lock(struct spin_state *s, const struct tally__knobs *k)
+{
+	uint32_t id = tally__id32(tally__me(k));
 	int rc = 0;
 
 	tally__tsan_pre_lock(&s->lock);
-	if (!ck_spinlock_trylock(&s->lock)) {
-		/* A private counter with no bound: nobody can die holding
-		 * it and nothing ends the wait, so CK's loop as it is. */
-		if (k->life == NULL && k->wait_ns < 0) {
-			if (s->backoff == BACKOFF_EXP)
-				ck_spinlock_lock_eb(&s->lock);
-			else
-				ck_spinlock_lock(&s->lock);
-		} else if ((rc = spin_wait(s, k, me)) < 0) {
-			tally__tsan_lock_failed(&s->lock);
-			return rc;
-		}
+	if (!spin_take(s, id) && (rc = spin_contended(s, k, id)) < 0) {
+		tally__tsan_lock_failed(&s->lock);
+		return rc;
 	}
-	tally__owner_set(&s->owner, me);
 	tally__tsan_post_lock(&s->lock);
 	return rc;
 }
 
-static void spin_unlock(struct spin_state *s, uint64_t me)
+static void spin_unlock(struct spin_state *s)
 {
-	tally__owner_clear(&s->owner, me);
 	tally__tsan_pre_unlock(&s->lock);
 	ck_spinlock_unlock(&s->lock);
 	tally__tsan_post_unlock(&s->lock);
@@ -145,13 +186,12 @@ static void spin_unlock(struct spin_state *s, uint64_t me)
 static int spin_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
 	struct spin_state *s = state;
-	uint64_t me = tally__me(k);
-	int rc = spin_lock(s, k, me);
+	int rc = spin_lock(s, k);
 
 	if (rc < 0)
 		return rc;
 	tally__word_add(&s->value, delta);
-	spin_unlock(s, me);
+	spin_unlock(s);
 	return rc;
 }
 
@@ -159,14 +199,13 @@ static int spin_add_cs(void *state, int64_t delta, const struct tally__knobs *k,
 		       void (*inside)(void *), void *arg)
 {
 	struct spin_state *s = state;
-	uint64_t me = tally__me(k);
-	int rc = spin_lock(s, k, me);
+	int rc = spin_lock(s, k);
 
 	if (rc < 0)
 		return rc;
 	tally__word_add(&s->value, delta);
 	inside(arg);
-	spin_unlock(s, me);
+	spin_unlock(s);
 	return rc;
 }
 

@@ -36,8 +36,13 @@
  *   ticket skips it; a holder that dies is recorded (src/life.h), and the
  *   waiter that finds it dead serves on for it (TALLY_RECOVERED).  The
  *   critical section is one store of the value word, made or not made, so
- *   what a dead holder leaves is consistent.  A waiter that dies in the
- *   queue, or a holder in the instant before it recorded itself, is not
+ *   what a dead holder leaves is consistent.  Who took a ticket is recorded
+ *   with the ticket, as soon as it is taken (see struct ticket_rec), so
+ *   the same answer covers a holder and a waiter that died in the queue:
+ *   when the ticket being served belongs to a process the kernel says is
+ *   gone, whether it held the lock or never got it, the waiter that wins
+ *   the compare-and-swap on the record serves on for it.  A process that
+ *   dies in the instant between taking its ticket and recording it is not
  *   known: the wait bound ends the wait of everyone behind it.
  */
 enum { BACKOFF_NONE, BACKOFF_PROP };
@@ -51,6 +56,20 @@ enum { BACKOFF_NONE, BACKOFF_PROP };
 #define GONE	  256u
 #define GONE_MARK (1ull << 32)
 
+/*
+ * Who took ticket t: rec[t % RECS], a sequence lock keyed by the ticket.
+ * The taker stores tk = 2t + 1 (being written), its token, then tk = 2t; a
+ * reader trusts the token only if it read tk == 2t before and after it.
+ * More than RECS tickets waiting at once overwrite the oldest waiters'
+ * records: those are then not known (the bound applies), never misread.
+ */
+#define RECS 64u
+
+struct ticket_rec {
+	_Atomic uint64_t tk;
+	_Atomic uint64_t token; /* 0: cleared (served, or left) */
+};
+
 struct own_ticket {
 	_Atomic uint32_t next;	  /* the next ticket to hand out */
 	_Atomic uint32_t serving; /* the ticket that holds the lock */
@@ -61,8 +80,7 @@ struct ticket_state {
 		ck_spinlock_ticket_t ck;
 		struct own_ticket own;
 	} lock;
-	tally__word value;  /* on the lock's line; only the holder writes */
-	tally__owner owner; /* shared counters: the holder (src/life.h) */
+	tally__word value; /* on the lock's line; only the holder writes */
 	/* Written only by init, read on every add: on their own line (see
 	 * backends/spin.c). */
 	_Alignas(TALLY_CACHELINE) unsigned backoff;
@@ -70,6 +88,9 @@ struct ticket_state {
 	unsigned own; /* a shared counter: tally's ticket lock */
 	/* Written only when a waiter gives up: off the hot lines. */
 	_Alignas(TALLY_CACHELINE) _Atomic uint64_t gone[GONE];
+	/* Written once per ticket by its taker, read by waiters now and then
+	 * (shared counters only). */
+	_Alignas(TALLY_CACHELINE) struct ticket_rec rec[RECS];
 };
 
 static int ticket_parse(struct ticket_state *s, const char *options)
@@ -116,9 +137,49 @@ static int ticket_init(void *state, int64_t initial, unsigned flags,
 	}
 	for (unsigned i = 0; i < GONE; i++)
 		atomic_init(&s->gone[i], 0);
+	for (unsigned i = 0; i < RECS; i++) {
+		atomic_init(&s->rec[i].tk, UINT64_MAX); /* no ticket's */
+		atomic_init(&s->rec[i].token, 0);
+	}
 	tally__word_init(&s->value, initial);
-	atomic_init(&s->owner, 0);
 	return 0;
+}
+
+/* Record ticket t as taken by `me` (0: not known, nothing to record). */
+static inline void rec_set(struct ticket_state *s, uint32_t t, uint64_t me)
+{
+	struct ticket_rec *r = &s->rec[t % RECS];
+
+	if (me == 0)
+		return;
+	atomic_store_explicit(&r->tk, 2 * (uint64_t)t + 1,
+			      memory_order_relaxed);
+	atomic_store_explicit(&r->token, me, memory_order_release);
+	atomic_store_explicit(&r->tk, 2 * (uint64_t)t, memory_order_release);
+}
+
+/* Ticket t's record no longer names a live claim on the lock: it was
+ * served and is about to be passed on, or it was left. */
+static inline void rec_clear(struct ticket_state *s, uint32_t t, uint64_t me)
+{
+	if (me != 0)
+		atomic_store_explicit(&s->rec[t % RECS].token, 0,
+				      memory_order_relaxed);
+}
+
+/* The token that took ticket t, or 0 when not known. */
+static uint64_t rec_get(struct ticket_state *s, uint32_t t)
+{
+	struct ticket_rec *r = &s->rec[t % RECS];
+	uint64_t want = 2 * (uint64_t)t;
+
+	if (atomic_load_explicit(&r->tk, memory_order_acquire) != want)
+		return 0;
+	uint64_t token = atomic_load_explicit(&r->token, memory_order_acquire);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&r->tk, memory_order_relaxed) != want)
+		return 0;
+	return token;
 }
 
 /*
@@ -134,8 +195,12 @@ static void serve_from(struct ticket_state *s, uint32_t from)
 		/* Seq_cst, so release: our writes go to the next holder. */
 		atomic_store_explicit(&s->lock.own.serving, t,
 				      memory_order_seq_cst);
+		/* A load first: a ticket is rarely gone, and the swap that
+		 * decides it is a locked instruction. */
 		uint64_t mark = (uint64_t)t | GONE_MARK;
-		if (!atomic_compare_exchange_strong_explicit(
+		if (atomic_load_explicit(&s->gone[t % GONE],
+					 memory_order_seq_cst) != mark ||
+		    !atomic_compare_exchange_strong_explicit(
 			    &s->gone[t % GONE], &mark, 0, memory_order_seq_cst,
 			    memory_order_relaxed))
 			return;
@@ -143,14 +208,17 @@ static void serve_from(struct ticket_state *s, uint32_t from)
 	}
 }
 
-/* Our bound passed while waiting with ticket t: leave it as gone.
- * TALLY_ETIMEDOUT (explained), or 0 when our turn came first (we hold the
- * lock, and add). */
-static int leave(struct ticket_state *s, uint32_t t, struct tally__waiter *w)
+/* Our bound passed while waiting with ticket t: leave it as gone, its
+ * record cleared first (a gone ticket is skipped, never served for the
+ * dead).  TALLY_ETIMEDOUT (explained), or 0 when our turn came first (we
+ * hold the lock, recorded again, and add). */
+static int leave(struct ticket_state *s, uint32_t t, struct tally__waiter *w,
+		 uint64_t me)
 {
 	uint64_t mark = (uint64_t)t | GONE_MARK, empty = 0, dead;
 	struct tally__waiter again = TALLY__WAITER(w->k, w->lock);
 
+	rec_clear(s, t, me);
 	while (!atomic_compare_exchange_weak_explicit(
 		&s->gone[t % GONE], &empty, mark, memory_order_seq_cst,
 		memory_order_relaxed)) {
@@ -158,38 +226,54 @@ static int leave(struct ticket_state *s, uint32_t t, struct tally__waiter *w)
 		empty = 0;
 		if (atomic_load_explicit(&s->lock.own.serving,
 					 memory_order_acquire) == t)
-			return 0;
-		if (tally__wait_spin(&again, NULL, &dead) < 0)
+			break;
+		if (tally__wait_spin(&again, NULL, &dead) < 0) {
+			/* The ticket stays in the queue, recorded: served
+			 * for us, should we die before its turn. */
+			rec_set(s, t, me);
 			return TALLY_ETIMEDOUT;
+		}
 		ck_pr_stall();
 	}
 	if (atomic_load_explicit(&s->lock.own.serving, memory_order_seq_cst) !=
 		    t ||
-	    !atomic_compare_exchange_strong_explicit(&s->gone[t % GONE], &mark,
-						     0, memory_order_acquire,
-						     memory_order_relaxed))
+	    (atomic_load_explicit(&s->gone[t % GONE], memory_order_relaxed) ==
+		     mark &&
+	     !atomic_compare_exchange_strong_explicit(&s->gone[t % GONE], &mark,
+						      0, memory_order_acquire,
+						      memory_order_relaxed)))
 		return TALLY_ETIMEDOUT; /* whoever serves t will skip it */
+	rec_set(s, t, me);
 	return 0; /* served before the mark was seen: ours after all */
 }
 
-/* The holder `dead` died: if it still holds the lock, serve on for it (one
- * waiter does, the one whose compare-and-swap on the owner wins). */
-static int serve_for_dead(struct ticket_state *s, uint64_t dead)
+/* The process `dead`, which took ticket cur, is gone, and cur is being
+ * served: serve on for it, whether it held the lock or never got it.  One
+ * waiter does, the one whose compare-and-swap on the record wins (a live
+ * claim clears its record before it serves on, so a record that still
+ * names `dead` is cur's turn, unserved).  1 when the dead one held the
+ * lock (or may have: it took its turn), for TALLY_RECOVERED. */
+static int serve_for_dead(struct ticket_state *s, uint32_t cur, uint64_t dead)
 {
-	if (!tally__owner_takeover(&s->owner, dead, 0))
+	struct ticket_rec *r = &s->rec[cur % RECS];
+
+	if (rec_get(s, cur) != dead ||
+	    !atomic_compare_exchange_strong_explicit(&r->token, &dead, 0,
+						     memory_order_acquire,
+						     memory_order_relaxed))
 		return 0;
-	serve_from(s, atomic_load_explicit(&s->lock.own.serving,
-					   memory_order_acquire));
+	serve_from(s, cur);
 	return 1;
 }
 
-/* tally's ticket lock (see above): 0 or TALLY_RECOVERED with the lock
- * held, or TALLY_ETIMEDOUT. */
-static int own_lock(struct ticket_state *s, const struct tally__knobs *k)
+/* tally's ticket lock (see above), waiting with ticket t: 0 or
+ * TALLY_RECOVERED with the lock held, or TALLY_ETIMEDOUT. */
+static TALLY_NOINLINE int own_wait(struct ticket_state *s,
+				   const struct tally__knobs *k, uint32_t t,
+				   uint64_t me)
 {
-	uint32_t t = atomic_fetch_add_explicit(&s->lock.own.next, 1,
-					       memory_order_relaxed);
 	struct tally__waiter w = TALLY__WAITER(k, "ticket");
+	tally__owner holder = 0; /* a copy of cur's record, when it checks */
 	int recovered = 0, rc;
 	int64_t sleep;
 	uint64_t dead;
@@ -200,18 +284,26 @@ static int own_lock(struct ticket_state *s, const struct tally__knobs *k)
 						    memory_order_acquire);
 		if (cur == t)
 			return recovered ? TALLY_RECOVERED : 0;
+		/* Who took the ticket being served: its holder, or a
+		 * waiter that has yet to see its turn (or never will); read
+		 * only when the wait looks (rec_get is a few loads). */
 		if (s->backoff == BACKOFF_PROP) {
 			ck_backoff_t b = (t - cur) << s->shift;
 			ck_backoff_eb(&b);
-			rc = tally__wait_check(&w, &s->owner, &dead, &sleep);
+			atomic_store_explicit(&holder, rec_get(s, cur),
+					      memory_order_relaxed);
+			rc = tally__wait_check(&w, &holder, &dead, &sleep);
 		} else {
 			ck_pr_stall();
-			rc = tally__wait_spin(&w, &s->owner, &dead);
+			if (tally__wait_spin_due(&w))
+				atomic_store_explicit(&holder, rec_get(s, cur),
+						      memory_order_relaxed);
+			rc = tally__wait_spin(&w, &holder, &dead);
 		}
 		if (rc == TALLY__WAIT_DEAD)
-			recovered |= serve_for_dead(s, dead);
+			recovered |= serve_for_dead(s, cur, dead);
 		else if (rc < 0)
-			return leave(s, t, &w);
+			return leave(s, t, &w, me);
 	}
 }
 
@@ -230,39 +322,61 @@ static int ck_lock_bounded(struct ticket_state *s, const struct tally__knobs *k)
 	return 0;
 }
 
-/* 0 or TALLY_RECOVERED with the lock held (and recorded), or an error. */
-static int ticket_lock(struct ticket_state *s, const struct tally__knobs *k,
-		       uint64_t me)
+/* CK's lock, taken when its trylock failed (see ticket_lock()). */
+static TALLY_NOINLINE int ck_wait(struct ticket_state *s,
+				  const struct tally__knobs *k)
 {
-	int rc = 0;
-
-	tally__tsan_pre_lock(&s->lock);
-	if (s->own)
-		rc = own_lock(s, k);
-	else if (k->wait_ns >= 0)
-		rc = ck_lock_bounded(s, k);
-	else if (s->backoff == BACKOFF_PROP)
+	if (k->wait_ns >= 0)
+		return ck_lock_bounded(s, k);
+	if (s->backoff == BACKOFF_PROP)
 		ck_spinlock_ticket_lock_pb(&s->lock.ck, s->shift);
 	else
 		ck_spinlock_ticket_lock(&s->lock.ck);
-	if (rc < 0) {
+	return 0;
+}
+
+/* 0 or TALLY_RECOVERED with the lock held (and recorded), or an error.
+ * Inline up to the wait: a shared counter's ticket, served at once, or a
+ * private counter's free lock taken by CK's trylock (one compare-and-swap;
+ * it takes no place in the queue when it fails). */
+static inline int ticket_lock(struct ticket_state *s,
+			      const struct tally__knobs *k, uint64_t me)
+{
+	int rc = 0;
+
+	/* tally's own lock is C11 atomics, which ThreadSanitizer checks
+	 * through their orders: no annotation.  CK's is inline assembly. */
+	if (s->own) {
+		uint32_t t = atomic_fetch_add_explicit(&s->lock.own.next, 1,
+						       memory_order_relaxed);
+		rec_set(s, t, me);
+		/* Acquire: the previous holder's writes are ours. */
+		if (atomic_load_explicit(&s->lock.own.serving,
+					 memory_order_acquire) != t)
+			rc = own_wait(s, k, t, me);
+		return rc;
+	}
+	tally__tsan_pre_lock(&s->lock);
+	if (!ck_spinlock_ticket_trylock(&s->lock.ck) &&
+	    (rc = ck_wait(s, k)) < 0) {
 		tally__tsan_lock_failed(&s->lock);
 		return rc;
 	}
-	tally__owner_set(&s->owner, me);
 	tally__tsan_post_lock(&s->lock);
 	return rc;
 }
 
 static void ticket_unlock(struct ticket_state *s, uint64_t me)
 {
-	tally__owner_clear(&s->owner, me);
+	if (s->own) {
+		uint32_t t = atomic_load_explicit(&s->lock.own.serving,
+						  memory_order_relaxed);
+		rec_clear(s, t, me);
+		serve_from(s, t);
+		return;
+	}
 	tally__tsan_pre_unlock(&s->lock);
-	if (s->own)
-		serve_from(s, atomic_load_explicit(&s->lock.own.serving,
-						   memory_order_relaxed));
-	else
-		ck_spinlock_ticket_unlock(&s->lock.ck);
+	ck_spinlock_ticket_unlock(&s->lock.ck);
 	tally__tsan_post_unlock(&s->lock);
 }
 

@@ -326,10 +326,11 @@ TALLY_API int tally_unlink(const char *name);
  * counter's file, which the kernel drops when the process dies, in any PID
  * namespace, and which no other process can ever hold; never by a process
  * id alone.  A waiter that finds the holder dead takes the lock over
- * (TALLY_RECOVERED), or, for a FIFO lock whose queue the dead process
- * broke, fails at once with TALLY_ENOTRECOVERABLE.  A holder that died in
- * the instant after taking the lock, before recording itself, cannot be
- * known: the wait bound then ends the wait.
+ * (TALLY_RECOVERED); one that finds a dead waiter ahead of it in a FIFO
+ * lock's queue passes it; where a dead process left a queue that cannot be
+ * passed, it fails at once with TALLY_ENOTRECOVERABLE.  A process that died
+ * in the instant after taking the lock (or its place in the queue), before
+ * recording itself, cannot be known: the wait bound then ends the wait.
  * Returns 0, or TALLY_RECOVERED (> 0, also a success: the lock's holder
  * died and this call recovered the lock, then added delta), or:
  *   TALLY_EINVAL          t is NULL
@@ -358,8 +359,7 @@ TALLY_API int tally_add(tally *t, int64_t delta);
  * tries.  On a backend without a lock the add never waits and wait_ms only
  * has to be valid.
  * Returns what tally_add() returns, or TALLY_EINVAL (t NULL, wait_ms below 0
- * or above 86400000), TALLY_EUNSUPPORTED (clh, whose waits cannot be bounded
- * yet; it refuses the option wait_ms too).
+ * or above 86400000).
  */
 TALLY_API int tally_add_wait(tally *t, int64_t delta, int64_t wait_ms);
 

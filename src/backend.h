@@ -98,9 +98,6 @@ struct tally_backend {
 	size_t state_size;
 	size_t state_align;
 	int takes_options;
-	/* Non-zero: a lock whose wait cannot be bounded yet (clh): the core
-	 * refuses wait_ms and tally_add_wait() answers TALLY_EUNSUPPORTED. */
-	int unbounded;
 	/* Non-zero: the state begins with an _Atomic uint64_t and add is
 	 * exactly atomic_fetch_add_explicit(it, delta, memory_order_acq_rel),
 	 * so a TALLY_INLINE program may do that add itself. */
@@ -187,6 +184,31 @@ static inline int tally__word_get(tally__word *w, int64_t *value)
 {
 	*value = (int64_t)atomic_load_explicit(w, memory_order_acquire);
 	return 0;
+}
+
+/* A lock's slow path, kept out of its add so that the fast path (one
+ * atomic instruction) inlines into it with no registers to save. */
+#define TALLY_NOINLINE __attribute__((noinline, cold))
+
+/* Thread-local state of a backend, inside the shared library: the
+ * initial-exec model reads it at a fixed offset from the thread pointer,
+ * where the default (general-dynamic) calls __tls_get_addr on every use.
+ * libtally is loaded with the program or by dlopen() into one that has
+ * static TLS to spare (glibc reserves some for this), as libc's own is. */
+#define TALLY_THREAD_LOCAL                                                     \
+	_Thread_local __attribute__((tls_model("initial-exec")))
+
+/* One turn of a spin-wait: the CPU's hint that this is one (x86 PAUSE,
+ * Arm YIELD), so that a sibling hardware thread runs meanwhile. */
+static inline void tally__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
 }
 
 /*

@@ -171,6 +171,20 @@ enum tally__liveness tally__alive(const struct tally__knobs *k, uint64_t token,
 		       : TALLY_DEAD;
 }
 
+uint64_t tally__id32_token(const struct tally__knobs *k, uint32_t id)
+{
+	struct tally__life *l = k->life;
+	uint32_t slot = (id >> TALLY__ID_GEN_BITS) - 1;
+
+	/* The id came from shared memory: check its slot's range. */
+	if (l == NULL || id <= TALLY__ID_UNKNOWN || slot >= TALLY_LIFE_SLOTS)
+		return 0;
+	uint32_t now = atomic_load_explicit(&l->table->slot[slot].gen,
+					    memory_order_seq_cst);
+	uint32_t gen = (now & ~TALLY__ID_GEN_MASK) | (id & TALLY__ID_GEN_MASK);
+	return ((uint64_t)slot + 1) << 32 | gen;
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;

@@ -127,6 +127,31 @@ static inline int tally__owner_takeover(tally__owner *o, uint64_t dead,
 }
 
 /*
+ * A token in 32 bits, for a lock word that records its own holder (as the
+ * kernel's robust futexes hold the owner's thread id): taking the lock and
+ * recording the holder are then one compare-and-swap, with no instant in
+ * between where a holder that dies is not known.  The slot (1 to 64) in the
+ * top 7 bits, the low 25 bits of the claim's generation below; 0 is "free"
+ * and TALLY__ID_UNKNOWN a holder without a token.
+ */
+#define TALLY__ID_GEN_BITS 25
+#define TALLY__ID_GEN_MASK ((1u << TALLY__ID_GEN_BITS) - 1)
+#define TALLY__ID_UNKNOWN  1u
+
+static inline uint32_t tally__id32(uint64_t token)
+{
+	if (token == 0)
+		return TALLY__ID_UNKNOWN;
+	return (uint32_t)((token >> 32) << TALLY__ID_GEN_BITS) |
+	       ((uint32_t)token & TALLY__ID_GEN_MASK);
+}
+
+/* The token a lock word's id stands for, to ask tally__alive(): 0 when not
+ * known.  A slot claimed again since (its generation moved on) gives a
+ * token of the older claim, which tally__alive() reports dead. */
+uint64_t tally__id32_token(const struct tally__knobs *k, uint32_t id);
+
+/*
  * A bounded wait for a lock, between a backend's tries.  The first call
  * starts the clock; every check looks at the time, and now and then (first
  * after 1 ms, then every 20 ms) at the recorded holder.
@@ -168,6 +193,13 @@ static inline int tally__wait_spin(struct tally__waiter *w, tally__owner *owner,
 	if ((++w->turns & 63u) != 1u)
 		return TALLY__WAIT_ON;
 	return tally__wait_check(w, owner, dead, &ignored);
+}
+
+/* Whether the next tally__wait_spin() looks: for a waiter that must work
+ * out who the holder is before it can be looked at. */
+static inline int tally__wait_spin_due(const struct tally__waiter *w)
+{
+	return (w->turns & 63u) == 0u;
 }
 
 /* The holder in `dead` died and its lock cannot be taken over: explain

@@ -183,10 +183,6 @@ static int wait_option(const struct tally_backend *ops,
 		return refuse_option("the %s backend has no lock to wait for: "
 				     "wait_ms has no effect on it",
 				     ops->name);
-	if (ops->unbounded)
-		return refuse_option("the %s backend cannot bound its wait "
-				     "yet: wait_ms is not available for it",
-				     ops->name);
 	if (tally__opt_uint(o, 0, WAIT_MS_MAX, &ms) != 0)
 		return refuse_option("wait_ms takes whole milliseconds, 0 (no "
 				     "bound) to %u",
@@ -364,8 +360,6 @@ int tally_add_wait(tally *t, int64_t delta, int64_t wait_ms)
 {
 	if (t == NULL || wait_ms < 0 || wait_ms > (int64_t)WAIT_MS_MAX)
 		return TALLY_EINVAL;
-	if (t->ops->unbounded)
-		return TALLY_EUNSUPPORTED;
 	struct tally__knobs k = t->knobs;
 
 	k.wait_ns = wait_ms * 1000000;
@@ -376,8 +370,7 @@ int64_t tally_wait_limit(const tally *t)
 {
 	if (t == NULL)
 		return -1;
-	if (!(t->ops->caps & TALLY_CAP_LOCKED) || t->ops->unbounded ||
-	    t->knobs.wait_ns < 0)
+	if (!(t->ops->caps & TALLY_CAP_LOCKED) || t->knobs.wait_ns < 0)
 		return 0;
 	return t->knobs.wait_ns / 1000000;
 }

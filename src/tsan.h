@@ -1,15 +1,36 @@
-/* Tell ThreadSanitizer where a Concurrency Kit lock is taken and released.
- * Compiled to nothing unless the build is instrumented with TSan. */
+/* Tell ThreadSanitizer where a Concurrency Kit lock is taken and released,
+ * and say what TSan checks.  Compiled to nothing unless the build is
+ * instrumented with TSan. */
 #ifndef TALLY_TSAN_H
 #define TALLY_TSAN_H
 
 /*
- * Concurrency Kit locks are inline assembly and volatile accesses that TSan
- * cannot see as synchronization, so the counter they protect looks racy.  The
- * mutex annotations (not plain __tsan_acquire/__tsan_release) both create the
- * happens-before edge and make TSan ignore the lock word's own spinning reads
- * between pre_lock and post_lock.  pthread mutexes, semaphores and C11
- * atomics are intercepted by TSan already and need nothing.
+ * What ThreadSanitizer checks in tally, and what it takes on trust.
+ *
+ * Checked, through their own memory orders, with no annotation that would
+ * hide a wrong one: every lock written with C11 atomics -- adaptive (its
+ * futex waits and wakes need none: the lock word's acquire and release
+ * make the edge, the futex only sleeps), clh, ticket on a shared counter
+ * (tally's own ticket lock) -- and the locks TSan intercepts: pthread
+ * mutexes (mutex) and semaphores (sem).  The stress rounds write a plain
+ * word inside every critical section (tools/harness/stress_round.c), so a
+ * lock among these that stops excluding, or that releases before its
+ * section's writes, is reported as a data race; the tsan preset proves it
+ * on two test-only backends that must be reported (tests/sanitize.cmake:
+ * busted, which takes no lock, and relaxed, whose unlock is relaxed).
+ *
+ * Trusted, through the annotations below: Concurrency Kit's locks (spin,
+ * ticket on a private counter, mcs), which are inline assembly and
+ * volatile accesses that TSan cannot see as synchronization.  The mutex
+ * annotations (not plain __tsan_acquire/__tsan_release) both create the
+ * happens-before edge at lock and unlock, whatever the lock really does,
+ * and make TSan ignore the lock word's own spinning reads between pre_lock
+ * and post_lock; so for these, TSan checks the code around the lock, and
+ * exclusion is checked by the stress rounds' atomic probe and the counts.
+ * percpu's restartable sequence is not compiled in TSan builds (every add
+ * takes its atomic path), and the value word itself is atomic everywhere
+ * (tally_get reads it without the lock): its arithmetic is checked by the
+ * counts.
  */
 #if defined(__SANITIZE_THREAD__)
 #define TALLY_TSAN 1

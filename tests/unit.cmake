@@ -31,7 +31,8 @@ set_tests_properties(unit_inline PROPERTIES TIMEOUT 300 LABELS tsan
 # use for a lock that does not exclude: proof that they can catch one.
 # Not labelled tsan: there the broken lock is ThreadSanitizer's finding.
 add_library(tally_busted STATIC $<TARGET_OBJECTS:tally_objects>
-  ${PROJECT_SOURCE_DIR}/src/registry.c ${CMAKE_CURRENT_SOURCE_DIR}/busted.c)
+  ${PROJECT_SOURCE_DIR}/src/registry.c ${CMAKE_CURRENT_SOURCE_DIR}/busted.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/relaxed.c)
 target_compile_definitions(tally_busted PRIVATE TALLY_TEST_BUSTED=1)
 target_include_directories(tally_busted
   PUBLIC ${PROJECT_SOURCE_DIR}/include PRIVATE ${PROJECT_SOURCE_DIR}/src)

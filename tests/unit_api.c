@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <signal.h>
 
 #include <cmocka.h>
 
@@ -413,6 +415,7 @@ static const char *const good_options[] = {
 	"spin:wait_ms=60000,backoff=none",
 	"ticket:backoff=prop,wait_ms=60000",
 	"mcs:wait_ms=60000",
+	"clh:wait_ms=60000",
 	"adaptive:wait_ms=60000,spin=0,fair_us=1",
 	"spin:wait_ms=0",
 };
@@ -466,8 +469,6 @@ static const char *const bad_options[] = {
 	"percpu:wait_ms=5",
 	"none:wait_ms=5",
 	"redis:wait_ms=5",
-	/* clh cannot bound its wait yet: refused, never silently ignored */
-	"clh:wait_ms=100",
 };
 
 /* As inside(), but every fourth call gives up the CPU while holding the
@@ -585,15 +586,6 @@ static void *holder_main(void *p)
 	return tally_add_cs(h->t, 7, hold, h) == 0 ? NULL : p;
 }
 
-/* A lock whose wait cannot be bounded yet refuses wait_ms (clh). */
-static int unbounded(const char *name)
-{
-	char spec[64];
-
-	snprintf(spec, sizeof(spec), "%s:wait_ms=1", name);
-	return tally_backend_check(spec, 0) == TALLY_EOPTION;
-}
-
 static double since(const struct timespec *t0)
 {
 	struct timespec t1;
@@ -642,13 +634,9 @@ static void test_wait_is_bounded(void **state)
 	{
 		tally *t;
 
-		if (!(b.caps & TALLY_CAP_LOCKED) || unbounded(b.name)) {
+		if (!(b.caps & TALLY_CAP_LOCKED)) {
 			assert_int_equal(tally_create(&t, b.name, 0, 0), 0);
-			if (b.caps & TALLY_CAP_LOCKED)
-				assert_int_equal(tally_add_wait(t, 1, 0),
-						 TALLY_EUNSUPPORTED);
-			else
-				assert_int_equal(tally_add_wait(t, 1, 0), 0);
+			assert_int_equal(tally_add_wait(t, 1, 0), 0);
 			assert_int_equal(tally_wait_limit(t), 0);
 			tally_destroy(t);
 			continue;
@@ -712,7 +700,7 @@ static void test_wait_option_bounds_add(void **state)
 		pthread_t th;
 		void *r;
 
-		if (!(b.caps & TALLY_CAP_LOCKED) || unbounded(b.name))
+		if (!(b.caps & TALLY_CAP_LOCKED))
 			continue;
 		snprintf(spec, sizeof(spec), "%s:wait_ms=120", b.name);
 		assert_int_equal(tally_create(&h.t, spec, 10, 0), 0);
@@ -813,6 +801,264 @@ static void *sleeper_main(void *p)
 	return tally_add(z->t, 1) >= 0 ? NULL : p;
 }
 
+/* Bounded adds racing each other: each either adds or leaves, never both,
+ * and a lock that waiters keep leaving (a FIFO lock's queue, passed
+ * through) still counts exactly and still works. */
+#define BOUNDED_THREADS 3 /* one more than this machine has CPUs */
+#define BOUNDED_TRIES	1000
+
+/* Inside the critical sections of one counter: who is in (an overlap is a
+ * lock that let a waiter in that had left, or was never let in), and a
+ * plain count that only holders write (ThreadSanitizer's to check). */
+struct bounded_probe {
+	_Atomic int occupied;
+	_Atomic long overlaps;
+	long inside;
+};
+
+static void bounded_inside(void *p)
+{
+	struct bounded_probe *pr = p;
+
+	if (atomic_fetch_add(&pr->occupied, 1) != 0)
+		atomic_fetch_add(&pr->overlaps, 1);
+	pr->inside++;
+	sched_yield(); /* a section long enough to meet in */
+	atomic_fetch_sub(&pr->occupied, 1);
+}
+
+struct bounded_arg {
+	tally *t;
+	struct bounded_probe *probe;
+	pthread_barrier_t *go; /* all start at once, so that they race */
+	unsigned seed;
+	long added;
+	int failed; /* an error other than a timeout */
+};
+
+static void *bounded_main(void *p)
+{
+	struct bounded_arg *a = p;
+
+	pthread_barrier_wait(a->go);
+	for (int i = 0; i < BOUNDED_TRIES; i++) {
+		a->seed = a->seed * 1103515245u + 12345u;
+		/* 0 ms (one try), 1 ms, or the handle's own bound (1 ms)
+		 * with a probe inside the lock */
+		static const int64_t bound[8] = {0, 0, 0, 1, 1, 1, -1, -1};
+		int64_t b = bound[(a->seed >> 16) % 8];
+		int rc = b < 0 ? tally_add_cs(a->t, 1, bounded_inside, a->probe)
+			       : tally_add_wait(a->t, 1, b);
+		if (rc == 0)
+			a->added++;
+		else if (rc != TALLY_ETIMEDOUT)
+			a->failed = rc;
+	}
+	return NULL;
+}
+
+static void test_bounded_adds_race(void **state)
+{
+	tally_backend_info b;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		if (!(b.caps & TALLY_CAP_LOCKED))
+			continue;
+		for (unsigned flags = 0; flags <= TALLY_PSHARED;
+		     flags += TALLY_PSHARED) {
+			struct bounded_arg a[BOUNDED_THREADS];
+			pthread_t th[BOUNDED_THREADS];
+			struct bounded_probe probe = {0};
+			pthread_barrier_t go;
+			char spec[64];
+			long added = 0;
+			int64_t v;
+			tally *t;
+
+			if (flags && !(b.caps & TALLY_CAP_PSHARED))
+				continue;
+			snprintf(spec, sizeof(spec), "%s:wait_ms=1", b.name);
+			assert_int_equal(tally_create(&t, spec, 0, flags), 0);
+			assert_int_equal(pthread_barrier_init(&go, NULL,
+							      BOUNDED_THREADS),
+					 0);
+			for (int i = 0; i < BOUNDED_THREADS; i++) {
+				a[i] = (struct bounded_arg){
+					.t = t,
+					.probe = &probe,
+					.go = &go,
+					.seed = 7u + (unsigned)i};
+				assert_int_equal(pthread_create(&th[i], NULL,
+								bounded_main,
+								&a[i]),
+						 0);
+			}
+			for (int i = 0; i < BOUNDED_THREADS; i++) {
+				assert_int_equal(pthread_join(th[i], NULL), 0);
+				if (a[i].failed)
+					fail_msg(
+						"%s: a bounded add returned %s",
+						b.name,
+						tally_errname(a[i].failed));
+				added += a[i].added;
+			}
+			pthread_barrier_destroy(&go);
+			if (atomic_load(&probe.overlaps) != 0)
+				fail_msg("%s%s: %ld times a worker found the "
+					 "critical section occupied",
+					 b.name, flags ? " (shared)" : "",
+					 atomic_load(&probe.overlaps));
+			assert_int_equal(tally_add_wait(t, 1, 5000), 0);
+			assert_int_equal(tally_get(t, &v), 0);
+			if (v != added + 1)
+				fail_msg(
+					"%s%s: %ld adds succeeded, the counter "
+					"says %lld",
+					b.name, flags ? " (shared)" : "",
+					added + 1, (long long)v);
+			tally_destroy(t);
+		}
+	}
+}
+
+/* A forked peer of a shared counter, stopped where the test wants it. */
+struct peer {
+	pid_t pid;
+	int ready; /* read end: one byte once the peer is where it waits */
+};
+
+/* inside() of a peer that holds the lock: say so, then hold it hold_ms
+ * (or until killed, for -1). */
+struct peer_hold {
+	int fd;
+	long hold_ms;
+};
+
+static void peer_inside(void *p)
+{
+	const struct peer_hold *h = p;
+	struct timespec ts = {.tv_sec = h->hold_ms / 1000,
+			      .tv_nsec = (h->hold_ms % 1000) * 1000000L};
+
+	if (write(h->fd, "i", 1) != 1)
+		_exit(9);
+	if (h->hold_ms < 0)
+		for (;;)
+			pause();
+	nanosleep(&ts, NULL);
+}
+
+/* Fork a peer that holds t's lock (hold_ms >= 0 or -1: until killed), or,
+ * for hold_ms == -2, one that says it is about to add and then adds (it
+ * waits, behind a holder). */
+static struct peer peer_start(tally *t, long hold_ms)
+{
+	struct peer p;
+	int fds[2];
+	char c;
+
+	assert_int_equal(pipe(fds), 0);
+	p.pid = fork();
+	assert_true(p.pid >= 0);
+	if (p.pid == 0) {
+		struct peer_hold h = {.fd = fds[1], .hold_ms = hold_ms};
+
+		close(fds[0]);
+		if (hold_ms == -2) {
+			if (write(fds[1], "w", 1) != 1)
+				_exit(9);
+			_exit(tally_add(t, 1) < 0 ? 1 : 0);
+		}
+		_exit(tally_add_cs(t, 1, peer_inside, &h) < 0 ? 1 : 0);
+	}
+	close(fds[1]);
+	p.ready = fds[0];
+	assert_int_equal(read(p.ready, &c, 1), 1);
+	return p;
+}
+
+static void peer_kill(struct peer *p)
+{
+	kill(p->pid, SIGKILL);
+	assert_int_equal(waitpid(p->pid, NULL, 0), p->pid);
+	close(p->ready);
+}
+
+static int peer_wait(struct peer *p)
+{
+	int status;
+
+	assert_int_equal(waitpid(p->pid, &status, 0), p->pid);
+	close(p->ready);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static void pause_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000,
+			      .tv_nsec = (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/* An add on a shared lock whose holder, or a waiter in its queue, was
+ * killed: it ends well within its bound, adds, and the lock goes on. */
+static void expect_passed(tally *t, const char *name, const char *what,
+			  int want_recovered, int64_t want)
+{
+	struct timespec t0;
+	int64_t v;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = tally_add_wait(t, 1, 5000);
+	double s = since(&t0);
+	if (rc < 0 || (want_recovered && rc != TALLY_RECOVERED))
+		fail_msg("%s: an add after %s returned %s after %.3f s: %s",
+			 name, what, tally_errname(rc), s, tally_explain(rc));
+	if (s > 2.5)
+		fail_msg("%s: an add after %s took %.3f s", name, what, s);
+	assert_int_equal(tally_get(t, &v), 0);
+	if (v != want)
+		fail_msg("%s: after %s the value is %lld, not %lld", name, what,
+			 (long long)v, (long long)want);
+	rc = tally_add_wait(t, 1, 5000);
+	if (rc != 0)
+		fail_msg("%s: the add after the one after %s returned %s", name,
+			 what, tally_errname(rc));
+}
+
+/* Every lock shared by fork survives its peers' deaths: a holder killed
+ * inside the lock is taken over (TALLY_RECOVERED); a waiter killed in a
+ * FIFO lock's queue is passed, and never handed the lock for good. */
+static void test_dead_peers_are_passed(void **state)
+{
+	tally_backend_info b;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		tally *t;
+
+		if (!(b.caps & TALLY_CAP_LOCKED) ||
+		    !(b.caps & TALLY_CAP_PSHARED))
+			continue;
+		assert_int_equal(tally_create(&t, b.name, 0, TALLY_PSHARED), 0);
+		struct peer h = peer_start(t, -1);
+		peer_kill(&h);
+		expect_passed(t, b.name, "its holder was killed", 1, 2);
+
+		h = peer_start(t, 400);
+		struct peer w = peer_start(t, -2);
+		pause_ms(100); /* w is in the queue, or about to be */
+		peer_kill(&w);
+		assert_int_equal(peer_wait(&h), 0);
+		expect_passed(t, b.name, "a waiter was killed", 0, 5);
+		tally_destroy(t);
+	}
+}
+
 /* Waiters that found the lock held long enough to go to sleep are woken
  * when it comes free: every one of them finishes.  An unlock that forgot
  * to wake a sleeper would leave it asleep until the alarm ends the test. */
@@ -875,6 +1121,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_get_never_waits_for_the_lock),
 		cmocka_unit_test(test_wait_is_bounded),
 		cmocka_unit_test(test_wait_option_bounds_add),
+		cmocka_unit_test(test_dead_peers_are_passed),
+		cmocka_unit_test(test_bounded_adds_race),
 		cmocka_unit_test(test_backend_path),
 		cmocka_unit_test(test_backend_options),
 		cmocka_unit_test(test_unlock_wakes_the_waiters),

@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -162,8 +163,14 @@ static void explain_faults(const struct wl_config *cfg,
 		if (res->recovered)
 			fprintf(stderr,
 				"tally run: it died holding the lock; a "
-				"surviving worker recovered it (EOWNERDEAD, "
-				"robust mutex) and carried on\n");
+				"surviving worker recovered it (%s) and "
+				"carried on\n",
+				strncasecmp(backend, "mutex", 5) == 0 &&
+						(backend[5] == '\0' ||
+						 backend[5] == ':')
+					? "EOWNERDEAD, robust mutex"
+					: "the kernel said its process was "
+					  "gone");
 		else if (!res->stalled)
 			fprintf(stderr, "tally run: the lock was not held when "
 					"it died, or needed no recovery\n");
@@ -181,9 +188,11 @@ static void explain_faults(const struct wl_config *cfg,
 		if (victim >= 0)
 			fprintf(stderr,
 				"worker %d most likely died holding the '%s' "
-				"lock, which records no owner and cannot be "
-				"recovered: the counter is unusable; create a "
-				"new one, or use the robust 'mutex' backend\n",
+				"lock in the instant after it took it, before "
+				"it recorded itself as the holder, so nobody "
+				"could take it over: the counter is unusable; "
+				"create a new one, or use the robust 'mutex' "
+				"backend\n",
 				victim, backend);
 		else
 			fprintf(stderr, "the workers are stuck (a lock that is "
