@@ -62,11 +62,15 @@ enum { BACKOFF_NONE, BACKOFF_PROP };
  * reader trusts the token only if it read tk == 2t before and after it.
  * More than RECS tickets waiting at once overwrite the oldest waiters'
  * records: those are then not known (the bound applies), never misread.
+ * A record a line: the records of consecutive tickets, taken by different
+ * processes in turn, would otherwise share one line that every add then
+ * pulls from the other process (16-byte records cost shared counters with
+ * two contending processes two thirds of their adds).
  */
-#define RECS 64u
+#define RECS 32u
 
 struct ticket_rec {
-	_Atomic uint64_t tk;
+	_Alignas(64) _Atomic uint64_t tk;
 	_Atomic uint64_t token; /* 0: cleared (served, or left) */
 };
 

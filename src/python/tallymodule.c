@@ -571,13 +571,6 @@ static int add_locked(CounterObject *self, int64_t delta, double limit_ms,
 	} else {
 		rc = tally_add_wait(t, delta, 0);
 	}
-	if (rc == TALLY_EUNSUPPORTED) {
-		/* A lock whose wait cannot be bounded yet (clh): a plain
-		 * add, which Ctrl-C cannot interrupt. */
-		ts = PyEval_SaveThread();
-		rc = tally_add(t, delta);
-		PyEval_RestoreThread(ts);
-	}
 	start = rc == TALLY_ETIMEDOUT ? now_ms() : 0;
 	while (rc == TALLY_ETIMEDOUT) {
 		if (PyErr_CheckSignals() < 0) {
