@@ -9,6 +9,7 @@
 
 #include <ck_backoff.h>
 #include <ck_spinlock.h>
+#include <stddef.h>
 
 /*
  * Options:
@@ -139,9 +140,9 @@ static int ticket_init(void *state, int64_t initial, unsigned flags,
 	} else {
 		ck_spinlock_ticket_init(&s->lock.ck);
 	}
-	for (unsigned i = 0; i < GONE; i++)
+	for (unsigned i = 0; s->own && i < GONE; i++)
 		atomic_init(&s->gone[i], 0);
-	for (unsigned i = 0; i < RECS; i++) {
+	for (unsigned i = 0; s->own && i < RECS; i++) {
 		atomic_init(&s->rec[i].tk, UINT64_MAX); /* no ticket's */
 		atomic_init(&s->rec[i].token, 0);
 	}
@@ -413,6 +414,15 @@ static int ticket_add_cs(void *state, int64_t delta,
 	return rc;
 }
 
+/* Only a shared counter runs tally's lock, which needs the rings: a private
+ * one's state ends before them (4 KiB less per counter). */
+static size_t ticket_size(unsigned flags)
+{
+	return flags & (TALLY_PSHARED | TALLY__NAMED)
+		       ? sizeof(struct ticket_state)
+		       : offsetof(struct ticket_state, gone);
+}
+
 /* Without the lock: see tally__word in src/backend.h. */
 static int ticket_get(void *state, int64_t *value)
 {
@@ -437,6 +447,7 @@ const struct tally_backend tally_backend_ticket = {
 #ifdef TALLY_HAVE_CK
 	.state_size = sizeof(struct ticket_state),
 	.state_align = _Alignof(struct ticket_state),
+	.size = ticket_size,
 	.init = ticket_init,
 	.add = ticket_add,
 	.add_cs = ticket_add_cs,

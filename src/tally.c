@@ -292,7 +292,10 @@ int tally_backend_check(const char *backend, unsigned flags)
 		return rc;
 	if (ops->check != NULL)
 		return options != NULL ? ops->check(options) : 0;
-	rc = tally__place_private(&t, ops);
+	/* Placed as tally_create() places it: a state's size may follow
+	 * its flags (ops->size). */
+	rc = flags & TALLY_PSHARED ? tally__place_shared(&t, ops)
+				   : tally__place_private(&t, ops);
 	if (rc != 0)
 		return rc;
 	rc = ops->init(t->state, 0, flags, options);
