@@ -156,6 +156,15 @@ struct slot {
 	_Atomic uint64_t unknown; /* adds of unknown outcome (remote) */
 };
 
+/* A ThreadSanitizer build (see wl_add()). */
+#if defined(__SANITIZE_THREAD__)
+#define WL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WL_TSAN 1
+#endif
+#endif
+
 /* The run's shared area (crew_shared).  The workers read the counter and
  * the configuration here, not from the caller: threads abandoned by a
  * stalled run may still read them after wl_run() returns. */
@@ -178,14 +187,6 @@ struct shared {
  * writes (src/tsan.h says which locks TSan checks).  Other builds add
  * plainly: the shadow would cost the measurement a callback.
  */
-#if defined(__SANITIZE_THREAD__)
-#define WL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define WL_TSAN 1
-#endif
-#endif
-
 #ifdef WL_TSAN
 struct shadow_add {
 	struct shared *sh;
