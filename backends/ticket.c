@@ -221,7 +221,15 @@ static int leave(struct ticket_state *s, uint32_t t, struct tally__waiter *w,
 		 uint64_t me)
 {
 	uint64_t mark = (uint64_t)t | GONE_MARK, empty = 0, dead;
-	struct tally__waiter again = TALLY__WAITER(w->k, w->lock);
+	/* Waiting for a place in the ring is waiting for the queue to move
+	 * (the server frees places as it passes them), not for the lock:
+	 * it gets a bound of its own, at least TALLY_DEFAULT_WAIT_MS.  A
+	 * ticket left in the queue unmarked would never be served to anyone,
+	 * so it is left so only when the queue has stood still that long. */
+	struct tally__knobs slow = *w->k;
+	if (slow.wait_ns < (int64_t)TALLY_DEFAULT_WAIT_MS * 1000000)
+		slow.wait_ns = (int64_t)TALLY_DEFAULT_WAIT_MS * 1000000;
+	struct tally__waiter again = TALLY__WAITER(&slow, w->lock);
 
 	rec_clear(s, t, me);
 	while (!atomic_compare_exchange_weak_explicit(
@@ -233,8 +241,9 @@ static int leave(struct ticket_state *s, uint32_t t, struct tally__waiter *w,
 					 memory_order_acquire) == t)
 			break;
 		if (tally__wait_spin(&again, NULL, &dead) < 0) {
-			/* The ticket stays in the queue, recorded: served
-			 * for us, should we die before its turn. */
+			/* The queue has not moved in all that time.  The
+			 * ticket stays in it, recorded: served for us, should
+			 * we die before its turn. */
 			rec_set(s, t, me);
 			return TALLY_ETIMEDOUT;
 		}
@@ -327,6 +336,45 @@ static int ck_lock_bounded(struct ticket_state *s, const struct tally__knobs *k)
 	return 0;
 }
 
+/*
+ * One try (a bound of 0), without a ticket: take the next one only if it
+ * is the one being served, as CK's trylock does, so that a caller that
+ * only tries never leaves a gone ticket behind.  A program that tries in a
+ * loop would otherwise leave them faster than the holder's unlock passes
+ * them.  0 with the lock held, or TALLY_ETIMEDOUT, explained.
+ */
+static TALLY_NOINLINE int own_try(struct ticket_state *s,
+				  const struct tally__knobs *k, uint64_t me)
+{
+	struct tally__waiter w = TALLY__WAITER(k, "ticket");
+	uint32_t cur = atomic_load_explicit(&s->lock.own.serving,
+					    memory_order_acquire);
+	uint32_t t = cur;
+
+	/* Acquire: the previous holder's writes are ours. */
+	if (atomic_compare_exchange_strong_explicit(
+		    &s->lock.own.next, &t, cur + 1, memory_order_acquire,
+		    memory_order_relaxed)) {
+		rec_set(s, cur, me);
+		return 0;
+	}
+	tally__owner holder = rec_get(s, cur);
+	int64_t sleep;
+	uint64_t dead;
+	int rc = tally__wait_check(&w, &holder, &dead, &sleep);
+	if (rc == TALLY__WAIT_DEAD) {
+		/* Its holder died: queue, and let the wait take it over. */
+		struct tally__knobs now = *k;
+
+		now.wait_ns = 1000000;
+		t = atomic_fetch_add_explicit(&s->lock.own.next, 1,
+					      memory_order_relaxed);
+		rec_set(s, t, me);
+		return own_wait(s, &now, t, me);
+	}
+	return rc < 0 ? rc : TALLY_ETIMEDOUT;
+}
+
 /* CK's lock, taken when its trylock failed (see ticket_lock()). */
 static TALLY_NOINLINE int ck_wait(struct ticket_state *s,
 				  const struct tally__knobs *k)
@@ -352,6 +400,8 @@ static inline int ticket_lock(struct ticket_state *s,
 	/* tally's own lock is C11 atomics, which ThreadSanitizer checks
 	 * through their orders: no annotation.  CK's is inline assembly. */
 	if (s->own) {
+		if (k->wait_ns == 0)
+			return own_try(s, k, me);
 		uint32_t t = atomic_fetch_add_explicit(&s->lock.own.next, 1,
 						       memory_order_relaxed);
 		rec_set(s, t, me);

@@ -1029,6 +1029,93 @@ static void expect_passed(tally *t, const char *name, const char *what,
 			 what, tally_errname(rc));
 }
 
+/* Waiters that leave far faster than the holder unlocks: a FIFO lock must
+ * not keep a place for each (a ticket lock's ring of gone tickets filled
+ * within 85 ms of 1 ms tries, and a ticket then left unmarked was never
+ * served again: the lock was lost).  A holder keeps the lock 300 ms while
+ * three threads try with 1 ms bounds; then the lock must still work. */
+struct leaver_arg {
+	tally *t;
+	_Atomic int *stop;
+	long added;
+};
+
+static void *leaver_main(void *p)
+{
+	struct leaver_arg *a = p;
+
+	while (!atomic_load(a->stop))
+		if (tally_add_wait(a->t, 1, 1) == 0)
+			a->added++;
+	return NULL;
+}
+
+static void hold_300ms(void *p)
+{
+	struct holder *h = p;
+
+	atomic_store(&h->inside, 1);
+	pause_ms(300);
+}
+
+static void *holder_300ms_main(void *p)
+{
+	struct holder *h = p;
+
+	return tally_add_cs(h->t, 1, hold_300ms, h) == 0 ? NULL : p;
+}
+
+static void test_leavers_never_wedge(void **state)
+{
+	tally_backend_info b;
+
+	(void)state;
+	FOR_EACH_BACKEND(b)
+	{
+		if (!(b.caps & TALLY_CAP_LOCKED) ||
+		    !(b.caps & TALLY_CAP_PSHARED))
+			continue;
+		struct holder h = {0};
+		struct leaver_arg a[3];
+		pthread_t th[3], ht;
+		_Atomic int stop = 0;
+		long added = 1;
+		int64_t v;
+		void *r;
+
+		assert_int_equal(tally_create(&h.t, b.name, 0, TALLY_PSHARED),
+				 0);
+		assert_int_equal(
+			pthread_create(&ht, NULL, holder_300ms_main, &h), 0);
+		while (!atomic_load(&h.inside))
+			sched_yield();
+		for (int i = 0; i < 3; i++) {
+			a[i] = (struct leaver_arg){.t = h.t, .stop = &stop};
+			assert_int_equal(pthread_create(&th[i], NULL,
+							leaver_main, &a[i]),
+					 0);
+		}
+		assert_int_equal(pthread_join(ht, &r), 0);
+		assert_null(r);
+		pause_ms(50);
+		atomic_store(&stop, 1);
+		for (int i = 0; i < 3; i++) {
+			assert_int_equal(pthread_join(th[i], NULL), 0);
+			added += a[i].added;
+		}
+		int rc = tally_add_wait(h.t, 1, 5000);
+		if (rc != 0)
+			fail_msg("%s: after waiters left in a crowd, an add "
+				 "returned %s: %s",
+				 b.name, tally_errname(rc), tally_explain(rc));
+		assert_int_equal(tally_get(h.t, &v), 0);
+		if (v != added + 1)
+			fail_msg("%s: %ld adds went in, the counter says %lld",
+				 b.name, added + 1, (long long)v);
+		tally_destroy(h.t);
+	}
+}
+
 /* Every lock shared by fork survives its peers' deaths: a holder killed
  * inside the lock is taken over (TALLY_RECOVERED); a waiter killed in a
  * FIFO lock's queue is passed, and never handed the lock for good. */
@@ -1123,6 +1210,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_wait_option_bounds_add),
 		cmocka_unit_test(test_dead_peers_are_passed),
 		cmocka_unit_test(test_bounded_adds_race),
+		cmocka_unit_test(test_leavers_never_wedge),
 		cmocka_unit_test(test_backend_path),
 		cmocka_unit_test(test_backend_options),
 		cmocka_unit_test(test_unlock_wakes_the_waiters),
