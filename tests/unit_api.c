@@ -923,6 +923,14 @@ static void test_bounded_adds_race(void **state)
 	}
 }
 
+static void pause_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000,
+			      .tv_nsec = (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
 /* A forked peer of a shared counter, stopped where the test wants it. */
 struct peer {
 	pid_t pid;
@@ -939,15 +947,13 @@ struct peer_hold {
 static void peer_inside(void *p)
 {
 	const struct peer_hold *h = p;
-	struct timespec ts = {.tv_sec = h->hold_ms / 1000,
-			      .tv_nsec = (h->hold_ms % 1000) * 1000000L};
 
 	if (write(h->fd, "i", 1) != 1)
 		_exit(9);
 	if (h->hold_ms < 0)
 		for (;;)
 			pause();
-	nanosleep(&ts, NULL);
+	pause_ms(h->hold_ms);
 }
 
 /* Fork a peer that holds t's lock (hold_ms >= 0 or -1: until killed), or,
@@ -993,14 +999,6 @@ static int peer_wait(struct peer *p)
 	assert_int_equal(waitpid(p->pid, &status, 0), p->pid);
 	close(p->ready);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-static void pause_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000,
-			      .tv_nsec = (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
 }
 
 /* An add on a shared lock whose holder, or a waiter in its queue, was
