@@ -47,7 +47,7 @@ static size_t sharded_size(unsigned flags)
 
 /* This thread's slot in the counter it last used.  A thread alternating
  * between two sharded counters re-picks each time: still correct. */
-static _Thread_local struct {
+static TALLY_THREAD_LOCAL struct {
 	const void *state;
 	unsigned slot;
 } mine;
