@@ -428,7 +428,8 @@ TALLY_API const char *tally_backend_name(const tally *t);
  * for every other backend, or when t is NULL.  Static storage. */
 TALLY_API const char *tally_backend_path(const tally *t);
 
-/* What tally_describe() says of one handle.  Strings are static. */
+/* What tally_describe() says of one handle.  backend and path are static;
+ * name and options live as long as the handle. */
 typedef struct tally_handle_info {
 	const char *backend; /* its backend's name, as tally_backend_name() */
 	unsigned caps;	     /* that backend's TALLY_CAP_* bits */
@@ -438,6 +439,11 @@ typedef struct tally_handle_info {
 	int named;	  /* a tally_open() counter */
 	int64_t wait_ms;  /* the add's wait bound, as tally_wait_limit() */
 	const char *path; /* tally_backend_path() in this thread, or NULL */
+	const char *name; /* a tally_open() counter's name, else NULL */
+	/* The counter's backend options, the text after "backend:" less the
+	 * handle's own wait_ms (which is wait_ms above); "" for none.  For a
+	 * tally_open() counter, the options its creator recorded. */
+	const char *options;
 } tally_handle_info;
 
 /*

@@ -35,6 +35,10 @@ struct tally {
 	size_t map_size;
 	pid_t creator; /* only the creating process runs ops->destroy */
 	int named; /* a tally_open() counter: never destroyed, only unmapped */
+	/* What tally_describe() says of the handle's origin, or NULL when it
+	 * has neither: "NAME\0OPTIONS" (NAME empty for a tally_create()
+	 * counter), this handle's own copy (tally__keep_about()). */
+	char *about;
 };
 
 #ifdef TALLY_INLINE
@@ -64,6 +68,14 @@ static inline void tally__arm(tally *t)
 	t->add = t->ops->add;
 	t->word = t->ops->add_is_word ? t->state : NULL;
 }
+
+/* src/tally.c: keep name ("" for none) and the counter's options (NULL or
+ * "" for none) as the handle's about; either may point into the old one.
+ * TALLY_ENOMEM leaves the old one in place. */
+int tally__keep_about(tally *t, const char *name, const char *options);
+
+/* The options kept by tally__keep_about(), "" for none. */
+const char *tally__about_options(const tally *t);
 
 /* src/tally.c: parse "NAME[:OPTIONS]" (NULL: environment, then default). */
 int tally__resolve(const char *spec, const struct tally_backend **ops,

@@ -351,7 +351,7 @@ static int attach_object(tally *t, int fd, const char *path,
 		return rc;
 	}
 	t->ops = ops;
-	return 0;
+	return tally__keep_about(t, "", h.options);
 }
 
 /* A counter with a lock knows who holds it through its file: keep a
@@ -474,6 +474,8 @@ int tally_open(tally **out, const char *name, const char *backend,
 	rc = open_named(t, path, want, options);
 	if (rc == TALLY_ENOTFOUND && (flags & TALLY_CREATE)) {
 		rc = create_named(t, path, ops, options, initial);
+		if (rc == 0) /* the options it recorded are ours */
+			rc = tally__keep_about(t, "", options);
 		if (rc == TALLY_EEXIST && !(flags & TALLY_EXCL))
 			rc = open_named(t, path, want, options); /* join */
 	} else if ((flags & TALLY_EXCL) &&
@@ -485,6 +487,8 @@ int tally_open(tally **out, const char *name, const char *backend,
 		 * memory), keeps its own code. */
 		rc = TALLY_EEXIST;
 	}
+	if (rc == 0)
+		rc = tally__keep_about(t, name, tally__about_options(t));
 	if (rc != 0) {
 		tally__unplace(t);
 		return rc;

@@ -201,5 +201,6 @@ void tally__unplace(tally *t)
 	if (t->pool_lines != 0 && t->creator == getpid())
 		tally__pool_free(t->state,
 				 (size_t)t->pool_lines * TALLY_CACHELINE, 1, 1);
+	free(t->about);
 	free(t);
 }

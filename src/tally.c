@@ -305,6 +305,31 @@ int tally_backend_check(const char *backend, unsigned flags)
 	return rc;
 }
 
+int tally__keep_about(tally *t, const char *name, const char *options)
+{
+	size_t nl = strlen(name), ol = options != NULL ? strlen(options) : 0;
+	char *about;
+
+	if (nl == 0 && ol == 0) {
+		free(t->about);
+		t->about = NULL;
+		return 0;
+	}
+	about = malloc(nl + ol + 2);
+	if (about == NULL)
+		return TALLY_ENOMEM;
+	memcpy(about, name, nl + 1);
+	memcpy(about + nl + 1, ol != 0 ? options : "", ol + 1);
+	free(t->about);
+	t->about = about;
+	return 0;
+}
+
+const char *tally__about_options(const tally *t)
+{
+	return t->about != NULL ? t->about + strlen(t->about) + 1 : "";
+}
+
 int tally_create(tally **out, const char *backend, int64_t initial,
 		 unsigned flags)
 {
@@ -326,7 +351,9 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 				     : tally__place_private(&t, ops);
 	if (rc != 0)
 		return rc;
-	rc = ops->init(t->state, initial, flags, options);
+	rc = tally__keep_about(t, "", options);
+	if (rc == 0)
+		rc = ops->init(t->state, initial, flags, options);
 	if (rc != 0) {
 		if (rc == TALLY_ESYSTEM)
 			tally__explain_set(rc,
@@ -439,6 +466,8 @@ int tally_describe(const tally *t, tally_handle_info *info)
 		.named = t->named != 0,
 		.wait_ms = tally_wait_limit(t),
 		.path = tally_backend_path(t),
+		.name = t->about != NULL && t->about[0] ? t->about : NULL,
+		.options = tally__about_options(t),
 	};
 	return 0;
 }

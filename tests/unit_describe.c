@@ -1,6 +1,6 @@
 /* tally_describe(): what it says of a handle is the handle's own backend,
- * capability bits, sharing, wait bound and path, for every backend and
- * every way a handle is made; bad arguments write nothing. */
+ * capability bits, sharing, wait bound, path, name and options, for every
+ * backend and every way a handle is made; bad arguments write nothing. */
 #include "tally.h"
 
 #include <setjmp.h>
@@ -40,6 +40,11 @@ static void check(tally *t, const tally_backend_info *b, unsigned flags,
 		assert_null(d.path);
 	else
 		assert_string_equal(d.path, path);
+	if (named)
+		assert_string_equal(d.name, name);
+	else
+		assert_null(d.name);
+	assert_string_equal(d.options, ""); /* made with none */
 }
 
 static void test_every_backend_private_shared_named(void **state)
@@ -108,6 +113,44 @@ static void test_handle_options_are_described(void **state)
 	}
 }
 
+/* The counter's options, as given and as a named counter recorded them,
+ * apart from the handle's wait_ms; an opener that names no backend learns
+ * them, and they outlive the spec string they came from. */
+static void test_counter_options_and_name_are_described(void **state)
+{
+	tally_backend_info b;
+	tally_handle_info d;
+	char spec[64];
+	tally *t, *u;
+
+	(void)state;
+	if (tally_backend_find("adaptive", &b) != 0 || !b.built_in)
+		skip();
+	snprintf(spec, sizeof(spec), "adaptive:spin=3,wait_ms=40,fair_us=7");
+	assert_int_equal(tally_create(&t, spec, 0, 0), 0);
+	memset(spec, 'x', sizeof(spec) - 1);
+	assert_int_equal(tally_describe(t, &d), 0);
+	assert_string_equal(d.options, "spin=3,fair_us=7");
+	assert_null(d.name);
+	assert_int_equal(d.wait_ms, 40);
+	tally_destroy(t);
+
+	snprintf(name, sizeof(name), "unit-describe-o-%d", (int)getpid());
+	assert_int_equal(tally_open(&t, name, "adaptive:fair_us=9", 0,
+				    TALLY_CREATE | TALLY_EXCL),
+			 0);
+	assert_int_equal(tally_open(&u, name, NULL, 0, 0), 0);
+	assert_int_equal(tally_describe(u, &d), 0);
+	assert_string_equal(d.name, name);
+	assert_string_equal(d.options, "fair_us=9");
+	assert_int_equal(tally_describe(t, &d), 0);
+	assert_string_equal(d.name, name);
+	assert_string_equal(d.options, "fair_us=9");
+	tally_destroy(u);
+	tally_destroy(t);
+	assert_int_equal(tally_unlink(name), 0);
+}
+
 static void test_bad_arguments_write_nothing(void **state)
 {
 	tally_handle_info d, before;
@@ -137,6 +180,9 @@ int main(void)
 		cmocka_unit_test_teardown(
 			test_every_backend_private_shared_named, unlink_name),
 		cmocka_unit_test(test_handle_options_are_described),
+		cmocka_unit_test_teardown(
+			test_counter_options_and_name_are_described,
+			unlink_name),
 		cmocka_unit_test(test_bad_arguments_write_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -207,7 +207,10 @@ static int do_list(void)
 		int rc = tally_get(t, &v);
 		const char *value =
 			rc < 0 ? tally_strerror(rc) : fmt_i64(buf, 32, v);
-		table_row(&tb, shown, tally_backend_name(t), value);
+		tally_handle_info about;
+		(void)tally_describe(t,
+				     &about); /* t is a handle: cannot fail */
+		table_row(&tb, shown, about.backend, value);
 		tally_destroy(t);
 	}
 	closedir(d);

@@ -815,7 +815,8 @@ static PyObject *counter_get_backend(CounterObject *self, void *closure)
 	return r;
 }
 
-/* (backend, caps, shared, named, wait_ms, path): tally_describe(), for
+/* (backend, caps, shared, named, wait_ms, path, name, options):
+ * tally_describe(), for
  * tally.Counter.describe(). */
 static PyObject *counter_describe(CounterObject *self, PyObject *unused)
 {
@@ -829,10 +830,10 @@ static PyObject *counter_describe(CounterObject *self, PyObject *unused)
 	use_end(self);
 	if (rc < 0)
 		return raise_tally(rc, "describing the counter");
-	return Py_BuildValue("(sIOOLz)", d.backend, d.caps,
+	return Py_BuildValue("(sIOOLzzs)", d.backend, d.caps,
 			     (d.flags & TALLY_PSHARED) ? Py_True : Py_False,
 			     d.named ? Py_True : Py_False, (long long)d.wait_ms,
-			     d.path);
+			     d.path, d.name, d.options);
 }
 
 static PyObject *counter_get_auto_name(CounterObject *self, void *closure)
@@ -926,7 +927,8 @@ static PyMethodDef counter_methods[] = {
 	 "RuntimeError while another thread is inside add() on it."},
 	{"_describe", (PyCFunction)counter_describe, METH_NOARGS,
 	 "_describe()\n--\n\ntally_describe() as (backend, caps, shared, "
-	 "named, wait_ms, path); tally.Counter.describe() names them."},
+	 "named, wait_ms, path, name, options); tally.Counter.describe() "
+	 "names them."},
 	{"__enter__", (PyCFunction)counter_enter, METH_NOARGS,
 	 "__enter__()\n--\n\nThe counter itself, for a with block that "
 	 "closes it."},

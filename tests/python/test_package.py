@@ -85,11 +85,13 @@ def test_describe_is_the_handles():
         d = c.describe()
         assert (d.backend, d.shared, d.named, d.wait_ms) == (
             "mutex", False, False, 250)
+        assert (d.name, d.options) == (None, "")
         assert "locked" in d.capabilities
     caps = {b.name: b.caps for b in tally.backends()}
     with tally.Counter("atomic", shared=True) as c:
         d = c.describe()
         assert d.shared and d.named and d.caps == caps["atomic"]
+        assert d.name == c._auto_name and d.options == ""
     with pytest.raises(ValueError, match="closed"):
         c.describe()
     # Shared, and not named: a backend that cannot be (fork only).

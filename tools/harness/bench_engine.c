@@ -380,7 +380,8 @@ int bench_run_once(const struct bench_config *cfg, struct bench_run *run)
 		crew_destroy(c);
 		return rc;
 	}
-	run->path = tally_backend_path(sh->t);
+	tally_handle_info d;
+	run->path = tally_describe(sh->t, &d) == 0 ? d.path : NULL;
 	if (crew_start(c) != 0) {
 		int saved = errno;
 		tally_destroy(sh->t);

@@ -444,7 +444,8 @@ int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 
 	memset(res, 0, sizeof(*res));
 	res->killed_worker = res->died_worker = res->failed_worker = -1;
-	res->path = tally_backend_path(t);
+	tally_handle_info d;
+	res->path = tally_describe(t, &d) == 0 ? d.path : NULL;
 	if (cfg->workers > WL_MAX_WORKERS) {
 		errno = EINVAL;
 		return -1;

@@ -109,8 +109,10 @@ class Description(NamedTuple):
     tally_describe()): its backend's name and capability bits, whether other
     processes may share it, whether it is a named counter (which an
     automatically named shared=True one is too), its add's wait bound in
-    milliseconds (0: none), and the backend's path in this thread (percpu's
-    'rseq' or 'atomic'; None for the others)."""
+    milliseconds (0: none), the backend's path in this thread (percpu's
+    'rseq' or 'atomic'; None for the others), the named counter's name
+    (None for an unnamed one), and the counter's backend options (the text
+    after 'backend:' less wait_ms; '' for none)."""
 
     backend: str
     caps: int
@@ -118,6 +120,8 @@ class Description(NamedTuple):
     named: bool
     wait_ms: int
     path: Optional[str]
+    name: Optional[str]
+    options: str
 
     @property
     def capabilities(self) -> Tuple[str, ...]:
@@ -228,7 +232,8 @@ class Counter(_tally.Counter):
 
     def describe(self) -> Description:
         """What the library says of this counter (tally_describe()): its
-        backend, capabilities, sharing, wait bound and path."""
+        backend, capabilities, sharing, wait bound, path, name and
+        options."""
         return Description(*self._describe())
 
 
