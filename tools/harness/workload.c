@@ -67,37 +67,45 @@ const char *wl_kind_name(enum wl_kind kind)
 	return kind == WL_ADDSUB ? "addsub" : "inc";
 }
 
-/* Exact arithmetic for the checks; wraps nowhere. */
-typedef __int128 wide;
-
-static wide wide_delta(const struct wl_config *cfg, unsigned k)
+/*
+ * Worker k's delta, exactly: 0 when it fits in an int64_t, else -1.  The
+ * checks use overflow-checking builtins, not a wider type, so that they work
+ * the same on hosts without a 128-bit integer (i386, 32-bit Arm).
+ */
+static int exact_delta(const struct wl_config *cfg, unsigned k, int64_t *d)
 {
-	if (cfg->kind == WL_ADDSUB)
-		return k % 2 == 0 ? (wide)cfg->delta : -(wide)cfg->delta;
-	return (wide)cfg->delta * (wide)(k + 1);
+	if (cfg->kind == WL_ADDSUB) {
+		if (k % 2 == 0) {
+			*d = cfg->delta;
+			return 0;
+		}
+		return __builtin_sub_overflow((int64_t)0, cfg->delta, d) ? -1
+									 : 0;
+	}
+	return __builtin_mul_overflow(cfg->delta, (int64_t)k + 1, d) ? -1 : 0;
 }
 
 int64_t wl_worker_delta(const struct wl_config *cfg, unsigned k)
 {
-	return (int64_t)wide_delta(cfg, k); /* wl_check() proved it fits */
-}
+	int64_t d = 0;
 
-static int fits(wide v)
-{
-	return v >= INT64_MIN && v <= INT64_MAX;
+	(void)exact_delta(cfg, k, &d); /* wl_check() proved it fits */
+	return d;
 }
 
 int wl_check(const struct wl_config *cfg, char *msg, size_t size)
 {
-	wide up = 0, down = 0;
+	/* The counter's highest and lowest reachable values, built one
+	 * worker at a time: each partial sum moves one way only, so one
+	 * that overflows means the whole does. */
+	int64_t hi = cfg->initial, lo = cfg->initial;
+	int hi_ok = 1, lo_ok = 1;
+	double up = 0, down = 0; /* for the message only */
 
 	for (unsigned k = 0; k < cfg->workers; k++) {
-		wide d = wide_delta(cfg, k);
-		/* iters <= 2^64 and |d| <= 2^63 * 1024: the product fits
-		 * in 128 bits; the sums of up to 1024 of them do too. */
-		wide c = d * (wide)cfg->iters;
+		int64_t d, c;
 
-		if (!fits(d)) {
+		if (exact_delta(cfg, k, &d) != 0) {
 			if (cfg->kind == WL_ADDSUB)
 				snprintf(
 					msg, size,
@@ -114,7 +122,7 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size)
 					k, k + 1);
 			return -1;
 		}
-		if (!fits(c)) {
+		if (__builtin_mul_overflow(d, cfg->iters, &c)) {
 			snprintf(msg, size,
 				 "worker %u's total (iters x delta) does not "
 				 "fit "
@@ -122,22 +130,24 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size)
 				 k);
 			return -1;
 		}
-		if (c > 0)
-			up += c;
-		else
-			down += c;
+		if (c > 0) {
+			up += (double)c;
+			hi_ok = hi_ok && !__builtin_add_overflow(hi, c, &hi);
+		} else {
+			down += (double)c;
+			lo_ok = lo_ok && !__builtin_add_overflow(lo, c, &lo);
+		}
 	}
 	/* Whatever the interleaving, the counter stays within
 	 * [initial + all negative work, initial + all positive work]. */
-	if (!fits(cfg->initial + up) || !fits(cfg->initial + down)) {
+	if (!hi_ok || !lo_ok) {
 		snprintf(msg, size,
 			 "the counter could pass through a value outside the "
 			 "signed 64-bit range (from %lld, workers could add up "
 			 "to the equivalent of %s%.3g); lower --iters, --delta "
 			 "or --initial",
-			 (long long)cfg->initial,
-			 fits(cfg->initial + up) ? "" : "+",
-			 fits(cfg->initial + up) ? (double)down : (double)up);
+			 (long long)cfg->initial, hi_ok ? "" : "+",
+			 hi_ok ? down : up);
 		return -1;
 	}
 	return 0;
@@ -408,9 +418,10 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 			res->add_error = atomic_load(&s->error);
 		if (atomic_load(&s->end_ns) > end)
 			end = atomic_load(&s->end_ns);
-		/* n <= iters, so wl_check() proved this fits. */
-		expected = (int64_t)((wide)expected +
-				     (wide)n * (wide)wl_worker_delta(cfg, k));
+		/* n <= iters, so wl_check() proved the exact sum fits, and
+		 * the sum modulo 2^64 is it. */
+		expected = (int64_t)((uint64_t)expected +
+				     n * (uint64_t)wl_worker_delta(cfg, k));
 	}
 	if (res->stalled || end == r->t0)
 		end = harness_now_ns();
