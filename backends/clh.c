@@ -33,8 +33,7 @@
  * dead holder leaves is consistent.
  */
 enum { WAITING, HOLDING, RELEASED, LEFT };
-#define NO_PRED	  UINT32_MAX
-#define CLH_NODES (TALLY_QNODES + 1) /* + the queue's tail when it is idle */
+#define NO_PRED UINT32_MAX
 
 /* Each node on its own line: its successor spins on `state`. */
 struct clh_node {
@@ -47,7 +46,10 @@ struct clh_node {
 struct clh_state {
 	_Alignas(TALLY_CACHELINE) _Atomic uint32_t tail;
 	tally__word value; /* written only by the holder, beside the tail */
-	struct clh_node nodes[CLH_NODES];
+	/* Nodes in the pool: tally__qnodes() at init, and one more for the
+	 * queue's tail when it is idle. */
+	unsigned count;
+	struct clh_node nodes[];
 };
 
 static TALLY_THREAD_LOCAL unsigned hint;
@@ -59,7 +61,8 @@ static int clh_init(void *state, int64_t initial, unsigned flags,
 
 	(void)flags; /* the nodes are in the state, shared when it is */
 	(void)options;
-	for (unsigned i = 0; i < CLH_NODES; i++) {
+	s->count = tally__qnodes() + 1;
+	for (unsigned i = 0; i < s->count; i++) {
 		atomic_init(&s->nodes[i].state, RELEASED);
 		atomic_init(&s->nodes[i].pred, NO_PRED);
 		atomic_init(&s->nodes[i].token, 0);
@@ -67,9 +70,9 @@ static int clh_init(void *state, int64_t initial, unsigned flags,
 	}
 	/* The queue starts with one released node as its tail, in use like
 	 * any node a holder left behind: the pool plus the nodes the queue
-	 * refers to always add up to CLH_NODES. */
-	atomic_init(&s->nodes[TALLY_QNODES].busy, 1);
-	atomic_init(&s->tail, TALLY_QNODES);
+	 * refers to always add up to the count. */
+	atomic_init(&s->nodes[s->count - 1].busy, 1);
+	atomic_init(&s->tail, s->count - 1);
 	tally__word_init(&s->value, initial);
 	return 0;
 }
@@ -98,9 +101,9 @@ static void leave(struct clh_state *s, uint32_t n, uint32_t p)
 /* Node n, queued behind node p, waits for the lock: 0 or TALLY_RECOVERED
  * with it held, or TALLY_ETIMEDOUT (left) or TALLY_ENOTRECOVERABLE. */
 static TALLY_NOINLINE int clh_wait(struct clh_state *s, uint32_t n, uint32_t p,
-				   const struct tally__knobs *k)
+				   struct tally__waiter *w)
 {
-	struct tally__waiter w = TALLY__WAITER(k, "clh");
+	const struct tally__knobs *k = w->k;
 	struct clh_node *me = &s->nodes[n];
 	int bounded = k->life != NULL || k->wait_ns >= 0;
 	int recovered = 0, rc;
@@ -115,7 +118,7 @@ static TALLY_NOINLINE int clh_wait(struct clh_state *s, uint32_t n, uint32_t p,
 			tally__cpu_relax();
 			if (!bounded)
 				continue;
-			rc = tally__wait_spin(&w, &pn->token, &dead);
+			rc = tally__wait_spin(w, &pn->token, &dead);
 			if (rc == TALLY__WAIT_DEAD)
 				break;
 			if (rc < 0) {
@@ -135,7 +138,7 @@ static TALLY_NOINLINE int clh_wait(struct clh_state *s, uint32_t n, uint32_t p,
 					    &pn->pred, memory_order_relaxed) ==
 				    NO_PRED) {
 					leave(s, n, p);
-					return tally__holder_died(&w, dead);
+					return tally__holder_died(w, dead);
 				}
 				st = LEFT; /* died waiting: pass it */
 			}
@@ -162,8 +165,14 @@ static TALLY_NOINLINE int clh_wait(struct clh_state *s, uint32_t n, uint32_t p,
 static inline int clh_lock(struct clh_state *s, const struct tally__knobs *k,
 			   uint32_t *out)
 {
-	uint32_t n = tally__qnode_claim((char *)&s->nodes[0].busy,
-					sizeof(s->nodes[0]), &hint);
+	struct tally__waiter w = TALLY__WAITER(k, "clh");
+	int claimed =
+		tally__qnode_claim((char *)&s->nodes[0].busy,
+				   sizeof(s->nodes[0]), s->count, &hint, &w);
+
+	if (claimed < 0)
+		return claimed;
+	uint32_t n = (uint32_t)claimed;
 	struct clh_node *me = &s->nodes[n];
 
 	*out = n;
@@ -177,7 +186,7 @@ static inline int clh_lock(struct clh_state *s, const struct tally__knobs *k,
 	atomic_store_explicit(&me->pred, p, memory_order_relaxed);
 	if (atomic_load_explicit(&s->nodes[p].state, memory_order_acquire) !=
 	    RELEASED)
-		return clh_wait(s, n, p, k);
+		return clh_wait(s, n, p, &w);
 	atomic_store_explicit(&me->state, HOLDING, memory_order_relaxed);
 	free_node(s, p);
 	return 0;
@@ -225,6 +234,14 @@ static int clh_get(void *state, int64_t *value)
 	return tally__word_get(&((struct clh_state *)state)->value, value);
 }
 
+/* The pool follows the host (src/qnodes.h). */
+static size_t clh_size(unsigned flags)
+{
+	(void)flags;
+	return sizeof(struct clh_state) +
+	       (tally__qnodes() + 1) * sizeof(struct clh_node);
+}
+
 /* The state is shared by fork only (not TALLY_CAP_NAMED): the nodes are
  * linked by index, so a named counter could be, but its bytes would then
  * come from other users and every index would need checking first. */
@@ -234,8 +251,10 @@ const struct tally_backend tally_backend_clh = {
 		   "on",
 	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_FAIR |
 		TALLY_CAP_PSHARED,
-	.state_size = sizeof(struct clh_state),
+	.state_size = sizeof(struct clh_state) +
+		      (TALLY_QNODES_MIN + 1) * sizeof(struct clh_node),
 	.state_align = _Alignof(struct clh_state),
+	.size = clh_size,
 	.init = clh_init,
 	.add = clh_add,
 	.add_cs = clh_add_cs,

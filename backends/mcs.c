@@ -46,7 +46,8 @@ struct mcs_node {
 struct mcs_state {
 	_Alignas(TALLY_CACHELINE) struct ck_spinlock_mcs *queue;
 	tally__word value; /* written only by the holder, beside the tail */
-	struct mcs_node nodes[TALLY_QNODES];
+	unsigned count;	   /* nodes in the pool, tally__qnodes() at init */
+	struct mcs_node nodes[];
 };
 
 static TALLY_THREAD_LOCAL unsigned hint;
@@ -65,7 +66,8 @@ static int mcs_init(void *state, int64_t initial, unsigned flags,
 	(void)options;
 	ck_spinlock_mcs_init(&s->queue);
 	tally__word_init(&s->value, initial);
-	for (unsigned i = 0; i < TALLY_QNODES; i++) {
+	s->count = tally__qnodes();
+	for (unsigned i = 0; i < s->count; i++) {
 		atomic_init(&s->nodes[i].busy, 0);
 		atomic_init(&s->nodes[i].state, WAITING);
 		atomic_init(&s->nodes[i].token, 0);
@@ -141,9 +143,8 @@ static int pass_dead(struct mcs_state *s, struct mcs_node *p)
 /* CK's ck_spinlock_mcs_lock(), with a wait that may end (see above): 0 or
  * TALLY_RECOVERED with the lock held, or TALLY_ETIMEDOUT (left). */
 static TALLY_NOINLINE int mcs_wait(struct mcs_state *s, struct mcs_node *n,
-				   const struct tally__knobs *k)
+				   struct tally__waiter *w)
 {
-	struct tally__waiter w = TALLY__WAITER(k, "mcs");
 	struct ck_spinlock_mcs *prev;
 	int recovered = 0, granted = 0, rc;
 	uint64_t dead;
@@ -158,7 +159,7 @@ static TALLY_NOINLINE int mcs_wait(struct mcs_state *s, struct mcs_node *n,
 	struct mcs_node *p = node_of(prev);
 	while (ck_pr_load_uint(&n->node.locked) == true) {
 		ck_pr_stall();
-		rc = tally__wait_spin(&w, &p->token, &dead);
+		rc = tally__wait_spin(w, &p->token, &dead);
 		if (rc == TALLY__WAIT_DEAD) {
 			recovered |= pass_dead(s, p);
 		} else if (rc < 0 && !granted) {
@@ -178,9 +179,14 @@ static TALLY_NOINLINE int mcs_wait(struct mcs_state *s, struct mcs_node *n,
 static inline int mcs_lock(struct mcs_state *s, const struct tally__knobs *k,
 			   struct mcs_node **out)
 {
-	struct mcs_node *n = &s->nodes[tally__qnode_claim(
-		(char *)&s->nodes[0].busy, sizeof(s->nodes[0]), &hint)];
-	int rc = 0;
+	struct tally__waiter w = TALLY__WAITER(k, "mcs");
+	int rc = tally__qnode_claim((char *)&s->nodes[0].busy,
+				    sizeof(s->nodes[0]), s->count, &hint, &w);
+
+	if (rc < 0)
+		return rc;
+	struct mcs_node *n = &s->nodes[rc];
+	rc = 0;
 
 	atomic_store_explicit(&n->state, WAITING, memory_order_relaxed);
 	atomic_store_explicit(&n->token, tally__me(k), memory_order_relaxed);
@@ -188,7 +194,7 @@ static inline int mcs_lock(struct mcs_state *s, const struct tally__knobs *k,
 	if (k->life == NULL && k->wait_ns < 0)
 		ck_spinlock_mcs_lock(&s->queue, &n->node);
 	else
-		rc = mcs_wait(s, n, k);
+		rc = mcs_wait(s, n, &w);
 	if (rc < 0) {
 		tally__tsan_lock_failed(&s->queue);
 		return rc;
@@ -244,6 +250,14 @@ static int mcs_get(void *state, int64_t *value)
 	return tally__word_get(&((struct mcs_state *)state)->value, value);
 }
 
+/* The pool follows the host (src/qnodes.h). */
+static size_t mcs_size(unsigned flags)
+{
+	(void)flags;
+	return sizeof(struct mcs_state) +
+	       tally__qnodes() * sizeof(struct mcs_node);
+}
+
 static void mcs_destroy(void *state)
 {
 	tally__tsan_destroy(&((struct mcs_state *)state)->queue);
@@ -258,8 +272,10 @@ const struct tally_backend tally_backend_mcs = {
 	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_FAIR |
 		TALLY_CAP_PSHARED,
 #ifdef TALLY_HAVE_CK
-	.state_size = sizeof(struct mcs_state),
+	.state_size = sizeof(struct mcs_state) +
+		      TALLY_QNODES_MIN * sizeof(struct mcs_node),
 	.state_align = _Alignof(struct mcs_state),
+	.size = mcs_size,
 	.init = mcs_init,
 	.add = mcs_add,
 	.add_cs = mcs_add_cs,

@@ -5,9 +5,10 @@
 
 #include "backend.h"
 
-#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
+
+struct tally__waiter;
 
 /*
  * A queue lock (MCS, CLH) has each waiter spin on a node of its own, and
@@ -16,21 +17,40 @@
  * process, and CLH hands nodes from one waiter to the next.  tally keeps a
  * pool of nodes inside the counter's state -- in shared memory when the
  * counter is -- and each add claims one for the length of the operation.
- * More concurrent adds than nodes wait (yielding) for one to come free, so
- * any number of workers stays correct.  A claim tries the node this thread
- * used last first, which is nearly always free again: no contention on the
- * pool in the common case.
+ *
+ * An add holds a node from its claim until its unlock (MCS), or until its
+ * successor frees it (CLH); a waiter whose bound passed leaves its node in
+ * the queue until an unlock passes it.  So the pool bounds the adds that can
+ * be queued at once, not the adds that run: more than that wait (yielding)
+ * for a node to come free, outside the queue's order, and stay correct.  At
+ * most one add per CPU runs at a time, but a preempted waiter keeps its
+ * node, so the pool follows the host: four nodes per possible CPU, at least
+ * 16 (a small host oversubscribed), at most 256 -- 16 on a 2-CPU host, where
+ * a constant 64 cost every counter 6 KiB it did not use.  A claim tries the
+ * node this thread used last first, which is nearly always free again: no
+ * contention on the pool in the common case.
  */
-#define TALLY_QNODES 64
+#define TALLY_QNODES_MIN 16u
+#define TALLY_QNODES_MAX 256u
 
-/* Claim a node: `busy` points at the first node's flag, nodes are `stride`
- * bytes apart.  Returns the index. */
-static inline unsigned tally__qnode_claim(char *busy, size_t stride,
-					  unsigned *hint)
+/* The nodes a new counter's pool has on this host. */
+unsigned tally__qnodes(void);
+
+/* The slow claim: every node was busy on a first pass.  Waits for one under
+ * w's bound: its index, or TALLY_ETIMEDOUT (explained). */
+int tally__qnode_wait(char *busy, size_t stride, unsigned count, unsigned *hint,
+		      struct tally__waiter *w);
+
+/* Claim a node of `count`: `busy` points at the first node's flag, nodes
+ * are `stride` bytes apart.  Returns its index, or TALLY_ETIMEDOUT when
+ * none came free within w's bound (the pool is full of adds that wait on a
+ * stopped holder, or that left). */
+static inline int tally__qnode_claim(char *busy, size_t stride, unsigned count,
+				     unsigned *hint, struct tally__waiter *w)
 {
-	unsigned i = *hint % TALLY_QNODES;
+	unsigned i = *hint < count ? *hint : 0;
 
-	for (unsigned tries = 1;; tries++, i = (i + 1) % TALLY_QNODES) {
+	for (unsigned tries = 0; tries < count; tries++) {
 		_Atomic int *flag = (_Atomic int *)(busy + i * stride);
 
 		/* Acquire: the previous user's writes to the node (its
@@ -38,11 +58,12 @@ static inline unsigned tally__qnode_claim(char *busy, size_t stride,
 		if (!atomic_load_explicit(flag, memory_order_relaxed) &&
 		    !atomic_exchange_explicit(flag, 1, memory_order_acquire)) {
 			*hint = i;
-			return i;
+			return (int)i;
 		}
-		if (tries % TALLY_QNODES == 0)
-			sched_yield(); /* every node is in a queue */
+		if (++i == count)
+			i = 0;
 	}
+	return tally__qnode_wait(busy, stride, count, hint, w);
 }
 
 static inline void tally__qnode_release(_Atomic int *flag)
