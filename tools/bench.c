@@ -3,6 +3,7 @@
 #include "bench.h"
 #include "clock.h"
 #include "commands.h"
+#include "workload.h"
 
 #include <errno.h>
 #include <getopt.h>

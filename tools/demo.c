@@ -1,6 +1,8 @@
 /* `tally demo`: the Python lock lesson, retold on every built-in backend. */
 #include "cli.h"
 #include "commands.h"
+#include "run_core.h"
+#include "workload.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -355,10 +357,10 @@ int cmd_demo(int argc, char **argv)
 		do {
 			r->tries++;
 			rc = run_one("demo", r->spec, &r->cfg, &r->res);
-		} while (rc < 0 && racy_inc && r->res.lost == 0 &&
+		} while (rc == RUN_RAN && racy_inc && r->res.lost == 0 &&
 			 !r->res.interrupted && !r->res.timed_out &&
 			 r->tries < DEMO_RACY_TRIES && !wl_sigint);
-		if (rc >= 0) {
+		if (rc != RUN_RAN) {
 			free(rows);
 			return rc;
 		}

@@ -1,38 +1,15 @@
-/* `tally run` on a remote counter: adds of unknown outcome, and (with
- * --participants) several runs that join one counter for one verdict. */
+/* `tally run --participants N`: several runs that join one remote counter
+ * for one verdict. */
+#include "participants.h"
 #include "cli.h"
 #include "clock.h"
-#include "commands.h"
+#include "run_core.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-void run_explain_unknown(const struct wl_result *res)
-{
-	fprintf(stderr,
-		"tally run: %" PRIu64 " add%s of unknown outcome (deltas "
-		"summing to %" PRId64 "): %s\n",
-		res->unknown, res->unknown == 1 ? "" : "s", res->unknown_sum,
-		tally_strerror(TALLY_EUNKNOWN));
-	if (res->unread)
-		return;
-	/* Each such add was applied once or not at all: the count may exceed
-	 * the sure adds by up to their sum, and that is no loss. */
-	int64_t over =
-		(int64_t)((uint64_t)res->actual - (uint64_t)res->expected);
-	fprintf(stderr,
-		"tally run: accounting: final value %" PRId64 ", the adds "
-		"known to be applied sum to %" PRId64 ": %s\n",
-		res->actual, res->expected,
-		over == 0 ? "none of the unknown adds was applied"
-		: over == res->unknown_sum
-			? "all of the unknown adds were applied"
-			: "the difference is not what the unknown adds "
-			  "account for (lost updates?)");
-}
 
 /*
  * --participants N: several runs, on any machines, on one remote counter.
@@ -370,7 +347,7 @@ int run_participants(const char *backend, const struct wl_config *given,
 	/* Each participant's own count starts from the joint start. */
 	cfg.initial = j.start[C_MAIN];
 	int one = run_one("run", j.spec[C_MAIN], &cfg, res);
-	if (one >= 0) {
+	if (one != RUN_RAN) {
 		/* Could not run: still finish, adding nothing, so that the
 		 * others are not kept waiting. */
 		memset(res, 0, sizeof(*res));
@@ -391,7 +368,7 @@ int run_participants(const char *backend, const struct wl_config *given,
 		goto out;
 	}
 	rc = verdict(&j, &cfg, res, format);
-	if (one >= 0 && rc == EXIT_EXACT)
+	if (one != RUN_RAN && rc == EXIT_EXACT)
 		rc = one;
 out:
 	joint_close(&j);

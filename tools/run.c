@@ -2,9 +2,10 @@
  * the final count checked. */
 #include "cli.h"
 #include "commands.h"
+#include "participants.h"
+#include "run_core.h"
 #include "workload.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,64 +63,6 @@ static void usage(FILE *f)
 		"(a worker killed or died, no progress, interrupted by "
 		"Ctrl-C)\n",
 		TALLY_ENV_BACKEND, TALLY_DEFAULT_BACKEND, WL_MAX_WORKERS);
-}
-
-int run_verdict(const struct wl_result *res)
-{
-	if (!res->unread && res->lost != 0 && res->killed_worker < 0 &&
-	    res->died_worker < 0 && !res->stalled && !res->unknown)
-		return EXIT_LOST;
-	if (res->killed_worker >= 0 || res->died_worker >= 0 || res->stalled ||
-	    res->interrupted || res->add_error || res->failed_worker >= 0 ||
-	    res->unknown)
-		return EXIT_RUNTIME;
-	return EXIT_EXACT;
-}
-
-int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
-	    struct wl_result *res)
-{
-	tally *t;
-	unsigned flags = cfg->mode == CREW_PROCESSES ? TALLY_PSHARED : 0;
-	int rc = tally_create(&t, backend, cfg->initial, flags);
-
-	if (rc != 0) {
-		cli_error(cmd, "cannot create a '%s' counter: %s", backend,
-			  tally_explain(rc));
-		/* Refused options, or a key that is no counter: nothing was
-		 * done, and it was the input. */
-		return rc == TALLY_EOPTION || rc == TALLY_EINVAL ||
-				       rc == TALLY_EWRONGTYPE
-			       ? EXIT_USAGE
-			       : EXIT_RUNTIME;
-	}
-	if (wl_run(t, cfg, res) != 0) {
-		char why[256];
-
-		cli_error(cmd, "cannot start the workers: %s",
-			  crew_start_error(cfg->mode, errno, why, sizeof(why)));
-		tally_destroy(t);
-		return EXIT_RUNTIME;
-	}
-	/* Abandoned threads spinning on a dead lock still use it. */
-	if (!(res->stalled && cfg->mode == CREW_THREADS))
-		tally_destroy(t);
-	return -1;
-}
-
-void run_warn_oversubscribed(const char *cmd, const tally_backend_info *b,
-			     unsigned workers)
-{
-	unsigned cpus = cli_online_cpus();
-
-	if ((b->caps & TALLY_CAP_SPINNING) && workers > cpus)
-		cli_warn(
-			cmd,
-			"%u workers on %u online CPUs: '%s' spins while it "
-			"waits, and a waiter whose lock holder is descheduled "
-			"burns its whole time slice; this can run thousands of "
-			"times slower than with %u workers",
-			workers, cpus, b->name, cpus);
 }
 
 static void explain_faults(const struct wl_config *cfg,
@@ -428,7 +371,7 @@ static int run(struct params *p)
 	if (res == NULL)
 		return EXIT_RUNTIME;
 	int rc = run_one("run", p->backend, cfg, res);
-	if (rc < 0) {
+	if (rc == RUN_RAN) {
 		print_result(p->format, p->info.name, cfg, res);
 		explain_faults(cfg, res, p->info.name);
 		rc = run_verdict(res);

@@ -1,0 +1,90 @@
+/* One run of a workload and its verdict, shared by `tally run`, its
+ * --participants and `tally demo`. */
+#include "run_core.h"
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+int run_verdict(const struct wl_result *res)
+{
+	if (!res->unread && res->lost != 0 && res->killed_worker < 0 &&
+	    res->died_worker < 0 && !res->stalled && !res->unknown)
+		return EXIT_LOST;
+	if (res->killed_worker >= 0 || res->died_worker >= 0 || res->stalled ||
+	    res->interrupted || res->add_error || res->failed_worker >= 0 ||
+	    res->unknown)
+		return EXIT_RUNTIME;
+	return EXIT_EXACT;
+}
+
+int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
+	    struct wl_result *res)
+{
+	tally *t;
+	unsigned flags = cfg->mode == CREW_PROCESSES ? TALLY_PSHARED : 0;
+	int rc = tally_create(&t, backend, cfg->initial, flags);
+
+	if (rc != 0) {
+		cli_error(cmd, "cannot create a '%s' counter: %s", backend,
+			  tally_explain(rc));
+		/* Refused options, or a key that is no counter: nothing was
+		 * done, and it was the input. */
+		return rc == TALLY_EOPTION || rc == TALLY_EINVAL ||
+				       rc == TALLY_EWRONGTYPE
+			       ? EXIT_USAGE
+			       : EXIT_RUNTIME;
+	}
+	if (wl_run(t, cfg, res) != 0) {
+		char why[256];
+
+		cli_error(cmd, "cannot start the workers: %s",
+			  crew_start_error(cfg->mode, errno, why, sizeof(why)));
+		tally_destroy(t);
+		return EXIT_RUNTIME;
+	}
+	/* Abandoned threads spinning on a dead lock still use it. */
+	if (!(res->stalled && cfg->mode == CREW_THREADS))
+		tally_destroy(t);
+	return RUN_RAN;
+}
+
+void run_warn_oversubscribed(const char *cmd, const tally_backend_info *b,
+			     unsigned workers)
+{
+	unsigned cpus = cli_online_cpus();
+
+	if ((b->caps & TALLY_CAP_SPINNING) && workers > cpus)
+		cli_warn(
+			cmd,
+			"%u workers on %u online CPUs: '%s' spins while it "
+			"waits, and a waiter whose lock holder is descheduled "
+			"burns its whole time slice; this can run thousands of "
+			"times slower than with %u workers",
+			workers, cpus, b->name, cpus);
+}
+
+void run_explain_unknown(const struct wl_result *res)
+{
+	fprintf(stderr,
+		"tally run: %" PRIu64 " add%s of unknown outcome (deltas "
+		"summing to %" PRId64 "): %s\n",
+		res->unknown, res->unknown == 1 ? "" : "s", res->unknown_sum,
+		tally_strerror(TALLY_EUNKNOWN));
+	if (res->unread)
+		return;
+	/* Each such add was applied once or not at all: the count may exceed
+	 * the sure adds by up to their sum, and that is no loss. */
+	int64_t over =
+		(int64_t)((uint64_t)res->actual - (uint64_t)res->expected);
+	fprintf(stderr,
+		"tally run: accounting: final value %" PRId64 ", the adds "
+		"known to be applied sum to %" PRId64 ": %s\n",
+		res->actual, res->expected,
+		over == 0 ? "none of the unknown adds was applied"
+		: over == res->unknown_sum
+			? "all of the unknown adds were applied"
+			: "the difference is not what the unknown adds "
+			  "account for (lost updates?)");
+}

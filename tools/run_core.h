@@ -1,0 +1,28 @@
+/* One run of a workload and its verdict: what `tally run`, its
+ * --participants and `tally demo` share (tools/run_core.c). */
+#ifndef TALLY_RUN_CORE_H
+#define TALLY_RUN_CORE_H
+
+#include "tally.h"
+#include "workload.h"
+
+/* run_one's answer when the workload ran.  Any other answer is the exit
+ * code (EXIT_USAGE or EXIT_RUNTIME, never 0) for a run that could not
+ * start, and why was printed. */
+enum { RUN_RAN = 0 };
+
+/* Create the counter, run the workload on it, destroy it.  Returns RUN_RAN
+ * with the result in *res (run_verdict() judges it), else the exit code
+ * after printing why, prefixed by cmd. */
+int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
+	    struct wl_result *res);
+/* Exit code for a run that ran. */
+int run_verdict(const struct wl_result *res);
+/* Warn on stderr when a spinning backend gets more workers than CPUs. */
+void run_warn_oversubscribed(const char *cmd, const tally_backend_info *b,
+			     unsigned workers);
+/* Say on stderr what adds of unknown outcome (TALLY_EUNKNOWN) mean for the
+ * count: neither done nor lost. */
+void run_explain_unknown(const struct wl_result *res);
+
+#endif
