@@ -15,9 +15,10 @@
 #include <unistd.h>
 
 /* Layouts: 2 backend options; 3 the life table; 4 slots per possible CPU,
- * their count recorded in the state (percpu, sharded). */
+ * their count recorded in the state (percpu, sharded); 5 the build's shape
+ * (byte order, word size, alignment of 64-bit words). */
 #define NAMED_MAGIC  "TALLYCNT"
-#define NAMED_LAYOUT 4u
+#define NAMED_LAYOUT 5u
 #define NAMED_MAX    200
 #define READY_VALUE  0x52454459u /* "REDY" */
 /* Where glibc's shm_open() puts "/NAME": the directory that creating a
@@ -25,8 +26,39 @@
 #define SHM_DIR "/dev/shm"
 
 /*
+ * What a build that made a counter could differ in from one that opens it,
+ * though both are this layout: the byte order of every field, the size of a
+ * word (pointers and size_t in the locks' states: glibc's mutex and
+ * semaphore are larger on a 64-bit host) and how 64-bit words are aligned
+ * (4 bytes inside structures on i386, 8 on x86-64).  One byte each, so that
+ * they read the same in every byte order.  The slot count of a state that
+ * follows its host is in the state itself (the backend's join checks it).
+ */
+#define ORDER_LITTLE 'L'
+#define ORDER_BIG    'B'
+struct named_shape {
+	uint8_t order;	      /* ORDER_LITTLE or ORDER_BIG */
+	uint8_t word;	      /* sizeof(void *) */
+	uint8_t align64;      /* _Alignof(uint64_t) */
+	uint8_t align_atomic; /* _Alignof(_Atomic uint64_t) */
+};
+
+static struct named_shape this_shape(void)
+{
+	return (struct named_shape){
+		.order = __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? ORDER_BIG
+								: ORDER_LITTLE,
+		.word = sizeof(void *),
+		.align64 = _Alignof(uint64_t),
+		.align_atomic = _Alignof(_Atomic uint64_t),
+	};
+}
+
+/*
  * The header.  Fixed-width fields only, so that the layout is the same for
- * every compiler (the life table's are fixed-width too).  `ready` is written
+ * every compiler (the life table's are fixed-width too).  The shape sits
+ * in the 4 bytes after `ready`, which a 64-bit build left as padding before
+ * the life table; older layouts have zeros there.  `ready` is written
  * last, with release order, after the backend's state is initialized; an object
  * under its name is always complete (see publish()), so `ready` is a check, not
  * something to wait on. The state starts on its own cache line after the
@@ -41,10 +73,17 @@ struct named_header {
 	uint64_t state_size;
 	uint64_t total_size;
 	_Atomic uint32_t ready;
+	struct named_shape shape;
 	/* Who lives among the processes that use the counter (src/life.h):
 	 * used only by backends with a lock. */
 	struct tally__life_table life;
 };
+
+/* Every build lays the header out alike (the shape must be found before
+ * anything else is read). */
+_Static_assert(offsetof(struct named_header, shape) == 164 &&
+		       offsetof(struct named_header, life) == 168,
+	       "the named header's layout moved");
 
 #define HEADER_SIZE                                                            \
 	((sizeof(struct named_header) + TALLY_CACHELINE - 1) /                 \
@@ -165,6 +204,7 @@ static int create_object(tally *t, int fd, const struct tally_backend *ops,
 	snprintf(h->options, sizeof(h->options), "%s", options ? options : "");
 	h->state_size = state_size;
 	h->total_size = size;
+	h->shape = this_shape();
 	atomic_store_explicit(&h->ready, READY_VALUE, memory_order_release);
 	t->ops = ops;
 	return 0;
@@ -274,6 +314,50 @@ static int state_fits(const struct named_header *h,
 	return TALLY_EBADOBJECT;
 }
 
+static const char *order_name(uint8_t order)
+{
+	return order == ORDER_BIG ? "big-endian" : "little-endian";
+}
+
+/* A header another build made, of a shape this one cannot read: refused,
+ * saying how they differ (before the layout, which such a build's byte
+ * order would garble).  Zeros, an older layout's padding, are no shape. */
+static int same_shape(const struct named_header *h, const char *path)
+{
+	struct named_shape me = this_shape(), it = h->shape;
+
+	if (it.order != ORDER_LITTLE && it.order != ORDER_BIG)
+		return 0; /* not this layout: the layout check says so */
+	if (it.order != me.order) {
+		tally__explain_set(TALLY_EBADOBJECT,
+				   "%s was made by a %s build of tally, and "
+				   "this one is %s: a named counter is shared "
+				   "only by builds of one byte order",
+				   path, order_name(it.order),
+				   order_name(me.order));
+		return TALLY_EBADOBJECT;
+	}
+	if (it.word != me.word) {
+		tally__explain_set(TALLY_EBADOBJECT,
+				   "%s was made by a %u-bit build of tally, "
+				   "and this one is %u-bit: a named counter is "
+				   "shared only by builds of one word size",
+				   path, it.word * 8u, me.word * 8u);
+		return TALLY_EBADOBJECT;
+	}
+	if (it.align64 != me.align64 || it.align_atomic != me.align_atomic) {
+		tally__explain_set(TALLY_EBADOBJECT,
+				   "%s was made by a build of tally that "
+				   "aligns 64-bit words at %u bytes (atomic "
+				   "ones at %u), and this one at %u (%u): its "
+				   "fields are not where this one reads them",
+				   path, it.align64, it.align_atomic,
+				   me.align64, me.align_atomic);
+		return TALLY_EBADOBJECT;
+	}
+	return 0;
+}
+
 /* The opener's half: refuse anything that is not a complete tally counter
  * of this layout whose backend is built into this library. */
 static int attach_object(tally *t, int fd, const char *path,
@@ -281,6 +365,7 @@ static int attach_object(tally *t, int fd, const char *path,
 {
 	struct stat st;
 	struct named_header h;
+	struct named_shape shape = this_shape();
 	const struct tally_backend *ops;
 	int rc;
 
@@ -298,9 +383,14 @@ static int attach_object(tally *t, int fd, const char *path,
 	ssize_t n = pread(fd, &h, sizeof(h), 0);
 	if (n < 0)
 		return sys_fail("pread", path, errno);
+	if ((size_t)n == sizeof(h) &&
+	    memcmp(h.magic, NAMED_MAGIC, sizeof(h.magic)) == 0 &&
+	    (rc = same_shape(&h, path)) != 0)
+		return rc;
 	if ((size_t)n < sizeof(h) ||
 	    memcmp(h.magic, NAMED_MAGIC, sizeof(h.magic)) != 0 ||
 	    h.layout != NAMED_LAYOUT || h.header_size != HEADER_SIZE ||
+	    memcmp(&h.shape, &shape, sizeof(shape)) != 0 ||
 	    h.total_size != (uint64_t)st.st_size ||
 	    memchr(h.backend, '\0', sizeof(h.backend)) == NULL ||
 	    memchr(h.options, '\0', sizeof(h.options)) == NULL) {

@@ -300,6 +300,10 @@ static void test_child_and_parent_never_share_a_slot(void **state)
 #define H_HEADER_SIZE 12
 #define H_STATE_SIZE  144
 #define H_TOTAL_SIZE  152
+#define H_LAYOUT      8
+/* The build's shape: byte order ('L' or 'B'), word size, alignment of
+ * uint64_t and of _Atomic uint64_t, a byte each. */
+#define H_SHAPE 164
 /* A percpu state: off (8), shift (4), slots (2), where (2); then a slot per
  * line: own (8), shared (8).  sharded's: next (4), slots (4); a slot per
  * line. */
@@ -497,6 +501,62 @@ static void test_named_garbled_shape_is_refused(void **state)
 		strstr(tally_explain(TALLY_EBADOBJECT), "state is 8 bytes"));
 }
 
+/* A counter made by a build of another byte order, word size or alignment
+ * of 64-bit words is refused, saying which -- also when that build's byte
+ * order garbles the layout field; and one of an older layout (no shape
+ * recorded) says its layout. */
+static void test_named_foreign_build_is_refused(void **state)
+{
+	const int big = __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__;
+	const uint8_t word = sizeof(void *), align = _Alignof(uint64_t);
+	char says_order[64], says_word[64];
+	struct {
+		off_t at;
+		uint8_t value;
+		const char *says;
+	} cases[] = {
+		{H_SHAPE, big ? 'L' : 'B', says_order},
+		{H_SHAPE + 1, word == 8 ? 4 : 8, says_word},
+		{H_SHAPE + 2, align == 8 ? 4 : 8, "aligns 64-bit words at"},
+		{H_SHAPE + 3, 2, "atomic ones at 2"},
+		{H_SHAPE, 0, "not a tally counter of layout"},
+	};
+	tally *t;
+
+	(void)state;
+	snprintf(says_order, sizeof(says_order), "made by a %s build",
+		 big ? "little-endian" : "big-endian");
+	snprintf(says_word, sizeof(says_word), "made by a %u-bit build",
+		 word == 8 ? 32u : 64u);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		tally_unlink(name);
+		assert_int_equal(tally_open(&t, name, "atomic", 0,
+					    TALLY_CREATE | TALLY_EXCL),
+				 0);
+		tally_destroy(t);
+		int fd = object();
+		assert_true(fd >= 0);
+		uint8_t shape[4];
+		assert_int_equal(pread(fd, shape, 4, H_SHAPE), 4);
+		assert_int_equal(shape[0], big ? 'B' : 'L');
+		assert_int_equal(shape[1], word);
+		put(fd, cases[c].at, &cases[c].value, 1);
+		if (c == 0) { /* the layout as the other byte order wrote it */
+			uint32_t layout;
+			assert_int_equal(pread(fd, &layout, 4, H_LAYOUT), 4);
+			layout = __builtin_bswap32(layout);
+			put(fd, H_LAYOUT, &layout, 4);
+		}
+		close(fd);
+		assert_int_equal(tally_open(&t, name, NULL, 0, 0),
+				 TALLY_EBADOBJECT);
+		const char *why = tally_explain(TALLY_EBADOBJECT);
+		if (strstr(why, cases[c].says) == NULL ||
+		    strstr(why, name) == NULL)
+			fail_msg("case %zu: explained as '%s'", c, why);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -509,6 +569,8 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_named_garbled_shape_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_named_foreign_build_is_refused, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

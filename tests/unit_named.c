@@ -294,7 +294,7 @@ static void test_untrusted_objects_are_refused(void **state)
  * (an older tally, which named objects before finishing them) died. */
 static void test_unfinished_objects_say_so(void **state)
 {
-	static const char ready[4] = {'Y', 'D', 'E', 'R'}; /* "REDY" LE */
+	const uint32_t ready = 0x52454459u; /* "REDY", in this byte order */
 	char head[512];
 	tally *t;
 	int fd;
@@ -305,7 +305,7 @@ static void test_unfinished_objects_say_so(void **state)
 	tally_destroy(t);
 	fd = raw_open();
 	assert_int_equal(pread(fd, head, sizeof(head), 0), sizeof(head));
-	char *at = memmem(head, sizeof(head), ready, sizeof(ready));
+	char *at = memmem(head, sizeof(head), &ready, sizeof(ready));
 	assert_non_null(at);
 	assert_int_equal(pwrite(fd, "\0\0\0\0", 4, at - head), 4);
 	close(fd);
