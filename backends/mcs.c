@@ -54,7 +54,8 @@ static TALLY_THREAD_LOCAL unsigned hint;
 
 static struct mcs_node *node_of(struct ck_spinlock_mcs *n)
 {
-	return (struct mcs_node *)((char *)n - offsetof(struct mcs_node, node));
+	return (struct mcs_node *)(void *)((char *)n -
+					   offsetof(struct mcs_node, node));
 }
 
 static int mcs_init(void *state, int64_t initial, unsigned flags,

@@ -152,8 +152,8 @@ static __attribute__((noinline)) int add_atomic(struct percpu_state *s,
 /* This thread's rseq area, registered by glibc (struct rseq, <sys/rseq.h>). */
 static inline struct rseq *rseq_area(void)
 {
-	return (struct rseq *)((char *)__builtin_thread_pointer() +
-			       __rseq_offset);
+	return (struct rseq *)(void *)((char *)__builtin_thread_pointer() +
+				       __rseq_offset);
 }
 
 /*

@@ -45,7 +45,7 @@ static int place_descriptor(tally **out, const struct tally_backend *ops)
 	if (p == NULL)
 		return TALLY_ENOMEM;
 	memset(p, 0, head + tally__state_size(ops, 0));
-	tally *t = (tally *)p;
+	tally *t = (tally *)(void *)p; /* p is aligned for a handle */
 	t->state = p + head;
 	t->creator = getpid();
 	*out = t;
@@ -70,7 +70,7 @@ int tally__place_private(tally **out, const struct tally_backend *ops)
 	if (p == NULL)
 		return TALLY_ENOMEM;
 	memset(p, 0, head + body);
-	tally *t = (tally *)p;
+	tally *t = (tally *)(void *)p; /* p is aligned for a handle */
 	t->state = p + head;
 	t->creator = getpid();
 	*out = t;
@@ -184,7 +184,9 @@ int tally__place_shared(tally **out, const struct tally_backend *ops)
 	t->creator = getpid();
 	if (fd >= 0)
 		tally__life_attach(
-			t, (struct tally__life_table *)((char *)map + at), fd);
+			t,
+			(struct tally__life_table *)(void *)((char *)map + at),
+			fd);
 	*out = t;
 	return 0;
 }

@@ -35,7 +35,8 @@ int tally__qnode_wait(char *busy, size_t stride, unsigned count, unsigned *hint,
 		}
 		sched_yield(); /* every node is in the queue */
 		for (unsigned i = 0; i < count; i++) {
-			_Atomic int *flag = (_Atomic int *)(busy + i * stride);
+			_Atomic int *flag =
+				(_Atomic int *)(void *)(busy + i * stride);
 
 			if (!atomic_load_explicit(flag, memory_order_relaxed) &&
 			    !atomic_exchange_explicit(flag, 1,

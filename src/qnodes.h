@@ -51,7 +51,7 @@ static inline int tally__qnode_claim(char *busy, size_t stride, unsigned count,
 	unsigned i = *hint < count ? *hint : 0;
 
 	for (unsigned tries = 0; tries < count; tries++) {
-		_Atomic int *flag = (_Atomic int *)(busy + i * stride);
+		_Atomic int *flag = (_Atomic int *)(void *)(busy + i * stride);
 
 		/* Acquire: the previous user's writes to the node (its
 		 * release below) happen before ours. */

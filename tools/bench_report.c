@@ -305,15 +305,13 @@ static void table_add(struct table *t, const struct bench_result *r)
 	snprintf(b[1], 32, "%.1f%%..%.1f%%", 100 * lo, 100 * hi);
 	table_row(t, r->backend, crew_mode_name(r->mode),
 		  fmt_u64(b[2], 32, r->workers), fmt_rate(b[3], 32, r->median),
-		  range,
-		  fmt_f(b[4], 32, "%.1f", r->median ? 1e9 / r->median : 0),
-		  fmt_f(b[5], 32, "%.3f", jain), b[1],
+		  range, fmt_f(b[4], 32, 1, r->median ? 1e9 / r->median : 0),
+		  fmt_f(b[5], 32, 3, jain), b[1],
 		  fmt_ns(b[6], 32, bench_hist_quantile(&u->hist, 0.5)),
 		  fmt_ns(b[7], 32, bench_hist_quantile(&u->hist, 0.99)),
 		  fmt_ns(b[8], 32, bench_hist_quantile(&u->hist, 0.999)),
 		  fmt_ns(b[9], 32, u->hist.max),
-		  fmt_f(b[10], 32, "%.2f",
-			u->wall_s > 0 ? u->cpu_s / u->wall_s : 0),
+		  fmt_f(b[10], 32, 2, u->wall_s > 0 ? u->cpu_s / u->wall_s : 0),
 		  verdict_cell(r), r->oversubscribed ? "oversubscribed" : "");
 }
 
@@ -381,18 +379,16 @@ static void csv_add(struct table *t, const struct bench_result *r)
 	table_row(t, r->backend, crew_mode_name(r->mode),
 		  fmt_u64(b[0], 32, r->workers),
 		  r->oversubscribed ? "true" : "false",
-		  fmt_f(b[1], 32, "%.0f", r->median),
-		  fmt_f(b[2], 32, "%.0f", r->min),
-		  fmt_f(b[3], 32, "%.0f", r->max),
-		  fmt_f(b[4], 32, "%.3f", r->median > 0 ? 1e9 / r->median : 0),
-		  fmt_f(b[5], 32, "%.4f", jain), fmt_f(b[6], 32, "%.4f", lo),
-		  fmt_f(b[7], 32, "%.4f", hi),
+		  fmt_f(b[1], 32, 0, r->median), fmt_f(b[2], 32, 0, r->min),
+		  fmt_f(b[3], 32, 0, r->max),
+		  fmt_f(b[4], 32, 3, r->median > 0 ? 1e9 / r->median : 0),
+		  fmt_f(b[5], 32, 4, jain), fmt_f(b[6], 32, 4, lo),
+		  fmt_f(b[7], 32, 4, hi),
 		  fmt_u64(b[8], 32, bench_hist_quantile(&u->hist, 0.5)),
 		  fmt_u64(b[9], 32, bench_hist_quantile(&u->hist, 0.99)),
 		  fmt_u64(b[10], 32, bench_hist_quantile(&u->hist, 0.999)),
 		  fmt_u64(b[11], 32, u->hist.max),
-		  fmt_f(b[12], 32, "%.3f",
-			u->wall_s > 0 ? u->cpu_s / u->wall_s : 0),
+		  fmt_f(b[12], 32, 3, u->wall_s > 0 ? u->cpu_s / u->wall_s : 0),
 		  r->have_run && r->all_correct && !u->add_error ? "true"
 								 : "false",
 		  (r->caps & TALLY_CAP_RACY) ? "true" : "false", ops);

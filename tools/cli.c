@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 static void vreport(const char *kind, const char *cmd, const char *fmt,
+		    va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void vreport(const char *kind, const char *cmd, const char *fmt,
 		    va_list ap)
 {
 	fprintf(stderr, "tally%s%s: %s", cmd ? " " : "", cmd ? cmd : "", kind);
@@ -451,8 +454,8 @@ const char *fmt_u64(char *buf, size_t size, uint64_t v)
 	return buf;
 }
 
-const char *fmt_f(char *buf, size_t size, const char *fmt, double v)
+const char *fmt_f(char *buf, size_t size, int decimals, double v)
 {
-	snprintf(buf, size, fmt, v);
+	snprintf(buf, size, "%.*f", decimals, v);
 	return buf;
 }

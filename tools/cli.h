@@ -118,6 +118,6 @@ void table_free(struct table *t);
 /* Format helpers into a caller buffer; return the buffer. */
 const char *fmt_i64(char *buf, size_t size, int64_t v);
 const char *fmt_u64(char *buf, size_t size, uint64_t v);
-const char *fmt_f(char *buf, size_t size, const char *fmt, double v);
+const char *fmt_f(char *buf, size_t size, int decimals, double v);
 
 #endif /* TALLY_CLI_H */

@@ -180,8 +180,8 @@ static void print_rows(enum cli_format format, const struct row *rows, size_t n)
 			  fmt_i64(b[0], 32, r->res.expected),
 			  fmt_i64(b[1], 32, r->res.actual),
 			  fmt_i64(b[2], 32, r->res.lost),
-			  fmt_f(b[3], 32, "%.3f", r->res.seconds),
-			  fmt_f(b[4], 32, "%.1f", ns_per_op(r)), note(r));
+			  fmt_f(b[3], 32, 3, r->res.seconds),
+			  fmt_f(b[4], 32, 1, ns_per_op(r)), note(r));
 	}
 	table_emit(&t, format, stdout);
 	table_free(&t);

@@ -277,7 +277,7 @@ static void print_joint(const struct joint *j, const struct wl_config *cfg,
 		  fmt_i64(b[1], 32, j->start[C_MAIN]),
 		  fmt_i64(b[2], 32, expected), fmt_i64(b[3], 32, actual),
 		  fmt_i64(b[4], 32, lost), fmt_u64(b[5], 32, res->total_ops),
-		  fmt_f(b[6], 32, "%.3f", res->seconds));
+		  fmt_f(b[6], 32, 3, res->seconds));
 	table_emit(&t, format, stdout);
 	table_free(&t);
 }

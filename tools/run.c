@@ -226,8 +226,7 @@ static void print_result(enum cli_format format, const char *backend,
 		  crew_mode_name(cfg->mode), fmt_u64(b[0], 32, cfg->workers),
 		  fmt_u64(b[1], 32, cfg->iters),
 		  fmt_i64(b[2], 32, res->expected), actual, lost,
-		  fmt_f(b[5], 32, "%.3f", res->seconds),
-		  fmt_f(b[6], 32, "%.1f", ns));
+		  fmt_f(b[5], 32, 3, res->seconds), fmt_f(b[6], 32, 1, ns));
 	table_emit(&t, format, stdout);
 	table_free(&t);
 }

@@ -296,7 +296,7 @@ static void print_summary(const struct params *p, const struct stats *st,
 			  fmt_u64(b[2], 32, st[i].by_mode[CREW_PROCESSES]),
 			  fmt_u64(b[3], 32, st[i].max_workers),
 			  fmt_u64(b[4], 32, st[i].adds),
-			  fmt_f(b[5], 32, "%.3f", st[i].seconds),
+			  fmt_f(b[5], 32, 3, st[i].seconds),
 			  verdict_of(&st[i]));
 	table_print(&t, stdout);
 	table_free(&t);

@@ -59,6 +59,9 @@ static PyObject *TallyTimeoutError; /* tally.TimeoutError */
  * negative code.
  */
 static PyObject *raise_tally(int rc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static PyObject *raise_tally(int rc, const char *fmt, ...)
 {
 	PyObject *cls = rc == TALLY_ETIMEDOUT ? TallyTimeoutError : TallyError;
 	char detail[1024] = "";
