@@ -57,7 +57,7 @@ interrupted() {
 	kill -INT $pid
 	wait $pid
 	local code=$?
-	[ $code = 3 ] && ok || bad "Ctrl-C: exit $code, wanted 3: $*"
+	if [ $code = 3 ]; then ok; else bad "Ctrl-C: exit $code, wanted 3: $*"; fi
 }
 
 # Run as a second user (uid 65534), with NOBODY_T: a copy of tally and its
@@ -110,10 +110,12 @@ synchronized() {
 			caps = " " $3 " "
 			if (caps ~ / (racy|remote) /) next
 			if (need != "" && index(caps, " " need " ") == 0) next
-			print $1
-		}')
-	case " $(echo $names) " in
-	*" atomic "*) echo $names ;;
+			names = names sep $1
+			sep = " "
+		}
+		END { print names }')
+	case " $names " in
+	*" atomic "*) echo "$names" ;;
 	*)
 		echo "FAIL: no synchronized backends (atomic is always one) in" \
 			"'tally list --format csv': '$names'" >&2
@@ -169,7 +171,7 @@ case $GROUP in
 basic)
 	drifts threads
 	for cmd in list run demo shm; do
-		run 0 "$T" $cmd --help && contains out "^usage: tally $cmd" "$cmd --help"
+		run 0 "$T" "$cmd" --help && contains out "^usage: tally $cmd" "$cmd --help"
 	done
 	run 0 "$T" --help && contains out "^usage: tally" "--help"
 	run 0 "$T" --version && contains out "^tally [0-9]+\.[0-9]+\.[0-9]+$" "--version"
@@ -179,7 +181,7 @@ basic)
 	run 0 "$T" list --format csv && contains out "^atomic,yes," "list csv"
 	list=$(synchronized) || exit 1
 	for b in $list; do
-		run 0 "$T" run --backend $b --workload inc --format json &&
+		run 0 "$T" run --backend "$b" --workload inc --format json &&
 			json "d['actual'] == 3000000 == d['expected'] and d['lost'] == 0 and d['backend'] == '$b' and d['workers'] == 2 and d['iters'] == 1000000 and d['mode'] == 'threads' and d['per_worker_ops'] == [1000000, 1000000] and d['seconds'] > 0 and d['ns_per_op'] > 0"
 	done
 	# percpu says which path its adds took: the restartable sequence where
@@ -234,7 +236,7 @@ input)
 	refused "invalid backend option" run --workload addsub --backend "none:colour=blue"
 	# Lock variants are options; a bad key or value is bad input (exit 2).
 	for spec in spin:backoff=fast spin:backoff= ticket:shift=17 ticket:backoff=exp \
-		adaptive:spin=x adaptive:fair_us=0 adaptive:spin=1, mutex:backoff=exp; do
+		adaptive:spin=x adaptive:fair_us=0 "adaptive:spin=1," mutex:backoff=exp; do
 		if "$T" list | grep -Eq "^${spec%%:*} +yes"; then
 			refused "backend '${spec%%:*}': invalid backend option: '$spec'" run --workload inc --backend "$spec"
 		fi
@@ -283,7 +285,7 @@ input)
 	refused "^tally stress: --oversubscribe given twice$" stress --rounds 1 --oversubscribe --oversubscribe
 	refused "^tally stress: --backend given twice$" stress --rounds 1 --backend atomic --backend mutex
 	refused "^tally bench: --workers given twice$" bench --backend atomic --workers 1 --workers 2 --duration 0.01 --out "$TMP/dup.json"
-	[ -e "$TMP/dup.json" ] && bad "bench --workers twice: --out was written" || ok
+	if [ -e "$TMP/dup.json" ]; then bad "bench --workers twice: --out was written"; else ok; fi
 	refused "^tally bench: --pin given twice$" bench --backend atomic --workers 1 --pin --pin
 	refused "^tally bench: --duration given twice$" bench --backend atomic --workers 1 --duration 0.01 --duration 0.02
 	refused "^tally bench: --mode given twice$" bench --backend atomic --mode threads --mode processes
@@ -315,9 +317,9 @@ processes)
 	drifts processes
 	list=$(synchronized pshared) || exit 1
 	for b in $list; do
-		run 0 "$T" run --backend $b --workload inc --mode processes --iters 200000 --format json &&
+		run 0 "$T" run --backend "$b" --workload inc --mode processes --iters 200000 --format json &&
 			json "d['mode'] == 'processes' and d['expected'] == 600000 == d['actual']"
-		run 0 "$T" run --backend $b --workload addsub --mode processes --workers 4 --sleep-us 100 --format json &&
+		run 0 "$T" run --backend "$b" --workload addsub --mode processes --workers 4 --sleep-us 100 --format json &&
 			json "d['actual'] == 500 and d['per_worker_ops'] == [100] * 4"
 	done
 	;;
@@ -335,7 +337,7 @@ faults)
 			break
 		fi
 	done
-	[ $seen = 1 ] && ok || bad "a killed mutex holder was never recovered in 25 tries"
+	if [ $seen = 1 ]; then ok; else bad "a killed mutex holder was never recovered in 25 tries"; fi
 	# A shared spin lock's word is its holder's record (src/life.h): a
 	# holder killed at any point is known, and a surviving worker takes
 	# the lock over.  The run ends in bounded time with exit 3 (a worker
@@ -344,14 +346,14 @@ faults)
 	for i in $(seq 1 25); do
 		start=$(date +%s)
 		run 3 "$T" run --backend spin --workload inc --mode processes --iters 3000000 --kill-after-ms 30 --stall-timeout 5 || break
-		[ $(($(date +%s) - start)) -le 10 ] && ok || bad "spin holder death took over 10 s"
+		if [ $(($(date +%s) - start)) -le 10 ]; then ok; else bad "spin holder death took over 10 s"; fi
 		grep -q "no add completed" "$TMP/err" && bad "a killed spin holder stalled the run: $(cat "$TMP/err")"
 		if grep -q "recovered it (the kernel said its process was gone)" "$TMP/err"; then
 			seen=1
 			break
 		fi
 	done
-	[ $seen = 1 ] && ok || bad "a killed spin holder was never recovered in 25 tries"
+	if [ $seen = 1 ]; then ok; else bad "a killed spin holder was never recovered in 25 tries"; fi
 	contains err "accounting: final value [0-9]+, completed adds sum to [0-9]+: (they agree|they differ by the one add)" "recovered spin accounting"
 	# The final value is read (tally_get never waits for the lock) and set
 	# against what the workers completed; only the killed worker is
@@ -367,7 +369,7 @@ faults)
 	for i in 1 2 3 4 5; do
 		start=$(date +%s)
 		run 3 "$T" run --backend adaptive --workload inc --mode processes --iters 3000000 --kill-after-ms 30 --stall-timeout 1 || break
-		[ $(($(date +%s) - start)) -le 10 ] && ok || bad "adaptive worker death took over 10 s"
+		if [ $(($(date +%s) - start)) -le 10 ]; then ok; else bad "adaptive worker death took over 10 s"; fi
 		grep -q "most likely died holding the 'adaptive' lock" "$TMP/err" && break
 	done
 	# A kill that comes after every worker finished is said, not hidden.
@@ -386,18 +388,18 @@ faults)
 		bad "uid 65534 cannot run a copy of $T"
 	else
 		# as_nobody, spelled out: run() starts it with timeout(1).
-		few="setpriv --reuid 65534 --regid 65534 --clear-groups env LD_LIBRARY_PATH=$TMP/u prlimit --nproc=8:8 $NOBODY_T"
+		few=(setpriv --reuid 65534 --regid 65534 --clear-groups env "LD_LIBRARY_PATH=$TMP/u" prlimit --nproc=8:8 "$NOBODY_T")
 		# The message names the limit and its value, not only EAGAIN.
 		limit="Resource temporarily unavailable: a process limit was hit: RLIMIT_NPROC \\('ulimit -u'\\) allows this user 8 processes and threads in all, or the pids cgroup \\(pids.max\\) is full"
-		run 3 $few run --backend mutex --workload inc --mode processes --workers 64 --iters 10
+		run 3 "${few[@]}" run --backend mutex --workload inc --mode processes --workers 64 --iters 10
 		contains err "cannot start the workers: Resource temporarily unavailable" "run: fork failure"
 		contains err "cannot start the workers: $limit$" "run: fork failure names the limit"
-		run 3 $few run --backend mutex --workload inc --workers 64 --iters 10
+		run 3 "${few[@]}" run --backend mutex --workload inc --workers 64 --iters 10
 		contains err "cannot start the workers: $limit; or no memory was left for a thread's stack$" "run: thread limit"
-		run 3 $few bench --backend mutex --mode processes --workers 64 --duration 0.01 --repeat 1
+		run 3 "${few[@]}" bench --backend mutex --mode processes --workers 64 --duration 0.01 --repeat 1
 		contains err "cannot start the workers: Resource temporarily unavailable" "bench: fork failure"
 		contains err "cannot start the workers: $limit$" "bench: fork failure names the limit"
-		run 3 $few stress --backend mutex --mode processes --max-workers 64 --rounds 20
+		run 3 "${few[@]}" stress --backend mutex --mode processes --max-workers 64 --rounds 20
 		contains err "cannot start worker [0-9]+: Resource temporarily unavailable" "stress: fork failure"
 		contains err "cannot start worker [0-9]+: $limit$" "stress: fork failure names the limit"
 	fi
@@ -419,7 +421,7 @@ shm)
 	run 0 "$T" shm create $name --backend mutex --initial 500
 	refused "already exists" shm create $name
 	mode=$(stat -c %a /dev/shm/tally.$name)
-	[ "$mode" = 600 ] && ok || bad "mode is $mode, not 600"
+	if [ "$mode" = 600 ]; then ok; else bad "mode is $mode, not 600"; fi
 	# Four shells at once, each 100 adds of +5 or -5: nothing is lost.
 	for s in 1 2 3 4; do
 		(
@@ -445,14 +447,14 @@ shm)
 		start=$(date +%s%N)
 		run 0 "$T" shm get $name --timeout 1 && contains out "^106$" "get while held"
 		run 0 "$T" shm list && contains out "^$name +ticket +106$" "list while held"
-		[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 1000 ] && ok || bad "get and list waited for the lock"
+		if [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 1000 ]; then ok; else bad "get and list waited for the lock"; fi
 		"$T" shm add $name 1 >"$TMP/out" 2>"$TMP/err" &
 		adder=$!
 		sleep 0.3
 		kill -TERM $adder
 		wait $adder
 		code=$?
-		[ $code = 0 ] && ok || bad "add stopped by SIGTERM: exit $code, wanted 0"
+		if [ $code = 0 ]; then ok; else bad "add stopped by SIGTERM: exit $code, wanted 0"; fi
 		contains err "interrupted during the add, which was done first \\(it counts\\)" "interrupted add"
 		wait $holder
 		run 0 "$T" shm get $name && contains out "^107$" "the interrupted add counted"
@@ -484,7 +486,7 @@ shm)
 		wait $holder
 		wait $adder
 		code=$?
-		[ $code = 0 ] && ok || bad "a sleeping adaptive waiter in another program: exit $code, wanted 0"
+		if [ $code = 0 ]; then ok; else bad "a sleeping adaptive waiter in another program: exit $code, wanted 0"; fi
 		run 0 "$T" shm get $name && contains out "^105$" "adaptive across programs"
 		# A holder killed while it holds: get still answers at once,
 		# and the next add takes the lock over and is done.
@@ -497,7 +499,7 @@ shm)
 		start=$(date +%s%N)
 		run 0 "$T" shm add $name 1 --timeout 0.5 &&
 			contains err "^tally shm: $name: recovered the lock from a process that died holding it$" "dead adaptive holder"
-		[ $(( ($(date +%s%N) - start) / 1000000 )) -lt 5000 ] && ok || bad "a dead adaptive holder kept an add over 5 s"
+		if [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 5000 ]; then ok; else bad "a dead adaptive holder kept an add over 5 s"; fi
 		run 0 "$T" shm get $name && contains out "^(106|206)$" "the add after a dead adaptive holder"
 		run 0 "$T" shm rm $name
 		# Every named backend with a lock, its holder killed inside it:
@@ -505,7 +507,7 @@ shm)
 		# that the holder died (exit 3); it never waits its time out
 		# and never hangs.
 		for b in $("$T" list --format csv | awk -F, 'NR > 1 && $2 == "yes" && (" " $3 " ") ~ / named / && (" " $3 " ") ~ / locked / { print $1 }'); do
-			run 0 "$T" shm create $name --backend $b
+			run 0 "$T" shm create $name --backend "$b"
 			"$HOLDER" $name 30 &
 			holder=$!
 			sleep 0.5
@@ -522,7 +524,7 @@ shm)
 			else
 				bad "$b: an add after its holder was killed: exit $code, wanted 0 or 3"
 			fi
-			[ $took -lt 5000 ] && ok || bad "$b: a dead holder kept an add $took ms"
+			if [ $took -lt 5000 ]; then ok; else bad "$b: a dead holder kept an add $took ms"; fi
 			run 0 "$T" shm rm $name
 		done
 	fi
@@ -553,8 +555,8 @@ forged 0 0" && printf x >"/dev/shm/tally.$name$(printf '\033')[2J")
 	run 0 "$T" shm list
 	contains out "^$name\\\\x0aforged 0 0 +\\? " "newline escaped"
 	contains out "^$name\\\\x1b\\[2J +\\? " "escape escaped"
-	grep -q "^forged" "$TMP/out" && bad "a planted name forged a row" || ok
-	grep -q "$(printf '\033')" "$TMP/out" && bad "an escape reached the terminal" || ok
+	if grep -q "^forged" "$TMP/out"; then bad "a planted name forged a row"; else ok; fi
+	if grep -q "$(printf '\033')" "$TMP/out"; then bad "an escape reached the terminal"; else ok; fi
 	cleanup_trust
 	# Validate first, exit 2, nothing on stdout: before any calibration.
 	refused "invalid backend option: 'atomic:foo'" bench --backend atomic:foo --workers 1
@@ -594,7 +596,8 @@ forged 0 0" && printf x >"/dev/shm/tally.$name$(printf '\033')[2J")
 		while kill -0 $pid 2>/dev/null &&
 			[ "$(readlink /proc/$pid/exe 2>/dev/null)" != "$exe" ]; do :; done
 		sleep 0.00$((i % 7))
-		kill -$([ $((i % 2)) = 0 ] && echo TERM || echo INT) $pid 2>/dev/null
+		if [ $((i % 2)) = 0 ]; then sig=TERM; else sig=INT; fi
+		kill -$sig $pid 2>/dev/null
 		wait $pid && counted=$((counted + 1))
 	done
 	run 0 "$T" shm get $name && contains out "^$counted$" "exit status matches the adds that counted"
@@ -605,7 +608,7 @@ forged 0 0" && printf x >"/dev/shm/tally.$name$(printf '\033')[2J")
 		bad "uid 65534 cannot run a copy of $T"
 	else
 		# Another user's counter, open to all: never joined.
-		as_nobody "$NOBODY_T" shm create $name --initial 100 && ok || bad "nobody could not create"
+		if as_nobody "$NOBODY_T" shm create $name --initial 100; then ok; else bad "nobody could not create"; fi
 		chmod 666 /dev/shm/tally.$name
 		refused "owned by uid 65534 .*mode 0666" shm add $name 5
 		refused "owned by uid 65534" shm create $name --backend atomic
@@ -618,11 +621,12 @@ forged 0 0" && printf x >"/dev/shm/tally.$name$(printf '\033')[2J")
 		# root's counter is not nobody's to join either.
 		run 0 "$T" shm create $name
 		as_nobody "$NOBODY_T" shm get $name >"$TMP/out" 2>"$TMP/err"
-		[ $? = 2 ] && ok || bad "nobody joined root's counter"
+		if [ $? = 2 ]; then ok; else bad "nobody joined root's counter"; fi
 		contains err "owned by uid 0" "nobody told whose it is"
 		run 0 "$T" shm rm $name
 		# A full /dev/shm (a small tmpfs in a private mount namespace):
 		# exit 3 with the reason, nothing left behind, no SIGBUS.
+		# shellcheck disable=SC2016 # $1, $2 and $? are the inner sh's, expanded there
 		unshare -m sh -c '
 			mount -t tmpfs -o size=12k tmpfs /dev/shm || exit 99
 			head -c 12288 /dev/zero >/dev/shm/fill 2>/dev/null
@@ -630,12 +634,12 @@ forged 0 0" && printf x >"/dev/shm/tally.$name$(printf '\033')[2J")
 			ls /dev/shm' sh "$T" $name >"$TMP/out" 2>"$TMP/err"
 		contains out "^rc=3$" "full /dev/shm: exit 3"
 		contains err "no space" "full /dev/shm: the reason"
-		grep -q "tally\." "$TMP/out" && bad "full /dev/shm: an object was left" || ok
+		if grep -q "tally\." "$TMP/out"; then bad "full /dev/shm: an object was left"; else ok; fi
 		# A file-size limit: exit 3, not SIGXFSZ, nothing left.
 		(ulimit -f 1 && "$T" shm create $name) >"$TMP/out" 2>"$TMP/err"
-		[ $? = 3 ] && ok || bad "ulimit -f: wanted exit 3"
+		if [ $? = 3 ]; then ok; else bad "ulimit -f: wanted exit 3"; fi
 		contains err "file-size limit" "ulimit -f: the reason"
-		[ -e /dev/shm/tally.$name ] && bad "ulimit -f: an object was left" || ok
+		if [ -e /dev/shm/tally.$name ]; then bad "ulimit -f: an object was left"; else ok; fi
 	fi
 	;;
 demo)
@@ -647,8 +651,8 @@ demo)
 		# Whether two racing workers overlap is up to the scheduler;
 		# on an idle machine with 2 cores both inc rows lose, on a
 		# loaded one at least one of them does.
-		awk '$1 == "inc" && $3 == "none" && $6 != 0 { lost = 1 } END { exit !lost }' "$TMP/out" && ok || bad "none did not lose in demo"
-		awk '($1 == "inc" || $1 == "addsub") && $3 !~ /^none(:|$)/ && $6 != 0 { exit 1 }' "$TMP/out" && ok || bad "a synchronized demo row lost updates"
+		if awk '$1 == "inc" && $3 == "none" && $6 != 0 { lost = 1 } END { exit !lost }' "$TMP/out"; then ok; else bad "none did not lose in demo"; fi
+		if awk '($1 == "inc" || $1 == "addsub") && $3 !~ /^none(:|$)/ && $6 != 0 { exit 1 }' "$TMP/out"; then ok; else bad "a synchronized demo row lost updates"; fi
 	}
 	LIMIT=280 run 0 "$T" demo --format json && json "len(d) >= 20 and all(r['lost'] == 0 for r in d if r['backend'] != 'none') and all(r['tries'] >= 1 and r['total_ops'] > 0 and not r['interrupted'] for r in d)"
 	# Ctrl-C: the runs so far, the cut one marked, a message, exit 3, and
@@ -656,7 +660,7 @@ demo)
 	interrupted 2 demo
 	contains err "interrupted during run [0-9]+ \\(addsub threads" "demo Ctrl-C message"
 	contains out "interrupted \\(Ctrl-C\\)$" "demo Ctrl-C row"
-	grep -q "What you just saw" "$TMP/out" && bad "demo explained an interrupted run" || ok
+	if grep -q "What you just saw" "$TMP/out"; then bad "demo explained an interrupted run"; else ok; fi
 	;;
 redis)
 	# A private server on loopback, started by the redis_start fixture.
@@ -675,8 +679,11 @@ redis)
 		refused "redis key 'cli-$$-list' holds a list, not an integer counter" \
 			run --workload inc --backend "$r-list$extra"
 	done
-	[ "$(redis-cli -u "$TALLY_TEST_REDIS_URL" llen "cli-$$-list")" = 2 ] && ok ||
+	if [ "$(redis-cli -u "$TALLY_TEST_REDIS_URL" llen "cli-$$-list")" = 2 ]; then
+		ok
+	else
 		bad "a list was overwritten"
+	fi
 	run 0 "$T" run --workload inc --iters 10 --backend "$r-list,reset" && ok
 	# Joined runs: two participants 0.2 s apart, twice, in either order,
 	# on a key that already holds 1000.  Each prints the same exact joint
@@ -691,11 +698,14 @@ redis)
 		sleep 0.2
 		run 0 "$T" run --backend "$r-joint" --workload inc --iters $second \
 			--participants 2 --join-timeout 30 --format json
-		wait $p && ok || bad "the first participant: exit $?"
+		if wait $p; then ok; else bad "the first participant: exit $?"; fi
 		json "d['participants'] == 2 and d['lost'] == 0 and d['actual'] == d['expected'] == json.load(open('$TMP/first'))['actual']"
 	done
-	[ "$(redis-cli -u "$TALLY_TEST_REDIS_URL" get "cli-$$-joint")" = 19000 ] && ok ||
+	if [ "$(redis-cli -u "$TALLY_TEST_REDIS_URL" get "cli-$$-joint")" = 19000 ]; then
+		ok
+	else
 		bad "joined runs: the counter is not 19000"
+	fi
 	# Who never came, and who never finished (killed mid-run).
 	run 3 "$T" run --backend "$r-alone" --workload inc --iters 10 \
 		--participants 2 --join-timeout 0.3 &&
@@ -710,7 +720,7 @@ redis)
 	sleep 1
 	kill -KILL $p
 	wait $q
-	[ $? = 3 ] && ok || bad "a participant whose partner was killed: not exit 3"
+	if [ $? = 3 ]; then ok; else bad "a participant whose partner was killed: not exit 3"; fi
 	contains err "participant [12] of 2 never finished" "never finished"
 	# Backends with options hold commas: such a one takes the rest of its
 	# --backend, and --backend repeats.
@@ -719,7 +729,7 @@ redis)
 		json "[r['backend'] for r in d['results']] == ['atomic', '$r-b1', '$r-b2'] and all(r['correct'] for r in d['results'])"
 	run 3 "$T" run --backend "redis:url=redis://127.0.0.1:1" --workload inc --iters 10 &&
 		contains err "unreachable" "unreachable server"
-	[ -s "$TMP/out" ] && bad "printed a result for an unreachable server" || ok
+	if [ -s "$TMP/out" ]; then bad "printed a result for an unreachable server"; else ok; fi
 	;;
 *)
 	echo "unknown group $GROUP"

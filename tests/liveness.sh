@@ -80,8 +80,9 @@ for b in "${backends[@]}"; do
 	for i in 1 2 3; do
 		wait "${pids[$((i - 1))]}"
 		rc=$?
-		[ $rc = 3 ] && grep -q "not taken in 0.2" "$TMP/w$i" ||
+		if ! { [ $rc = 3 ] && grep -q "not taken in 0.2" "$TMP/w$i"; }; then
 			bad "$b: a waiter past its bound: exit $rc: $(cat "$TMP/w$i")"
+		fi
 	done
 	[ "$("$T" shm get "$n")" = 1 ] || bad "$b: a timed-out add added something"
 	wait $holder || bad "$b: the holder failed"
@@ -129,8 +130,11 @@ if printf '%s\n' "${backends[@]}" | grep -qx adaptive; then
 	wait $holder || bad "adaptive: the holder failed"
 	out=$("$P" add "$n" 1000)
 	rc=$?
-	[ $rc = 0 ] && ok "adaptive: a waiter killed in a PID namespace is not handed the lock" ||
+	if [ $rc = 0 ]; then
+		ok "adaptive: a waiter killed in a PID namespace is not handed the lock"
+	else
 		bad "adaptive: after a waiter was killed in a PID namespace: exit $rc: $out"
+	fi
 
 	# It is killed while it waits, and its pid goes to another process
 	# that the old kill(pid, 0) check took for the waiter.
@@ -144,7 +148,7 @@ if printf '%s\n' "${backends[@]}" | grep -qx adaptive; then
 	kill -9 $waiter
 	wait $waiter 2>/dev/null
 	reused=
-	for try in 1 2 3 4 5; do
+	for _ in 1 2 3 4 5; do
 		echo $((waiter - 1)) >/proc/sys/kernel/ns_last_pid
 		sleep 30 &
 		if [ $! = "$waiter" ]; then
@@ -159,11 +163,14 @@ if printf '%s\n' "${backends[@]}" | grep -qx adaptive; then
 		wait $holder || bad "adaptive: the holder failed"
 		out=$("$P" add "$n" 1000)
 		rc=$?
-		[ $rc = 0 ] && ok "adaptive: a dead waiter's reused pid is not handed the lock" ||
+		if [ $rc = 0 ]; then
+			ok "adaptive: a dead waiter's reused pid is not handed the lock"
+		else
 			bad "adaptive: after a waiter's pid was reused: exit $rc: $out"
+		fi
 		kill "$reused"
 	fi
 fi
 
-[ $fails = 0 ] && echo "all passed" || echo "$fails failed"
+if [ $fails = 0 ]; then echo "all passed"; else echo "$fails failed"; fi
 [ $fails = 0 ]

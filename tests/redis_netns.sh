@@ -28,9 +28,9 @@ fails=0 passes=0
 
 cleanup() {
 	[ -f "$TMP/pid" ] && kill -KILL "$(cat "$TMP/pid")" 2>/dev/null
-	for ns in $SRV $A $B; do
-		ip netns pids $ns 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-		ip netns del $ns 2>/dev/null
+	for ns in "$SRV" "$A" "$B"; do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+		ip netns del "$ns" 2>/dev/null
 	done
 	rm -rf "$TMP"
 }
@@ -47,21 +47,25 @@ bad() {
 }
 
 # A private /30 per link: server .1, client .2.
-ip netns add $SRV && ip netns add $A && ip netns add $B ||
+if ! { ip netns add "$SRV" && ip netns add "$A" && ip netns add "$B"; }; then
 	skip "cannot create network namespaces here"
-for ns in $SRV $A $B; do
-	ip -n $ns link set lo up
+fi
+for ns in "$SRV" "$A" "$B"; do
+	ip -n "$ns" link set lo up
 done
 link() { # NS NET: a veth pair between the server and NS on 10.NET.0.0/30
-	ip link add v$2s-$id type veth peer name v$2c-$id &&
-		ip link set v$2s-$id netns $SRV &&
-		ip link set v$2c-$id netns $1 &&
-		ip -n $SRV addr add 10.$2.0.1/30 dev v$2s-$id &&
-		ip -n $1 addr add 10.$2.0.2/30 dev v$2c-$id &&
-		ip -n $SRV link set v$2s-$id up &&
-		ip -n $1 link set v$2c-$id up
+	local s=v$2s-$id c=v$2c-$id
+	ip link add "$s" type veth peer name "$c" &&
+		ip link set "$s" netns "$SRV" &&
+		ip link set "$c" netns "$1" &&
+		ip -n "$SRV" addr add "10.$2.0.1/30" dev "$s" &&
+		ip -n "$1" addr add "10.$2.0.2/30" dev "$c" &&
+		ip -n "$SRV" link set "$s" up &&
+		ip -n "$1" link set "$c" up
 }
-link $A 231 && link $B 232 || skip "cannot create veth pairs here"
+if ! { link "$A" 231 && link "$B" 232; }; then
+	skip "cannot create veth pairs here"
+fi
 
 start_server() {
 	ip netns exec $SRV redis-server --bind 10.231.0.1 10.232.0.1 \
