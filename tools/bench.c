@@ -6,7 +6,6 @@
 #include "workload.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -375,10 +374,36 @@ static int apply(struct bench_opts *o, int opt, const char *v)
 	case O_PLOT:
 		o->plot_path = v;
 		return parse_plot(v);
+	case O_PIN:
+		o->pin = 1;
+		return 0;
 	}
 	return -1;
 }
 
+/* What parse() gathers: the options into bench_opts, and the --backend
+ * lists, checked once the modes are known. */
+struct gathered {
+	struct bench_opts *o;
+	char *backend[BENCH_MAX_LIST];
+	unsigned n_backend;
+};
+
+static int take(void *ctx, int code, char *arg)
+{
+	struct gathered *g = ctx;
+
+	if (code != O_BACKEND)
+		return apply(g->o, code, arg);
+	if (g->n_backend == BENCH_MAX_LIST) {
+		cli_error("bench", "more than %u --backend", BENCH_MAX_LIST);
+		return -1;
+	}
+	g->backend[g->n_backend++] = arg;
+	return 0;
+}
+
+/* CLI_GO, or the exit code to return (0 after --help). */
 static int parse(struct bench_opts *o, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -398,54 +423,26 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	char *backend[BENCH_MAX_LIST];
-	unsigned n_backend = 0;
-	uint64_t seen = 0;
-	int c;
+	static const struct cli_command cmd = {
+		.name = "bench",
+		.opts = opts,
+		.usage = usage,
+		.take = take,
+		.repeats = O_BACKEND, /* its lists add up */
+	};
+	struct gathered g = {.o = o};
+	uint64_t seen;
+	int rc = cli_options(&cmd, argc, argv, &g, &seen);
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return 1;
-		}
-		/* --backend repeats by design: its lists add up. */
-		if (c != O_BACKEND && cli_once("bench", opts, c, &seen) != 0)
-			return -1;
-		if (c == O_PIN) {
-			o->pin = 1;
-		} else if (c == O_BACKEND) {
-			if (n_backend == BENCH_MAX_LIST) {
-				cli_error("bench", "more than %u --backend",
-					  BENCH_MAX_LIST);
-				return -1;
-			}
-			/* checked once the modes are known */
-			backend[n_backend++] = optarg;
-		} else if (c < O_BACKEND || c > O_PIN ||
-			   apply(o, c, optarg) != 0) {
-			if (c < O_BACKEND || c > O_PIN)
-				cli_error("bench",
-					  "unknown or incomplete option '%s' "
-					  "(see 'tally bench --help')",
-					  argv[optind - 1]);
-			return -1;
-		}
-	}
-	if (optind < argc) {
-		cli_error("bench",
-			  "unexpected argument '%s' (it takes options "
-			  "only; see 'tally bench --help')",
-			  argv[optind]);
-		return -1;
-	}
-	if (parse_backends(o, backend, n_backend) != 0)
-		return -1;
+	if (rc != CLI_GO)
+		return rc;
+	if (parse_backends(o, g.backend, g.n_backend) != 0)
+		return EXIT_USAGE;
 	if (o->n_backends == 0) {
 		cli_error("bench", "no backend to measure");
-		return -1;
+		return EXIT_USAGE;
 	}
-	return 0;
+	return CLI_GO;
 }
 
 static void defaults(struct bench_opts *o, int argc, char **argv)
@@ -691,10 +688,10 @@ static void free_all(struct bench_opts *o, struct bench_result *res, unsigned n,
 /* Validate everything before any work: exit 2 (or 0 for --help) or -1. */
 static int prepare(struct bench_opts *o, FILE **out)
 {
-	int p = parse(o, o->argc, o->argv);
+	int rc = parse(o, o->argc, o->argv);
 
-	if (p != 0)
-		return p > 0 ? EXIT_EXACT : EXIT_USAGE;
+	if (rc != CLI_GO)
+		return rc;
 	if (o->plot_path && bench_plot_check("bench", o->plot_path) != 0)
 		return EXIT_USAGE;
 	if (o->out_path) {

@@ -92,6 +92,83 @@ int cli_needs(const char *cmd, const struct option *opts, uint64_t seen, int a,
 	return -1;
 }
 
+/* Whether a is an option (else an operand): "-" alone is an operand, as
+ * getopt_long() has it, and so is a negative number where operands go. */
+static int is_option(const struct cli_command *cmd, const char *a)
+{
+	if (a[0] != '-' || a[1] == '\0')
+		return 0;
+	return cmd->operand == NULL || !isdigit((unsigned char)a[1]);
+}
+
+static int bad_option(const struct cli_command *cmd, const char *a)
+{
+	char hint[96] = "";
+
+	if (cmd->operand != NULL)
+		snprintf(hint, sizeof(hint),
+			 "a %s that begins with '-' goes after '--'; ",
+			 cmd->operand);
+	cli_error(cmd->name,
+		  "unknown or incomplete option '%s' (%ssee 'tally %s --help')",
+		  a, hint, cmd->name);
+	return EXIT_USAGE;
+}
+
+static int bad_operand(const struct cli_command *cmd, const char *a)
+{
+	cli_error(cmd->name,
+		  "unexpected argument '%s' (%ssee 'tally %s --help')", a,
+		  cmd->operand ? "" : "it takes options only; ", cmd->name);
+	return EXIT_USAGE;
+}
+
+int cli_options(const struct cli_command *cmd, int argc, char **argv, void *ctx,
+		uint64_t *seen)
+{
+	unsigned operands = 0;
+	int operands_only = 0;
+
+	*seen = 0;
+	opterr = 0; /* its messages are ours */
+	optind = 1;
+	while (optind < argc) {
+		char *a = argv[optind];
+
+		if (!operands_only && strcmp(a, "--") == 0) {
+			operands_only = 1;
+			optind++;
+			continue;
+		}
+		if (operands_only || !is_option(cmd, a)) {
+			if (operands++ == cmd->max_operands)
+				return bad_operand(cmd, a);
+			optind++;
+			if (cmd->take(ctx, CLI_OPERAND, a) != 0)
+				return EXIT_USAGE;
+			continue;
+		}
+		/* One argument at a time ("+": no reordering), so that
+		 * options and operands may mix. */
+		int code = getopt_long(argc, argv, "+h", cmd->opts, NULL);
+		if (code == 'h') {
+			cmd->usage(stdout);
+			return EXIT_EXACT;
+		}
+		/* '?': unknown, or its argument missing.  Without operands
+		 * it is named by argv[optind - 1], as these commands always
+		 * named it; in "-xy" that is still the argument before. */
+		if (option_at(cmd->opts, code) < 0)
+			return bad_option(cmd,
+					  cmd->operand ? a : argv[optind - 1]);
+		if ((code != cmd->repeats &&
+		     cli_once(cmd->name, cmd->opts, code, seen) != 0) ||
+		    cmd->take(ctx, code, optarg) != 0)
+			return EXIT_USAGE;
+	}
+	return CLI_GO;
+}
+
 /* Digits only (after an optional leading '-' when allow_minus). */
 static int all_digits(const char *s, int allow_minus)
 {

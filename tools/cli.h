@@ -50,6 +50,45 @@ int cli_needs(const char *cmd, const struct option *opts, uint64_t seen, int a,
 	      int b);
 
 /*
+ * One parser for the arguments of every command.  cli_options() runs
+ * getopt_long() over argv[1..argc-1] with the command's table, and is the one
+ * place that refuses an unknown option, an option without its argument, one
+ * given twice (cli_once) and an argument the command does not take, and that
+ * answers --help (the table's entry with val 'h') with the usage on stdout.
+ */
+struct cli_command {
+	const char *name;	   /* "run": names the command in messages */
+	const struct option *opts; /* its getopt_long() table */
+	void (*usage)(FILE *f);
+	/*
+	 * Called for each option but --help, in the order given, with its
+	 * val and its argument (NULL for no_argument), and with CLI_OPERAND
+	 * for each operand; returns 0, or -1 after saying what is wrong.
+	 */
+	int (*take)(void *ctx, int code, char *arg);
+	int repeats; /* the val of one option that may repeat, or 0 */
+	/*
+	 * What an operand is called ("NAME") and how many the command takes
+	 * at most; NULL for options only.  With operands, options may come
+	 * before or after them, "--" ends the options, and '-' followed by a
+	 * digit is an operand (a negative number), not an option.
+	 */
+	const char *operand;
+	unsigned max_operands;
+};
+
+enum {
+	CLI_OPERAND = 0, /* the code take() gets for an operand */
+	CLI_GO = -1,	 /* cli_options(): every argument taken, go on */
+};
+
+/* CLI_GO, or the exit code to return at once: EXIT_EXACT after --help,
+ * EXIT_USAGE after saying what is wrong.  *seen: the options given, for
+ * cli_given(), cli_conflict() and cli_needs(). */
+int cli_options(const struct cli_command *cmd, int argc, char **argv, void *ctx,
+		uint64_t *seen);
+
+/*
  * Strict parsers: the whole string must be a number in [min, max]; no sign
  * where none is allowed, no spaces, no trailing text, no overflow.  On
  * failure they print why (naming `what`) and return -1; *out is untouched.

@@ -4,7 +4,6 @@
 #include "run_core.h"
 #include "workload.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -297,6 +296,13 @@ static void explain(const struct row *rows, size_t n)
 		       "into this tally (hiredis was missing).\n");
 }
 
+/* --format, its only option. */
+static int take(void *format, int code, char *arg)
+{
+	(void)code;
+	return cli_parse_format("demo", arg, format);
+}
+
 int cmd_demo(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -304,34 +310,19 @@ int cmd_demo(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	static const struct cli_command cmd = {
+		.name = "demo",
+		.opts = opts,
+		.usage = usage,
+		.take = take,
+	};
 	enum cli_format format = FORMAT_TABLE;
-	uint64_t seen = 0;
-	int c, status = EXIT_EXACT;
+	uint64_t seen;
+	int status = cli_options(&cmd, argc, argv, &format, &seen);
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return EXIT_EXACT;
-		}
-		if (c != 'f') {
-			cli_error("demo",
-				  "unknown or incomplete option '%s' (see "
-				  "'tally demo --help')",
-				  argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-		if (cli_once("demo", opts, c, &seen) ||
-		    cli_parse_format("demo", optarg, &format))
-			return EXIT_USAGE;
-	}
-	if (optind < argc) {
-		cli_error("demo",
-			  "unexpected argument '%s' (it takes options "
-			  "only; see 'tally demo --help')",
-			  argv[optind]);
-		return EXIT_USAGE;
-	}
+	if (status != CLI_GO)
+		return status;
+	status = EXIT_EXACT;
 
 	size_t cap = 4 * tally_backend_count();
 	struct row *rows = calloc(cap, sizeof(*rows));

@@ -3,7 +3,6 @@
 #include "cli.h"
 #include "commands.h"
 
-#include <getopt.h>
 #include <string.h>
 
 static const struct {
@@ -77,6 +76,13 @@ static void print_json(void)
 	printf("\n]\n");
 }
 
+/* --format, its only option. */
+static int take(void *format, int code, char *arg)
+{
+	(void)code;
+	return cli_parse_format("list", arg, format);
+}
+
 int cmd_list(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -84,36 +90,18 @@ int cmd_list(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	static const struct cli_command cmd = {
+		.name = "list",
+		.opts = opts,
+		.usage = usage,
+		.take = take,
+	};
 	enum cli_format format = FORMAT_TABLE;
-	uint64_t seen = 0;
-	int c;
+	uint64_t seen;
+	int rc = cli_options(&cmd, argc, argv, &format, &seen);
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'f':
-			if (cli_once("list", opts, c, &seen) ||
-			    cli_parse_format("list", optarg, &format))
-				return EXIT_USAGE;
-			break;
-		case 'h':
-			usage(stdout);
-			return EXIT_EXACT;
-		default:
-			cli_error("list",
-				  "unknown or incomplete option '%s' "
-				  "(see 'tally list --help')",
-				  argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		cli_error("list",
-			  "unexpected argument '%s' (it takes options "
-			  "only; see 'tally list --help')",
-			  argv[optind]);
-		return EXIT_USAGE;
-	}
+	if (rc != CLI_GO)
+		return rc;
 	if (format == FORMAT_JSON) {
 		print_json();
 		return EXIT_EXACT;

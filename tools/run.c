@@ -6,7 +6,6 @@
 #include "run_core.h"
 #include "workload.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -383,6 +382,14 @@ static int run(struct params *p)
 	return rc;
 }
 
+/* Options are collected first (val[O_X - O_BACKEND]) and applied over the
+ * workload's defaults, so that their order does not matter. */
+static int take(void *val, int code, char *arg)
+{
+	((const char **)val)[code - O_BACKEND] = arg;
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -402,37 +409,19 @@ int cmd_run(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	/* Options are collected first and applied over the workload's
-	 * defaults, so that their order does not matter. */
+	static const struct cli_command cmd = {
+		.name = "run",
+		.opts = opts,
+		.usage = usage,
+		.take = take,
+	};
 	const char *val[O_FORMAT - O_BACKEND + 1] = {0};
 	struct params p = {.format = FORMAT_TABLE};
-	uint64_t seen = 0;
-	int c;
+	uint64_t seen;
+	int rc = cli_options(&cmd, argc, argv, val, &seen);
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return EXIT_EXACT;
-		}
-		if (c < O_BACKEND || c > O_FORMAT) {
-			cli_error("run",
-				  "unknown or incomplete option '%s' (see "
-				  "'tally run --help')",
-				  argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-		if (cli_once("run", opts, c, &seen) != 0)
-			return EXIT_USAGE;
-		val[c - O_BACKEND] = optarg;
-	}
-	if (optind < argc) {
-		cli_error("run",
-			  "unexpected argument '%s' (it takes options "
-			  "only; see 'tally run --help')",
-			  argv[optind]);
-		return EXIT_USAGE;
-	}
+	if (rc != CLI_GO)
+		return rc;
 	if (cli_needs("run", opts, seen, O_JOIN_TIMEOUT, O_PARTICIPANTS) != 0 ||
 	    parse_values(val, &p) != 0)
 		return EXIT_USAGE;

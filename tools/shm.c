@@ -6,7 +6,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,9 +218,38 @@ static int do_list(void)
 	return EXIT_EXACT;
 }
 
+enum { O_BACKEND = 256, O_INITIAL, O_TIMEOUT };
+
+/* What cmd_shm() is given, before any of it is checked. */
+struct given {
+	const char *backend, *initial, *timeout;
+	const char *pos[4]; /* OPERATION NAME DELTA */
+	int npos;
+};
+
+static int take(void *ctx, int code, char *arg)
+{
+	struct given *g = ctx;
+
+	switch (code) {
+	case CLI_OPERAND:
+		g->pos[g->npos++] = arg;
+		break;
+	case O_BACKEND:
+		g->backend = arg;
+		break;
+	case O_INITIAL:
+		g->initial = arg;
+		break;
+	case O_TIMEOUT:
+		g->timeout = arg;
+		break;
+	}
+	return 0;
+}
+
 int cmd_shm(int argc, char **argv)
 {
-	enum { O_BACKEND = 256, O_INITIAL, O_TIMEOUT };
 	static const struct option opts[] = {
 		{"backend", required_argument, NULL, O_BACKEND},
 		{"initial", required_argument, NULL, O_INITIAL},
@@ -229,61 +257,24 @@ int cmd_shm(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *backend = NULL, *initial_s = NULL, *timeout_s = NULL;
-	const char *pos[4] = {0};
-	int npos = 0, c;
-	uint64_t seen = 0;
+	/* "-5" as DELTA is an operand; a NAME that begins with '-' goes
+	 * after "--". */
+	static const struct cli_command cmd = {
+		.name = "shm",
+		.opts = opts,
+		.usage = usage,
+		.take = take,
+		.operand = "NAME",
+		.max_operands = 4,
+	};
+	struct given g = {0};
+	uint64_t seen;
 	int64_t initial = 0, delta = 0;
 	double timeout = 5;
+	int rc = cli_options(&cmd, argc, argv, &g, &seen);
 
-	/* Options may come before or after the operands; "-5" as DELTA is an
-	 * operand, so a leading '-' followed by a digit is not an option. */
-	opterr = 0;
-	optind = 1;
-	int operands_only = 0;
-	while (optind < argc) {
-		const char *a = argv[optind];
-		if (!operands_only && strcmp(a, "--") == 0) {
-			/* The rest are operands: a NAME may begin with '-'. */
-			operands_only = 1;
-			optind++;
-			continue;
-		}
-		if (!operands_only && a[0] == '-' && a[1] != '\0' &&
-		    !(a[1] >= '0' && a[1] <= '9')) {
-			c = getopt_long(argc, argv, "+h", opts, NULL);
-			if (c == 'h') {
-				usage(stdout);
-				return EXIT_EXACT;
-			}
-			if (cli_once("shm", opts, c, &seen) != 0)
-				return EXIT_USAGE;
-			if (c == O_BACKEND)
-				backend = optarg;
-			else if (c == O_INITIAL)
-				initial_s = optarg;
-			else if (c == O_TIMEOUT)
-				timeout_s = optarg;
-			else {
-				cli_error("shm",
-					  "unknown or incomplete option "
-					  "'%s' (a NAME that begins with '-' "
-					  "goes after '--'; see 'tally shm "
-					  "--help')",
-					  a);
-				return EXIT_USAGE;
-			}
-			continue;
-		}
-		if (npos == 4) {
-			cli_error("shm",
-				  "unexpected argument '%s' (see 'tally shm "
-				  "--help')",
-				  a);
-			return EXIT_USAGE;
-		}
-		pos[npos++] = argv[optind++];
-	}
+	if (rc != CLI_GO)
+		return rc;
 	static const struct {
 		const char *op;
 		int operands;
@@ -293,17 +284,17 @@ int cmd_shm(int argc, char **argv)
 		{"rm", 1, 0, 0},     {"list", 0, 0, 0},
 	};
 	int op = -1;
-	for (int i = 0; npos > 0 && i < 5; i++)
-		if (strcmp(pos[0], ops[i].op) == 0)
+	for (int i = 0; g.npos > 0 && i < 5; i++)
+		if (strcmp(g.pos[0], ops[i].op) == 0)
 			op = i;
 	if (op < 0) {
 		cli_error("shm",
 			  "%s '%s' (allowed: create, add, get, rm, list)",
-			  npos ? "unknown operation" : "missing operation",
-			  npos ? pos[0] : "");
+			  g.npos ? "unknown operation" : "missing operation",
+			  g.npos ? g.pos[0] : "");
 		return EXIT_USAGE;
 	}
-	if (npos - 1 != ops[op].operands) {
+	if (g.npos - 1 != ops[op].operands) {
 		cli_error("shm", "'shm %s' takes %s (see 'tally shm --help')",
 			  ops[op].op,
 			  ops[op].operands == 0	  ? "no operands"
@@ -311,30 +302,29 @@ int cmd_shm(int argc, char **argv)
 						  : "two operands: NAME DELTA");
 		return EXIT_USAGE;
 	}
-	if (((backend || initial_s) && !ops[op].backend_ok) ||
-	    (timeout_s && !ops[op].timeout_ok)) {
+	if (((g.backend || g.initial) && !ops[op].backend_ok) ||
+	    (g.timeout && !ops[op].timeout_ok)) {
 		cli_error("shm", "'shm %s' does not take %s", ops[op].op,
-			  timeout_s && !ops[op].timeout_ok ? "--timeout"
-			  : backend			   ? "--backend"
+			  g.timeout && !ops[op].timeout_ok ? "--timeout"
+			  : g.backend			   ? "--backend"
 							   : "--initial");
 		return EXIT_USAGE;
 	}
-	if ((initial_s && cli_parse_i64("shm", "--initial", initial_s,
+	if ((g.initial && cli_parse_i64("shm", "--initial", g.initial,
 					INT64_MIN, INT64_MAX, &initial)) ||
-	    (timeout_s && cli_parse_seconds("shm", "--timeout", timeout_s, 0.1,
+	    (g.timeout && cli_parse_seconds("shm", "--timeout", g.timeout, 0.1,
 					    3600, &timeout)) ||
-	    (op == 1 && cli_parse_i64("shm", "DELTA", pos[2], INT64_MIN,
+	    (op == 1 && cli_parse_i64("shm", "DELTA", g.pos[2], INT64_MIN,
 				      INT64_MAX, &delta)))
 		return EXIT_USAGE;
 
-	const char *name = pos[1];
+	const char *name = g.pos[1];
 	tally *t;
 	int64_t v;
-	int rc;
 
 	switch (op) {
 	case 0:
-		return do_create(name, backend, initial);
+		return do_create(name, g.backend, initial);
 	case 1:
 		if ((rc = tally_open(&t, name, NULL, 0, 0)) != 0)
 			return fail(name, rc);

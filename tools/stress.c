@@ -7,7 +7,6 @@
 #include "workload.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -438,6 +437,14 @@ static int parse_values(const char **v, struct params *p)
 #undef V
 }
 
+/* Options are collected first (val[O_X - O_BACKEND]) and checked together
+ * once all are known. */
+static int take(void *val, int code, char *arg)
+{
+	((const char **)val)[code - O_BACKEND] = arg;
+	return 0;
+}
+
 int cmd_stress(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -453,46 +460,31 @@ int cmd_stress(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	static const struct cli_command cmd = {
+		.name = "stress",
+		.opts = opts,
+		.usage = usage,
+		.take = take,
+	};
 	const char *val[O_FORMAT - O_BACKEND + 1] = {0};
-	struct params *p = calloc(1, sizeof(*p));
-	uint64_t seen = 0;
-	int c, rc = EXIT_USAGE;
+	uint64_t seen;
+	int rc = cli_options(&cmd, argc, argv, val, &seen);
 
-	if (p == NULL)
-		return EXIT_RUNTIME;
-	p->mode = MODE_MIXED;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			rc = EXIT_EXACT;
-			goto out;
-		}
-		if (c < O_BACKEND || c > O_FORMAT) {
-			cli_error("stress",
-				  "unknown or incomplete option '%s' (see "
-				  "'tally stress --help')",
-				  argv[optind - 1]);
-			goto out;
-		}
-		if (cli_once("stress", opts, c, &seen) != 0)
-			goto out;
-		if (c == O_OVER)
-			p->oversubscribe = 1;
-		val[c - O_BACKEND] = optarg;
-	}
-	if (optind < argc) {
-		cli_error("stress",
-			  "unexpected argument '%s' (it takes options "
-			  "only; see 'tally stress --help')",
-			  argv[optind]);
-		goto out;
-	}
+	if (rc != CLI_GO)
+		return rc;
 	/* Each says how long to run: one of them, or the default. */
 	if (cli_conflict("stress", opts, seen, O_DURATION, O_ROUNDS) != 0 ||
 	    cli_conflict("stress", opts, seen, O_DURATION, O_ROUND) != 0 ||
-	    cli_conflict("stress", opts, seen, O_ROUNDS, O_ROUND) != 0 ||
-	    parse_values(val, p) != 0)
+	    cli_conflict("stress", opts, seen, O_ROUNDS, O_ROUND) != 0)
+		return EXIT_USAGE;
+
+	struct params *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return EXIT_RUNTIME;
+	p->mode = MODE_MIXED;
+	p->oversubscribe = cli_given(opts, seen, O_OVER);
+	rc = EXIT_USAGE;
+	if (parse_values(val, p) != 0)
 		goto out;
 #ifdef STRESS_TSAN
 	if (p->mode != CREW_THREADS)
