@@ -270,6 +270,19 @@ input)
 	refused "unexpected argument 'extra' \(it takes options only" list extra
 	refused "unexpected argument 'extra' \(it takes options only" demo extra
 	refused "unexpected argument 'extra' after --version" --version extra
+	# One parser under every command (cli_options): the same words from each.
+	for cmd in list run demo stress bench shm; do
+		run 0 "$T" $cmd -h && contains out "^usage: tally $cmd" "$cmd -h"
+		hint=
+		[ $cmd = shm ] && hint="a NAME that begins with '-' goes after '--'; "
+		refused "^tally $cmd: unknown or incomplete option '--frob' \(${hint}see 'tally $cmd --help'\)$" $cmd --frob
+		refused "^tally $cmd: unknown or incomplete option '--help=1' \(${hint}see 'tally $cmd --help'\)$" $cmd --help=1
+		refused "^tally $cmd: unknown or incomplete option '--format' \(${hint}see 'tally $cmd --help'\)$" $cmd --format
+	done
+	for cmd in list run demo stress bench; do
+		refused "^tally $cmd: unexpected argument 'extra' \(it takes options only; see 'tally $cmd --help'\)$" $cmd -- extra
+	done
+	refused "^tally shm: unexpected argument 'e' \(see 'tally shm --help'\)$" shm a b c d e
 	# A name from the environment is refused as such, and says so.
 	TALLY_BACKEND=nope refused "unknown backend 'nope' \(from \\\$TALLY_BACKEND\) \(known: none, mutex" run --workload inc
 	# One rule for options, in every command: one given twice is refused
