@@ -283,6 +283,8 @@ input)
 		refused "^tally $cmd: unexpected argument 'extra' \(it takes options only; see 'tally $cmd --help'\)$" $cmd -- extra
 	done
 	refused "^tally shm: unexpected argument 'e' \(see 'tally shm --help'\)$" shm a b c d e
+	refused "^tally run: unknown or incomplete option '-xy' " run --workers 2 -xy
+	refused "^tally list: unknown or incomplete option '-55' " list -55
 	# A name from the environment is refused as such, and says so.
 	TALLY_BACKEND=nope refused "unknown backend 'nope' \(from \\\$TALLY_BACKEND\) \(known: none, mutex" run --workload inc
 	# One rule for options, in every command: one given twice is refused

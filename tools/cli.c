@@ -155,12 +155,10 @@ int cli_options(const struct cli_command *cmd, int argc, char **argv, void *ctx,
 			cmd->usage(stdout);
 			return EXIT_EXACT;
 		}
-		/* '?': unknown, or its argument missing.  Without operands
-		 * it is named by argv[optind - 1], as these commands always
-		 * named it; in "-xy" that is still the argument before. */
+		/* '?': unknown, or its argument missing.  Named as given: in
+		 * "-xy", argv[optind - 1] would still be the one before. */
 		if (option_at(cmd->opts, code) < 0)
-			return bad_option(cmd,
-					  cmd->operand ? a : argv[optind - 1]);
+			return bad_option(cmd, a);
 		if ((code != cmd->repeats &&
 		     cli_once(cmd->name, cmd->opts, code, seen) != 0) ||
 		    cmd->take(ctx, code, optarg) != 0)
