@@ -160,19 +160,31 @@ enum tally_flags {
 	TALLY_EXCL = 1u << 2,
 };
 
+/*
+ * Every capability bit a backend may have: X(NAME, bit, name, meaning).  The
+ * enum (TALLY_CAP_NAME = 1u << bit), the names `tally list` prints, the Python
+ * module's CAP_NAME constants and the test that tally(1), tally(3) and the
+ * README list every name are all derived from this one list.  A bit keeps its
+ * number forever: callers compiled against an older tally test the same bits.
+ */
+#define TALLY_CAPS_MAP(X)                                                      \
+	X(LOCKFREE, 0, "lockfree", "no lock: an atomic add or an rseq")        \
+	X(PSHARED, 1, "pshared", "can live in process-shared memory")          \
+	X(FAIR, 2, "fair", "waiters are served in FIFO order")                 \
+	X(BLOCKING, 3, "blocking", "waiters sleep in the kernel")              \
+	X(SPINNING, 4, "spinning", "waiters busy-wait on the CPU")             \
+	X(RACY, 5, "racy", "deliberately unsynchronized")                      \
+	X(REMOTE, 6, "remote", "counter lives in a server")                    \
+	X(THREADS_ONLY, 7, "threads-only", "one process only")                 \
+	X(ROBUST, 8, "robust", "survives a holder that dies")                  \
+	X(NAMED, 9, "named", "can back a tally_open() counter")                \
+	X(LOCKED, 10, "locked", "has a lock: tally_add_cs() works")
+
 /* Capability bits of a backend.  Branch on these, never on names. */
 enum tally_caps {
-	TALLY_CAP_LOCKFREE = 1u << 0, /* no lock: an atomic add or an rseq */
-	TALLY_CAP_PSHARED = 1u << 1,  /* can live in process-shared memory */
-	TALLY_CAP_FAIR = 1u << 2,     /* waiters are served in FIFO order */
-	TALLY_CAP_BLOCKING = 1u << 3, /* waiters sleep in the kernel */
-	TALLY_CAP_SPINNING = 1u << 4, /* waiters busy-wait on the CPU */
-	TALLY_CAP_RACY = 1u << 5,     /* deliberately unsynchronized */
-	TALLY_CAP_REMOTE = 1u << 6,   /* counter lives in a server */
-	TALLY_CAP_THREADS_ONLY = 1u << 7, /* one process only */
-	TALLY_CAP_ROBUST = 1u << 8,	  /* survives a holder that dies */
-	TALLY_CAP_NAMED = 1u << 9,	  /* can back a tally_open() counter */
-	TALLY_CAP_LOCKED = 1u << 10,	  /* has a lock: tally_add_cs() works */
+#define TALLY__CAP_ENUM(name, bit, str, meaning) TALLY_CAP_##name = 1u << (bit),
+	TALLY_CAPS_MAP(TALLY__CAP_ENUM)
+#undef TALLY__CAP_ENUM
 };
 
 typedef struct tally tally;

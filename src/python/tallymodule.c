@@ -1062,26 +1062,11 @@ static int add_constants(PyObject *m)
 		return -1;
 	TALLY_ERRNO_MAP(TALLY__PY_ERR)
 #undef TALLY__PY_ERR
-	static const struct {
-		const char *name;
-		unsigned bit;
-	} caps[] = {
-		{"CAP_LOCKFREE", TALLY_CAP_LOCKFREE},
-		{"CAP_PSHARED", TALLY_CAP_PSHARED},
-		{"CAP_FAIR", TALLY_CAP_FAIR},
-		{"CAP_BLOCKING", TALLY_CAP_BLOCKING},
-		{"CAP_SPINNING", TALLY_CAP_SPINNING},
-		{"CAP_RACY", TALLY_CAP_RACY},
-		{"CAP_REMOTE", TALLY_CAP_REMOTE},
-		{"CAP_THREADS_ONLY", TALLY_CAP_THREADS_ONLY},
-		{"CAP_ROBUST", TALLY_CAP_ROBUST},
-		{"CAP_NAMED", TALLY_CAP_NAMED},
-		{"CAP_LOCKED", TALLY_CAP_LOCKED},
-	};
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
-		if (PyModule_AddIntConstant(m, caps[i].name,
-					    (long)caps[i].bit) < 0)
-			return -1;
+#define TALLY__PY_CAP(name, bit, str, meaning)                                 \
+	if (PyModule_AddIntConstant(m, "CAP_" #name, TALLY_CAP_##name) < 0)    \
+		return -1;
+	TALLY_CAPS_MAP(TALLY__PY_CAP)
+#undef TALLY__PY_CAP
 	if (PyModule_AddIntConstant(m, "DEFAULT_WAIT_MS",
 				    TALLY_DEFAULT_WAIT_MS) < 0)
 		return -1;

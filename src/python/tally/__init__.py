@@ -68,7 +68,8 @@ __all__ = [
 ] + [n for n in dir(_tally) if n.startswith(("CAP_", "E")) and n.isupper()]
 
 # Capability bits and their names ("lockfree", "threads_only", ...), in bit
-# order: the C module's CAP_* constants, spelled once there.
+# order: the C module's CAP_* constants, which it expands from tally.h's
+# TALLY_CAPS_MAP.
 _CAPS: Tuple[Tuple[int, str], ...] = tuple(sorted(
     (getattr(_tally, n), n[len("CAP_"):].lower())
     for n in dir(_tally) if n.startswith("CAP_")))
