@@ -21,3 +21,13 @@ add_test(NAME cli_without_ck
     -DSOURCE=${PROJECT_SOURCE_DIR} -DBINARY=${CMAKE_CURRENT_BINARY_DIR}/without-ck
     -P ${CMAKE_CURRENT_SOURCE_DIR}/cli_without_ck.cmake)
 set_tests_properties(cli_without_ck PROPERTIES TIMEOUT 300)
+
+# The capabilities are spelled once, in TALLY_CAPS_MAP: `tally list`, tally(1),
+# tally(3) and the README must name every one of them (STYLE 16).
+add_executable(caps_list ${CMAKE_CURRENT_SOURCE_DIR}/caps_list.c)
+target_link_libraries(caps_list PRIVATE tally tally_flags)
+add_test(NAME cli_docs_caps
+  COMMAND ${CMAKE_COMMAND} -DCAPS_LIST=$<TARGET_FILE:caps_list>
+    -DTALLY=$<TARGET_FILE:tally_cli> -DSOURCE=${PROJECT_SOURCE_DIR}
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/docs_caps.cmake)
+set_tests_properties(cli_docs_caps PROPERTIES TIMEOUT 60)
