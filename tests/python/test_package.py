@@ -50,6 +50,13 @@ def test_stubs_name_exactly_what_the_module_has():
     assert (PKG / "py.typed").exists()
 
 
+def test_all_names_only_what_the_package_has():
+    # __all__ takes every CAP_* and E* of the module (which expands
+    # TALLY_CAPS_MAP and TALLY_ERRNO_MAP); __init__.py must import each.
+    missing = [n for n in tally.__all__ if not hasattr(tally, n)]
+    assert not missing, f"in __all__ but not imported: {missing}"
+
+
 def test_help_shows_a_docstring_for_everything():
     for obj in (tally, tally.Counter, tally.Error, tally.TimeoutError,
                 tally.Backend, tally.Description, tally.backends,
