@@ -21,7 +21,8 @@
  *                 per second of backoff=none, and less fair).  Through
  *                 tally on the busy development machine the two could not
  *                 be told apart: see bench/results/spin_default.txt for
- *                 every run, and the README for why exp is the default.
+ *                 every run, and bench/README.md ("Lock variants") for
+ *                 why exp is the default.
  *   backoff=none  ck_spinlock_fas_lock: test-and-test-and-set, each waiter
  *                 spinning on a read of the lock word, so every release
  *                 sends the line to a waiter; fairer, slower.

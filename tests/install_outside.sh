@@ -3,7 +3,7 @@
 # build the examples against it as an outside program would, five ways:
 #   pkg-config, shared       cc prog.c $(pkg-config --cflags --libs tally)
 #   pkg-config, inline       the same with -DTALLY_INLINE
-#   pkg-config, static       --static inside -Wl,-Bstatic, as the README says
+#   pkg-config, static       --static inside -Wl,-Bstatic, as tally(3) says
 #   find_package, shared     tally::tally
 #   find_package, static     tally::tally_static (Concurrency Kit found again)
 # Each program then runs every backend, in threads and in forked processes,
@@ -153,7 +153,7 @@ nm -D --undefined-only "$tmp/pci/tally-pool" | grep -q ' tally_create_inline1$' 
 	fail "a TALLY_INLINE program does not use tally_create_inline1"
 runboth "$tmp/pci" "pkg-config TALLY_INLINE"
 
-step "pkg-config --static, as README says, beside libtally.so"
+step "pkg-config --static, as tally(3) says, beside libtally.so"
 # -ltally alone would pick libtally.so: -Wl,-Bstatic makes every library that
 # pkg-config names (tally, ck, hiredis) static; libc stays shared.
 mkdir "$tmp/pcs"
