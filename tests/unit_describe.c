@@ -13,10 +13,7 @@
 
 #include <cmocka.h>
 
-#define FOR_EACH_BACKEND(info)                                                 \
-	for (size_t i_ = 0; i_ < tally_backend_count(); i_++)                  \
-		if (tally_backend_at(i_, &(info)) == 0 && (info).built_in &&   \
-		    !((info).caps & TALLY_CAP_REMOTE))
+#include "test_util.h"
 
 static char name[64];
 
@@ -104,7 +101,7 @@ static void test_handle_options_are_described(void **state)
 				 (long long)d.wait_ms);
 		tally_destroy(t);
 	}
-	if (tally_backend_find("percpu", &b) == 0 && b.built_in) {
+	if (built_in("percpu")) {
 		assert_int_equal(tally_create(&t, "percpu:path=atomic", 0, 0),
 				 0);
 		assert_int_equal(tally_describe(t, &d), 0);
@@ -118,14 +115,12 @@ static void test_handle_options_are_described(void **state)
  * them, and they outlive the spec string they came from. */
 static void test_counter_options_and_name_are_described(void **state)
 {
-	tally_backend_info b;
 	tally_handle_info d;
 	char spec[64];
 	tally *t, *u;
 
 	(void)state;
-	if (tally_backend_find("adaptive", &b) != 0 || !b.built_in)
-		skip();
+	SKIP_UNLESS_BUILT("adaptive");
 	snprintf(spec, sizeof(spec), "adaptive:spin=3,wait_ms=40,fair_us=7");
 	assert_int_equal(tally_create(&t, spec, 0, 0), 0);
 	memset(spec, 'x', sizeof(spec) - 1);

@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 static const enum crew_mode modes[] = {CREW_THREADS, CREW_PROCESSES};
 
 /* ---- the crew ------------------------------------------------------------ */
@@ -339,15 +341,6 @@ static void test_workers_die_with_their_coordinator(void **state)
 /* ---- stress rounds --------------------------------------------------------
  */
 
-/* $TALLY_TEST_BACKEND=NAME: that backend alone (the must-fail run on the
- * test-only backend busted, tests/unit.cmake); unset: every one. */
-static int selected(const tally_backend_info *b)
-{
-	const char *only = getenv("TALLY_TEST_BACKEND");
-
-	return only == NULL || strcmp(only, b->name) == 0;
-}
-
 /*
  * A round that stretches critical sections: four workers, every pause point
  * yielding.  A lock that does not exclude lets a second worker into a
@@ -382,9 +375,9 @@ static void test_stress_round_finds_no_overlap(void **state)
 	tally_backend_info b;
 
 	(void)state;
-	for (size_t i = 0; i < tally_backend_count(); i++) {
-		if (tally_backend_at(i, &b) != 0 || !b.built_in ||
-		    !(b.caps & TALLY_CAP_LOCKED) || !selected(&b))
+	FOR_EACH_BACKEND(b)
+	{
+		if (!(b.caps & TALLY_CAP_LOCKED))
 			continue;
 		for (size_t m = 0; m < 2; m++) {
 			struct stress_round r;

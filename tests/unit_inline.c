@@ -18,19 +18,7 @@
 
 #include <cmocka.h>
 
-/* $TALLY_TEST_BACKEND=NAME: that backend alone (the must-fail run on the
- * test-only backend busted, tests/unit.cmake); unset: every one. */
-static int selected(const tally_backend_info *b)
-{
-	const char *only = getenv("TALLY_TEST_BACKEND");
-
-	return only == NULL || strcmp(only, b->name) == 0;
-}
-
-#define FOR_EACH_BACKEND(info)                                                 \
-	for (size_t i_ = 0; i_ < tally_backend_count(); i_++)                  \
-		if (tally_backend_at(i_, &(info)) == 0 && (info).built_in &&   \
-		    !((info).caps & TALLY_CAP_REMOTE) && selected(&(info)))
+#include "test_util.h"
 
 #define ADDS 100000
 

@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 static struct wl_result res;
 
 /*
@@ -76,14 +78,11 @@ static void run_exact(const tally_backend_info *b, enum wl_kind kind,
 static void every_backend_exact(enum crew_mode mode, const unsigned *workers,
 				size_t n)
 {
-	for (size_t i = 0; i < tally_backend_count(); i++) {
-		tally_backend_info b;
+	tally_backend_info b;
 
-		tally_backend_at(i, &b);
-		/* The remote backend is tested against a server of its own
-		 * (tests/redis.cmake). */
-		if (!b.built_in ||
-		    (b.caps & (TALLY_CAP_RACY | TALLY_CAP_REMOTE)) ||
+	FOR_EACH_BACKEND(b)
+	{
+		if ((b.caps & TALLY_CAP_RACY) ||
 		    (mode == CREW_PROCESSES && !(b.caps & TALLY_CAP_PSHARED)))
 			continue;
 		for (size_t w = 0; w < n; w++) {
@@ -216,6 +215,7 @@ static void test_a_killed_starving_waiter_is_passed_over(void **state)
 	int64_t v;
 
 	(void)state;
+	SKIP_UNLESS_BUILT("adaptive");
 	assert_int_equal(tally_create(&starved, "adaptive:spin=0,fair_us=1", 0,
 				      TALLY_PSHARED),
 			 0);
