@@ -23,6 +23,16 @@ add_test(NAME unit_inline COMMAND unit_inline)
 set_tests_properties(unit_inline PROPERTIES TIMEOUT 300 LABELS tsan
   RESOURCE_LOCK dev_shm)
 
+# The unit tests follow the build: configured without Concurrency Kit, the
+# quick ones pass there too (tests/unit_without_ck.cmake).  They make named
+# counters, as unit_named does.
+add_test(NAME unit_without_ck
+  COMMAND ${CMAKE_COMMAND}
+    -DSOURCE=${PROJECT_SOURCE_DIR} -DBINARY=${CMAKE_CURRENT_BINARY_DIR}/unit-without-ck
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/unit_without_ck.cmake)
+set_tests_properties(unit_without_ck PROPERTIES TIMEOUT 300
+  RESOURCE_LOCK dev_shm)
+
 # The must-fail runs.  tally_busted is a test-only copy of the library: the
 # same objects, with src/registry.c compiled again to list one more backend,
 # tests/busted.c, which claims TALLY_CAP_LOCKED and takes no lock (as
