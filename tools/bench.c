@@ -603,7 +603,7 @@ static int sweep(struct bench_opts *o, struct bench_result *res, unsigned n,
 			struct bench_result *r = &res[i];
 			/* Ctrl-C: the run under way ends at its time; then
 			 * report what was measured. */
-			if (wl_sigint) {
+			if (cli_interrupted()) {
 				o->interrupted = 1;
 				break;
 			}
@@ -742,7 +742,7 @@ int cmd_bench(int argc, char **argv)
 		free_all(&o, res, n, runs);
 		return EXIT_RUNTIME;
 	}
-	wl_install_sigint();
+	cli_install_sigint();
 	int aborted = sweep(&o, res, n, runs) != 0;
 	if (o.interrupted) {
 		unsigned done = 0, all = n * o.repeat;

@@ -123,6 +123,15 @@ const char *cli_resolve_backend(const char *given);
 /* Online CPUs, at least 1. */
 unsigned cli_online_cpus(void);
 
+/*
+ * Ctrl-C, the same in every command: after cli_install_sigint(), SIGINT no
+ * longer ends tally but sets a flag that cli_interrupted() reads, and the
+ * command stops at its next look (a workload's stop hook, the next round,
+ * the next run) and reports what it did so far.
+ */
+void cli_install_sigint(void);
+int cli_interrupted(void);
+
 /* Split a comma list in place into at most max non-empty items; on failure
  * say why (naming `what`) and return -1. */
 int cli_split_list(const char *cmd, const char *what, char *s, char **items,

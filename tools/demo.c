@@ -333,14 +333,13 @@ int cmd_demo(int argc, char **argv)
 	char label[96];
 
 	size_t ran = 0;
-	wl_install_sigint();
-	for (size_t i = 0; i < n && !wl_sigint; i++) {
+	cli_install_sigint();
+	for (size_t i = 0; i < n && !cli_interrupted(); i++) {
 		struct row *r = &rows[i];
 		snprintf(label, sizeof(label), "demo %zu/%zu: %s %s %s", i + 1,
 			 n, wl_kind_name(r->cfg.kind),
 			 crew_mode_name(r->cfg.mode), r->spec);
-		r->cfg.progress = tty;
-		r->cfg.label = label;
+		run_hooks(&r->cfg, label, tty);
 		r->cfg.time_limit_s = DEMO_RUN_LIMIT_S;
 		int racy_inc =
 			(r->b.caps & TALLY_CAP_RACY) && r->cfg.kind == WL_INC;
@@ -350,7 +349,7 @@ int cmd_demo(int argc, char **argv)
 			rc = run_one("demo", r->spec, &r->cfg, &r->res);
 		} while (rc == RUN_RAN && racy_inc && r->res.lost == 0 &&
 			 !r->res.interrupted && !r->res.timed_out &&
-			 r->tries < DEMO_RACY_TRIES && !wl_sigint);
+			 r->tries < DEMO_RACY_TRIES && !cli_interrupted());
 		if (rc != RUN_RAN) {
 			free(rows);
 			return rc;
@@ -365,15 +364,15 @@ int cmd_demo(int argc, char **argv)
 	}
 	/* Ctrl-C may also come between runs, when no run sees it: the table
 	 * then ends with the last run that finished. */
-	if (wl_sigint) {
+	if (cli_interrupted()) {
 		n = ran;
 		if (status < EXIT_RUNTIME)
 			status = EXIT_RUNTIME;
 	}
 	print_rows(format, rows, n);
-	if (wl_sigint && n == 0)
+	if (cli_interrupted() && n == 0)
 		cli_error("demo", "interrupted before the first run ended");
-	else if (wl_sigint)
+	else if (cli_interrupted())
 		cli_error("demo",
 			  "interrupted %s run %zu (%s %s %s): the table "
 			  "shows the runs so far%s",

@@ -134,7 +134,7 @@ static int wait_for(struct joint *j, int i, int64_t until, int64_t *seen)
 		}
 		if (*seen >= until)
 			return 0;
-		if (harness_now_ns() >= end || wl_sigint)
+		if (harness_now_ns() >= end || cli_interrupted())
 			return -1;
 		pause_ms(10);
 	}
@@ -167,7 +167,7 @@ static int arrive(struct joint *j)
 		j->index + 1, j->n, (unsigned long long)j->run);
 	if (wait_for(j, C_TICKETS, j->last_ticket, &seen) != 0) {
 		int64_t came = seen - (j->last_ticket - j->n);
-		if (wl_sigint)
+		if (cli_interrupted())
 			cli_error("run", "interrupted while waiting for the "
 					 "others");
 		else

@@ -357,9 +357,8 @@ static int run(struct params *p)
 	struct wl_config *cfg = &p->cfg;
 
 	run_warn_oversubscribed("run", &p->info, cfg->workers);
-	cfg->progress = isatty(STDERR_FILENO);
-	cfg->label = p->info.name;
-	wl_install_sigint();
+	run_hooks(cfg, p->info.name, isatty(STDERR_FILENO));
+	cli_install_sigint();
 
 	if (p->participants)
 		return run_participants(p->backend, cfg,

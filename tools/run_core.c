@@ -7,6 +7,31 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+static int stop_on_sigint(void *arg)
+{
+	(void)arg;
+	return cli_interrupted();
+}
+
+static void show_progress(void *arg, const struct wl_progress *p)
+{
+	const char *label = arg;
+	double pct =
+		p->total ? 100.0 * (double)p->done / (double)p->total : 100;
+
+	fprintf(stderr, "\r%s: %5.1f%% of %llu adds, %.1f s%s",
+		label ? label : "running", pct, (unsigned long long)p->total,
+		p->seconds, p->final ? "\r\033[K" : "");
+	fflush(stderr);
+}
+
+void run_hooks(struct wl_config *cfg, const char *label, int show)
+{
+	cfg->stop = stop_on_sigint;
+	cfg->progress = show ? show_progress : NULL;
+	cfg->hook_arg = (void *)label; /* only read: show_progress() */
+}
+
 int run_verdict(const struct wl_result *res)
 {
 	if (!res->unread && res->lost != 0 && res->killed_worker < 0 &&

@@ -16,6 +16,13 @@ enum { RUN_RAN = 0 };
  * after printing why, prefixed by cmd. */
 int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
 	    struct wl_result *res);
+/*
+ * Give cfg the command's hooks (wl_config): Ctrl-C (cli_install_sigint())
+ * stops the run, and when `show` the progress line "LABEL: 42.0% of N adds,
+ * 1.2 s" is redrawn on stderr and erased at the end.  label is kept, not
+ * copied: it must outlive the run.
+ */
+void run_hooks(struct wl_config *cfg, const char *label, int show);
 /* Exit code for a run that ran. */
 int run_verdict(const struct wl_result *res);
 /* Warn on stderr when a spinning backend gets more workers than CPUs. */

@@ -316,11 +316,11 @@ static int stress(const struct params *p)
 
 	memset(st, 0, sizeof(st));
 	signal(SIGALRM, on_alarm);
-	wl_install_sigint();
+	cli_install_sigint();
 	for (uint64_t n = first; n <= last && rc == EXIT_EXACT; n++) {
 		uint64_t now = harness_now_ns();
 
-		if (wl_sigint) {
+		if (cli_interrupted()) {
 			cli_error("stress", "interrupted after %llu rounds",
 				  (unsigned long long)(n - first));
 			rc = EXIT_RUNTIME;

@@ -10,24 +10,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-volatile sig_atomic_t wl_sigint;
-
-static void on_sigint(int sig)
-{
-	(void)sig;
-	wl_sigint = 1;
-}
-
-void wl_install_sigint(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sigint;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-}
-
 void wl_defaults(enum wl_kind kind, struct wl_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -303,16 +285,16 @@ static uint64_t sum_done(const struct run *r)
 	return n;
 }
 
-static void show_progress(const struct run *r, uint64_t now, int final)
+static void report_progress(const struct run *r, uint64_t now, int final)
 {
-	uint64_t total = r->cfg->iters * r->cfg->workers;
-	double pct = total ? 100.0 * (double)sum_done(r) / (double)total : 100;
+	struct wl_progress p = {
+		.done = sum_done(r),
+		.total = r->cfg->iters * r->cfg->workers,
+		.seconds = (double)(now - r->t0) / 1e9,
+		.final = final,
+	};
 
-	fprintf(stderr, "\r%s: %5.1f%% of %llu adds, %.1f s%s",
-		r->cfg->label ? r->cfg->label : "running", pct,
-		(unsigned long long)total, (double)(now - r->t0) / 1e9,
-		final ? "\r\033[K" : "");
-	fflush(stderr);
+	r->cfg->progress(r->cfg->hook_arg, &p);
 }
 
 /* Fault injection: SIGKILL the first worker still running (worker 0 unless
@@ -327,9 +309,10 @@ static void kill_one(struct run *r, struct wl_result *res)
 }
 
 /*
- * The coordinator: watch the workers until all are done, with Ctrl-C, fault
- * injection and the no-progress watchdog.  Never spins: it sleeps 5 ms
- * between looks, so it does not steal a core from the workers.
+ * The coordinator: watch the workers until all are done, with the caller's
+ * stop and progress hooks, fault injection and the no-progress watchdog.
+ * Never spins: it sleeps 5 ms between looks, so it does not steal a core
+ * from the workers.
  */
 static void supervise(struct run *r, struct wl_result *res)
 {
@@ -343,7 +326,8 @@ static void supervise(struct run *r, struct wl_result *res)
 		crew_reap(r->crew, 0);
 		if (crew_count_done(r->crew) == cfg->workers)
 			break;
-		if (wl_sigint && !res->interrupted) {
+		if (cfg->stop && !res->interrupted &&
+		    cfg->stop(cfg->hook_arg)) {
 			res->interrupted = 1;
 			atomic_store(&r->sh->stop, 1);
 		}
@@ -368,12 +352,12 @@ static void supervise(struct run *r, struct wl_result *res)
 			break;
 		}
 		if (cfg->progress && now - last_shown >= 200000000u) {
-			show_progress(r, now, 0);
+			report_progress(r, now, 0);
 			last_shown = now;
 		}
 	}
 	if (cfg->progress && last_shown != r->t0)
-		show_progress(r, harness_now_ns(), 1);
+		report_progress(r, harness_now_ns(), 1);
 }
 
 /* Processes that ended unplanned: before their adds were done (died), or
@@ -446,8 +430,9 @@ int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 		.workers = cfg->workers,
 		.shared_size = sizeof(struct shared),
 		.slot_size = sizeof(struct slot),
-		/* The coordinator handles Ctrl-C and tells the workers
-		 * through the stop flag. */
+		/* The coordinator asks cfg->stop and tells the workers
+		 * through the stop flag; Ctrl-C at the terminal is the
+		 * caller's to handle, not each worker's. */
 		.flags = CREW_IGNORE_SIGINT | CREW_DIE_WITH_PARENT,
 		.work = work,
 	};

@@ -7,12 +7,19 @@
 #include "crew.h"
 #include "tally.h"
 
-#include <signal.h>
 #include <stdint.h>
 
 enum wl_kind { WL_ADDSUB, WL_INC };
 
 #define WL_MAX_WORKERS CREW_MAX_WORKERS
+
+/* How far a run has come, for the caller's progress hook. */
+struct wl_progress {
+	uint64_t done;	/* adds completed so far, all workers together */
+	uint64_t total; /* the adds the run would make: iters x workers */
+	double seconds; /* since the common start, monotonic */
+	int final;	/* the run is over: the last call */
+};
 
 struct wl_config {
 	enum wl_kind kind;
@@ -25,8 +32,24 @@ struct wl_config {
 	uint64_t kill_after_ms; /* processes: SIGKILL worker 0 then; 0 = off */
 	double stall_timeout_s; /* no progress for this long: give up */
 	double time_limit_s;	/* stop the workers after this long; 0 = off */
-	int progress;		/* progress line on stderr */
-	const char *label;	/* for the progress line */
+
+	/*
+	 * The caller's hooks; either may be NULL.  The harness keeps no UI
+	 * state of its own (no signal handlers, no output): the command
+	 * decides what interrupts a run and how progress looks.  Both are
+	 * called only by the coordinator, the thread that called wl_run(),
+	 * with hook_arg, never from a worker or a signal handler.
+	 *
+	 * stop: polled every 5 ms while the workers run; non-zero stops them
+	 * as Ctrl-C does (res->interrupted; what was done is still checked
+	 * exactly).  Once it has answered non-zero it is not asked again.
+	 * progress: called about every 200 ms while the workers run, then
+	 * once more with p->final set when the run ends, if it was called
+	 * at all (a run shorter than 200 ms reports nothing).
+	 */
+	int (*stop)(void *arg);
+	void (*progress)(void *arg, const struct wl_progress *p);
+	void *hook_arg;
 };
 
 struct wl_result {
@@ -36,7 +59,7 @@ struct wl_result {
 	uint64_t done[WL_MAX_WORKERS]; /* adds each worker completed */
 	uint64_t total_ops;
 	double seconds;	   /* first start to last finish, monotonic */
-	int interrupted;   /* stopped early by SIGINT */
+	int interrupted;   /* stopped early by cfg->stop */
 	int timed_out;	   /* stopped early at cfg->time_limit_s */
 	int killed_worker; /* -1, or the worker SIGKILLed on purpose */
 	int died_worker;   /* -1, or a worker that died on its own */
@@ -84,9 +107,5 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size);
  * (errno set).  The verdict is in *res.
  */
 int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res);
-
-/* Set by the SIGINT handler that wl_install_sigint() installs. */
-extern volatile sig_atomic_t wl_sigint;
-void wl_install_sigint(void);
 
 #endif /* TALLY_WORKLOAD_H */
