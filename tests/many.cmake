@@ -22,7 +22,7 @@ set_tests_properties(many_counters_runs PROPERTIES TIMEOUT 120 LABELS bench
 # unlock, more of them than the pool has nodes, each back within its bound.
 # Threads only: the tsan preset runs it too.
 add_executable(unit_qnodes ${CMAKE_CURRENT_SOURCE_DIR}/unit_qnodes.c)
-target_link_libraries(unit_qnodes PRIVATE tally tally_flags Threads::Threads
-  PkgConfig::CMOCKA)
+target_link_libraries(unit_qnodes PRIVATE tally_watchdog tally tally_flags
+  Threads::Threads PkgConfig::CMOCKA)
 add_test(NAME unit_qnodes COMMAND unit_qnodes)
 set_tests_properties(unit_qnodes PROPERTIES TIMEOUT 120 LABELS tsan)

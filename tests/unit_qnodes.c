@@ -8,10 +8,10 @@
  * once the holder unlocks, the nodes come back and every count is exact.
  * Threads only: the tsan preset runs it too. */
 #include "tally.h"
+#include "watchdog.h"
 
 #include <pthread.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -59,18 +58,6 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* A claim that waits for ever must fail the test, not hang it. */
-static void hung(int sig)
-{
-	static const char msg[] = "unit_qnodes: an add ignored its wait bound "
-				  "(no queue node came free): hung\n";
-
-	(void)sig;
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		_exit(3);
-	_exit(1);
-}
-
 static void stalled_holder(const char *backend)
 {
 	tally_backend_info info;
@@ -89,8 +76,10 @@ static void stalled_holder(const char *backend)
 		sched_yield();
 	assert_int_equal(atomic_load(&held), 1);
 
-	signal(SIGALRM, hung);
-	alarm(60);
+	/* A claim that waits for ever must fail the test, not hang it. */
+	watchdog_arm(60, 1,
+		     "unit_qnodes: an add ignored its wait bound (no queue "
+		     "node came free): hung\n");
 	for (int i = 0; i < ADDS; i++) {
 		int64_t start = now_ns();
 		int rc = tally_add_wait(t, 1, WAIT_MS);
@@ -108,7 +97,7 @@ static void stalled_holder(const char *backend)
 	    (why == NULL || strstr(why, "queue nodes") == NULL))
 		fail_msg("%s: a full pool is not explained: %s", backend,
 			 why != NULL ? why : "(nothing)");
-	alarm(0);
+	watchdog_disarm();
 
 	atomic_store(&go, 1);
 	assert_int_equal(pthread_join(th, NULL), 0);

@@ -4,12 +4,12 @@
 #include "commands.h"
 #include "clock.h"
 #include "stress_round.h"
+#include "watchdog.h"
 #include "workload.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,18 +125,6 @@ static size_t draw_round(const struct params *p, uint64_t number,
 	return backend;
 }
 
-/* For the watchdog: what to say when a round is stuck.  Exiting is enough:
- * worker processes die with their coordinator (CREW_DIE_WITH_PARENT). */
-static char stuck_msg[640];
-
-static void on_alarm(int sig)
-{
-	(void)sig;
-	if (write(STDERR_FILENO, stuck_msg, strlen(stuck_msg)) < 0)
-		_exit(EXIT_RUNTIME);
-	_exit(EXIT_RUNTIME);
-}
-
 /* The command that runs this round again. */
 static void repro(const struct params *p, size_t backend,
 		  const struct stress_round *r, char *buf, size_t size)
@@ -211,14 +199,17 @@ static int run_round(const struct params *p, size_t backend,
 		     const struct stress_round *r, struct stats *st)
 {
 	struct stress_outcome o;
-	char what[256], again[256];
+	char what[256], again[256], stuck[640];
 	uint64_t t0 = harness_now_ns();
 	tally *t = NULL;
 	int rc;
 
 	describe(p, backend, r, what, sizeof(what));
 	repro(p, backend, r, again, sizeof(again));
-	snprintf(stuck_msg, sizeof(stuck_msg),
+	/* What the watchdog says when the round is stuck.  Exiting is
+	 * enough: worker processes die with their coordinator
+	 * (CREW_DIE_WITH_PARENT). */
+	snprintf(stuck, sizeof(stuck),
 		 "tally stress: %s did not finish in %d s: a worker is stuck "
 		 "(a lock never released?)\ntally stress: reproduce: %s\n",
 		 what, ROUND_LIMIT_S, again);
@@ -231,9 +222,9 @@ static int run_round(const struct params *p, size_t backend,
 		st->failure = EXIT_RUNTIME;
 		return EXIT_RUNTIME;
 	}
-	alarm(ROUND_LIMIT_S);
+	watchdog_arm(ROUND_LIMIT_S, EXIT_RUNTIME, stuck);
 	stress_run(t, r, &o);
-	alarm(0);
+	watchdog_disarm();
 	st->adds += o.adds;
 	if (o.verdict != STRESS_ERROR)
 		st->cut += (uint64_t)o.cut;
@@ -315,7 +306,6 @@ static int stress(const struct params *p)
 	struct stress_round r;
 
 	memset(st, 0, sizeof(st));
-	signal(SIGALRM, on_alarm);
 	cli_install_sigint();
 	for (uint64_t n = first; n <= last && rc == EXIT_EXACT; n++) {
 		uint64_t now = harness_now_ns();
