@@ -7,13 +7,13 @@ if(TALLY_PYTHON3)
   foreach(case json oversubscribed bad_input racy no_gnuplot)
     add_test(NAME bench_${case}
       COMMAND ${TALLY_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/bench_check.py
-              ${case} $<TARGET_FILE:tally_cli>)
+              ${case} ${TALLY_TEST_CLI})
     set_tests_properties(bench_${case} PROPERTIES TIMEOUT 60 LABELS bench)
   endforeach()
   if(TALLY_GNUPLOT)
     add_test(NAME bench_plot
       COMMAND ${TALLY_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/bench_check.py
-              plot $<TARGET_FILE:tally_cli> ${CMAKE_CURRENT_BINARY_DIR})
+              plot ${TALLY_TEST_CLI} ${CMAKE_CURRENT_BINARY_DIR})
     set_tests_properties(bench_plot PROPERTIES TIMEOUT 60 LABELS bench)
   endif()
   # Several workers per CPU each: run them one at a time.

@@ -5,6 +5,6 @@ find_program(TALLY_PYTHON3 python3)
 if(TALLY_PYTHON3)
   add_test(NAME docs
     COMMAND ${TALLY_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/docs_check.py
-            $<TARGET_FILE:tally_cli> ${PROJECT_SOURCE_DIR})
+            ${TALLY_TEST_CLI} ${PROJECT_SOURCE_DIR})
   set_tests_properties(docs PROPERTIES TIMEOUT 60 LABELS docs)
 endif()

@@ -4,7 +4,7 @@
 add_executable(lock_peer ${CMAKE_CURRENT_SOURCE_DIR}/lock_peer.c)
 target_link_libraries(lock_peer PRIVATE tally tally_flags)
 add_test(NAME lock_liveness
-  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/liveness.sh $<TARGET_FILE:tally_cli>
-    $<TARGET_FILE:lock_peer>)
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/liveness.sh ${TALLY_TEST_CLI}
+    ${TALLY_TEST_LOCK_PEER})
 set_tests_properties(lock_liveness PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77
   RESOURCE_LOCK dev_shm)

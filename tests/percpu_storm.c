@@ -344,6 +344,23 @@ static void remove_named(void)
 		tally_unlink(named);
 }
 
+/* This program's file: /proc/self/exe natively; its target under an
+ * emulator, which the emulator must be given (qemu-user answers the link
+ * with the program it runs, and cannot exec /proc/self/exe itself). */
+static const char *self_path(void)
+{
+	static char path[4096];
+	ssize_t n;
+
+	if (getenv("TALLY_TEST_EMULATOR") == NULL)
+		return "/proc/self/exe";
+	n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+	if (n <= 0)
+		die("readlink /proc/self/exe");
+	path[n] = '\0';
+	return path;
+}
+
 /*
  * Separate programs (fork, then exec this one) on one named counter.  Odd
  * ones run with rseq turned off (GLIBC_TUNABLES), so both paths add to the
@@ -381,8 +398,15 @@ static int run_named(const char *self, unsigned n)
 				setenv("GLIBC_TUNABLES", "glibc.pthread.rseq=0",
 				       1);
 			snprintf(kbuf, sizeof(kbuf), "%u", k);
-			execl(self, self, "named-child", name, secs, kbuf, want,
-			      (char *)NULL);
+			/* Under a cross build's emulator (tests/CMakeLists.txt)
+			 * a program of this architecture starts through it. */
+			const char *emu = getenv("TALLY_TEST_EMULATOR");
+			if (emu != NULL && *emu != '\0')
+				execlp(emu, emu, self, "named-child", name,
+				       secs, kbuf, want, (char *)NULL);
+			else
+				execl(self, self, "named-child", name, secs,
+				      kbuf, want, (char *)NULL);
 			_exit(127);
 		}
 		close(p[1]);
@@ -458,7 +482,7 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "processes") == 0)
 		return run_crew(n, CREW_PROCESSES);
 	if (strcmp(argv[1], "named") == 0)
-		return run_named("/proc/self/exe", n > 16 ? 16 : n);
+		return run_named(self_path(), n > 16 ? 16 : n);
 	fprintf(stderr, "percpu_storm: unknown mode '%s'\n", argv[1]);
 	return EXIT_USAGE;
 }

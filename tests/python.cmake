@@ -21,7 +21,7 @@ endif()
 # it) to hold a named counter's lock from another program, and kill it there.
 set(_py_suite_env ${_py_env})
 if(TARGET shm_holder)
-  list(APPEND _py_suite_env "TALLY_SHM_HOLDER=$<TARGET_FILE:shm_holder>")
+  list(APPEND _py_suite_env "TALLY_SHM_HOLDER=${TALLY_TEST_SHM_HOLDER}")
 endif()
 set(_pytest ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider)
 add_test(NAME python_module COMMAND ${_pytest}

@@ -27,7 +27,7 @@ target_link_libraries(unit_redis PRIVATE tally_harness tally PkgConfig::CMOCKA
   PkgConfig::HIREDIS Threads::Threads)
 add_test(NAME unit_redis COMMAND unit_redis)
 add_test(NAME cli_redis COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh
-  $<TARGET_FILE:tally_cli> redis)
+  ${TALLY_TEST_CLI} redis)
 # unit_redis also runs in the ThreadSanitizer suite: combining adds from
 # many threads is concurrent code (its fixture comes along).
 set_tests_properties(unit_redis PROPERTIES LABELS tsan)
@@ -39,6 +39,6 @@ set_tests_properties(unit_redis cli_redis PROPERTIES FIXTURES_REQUIRED redis
 # joined runs, a link that goes down, a server killed and restarted.  Needs
 # root (CI runs as root); skipped, with the reason, otherwise.
 add_test(NAME redis_netns COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/redis_netns.sh
-  $<TARGET_FILE:tally_cli>)
+  ${TALLY_TEST_CLI})
 set_tests_properties(redis_netns PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120
   RUN_SERIAL TRUE)

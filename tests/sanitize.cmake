@@ -11,7 +11,7 @@
 # Spinning backends must never get more workers than CPUs under TSan (a FIFO
 # spinlock then takes minutes): `tally stress` caps them at the online CPU
 # count and stops a round after 2 s, and the `run` tests use 2 workers.
-set(san_tally $<TARGET_FILE:tally_cli>)
+set(san_tally ${TALLY_TEST_CLI})
 
 # Every backend compiled into the library (backends/NAME.c) has its own
 # tests, but 'none' (deliberately racy, tested apart) and 'redis' (it needs a
@@ -87,9 +87,10 @@ foreach(mode threads processes)
     LABELS "stress" RUN_SERIAL TRUE TIMEOUT 300)
 endforeach()
 
-# Memcheck cannot run a binary built with ASan or TSan.
+# Memcheck cannot run a binary built with ASan or TSan, or one for another
+# architecture (a cross build, run under its emulator).
 find_program(SAN_VALGRIND valgrind)
-if(NOT SAN_VALGRIND OR CMAKE_C_FLAGS MATCHES "-fsanitize=")
+if(NOT SAN_VALGRIND OR CMAKE_C_FLAGS MATCHES "-fsanitize=" OR CMAKE_CROSSCOMPILING)
   return()
 endif()
 # Leaks of every kind but "still reachable" are errors, and so is any invalid

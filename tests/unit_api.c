@@ -1111,6 +1111,12 @@ static void test_dead_peers_are_passed(void **state)
 		if (!(b.caps & TALLY_CAP_LOCKED) ||
 		    !(b.caps & TALLY_CAP_PSHARED))
 			continue;
+		if ((b.caps & TALLY_CAP_ROBUST) && !robust_futexes()) {
+			printf("%s: not tested: this kernel (or emulator) keeps "
+			       "no robust futex list\n",
+			       b.name);
+			continue;
+		}
 		assert_int_equal(tally_create(&t, b.name, 0, TALLY_PSHARED), 0);
 		struct peer h = peer_start(t, -1);
 		peer_kill(&h);
