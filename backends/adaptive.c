@@ -119,9 +119,9 @@ struct adaptive_state {
 	_Atomic uint32_t sleepers; /* slow path only */
 	_Atomic uint32_t handoff;  /* a futex of its own, for the starving */
 	_Atomic uint32_t claims;   /* where claim numbers come from */
-	tally__word value;	   /* on the lock's line; only the holder */
-	tally__owner owner;	   /* shared counters: the holder */
-	_Atomic uint64_t starver;  /* the starving waiter's token */
+	_Alignas(8) tally__word value; /* on the lock's line; only the holder */
+	_Alignas(8) tally__owner owner;	      /* shared counters: the holder */
+	_Alignas(8) _Atomic uint64_t starver; /* the starving waiter's token */
 	/* Written only by init, read by every slow path: on a line of its
 	 * own, so that reading them never takes the lock's line away from
 	 * its holder. */

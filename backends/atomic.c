@@ -7,7 +7,7 @@
  * programs add to `value` themselves (add_is_word): keep it first, and keep
  * atomic_add exactly one acq_rel fetch-add. */
 struct atomic_state {
-	_Atomic uint64_t value;
+	_Alignas(8) _Atomic uint64_t value;
 };
 
 static int atomic_init_(void *state, int64_t initial, unsigned flags,

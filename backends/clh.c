@@ -38,14 +38,15 @@ enum { WAITING, HOLDING, RELEASED, LEFT };
 /* Each node on its own line: its successor spins on `state`. */
 struct clh_node {
 	_Alignas(TALLY_CACHELINE) _Atomic uint32_t state;
-	_Atomic uint32_t pred;	/* the node its owner waits on, or NO_PRED */
-	_Atomic uint64_t token; /* its owner's, 0 when not known */
-	_Atomic int busy;	/* claimed from the pool */
+	_Atomic uint32_t pred; /* the node its owner waits on, or NO_PRED */
+	_Alignas(8) _Atomic uint64_t token; /* its owner's, 0 when not known */
+	_Atomic int busy;		    /* claimed from the pool */
 };
 
 struct clh_state {
 	_Alignas(TALLY_CACHELINE) _Atomic uint32_t tail;
-	tally__word value; /* written only by the holder, beside the tail */
+	/* written only by the holder, beside the tail */
+	_Alignas(8) tally__word value;
 	/* Nodes in the pool: tally__qnodes() at init, and one more for the
 	 * queue's tail when it is idle. */
 	unsigned count;

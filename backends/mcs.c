@@ -39,14 +39,15 @@ enum { WAITING, GRANTED, GONE };
 struct mcs_node {
 	_Alignas(TALLY_CACHELINE) struct ck_spinlock_mcs node;
 	_Atomic uint32_t state;
-	_Atomic uint64_t token; /* its waiter's, 0 when not known */
+	_Alignas(8) _Atomic uint64_t token; /* its waiter's, 0 when not known */
 	_Atomic int busy;
 };
 
 struct mcs_state {
 	_Alignas(TALLY_CACHELINE) struct ck_spinlock_mcs *queue;
-	tally__word value; /* written only by the holder, beside the tail */
-	unsigned count;	   /* nodes in the pool, tally__qnodes() at init */
+	/* written only by the holder, beside the tail */
+	_Alignas(8) tally__word value;
+	unsigned count; /* nodes in the pool, tally__qnodes() at init */
 	struct mcs_node nodes[];
 };
 

@@ -11,7 +11,7 @@
  * already owns this cache line. */
 struct mutex_state {
 	pthread_mutex_t lock;
-	tally__word value;
+	_Alignas(8) tally__word value;
 };
 
 static int mutex_init(void *state, int64_t initial, unsigned flags,

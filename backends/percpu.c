@@ -73,8 +73,8 @@
  *           since the object holds one counter.
  */
 struct percpu_slot {
-	_Atomic uint64_t own;
-	_Atomic uint64_t shared;
+	_Alignas(8) _Atomic uint64_t own;
+	_Alignas(8) _Atomic uint64_t shared;
 };
 
 /*

@@ -8,8 +8,9 @@
 
 struct sem_state {
 	sem_t sem;
-	tally__word value;
-	tally__owner owner; /* shared counters: the holder (src/life.h) */
+	_Alignas(8) tally__word value;
+	/* shared counters: the holder (src/life.h) */
+	_Alignas(8) tally__owner owner;
 };
 
 static int sem_init_(void *state, int64_t initial, unsigned flags,

@@ -72,7 +72,7 @@ enum { BACKOFF_NONE, BACKOFF_PROP };
 
 struct ticket_rec {
 	_Alignas(64) _Atomic uint64_t tk;
-	_Atomic uint64_t token; /* 0: cleared (served, or left) */
+	_Alignas(8) _Atomic uint64_t token; /* 0: cleared (served, or left) */
 };
 
 struct own_ticket {
@@ -85,7 +85,8 @@ struct ticket_state {
 		ck_spinlock_ticket_t ck;
 		struct own_ticket own;
 	} lock;
-	tally__word value; /* on the lock's line; only the holder writes */
+	/* on the lock's line; only the holder writes */
+	_Alignas(8) tally__word value;
 	/* Written only by init, read on every add: on their own line (see
 	 * backends/spin.c). */
 	_Alignas(TALLY_CACHELINE) unsigned backoff;

@@ -159,13 +159,22 @@ size_t tally__backend_count(void);
 
 /*
  * The value of a backend with a lock.  Only the lock holder writes it, with a
- * plain load and store (atomic only so that a reader may look: on x86 and Arm
- * these are ordinary moves, no locked instruction); get reads it without the
+ * plain load and store (atomic only so that a reader may look: on x86-64 and
+ * Arm these are ordinary moves, no locked instruction; on i386 an 8-byte x87
+ * or SSE move, still not locked); get reads it without the
  * lock.  The value is one word, so whatever a reader sees is the value some
  * completed add left: a correct answer that never waits on, or (for FIFO
  * locks) takes a place in the queue of, a lock whose holder is slow or dead.
  */
 typedef _Atomic uint64_t tally__word;
+/*
+ * Every 64-bit atomic in a structure -- a tally__word, a tally__owner, any
+ * _Atomic uint64_t -- is declared _Alignas(8).  On i386 a uint64_t member is
+ * only 4-aligned, and an _Atomic one is 8-aligned only from GCC 11 on (and in
+ * clang): stated, a state's layout does not depend on the compiler that built
+ * the program (two of them may share a named counter), and no 64-bit atomic
+ * straddles a cache line, where its locked instructions would lock the bus.
+ */
 
 static inline void tally__word_init(tally__word *w, int64_t initial)
 {

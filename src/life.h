@@ -51,10 +51,10 @@ struct tally__life_table {
 
 /* One handle's side, in the handle (private memory). */
 struct tally__life {
-	struct tally__life_table *table; /* in the shared mapping */
-	_Atomic uint64_t token;		 /* this process's claim; 0: none */
-	_Atomic unsigned epoch;		 /* tally__fork_epoch of the claim */
-	_Atomic unsigned busy;		 /* a claim in progress: epoch + 1 */
+	struct tally__life_table *table;    /* in the shared mapping */
+	_Alignas(8) _Atomic uint64_t token; /* this process's claim; 0: none */
+	_Atomic unsigned epoch;		    /* tally__fork_epoch of the claim */
+	_Atomic unsigned busy;		    /* a claim in progress: epoch + 1 */
 	int fd; /* this process's own description of the file, -1 none */
 };
 

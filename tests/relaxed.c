@@ -13,7 +13,7 @@
 
 struct relaxed_state {
 	_Atomic unsigned locked;
-	tally__word value;
+	_Alignas(8) tally__word value;
 };
 
 static int relaxed_init(void *state, int64_t initial, unsigned flags,

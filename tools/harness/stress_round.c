@@ -33,7 +33,7 @@ struct shared {
 	 * they would otherwise evict what every worker reads at every
 	 * operation. */
 	_Alignas(CREW_LINE) _Atomic unsigned occupied;
-	_Atomic uint64_t overlaps;
+	_Alignas(8) _Atomic uint64_t overlaps;
 	/* What ThreadSanitizer checks: a plain word, written only inside the
 	 * critical section.  Under a lock that excludes, and that releases
 	 * after the section's writes, every write happens after the one

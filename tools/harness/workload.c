@@ -141,11 +141,12 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size)
  * that store into cache-line ping-pong that the measurement would include.
  */
 struct slot {
-	_Atomic uint64_t done;
-	_Atomic uint64_t end_ns;
+	_Alignas(8) _Atomic uint64_t done;
+	_Alignas(8) _Atomic uint64_t end_ns;
 	_Atomic unsigned recovered;
 	_Atomic int error;
-	_Atomic uint64_t unknown; /* adds of unknown outcome (remote) */
+	/* adds of unknown outcome (remote) */
+	_Alignas(8) _Atomic uint64_t unknown;
 };
 
 /* A ThreadSanitizer build (see wl_add()). */
@@ -162,8 +163,9 @@ struct slot {
  * stalled run may still read them after wl_run() returns. */
 struct shared {
 	_Atomic int stop;
-	_Atomic uint64_t t0_ns; /* the common start: the sleeps' ticks count
-				 * from here; written before the gate opens */
+	/* the common start: the sleeps' ticks count from here; written before
+	 * the gate opens */
+	_Alignas(8) _Atomic uint64_t t0_ns;
 	tally *t;
 	struct wl_config cfg;
 #ifdef WL_TSAN
