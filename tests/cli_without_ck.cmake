@@ -1,5 +1,9 @@
-# cmake -DSOURCE=... -DBINARY=... -P cli_without_ck.cmake
-execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE} -B ${BINARY}
+# cmake -DSOURCE=... -DBINARY=... [-DTOOLCHAIN=file] -P cli_without_ck.cmake
+set(toolchain)
+if(TOOLCHAIN)
+  set(toolchain -DCMAKE_TOOLCHAIN_FILE=${TOOLCHAIN})
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE} -B ${BINARY} ${toolchain}
     -DTALLY_WITH_CK=OFF -DTALLY_BUILD_TESTS=OFF -DTALLY_BUILD_EXAMPLES=OFF
     -DCMAKE_BUILD_TYPE=Release -DTALLY_WERROR=ON
   RESULT_VARIABLE rc OUTPUT_QUIET)

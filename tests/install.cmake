@@ -11,9 +11,9 @@ if(TARGET tally_python AND NOT "thread" IN_LIST TALLY_PYTHON_SANITIZER)
   set(_inst_python ${Python3_EXECUTABLE})
   set(_inst_pydir ${TALLY_PYTHON_INSTALL_DIR})
 endif()
-# It runs what it installed as a user would, so not in a cross build (whose
-# programs need the emulator: the unit and CLI tests run them there).
-if(NOT CMAKE_CROSSCOMPILING)
+# It runs what it installed as a user would, so not in a cross build whose
+# programs need an emulator (the unit and CLI tests run them through it).
+if(NOT CMAKE_CROSSCOMPILING_EMULATOR)
   add_test(NAME install_outside
     COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/install_outside.sh
       ${CMAKE_BINARY_DIR} ${PROJECT_SOURCE_DIR}/examples ${CMAKE_COMMAND}
@@ -23,7 +23,7 @@ if(NOT CMAKE_CROSSCOMPILING)
 endif()
 # A sanitizer build's Python module needs its runtime preloaded into
 # python3 (only there: see tests/python.cmake).
-if(TALLY_PYTHON_PRELOAD AND NOT CMAKE_CROSSCOMPILING)
+if(TALLY_PYTHON_PRELOAD AND NOT CMAKE_CROSSCOMPILING_EMULATOR)
   set_property(TEST install_outside APPEND PROPERTY ENVIRONMENT
     "TALLY_TEST_PY_PRELOAD=${TALLY_PYTHON_PRELOAD}")
 endif()

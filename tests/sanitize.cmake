@@ -90,7 +90,7 @@ endforeach()
 # Memcheck cannot run a binary built with ASan or TSan, or one for another
 # architecture (a cross build, run under its emulator).
 find_program(SAN_VALGRIND valgrind)
-if(NOT SAN_VALGRIND OR CMAKE_C_FLAGS MATCHES "-fsanitize=" OR CMAKE_CROSSCOMPILING)
+if(NOT SAN_VALGRIND OR CMAKE_C_FLAGS MATCHES "-fsanitize=" OR CMAKE_CROSSCOMPILING_EMULATOR)
   return()
 endif()
 # Leaks of every kind but "still reachable" are errors, and so is any invalid

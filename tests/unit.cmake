@@ -26,8 +26,8 @@ set_tests_properties(unit_inline PROPERTIES TIMEOUT 300 LABELS tsan
 # The unit tests follow the build: configured without Concurrency Kit, the
 # quick ones pass there too (tests/unit_without_ck.cmake).  They make named
 # counters, as unit_named does.
-# A native build: not run again by a cross build.
-if(NOT CMAKE_CROSSCOMPILING)
+# Not where the programs need an emulator (a cross build run under qemu).
+if(NOT CMAKE_CROSSCOMPILING_EMULATOR)
   add_test(NAME unit_without_ck
     COMMAND ${CMAKE_COMMAND}
       -DSOURCE=${PROJECT_SOURCE_DIR} -DBINARY=${CMAKE_CURRENT_BINARY_DIR}/unit-without-ck
