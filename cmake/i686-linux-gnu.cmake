@@ -7,9 +7,10 @@ set(CMAKE_SYSTEM_PROCESSOR i686)
 set(CMAKE_C_COMPILER i686-linux-gnu-gcc)
 set(CMAKE_LIBRARY_ARCHITECTURE i386-linux-gnu)
 
-# Only i386 libraries: the cross sysroot and Debian's multiarch directory.
-# Never the host's x86-64 .pc files, whose libraries would not link.
-set(CMAKE_FIND_ROOT_PATH /usr/i686-linux-gnu)
+# Only i386 libraries: the cross sysroot, and Debian's multiarch directory
+# (/usr/lib/i386-linux-gnu, from packages such as libcmocka-dev:i386) under
+# /.  Never the host's x86-64 .pc files, whose libraries would not link.
+set(CMAKE_FIND_ROOT_PATH /usr/i686-linux-gnu /)
 set(ENV{PKG_CONFIG_LIBDIR}
   "/usr/lib/i386-linux-gnu/pkgconfig:/usr/i686-linux-gnu/lib/pkgconfig:/usr/share/pkgconfig")
 set(ENV{PKG_CONFIG_PATH} "")
