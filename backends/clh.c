@@ -45,7 +45,7 @@ struct clh_node {
 
 struct clh_state {
 	_Alignas(TALLY_CACHELINE) _Atomic uint32_t tail;
-	/* written only by the holder, beside the tail */
+	/* Written only by the holder, beside the tail. */
 	_Alignas(8) tally__word value;
 	/* Nodes in the pool: tally__qnodes() at init, and one more for the
 	 * queue's tail when it is idle. */

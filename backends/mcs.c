@@ -45,7 +45,7 @@ struct mcs_node {
 
 struct mcs_state {
 	_Alignas(TALLY_CACHELINE) struct ck_spinlock_mcs *queue;
-	/* written only by the holder, beside the tail */
+	/* Written only by the holder, beside the tail. */
 	_Alignas(8) tally__word value;
 	unsigned count; /* nodes in the pool, tally__qnodes() at init */
 	struct mcs_node nodes[];

@@ -9,7 +9,7 @@
 struct sem_state {
 	sem_t sem;
 	_Alignas(8) tally__word value;
-	/* shared counters: the holder (src/life.h) */
+	/* Shared counters: the holder (src/life.h). */
 	_Alignas(8) tally__owner owner;
 };
 

@@ -44,7 +44,7 @@ enum { BACKOFF_NONE, BACKOFF_EXP };
  */
 struct spin_state {
 	ck_spinlock_t lock;
-	/* on the lock's line; only the holder writes */
+	/* On the lock's line; only the holder writes. */
 	_Alignas(8) tally__word value;
 	/* Read on every add but written only by init: on a line of its own,
 	 * so that reading them never pulls the contended lock line into a

@@ -85,7 +85,7 @@ struct ticket_state {
 		ck_spinlock_ticket_t ck;
 		struct own_ticket own;
 	} lock;
-	/* on the lock's line; only the holder writes */
+	/* On the lock's line; only the holder writes. */
 	_Alignas(8) tally__word value;
 	/* Written only by init, read on every add: on their own line (see
 	 * backends/spin.c). */

@@ -145,7 +145,7 @@ struct slot {
 	_Alignas(8) _Atomic uint64_t end_ns;
 	_Atomic unsigned recovered;
 	_Atomic int error;
-	/* adds of unknown outcome (remote) */
+	/* Adds of unknown outcome (remote). */
 	_Alignas(8) _Atomic uint64_t unknown;
 };
 
@@ -163,8 +163,8 @@ struct slot {
  * stalled run may still read them after wl_run() returns. */
 struct shared {
 	_Atomic int stop;
-	/* the common start: the sleeps' ticks count from here; written before
-	 * the gate opens */
+	/* The common start: the sleeps' ticks count from here; written before
+	 * the gate opens. */
 	_Alignas(8) _Atomic uint64_t t0_ns;
 	tally *t;
 	struct wl_config cfg;
