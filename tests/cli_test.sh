@@ -634,8 +634,10 @@ forged 0 0" && printf x >"/dev/shm/tally.$name$(printf '\033')[2J")
 	cleanup_trust
 	# Validate first, exit 2, nothing on stdout: before any calibration.
 	refused "invalid backend option: 'atomic:foo'" bench --backend atomic:foo --workers 1
-	refused "invalid backend option" stress --backend "redis:url=redis://:0" --rounds 1
-	refused "invalid backend option" bench --backend "redis:url=redis://:0" --workers 1
+	if built redis; then
+		refused "invalid backend option" stress --backend "redis:url=redis://:0" --rounds 1
+		refused "invalid backend option" bench --backend "redis:url=redis://:0" --workers 1
+	fi
 	refused "--out: cannot write '/nonexistent/x.json'" bench --backend atomic --workers 1 --duration 0.1 --out /nonexistent/x.json
 	# Ctrl-C during bench: the results so far, marked, and exit 3.
 	interrupted 2 bench --backend atomic,mutex --workers 1,2 --duration 0.3 --repeat 4 --format json

@@ -8,3 +8,9 @@ if(TALLY_PYTHON3)
             ${TALLY_TEST_CLI} ${PROJECT_SOURCE_DIR})
   set_tests_properties(docs PROPERTIES TIMEOUT 60 LABELS docs)
 endif()
+
+# .ci/run is the README's second command, word for word.
+add_test(NAME docs_ci_command
+  COMMAND ${CMAKE_COMMAND} -DSOURCE=${PROJECT_SOURCE_DIR}
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/ci_command.cmake)
+set_tests_properties(docs_ci_command PROPERTIES TIMEOUT 30 LABELS docs)

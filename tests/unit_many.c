@@ -369,7 +369,14 @@ static uint64_t reshape(unsigned slots, size_t count_at, size_t count_size,
 	assert_int_equal(ftruncate(fd, (off_t)total), 0);
 	put(fd, H_STATE_SIZE, &state, 8);
 	put(fd, H_TOTAL_SIZE, &total, 8);
-	put(fd, at + (off_t)count_at, &slots, count_size);
+	/* The count in its own width, so that it reads the same in either
+	 * byte order. */
+	uint16_t slots16 = (uint16_t)slots;
+	uint32_t slots32 = slots;
+	assert_true(count_size == 2 || count_size == 4);
+	put(fd, at + (off_t)count_at,
+	    count_size == 2 ? (const void *)&slots16 : (const void *)&slots32,
+	    count_size);
 	for (uint64_t i = had; i < slots; i++)
 		put(fd, at + LINE + (off_t)(i * LINE + word), &extra, 8);
 	close(fd);
