@@ -1,12 +1,18 @@
-# Cross-compiling tally for IBM Z (s390x), big-endian, with Debian's cross compiler
+# Cross-compiling tally for IBM Z (s390x, big-endian) with Debian's cross
+# compiler
 # (gcc-s390x-linux-gnu, libc6-dev-s390x-cross), which installs beside the
 # host compilers.  Tests run under qemu-user (qemu-s390x), which CMake puts
 # in front of every test command that names one of its targets; tests that
 # start programs by path read TALLY_TEST_EMULATOR (tests/CMakeLists.txt).
-# Libraries come from Debian's multiarch arm64 packages (libcmocka-dev:s390x);
-# they co-install with the host's; Concurrency Kit's
-# do not (libck-dev:s390x removes the host's libck-dev), so this build goes
-# without it (-DTALLY_WITH_CK=OFF in the s390x preset).
+# cmocka comes from Debian's multiarch s390x package (libcmocka-dev:s390x),
+# which co-installs with the host's (hiredis is not needed: without it the
+# redis backend is not built); Concurrency Kit's does not (libck-dev:s390x
+# removes the host's libck-dev), so this build goes without it
+# (-DTALLY_WITH_CK=OFF in the s390x preset).  Not in tools/install-deps
+# (the s390x suite is run by hand):
+#   dpkg --add-architecture s390x && apt-get update &&
+#   apt-get install gcc-s390x-linux-gnu libc6-dev-s390x-cross qemu-user \
+#     libc6:s390x libcmocka-dev:s390x
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR s390x)
 set(CMAKE_C_COMPILER s390x-linux-gnu-gcc)
