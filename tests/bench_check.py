@@ -150,8 +150,8 @@ def case_oversubscribed(tally):
                 r["mode"], r["run_s_max"]))
     # Two runs of 0.4 s, calibration, start-up: seconds, not minutes.
     if took > 30:
-        fail("the oversubscribed %s sweep took %.1f s" % (fifo, took))
-    t, _ = bench(tally, ["--backend", fifo, "--workers", str(workers),
+        fail("the oversubscribed %s sweep took %.1f s" % (lock, took))
+    t, _ = bench(tally, ["--backend", lock, "--workers", str(workers),
                          "--duration", "0.1", "--repeat", "1"])
     if t.returncode != 0 or "oversubscribed" not in t.stdout:
         fail("the table does not say oversubscribed:\n" + t.stdout)
