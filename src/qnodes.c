@@ -34,16 +34,8 @@ int tally__qnode_wait(char *busy, size_t stride, unsigned count, unsigned *hint,
 			return TALLY_ETIMEDOUT;
 		}
 		sched_yield(); /* every node is in the queue */
-		for (unsigned i = 0; i < count; i++) {
-			_Atomic int *flag =
-				(_Atomic int *)(void *)(busy + i * stride);
-
-			if (!atomic_load_explicit(flag, memory_order_relaxed) &&
-			    !atomic_exchange_explicit(flag, 1,
-						      memory_order_acquire)) {
-				*hint = i;
-				return (int)i;
-			}
-		}
+		int i = tally__qnode_pass(busy, stride, count, 0, hint);
+		if (i >= 0)
+			return i;
 	}
 }

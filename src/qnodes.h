@@ -41,14 +41,13 @@ unsigned tally__qnodes(void);
 int tally__qnode_wait(char *busy, size_t stride, unsigned count, unsigned *hint,
 		      struct tally__waiter *w);
 
-/* Claim a node of `count`: `busy` points at the first node's flag, nodes
- * are `stride` bytes apart.  Returns its index, or TALLY_ETIMEDOUT when
- * none came free within w's bound (the pool is full of adds that wait on a
- * stopped holder, or that left). */
-static inline int tally__qnode_claim(char *busy, size_t stride, unsigned count,
-				     unsigned *hint, struct tally__waiter *w)
+/* One pass over the pool from node `from`: the index of a node it claimed
+ * (and *hint set to it), or -1 when every node was busy.  `busy` points at
+ * the first node's flag, nodes are `stride` bytes apart. */
+static inline int tally__qnode_pass(char *busy, size_t stride, unsigned count,
+				    unsigned from, unsigned *hint)
 {
-	unsigned i = *hint < count ? *hint : 0;
+	unsigned i = from < count ? from : 0;
 
 	for (unsigned tries = 0; tries < count; tries++) {
 		_Atomic int *flag = (_Atomic int *)(void *)(busy + i * stride);
@@ -63,7 +62,19 @@ static inline int tally__qnode_claim(char *busy, size_t stride, unsigned count,
 		if (++i == count)
 			i = 0;
 	}
-	return tally__qnode_wait(busy, stride, count, hint, w);
+	return -1;
+}
+
+/* Claim a node of `count`, starting from the one this thread used last.
+ * Returns its index, or TALLY_ETIMEDOUT when none came free within w's
+ * bound (the pool is full of adds that wait on a stopped holder, or that
+ * left). */
+static inline int tally__qnode_claim(char *busy, size_t stride, unsigned count,
+				     unsigned *hint, struct tally__waiter *w)
+{
+	int i = tally__qnode_pass(busy, stride, count, *hint, hint);
+
+	return i >= 0 ? i : tally__qnode_wait(busy, stride, count, hint, w);
 }
 
 static inline void tally__qnode_release(_Atomic int *flag)
