@@ -736,8 +736,11 @@ demo)
 	}
 	LIMIT=280 run 0 "$T" demo --format json && json "len(d) >= 20 and all(r['lost'] == 0 for r in d if r['backend'] != 'none') and all(r['tries'] >= 1 and r['total_ops'] > 0 and not r['interrupted'] for r in d)"
 	# Ctrl-C: the runs so far, the cut one marked, a message, exit 3, and
-	# no closing lines that would speak for runs that never happened.
-	interrupted 2 demo
+	# no closing lines that would speak for runs that never happened.  The
+	# first addsub runs last 1 s each: at 2.5 s the signal lands inside the
+	# third, half a second from either end (at 2 s it fell on the boundary
+	# between two runs, and was taken after one).
+	interrupted 2.5 demo
 	contains err "interrupted during run [0-9]+ \\(addsub threads" "demo Ctrl-C message"
 	contains out "interrupted \\(Ctrl-C\\)$" "demo Ctrl-C row"
 	if grep -q "What you just saw" "$TMP/out"; then bad "demo explained an interrupted run"; else ok; fi
