@@ -279,9 +279,7 @@ static int run_crew(unsigned n, enum crew_mode mode)
 	crew_finish(c, 0);
 	for (unsigned k = 0; k < n; k++) {
 		const struct slot *s = crew_slot(c, k);
-		int st = crew_status(c, k);
-
-		if (processes && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
+		if (processes && crew_outcome(c, k).end != CREW_DONE) {
 			fprintf(stderr, "percpu_storm: worker %u failed\n", k);
 			rc = EXIT_SETUP;
 		}

@@ -87,11 +87,11 @@ static void test_nobody_passes_the_gate_before_go(void **state)
 			assert_true(crew_finished(c, k));
 			assert_int_equal(s->k, k + 1);
 			assert_int_equal(s->pad[19], k);
+			assert_int_equal(crew_outcome(c, k).end, CREW_DONE);
 			if (modes[m] == CREW_PROCESSES) {
-				assert_true(crew_gone(c, k));
-				assert_true(WIFEXITED(crew_status(c, k)));
-				assert_int_equal(WEXITSTATUS(crew_status(c, k)),
-						 0);
+				int st = crew_outcome(c, k).status;
+				assert_true(WIFEXITED(st));
+				assert_int_equal(WEXITSTATUS(st), 0);
 			}
 		}
 		assert_int_equal(crew_count_done(c), cfg.workers);
@@ -183,10 +183,11 @@ static void test_a_process_that_dies_early_is_seen(void **state)
 	assert_int_equal(crew_wait_ready(c, 0), -1);
 	crew_go(c);
 	assert_int_equal(crew_finish(c, 0), 0);
-	assert_true(crew_gone(c, 1));
 	assert_false(crew_finished(c, 1));
-	assert_true(WIFEXITED(crew_status(c, 1)));
-	assert_int_equal(WEXITSTATUS(crew_status(c, 1)), 3);
+	struct crew_outcome w = crew_outcome(c, 1);
+	assert_int_equal(w.end, CREW_DIED);
+	assert_true(WIFEXITED(w.status));
+	assert_int_equal(WEXITSTATUS(w.status), 3);
 	assert_true(crew_finished(c, 0));
 	assert_true(crew_finished(c, 2));
 	assert_int_equal(crew_count_done(c), 3);
@@ -223,18 +224,20 @@ static void test_give_up_kills_stuck_processes(void **state)
 	assert_int_equal(crew_wait_ready(c, harness_now_ns() + 100000000u), -1);
 	crew_cancel(c);
 	/* Worker 1 leaves the cancelled gate on its own: wait for that. */
-	for (int waited = 0; !crew_gone(c, 1) && waited < 5000; waited += 10) {
+	for (int waited = 0;
+	     crew_outcome(c, 1).end == CREW_RUNNING && waited < 5000;
+	     waited += 10) {
 		harness_sleep_ns(10000000);
 		crew_reap(c, 0);
 	}
 	assert_int_equal(crew_finish(c, 1), 0);
-	assert_true(crew_gone(c, 0));
-	assert_true(crew_killed(c, 0));
-	assert_true(WIFSIGNALED(crew_status(c, 0)));
-	assert_int_equal(WTERMSIG(crew_status(c, 0)), SIGKILL);
+	struct crew_outcome w = crew_outcome(c, 0);
+	assert_int_equal(w.end, CREW_KILLED);
+	assert_true(WIFSIGNALED(w.status));
+	assert_int_equal(WTERMSIG(w.status), SIGKILL);
 	/* Worker 1 left at the cancelled gate on its own: not killed, and
 	 * it never worked. */
-	assert_true(crew_gone(c, 1));
+	assert_int_equal(crew_outcome(c, 1).end, CREW_DONE);
 	assert_true(crew_finished(c, 1));
 	assert_int_equal(((struct gate_slot *)crew_slot(c, 1))->k, 0);
 	/* Never a signal to a worker already collected. */
@@ -395,15 +398,16 @@ static void test_stress_round_finds_no_overlap(void **state)
 					 0);
 			stress_run(t, &r, &o);
 			tally_destroy(t);
-			if (o.verdict == STRESS_OVERLAP)
+			if (o.verdict == HARNESS_OVERLAP)
 				fail_msg("%s (%s): %llu times a worker found "
 					 "the critical section occupied",
 					 b.name, crew_mode_name(modes[m]),
 					 (unsigned long long)o.overlaps);
-			if (o.verdict == STRESS_ERROR)
+			if (o.verdict == HARNESS_ERROR ||
+			    o.verdict == HARNESS_FAULT)
 				fail_msg("%s (%s): %s", b.name,
-					 crew_mode_name(modes[m]), o.why);
-			if (o.verdict == STRESS_LOST)
+					 crew_mode_name(modes[m]), o.reason);
+			if (o.verdict == HARNESS_LOST)
 				fail_msg("%s (%s): expected %lld, actual %lld",
 					 b.name, crew_mode_name(modes[m]),
 					 (long long)o.expected,
@@ -434,7 +438,7 @@ static void test_stress_round_sees_lost_updates(void **state)
 			 0);
 	stress_run(t, &r, &o);
 	tally_destroy(t);
-	assert_int_equal(o.verdict, STRESS_LOST);
+	assert_int_equal(o.verdict, HARNESS_LOST);
 	assert_true(o.expected != o.actual);
 }
 

@@ -56,8 +56,12 @@ static void run_exact(const tally_backend_info *b, enum wl_kind kind,
 		tally_create(&t, b->name, cfg.initial,
 			     mode == CREW_PROCESSES ? TALLY_PSHARED : 0),
 		0);
-	assert_int_equal(wl_run(t, &cfg, &res), 0);
+	enum harness_verdict v = wl_run(t, &cfg, &res);
 	tally_destroy(t);
+	if (v != HARNESS_EXACT && res.lost == 0)
+		fail_msg("%s %s %s x%u: %s: %s", b->name, wl_kind_name(kind),
+			 crew_mode_name(mode), workers, harness_verdict_name(v),
+			 res.reason);
 
 	uint64_t sum = 0;
 	for (unsigned k = 0; k < workers; k++) {
@@ -163,13 +167,17 @@ static void lost_updates_are_caught(enum crew_mode mode)
 						      ? TALLY_PSHARED
 						      : 0),
 				 0);
-		assert_int_equal(wl_run(t, &cfg, &res), 0);
+		enum harness_verdict v = wl_run(t, &cfg, &res);
 		tally_destroy(t);
 		assert_true(res.expected == (int64_t)(3 * cfg.iters));
 		if (res.lost != 0) {
+			/* The harness says so: the verdict, not the caller,
+			 * calls it a loss. */
+			assert_int_equal(v, HARNESS_LOST);
 			assert_true(res.actual != res.expected);
 			return;
 		}
+		assert_int_equal(v, HARNESS_EXACT);
 	}
 	fail_msg("the 'none' backend never lost an update: either this "
 		 "machine has one CPU or the harness cannot see a loss");
@@ -180,6 +188,46 @@ static void test_harness_catches_lost_updates(void **state)
 	(void)state;
 	lost_updates_are_caught(CREW_THREADS);
 	lost_updates_are_caught(CREW_PROCESSES);
+}
+
+static int stop_at_once(void *arg)
+{
+	(void)arg;
+	return 1;
+}
+
+/* The harness judges a run that did not go as asked (a worker killed, a
+ * run stopped by its caller) a fault, names it, and still checks the
+ * count: a killed worker is no loss. */
+static void test_faults_are_judged_by_the_harness(void **state)
+{
+	struct wl_config cfg;
+	struct wl_result *r = malloc(sizeof(*r));
+	tally *t;
+
+	(void)state;
+	assert_non_null(r);
+	wl_defaults(WL_INC, &cfg);
+	cfg.mode = CREW_PROCESSES;
+	cfg.iters = 1000000000;
+	cfg.kill_after_ms = 20;
+	assert_int_equal(tally_create(&t, "mutex", 0, TALLY_PSHARED), 0);
+	assert_int_equal(wl_run(t, &cfg, r), HARNESS_FAULT);
+	assert_int_equal(r->verdict, HARNESS_FAULT);
+	assert_int_equal(r->killed_worker, 0);
+	assert_non_null(strstr(r->reason, "worker 0 was killed"));
+	tally_destroy(t);
+
+	wl_defaults(WL_INC, &cfg);
+	cfg.iters = 1000000000;
+	cfg.stop = stop_at_once;
+	assert_int_equal(tally_create(&t, "atomic", 0, 0), 0);
+	assert_int_equal(wl_run(t, &cfg, r), HARNESS_FAULT);
+	assert_true(r->interrupted);
+	assert_int_equal(r->lost, 0);
+	assert_non_null(strstr(r->reason, "interrupted"));
+	tally_destroy(t);
+	free(r);
 }
 
 /*
@@ -239,6 +287,7 @@ int main(void)
 		cmocka_unit_test(test_threads_exact),
 		cmocka_unit_test(test_processes_exact),
 		cmocka_unit_test(test_harness_catches_lost_updates),
+		cmocka_unit_test(test_faults_are_judged_by_the_harness),
 		cmocka_unit_test(test_a_killed_starving_waiter_is_passed_over),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

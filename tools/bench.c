@@ -509,13 +509,10 @@ static void progress(const struct bench_opts *o, const struct bench_result *r,
 	fflush(stderr);
 }
 
-/* One repeat of one configuration.  Returns -1 when the sweep must stop
- * (threads that never stopped are still spinning). */
-static int measure(const struct bench_opts *o, struct bench_result *r,
-		   struct bench_run *run)
+/* What every repeat of configuration r runs: made once, before the sweep. */
+static void configure(const struct bench_opts *o, struct bench_result *r)
 {
-	struct bench_config cfg = {
-		.backend = r->backend,
+	r->cfg = (struct bench_config){
 		.mode = r->mode,
 		.workers = r->workers,
 		.warmup_s = o->warmup_s,
@@ -527,65 +524,51 @@ static int measure(const struct bench_opts *o, struct bench_result *r,
 		.pin_cpus = o->pin ? o->pin_cpus : NULL,
 		.stop_limit_s = 10.0 + o->duration_s,
 	};
-	uint64_t t0 = harness_now_ns();
-	int rc = bench_run_once(&cfg, run), saved = errno;
-	double took = (double)(harness_now_ns() - t0) / 1e9;
+}
 
-	if (rc == BENCH_ESTART) {
-		char why[256];
+/* One repeat of one configuration, on a counter of its own.  Returns -1
+ * when the sweep must stop (threads that never stopped are still spinning
+ * on the counter, which is kept for them). */
+static int measure(struct bench_result *r, struct bench_run *run)
+{
+	tally *t;
+	int rc = tally_create(&t, r->backend, 0,
+			      r->mode == CREW_PROCESSES ? TALLY_PSHARED : 0);
 
-		r->error = rc;
-		cli_error("bench",
-			  "%s, %s, %u workers: cannot start the "
-			  "workers: %s",
-			  r->backend, crew_mode_name(r->mode), r->workers,
-			  crew_start_error(r->mode, saved, why, sizeof(why)));
-		bench_run_free(run);
-		return 0;
-	}
 	if (rc != 0) {
 		r->error = rc;
 		cli_error("bench", "%s, %s, %u workers: %s", r->backend,
 			  crew_mode_name(r->mode), r->workers,
 			  tally_explain(rc));
-		bench_run_free(run);
 		return 0;
 	}
+	uint64_t t0 = harness_now_ns();
+	enum harness_verdict v = bench_run_once(t, &r->cfg, run);
+	double took = (double)(harness_now_ns() - t0) / 1e9;
+
+	if (v == HARNESS_ERROR || run->stalled) {
+		cli_error("bench", "%s, %s, %u workers: %s", r->backend,
+			  crew_mode_name(r->mode), r->workers, run->reason);
+		if (v == HARNESS_ERROR)
+			r->error = BENCH_ENOSTART;
+		else
+			r->stalled = 1;
+		if (run->stalled && r->mode == CREW_THREADS)
+			return -1; /* its threads still use the counter */
+		bench_run_free(run);
+		tally_destroy(t);
+		return 0;
+	}
+	tally_destroy(t);
 	if (took > r->run_s_max)
 		r->run_s_max = took;
 	if (run->stop_lag_s > r->stop_lag_max)
 		r->stop_lag_max = run->stop_lag_s;
-	if (run->stalled) {
-		r->stalled = 1;
-		if (run->died)
-			cli_error("bench",
-				  "%s, %s, %u workers: a worker process died "
-				  "before it finished; giving up",
-				  r->backend, crew_mode_name(r->mode),
-				  r->workers);
-		else if (run->unready)
-			cli_error(
-				"bench",
-				"%s, %s, %u workers: not every worker was "
-				"ready %.0f s after it was started; giving up",
-				r->backend, crew_mode_name(r->mode), r->workers,
-				cfg.stop_limit_s);
-		else
-			cli_error("bench",
-				  "%s, %s, %u workers: workers still running "
-				  "%.0f s after the stop flag; giving up",
-				  r->backend, crew_mode_name(r->mode),
-				  r->workers, cfg.stop_limit_s);
-		if (r->mode == CREW_THREADS)
-			return -1; /* its threads still use the run */
-		bench_run_free(run);
-		return 0;
-	}
 	uint64_t sum = 0;
 	for (unsigned k = 0; k < run->workers; k++)
 		sum += run->ops[k];
 	r->rates[r->done++] = run->wall_s > 0 ? (double)sum / run->wall_s : 0;
-	if (!run->correct || run->add_error)
+	if (v != HARNESS_EXACT)
 		r->all_correct = 0;
 	return 0;
 }
@@ -611,7 +594,7 @@ static int sweep(struct bench_opts *o, struct bench_result *res, unsigned n,
 				continue;
 			if (tty)
 				progress(o, r, i, n, rep);
-			if (measure(o, r, &runs[i * o->repeat + r->done]) < 0)
+			if (measure(r, &runs[i * o->repeat + r->done]) < 0)
 				return -1;
 		}
 	if (tty)
@@ -650,6 +633,7 @@ static struct bench_result *plan(const struct bench_opts *o, unsigned *n)
 				r->workers = o->workers[w];
 				r->oversubscribed = r->workers > o->online_cpus;
 				r->all_correct = 1;
+				configure(o, r);
 				r->rates = calloc(o->repeat, sizeof(double));
 				if (r->rates == NULL)
 					return NULL;

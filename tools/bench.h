@@ -53,9 +53,14 @@ struct bench_result {
 	double run_s_max;    /* longest repeat, warm-up to last worker out */
 	double stop_lag_max; /* longest stop flag to last worker out */
 	int stalled;
-	int error; /* TALLY_E* from tally_create(), or -1 (errno) */
+	int error; /* TALLY_E* from tally_create(), or BENCH_ENOSTART */
 	int oversubscribed;
+	struct bench_config cfg; /* what each repeat runs, made once */
 };
+
+/* bench_result.error: the harness could not start the workers (a positive
+ * code, so that it cannot be mistaken for a TALLY_E* one). */
+#define BENCH_ENOSTART 1
 
 /* bench_report.c */
 void bench_report(FILE *f, const struct bench_opts *o,

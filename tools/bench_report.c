@@ -232,9 +232,9 @@ static void print_result_json(FILE *f, const struct bench_opts *o,
 		fprintf(f, ", \"path\": \"%s\"", u->path);
 	if (r->error || r->stalled)
 		fprintf(f, ", \"error\": \"%s\"",
-			r->stalled		   ? "workers did not stop"
-			: r->error != BENCH_ESTART ? tally_errname(r->error)
-						   : "cannot start workers");
+			r->stalled		     ? "workers did not stop"
+			: r->error != BENCH_ENOSTART ? tally_errname(r->error)
+						     : "cannot start workers");
 	fputs("}", f);
 }
 

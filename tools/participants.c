@@ -306,22 +306,16 @@ static int verdict(struct joint *j, const struct wl_config *cfg,
 		j->n, sum, j->start[C_MAIN], actual,
 		lost == 0 ? "exact" : "they differ");
 	if (unknown != 0) {
-		struct wl_result all = *res;
-		all.unknown = (uint64_t)unknown;
-		all.unknown_sum = unknown_sum;
-		all.expected =
-			(int64_t)((uint64_t)j->start[C_MAIN] + (uint64_t)sum);
-		all.actual = actual;
-		all.unread = 0;
-		run_explain_unknown(&all);
+		run_explain_unknown(
+			(uint64_t)unknown, unknown_sum, &actual,
+			(int64_t)((uint64_t)j->start[C_MAIN] + (uint64_t)sum));
 		return EXIT_RUNTIME;
 	}
 	if (lost != 0)
 		return EXIT_LOST;
 	/* This participant's own failures; its own "lost" is meaningless,
 	 * as the counter holds the others' adds too. */
-	res->lost = 0;
-	return run_verdict(res);
+	return wl_faulted(res) ? EXIT_RUNTIME : EXIT_EXACT;
 }
 
 int run_participants(const char *backend, const struct wl_config *given,

@@ -78,7 +78,9 @@ static void explain_faults(const struct wl_config *cfg,
 		fprintf(stderr, "tally run: an add failed: %s\n",
 			tally_strerror(res->add_error));
 	if (res->unknown)
-		run_explain_unknown(res);
+		run_explain_unknown(res->unknown, res->unknown_sum,
+				    res->unread ? NULL : &res->actual,
+				    res->expected);
 	if (res->failed_worker >= 0) {
 		int st = res->failed_status;
 		if (WIFSIGNALED(st))

@@ -3,7 +3,6 @@
 #include "run_core.h"
 #include "cli.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -34,14 +33,14 @@ void run_hooks(struct wl_config *cfg, const char *label, int show)
 
 int run_verdict(const struct wl_result *res)
 {
-	if (!res->unread && res->lost != 0 && res->killed_worker < 0 &&
-	    res->died_worker < 0 && !res->stalled && !res->unknown)
+	switch (res->verdict) {
+	case HARNESS_EXACT:
+		return EXIT_EXACT;
+	case HARNESS_LOST:
 		return EXIT_LOST;
-	if (res->killed_worker >= 0 || res->died_worker >= 0 || res->stalled ||
-	    res->interrupted || res->add_error || res->failed_worker >= 0 ||
-	    res->unknown)
+	default:
 		return EXIT_RUNTIME;
-	return EXIT_EXACT;
+	}
 }
 
 int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
@@ -61,11 +60,8 @@ int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
 			       ? EXIT_USAGE
 			       : EXIT_RUNTIME;
 	}
-	if (wl_run(t, cfg, res) != 0) {
-		char why[256];
-
-		cli_error(cmd, "cannot start the workers: %s",
-			  crew_start_error(cfg->mode, errno, why, sizeof(why)));
+	if (wl_run(t, cfg, res) == HARNESS_ERROR) {
+		cli_error(cmd, "%s", res->reason);
 		tally_destroy(t);
 		return EXIT_RUNTIME;
 	}
@@ -90,26 +86,24 @@ void run_warn_oversubscribed(const char *cmd, const tally_backend_info *b,
 			workers, cpus, b->name, cpus);
 }
 
-void run_explain_unknown(const struct wl_result *res)
+void run_explain_unknown(uint64_t n, int64_t sum, const int64_t *actual,
+			 int64_t expected)
 {
 	fprintf(stderr,
 		"tally run: %" PRIu64 " add%s of unknown outcome (deltas "
 		"summing to %" PRId64 "): %s\n",
-		res->unknown, res->unknown == 1 ? "" : "s", res->unknown_sum,
-		tally_strerror(TALLY_EUNKNOWN));
-	if (res->unread)
+		n, n == 1 ? "" : "s", sum, tally_strerror(TALLY_EUNKNOWN));
+	if (actual == NULL)
 		return;
 	/* Each such add was applied once or not at all: the count may exceed
 	 * the sure adds by up to their sum, and that is no loss. */
-	int64_t over =
-		(int64_t)((uint64_t)res->actual - (uint64_t)res->expected);
+	int64_t over = (int64_t)((uint64_t)*actual - (uint64_t)expected);
 	fprintf(stderr,
 		"tally run: accounting: final value %" PRId64 ", the adds "
 		"known to be applied sum to %" PRId64 ": %s\n",
-		res->actual, res->expected,
-		over == 0 ? "none of the unknown adds was applied"
-		: over == res->unknown_sum
-			? "all of the unknown adds were applied"
-			: "the difference is not what the unknown adds "
-			  "account for (lost updates?)");
+		*actual, expected,
+		over == 0     ? "none of the unknown adds was applied"
+		: over == sum ? "all of the unknown adds were applied"
+			      : "the difference is not what the unknown adds "
+				"account for (lost updates?)");
 }

@@ -23,13 +23,17 @@ int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
  * copied: it must outlive the run.
  */
 void run_hooks(struct wl_config *cfg, const char *label, int show);
-/* Exit code for a run that ran. */
+/* Exit code for a run that ran: its verdict (res->verdict) as
+ * EXIT_EXACT, EXIT_LOST or EXIT_RUNTIME. */
 int run_verdict(const struct wl_result *res);
 /* Warn on stderr when a spinning backend gets more workers than CPUs. */
 void run_warn_oversubscribed(const char *cmd, const tally_backend_info *b,
 			     unsigned workers);
-/* Say on stderr what adds of unknown outcome (TALLY_EUNKNOWN) mean for the
- * count: neither done nor lost. */
-void run_explain_unknown(const struct wl_result *res);
+/* Say on stderr what n adds of unknown outcome (TALLY_EUNKNOWN), their
+ * deltas summing to sum, mean for the count: neither done nor lost.  With
+ * the final value (actual, or NULL when it could not be read) and the sum
+ * of the adds known to be applied, say which way they went. */
+void run_explain_unknown(uint64_t n, int64_t sum, const int64_t *actual,
+			 int64_t expected);
 
 #endif

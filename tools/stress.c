@@ -170,15 +170,15 @@ static const char *verdict_of(const struct stats *st)
 static int report_round(const struct stress_outcome *o, const char *what)
 {
 	switch (o->verdict) {
-	case STRESS_EXACT:
+	case HARNESS_EXACT:
 		return EXIT_EXACT;
-	case STRESS_OVERLAP:
+	case HARNESS_OVERLAP:
 		cli_error("stress",
 			  "EXCLUSION BROKEN in %s: %llu times a worker found "
 			  "the critical section occupied",
 			  what, (unsigned long long)o->overlaps);
 		return EXIT_LOST;
-	case STRESS_LOST:
+	case HARNESS_LOST:
 		cli_error("stress",
 			  "LOST UPDATES in %s%s: expected %lld, actual %lld "
 			  "(lost %lld)",
@@ -188,7 +188,7 @@ static int report_round(const struct stress_outcome *o, const char *what)
 				      (uint64_t)o->actual));
 		return EXIT_LOST;
 	default:
-		cli_error("stress", "%s", o->why);
+		cli_error("stress", "%s", o->reason);
 		cli_error("stress", "in %s", what);
 		return EXIT_RUNTIME;
 	}
@@ -226,7 +226,7 @@ static int run_round(const struct params *p, size_t backend,
 	stress_run(t, r, &o);
 	watchdog_disarm();
 	st->adds += o.adds;
-	if (o.verdict != STRESS_ERROR)
+	if (o.verdict != HARNESS_ERROR)
 		st->cut += (uint64_t)o.cut;
 	rc = report_round(&o, what);
 	if (rc != EXIT_EXACT) {

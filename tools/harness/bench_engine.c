@@ -5,6 +5,7 @@
 #include "crew.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -271,21 +272,24 @@ static int wait_finished(struct crew *c, unsigned n, uint64_t deadline)
 	return 0;
 }
 
-/* After the workers are gone: their slots into *run.  0, or TALLY_ENOMEM.
+/* After the workers are gone: their slots into *run, and the verdict.
  * run->ops is allocated only now, so that no forked worker holds a copy. */
-static int collect(struct crew *c, struct bench_run *run, uint64_t stop)
+static enum harness_verdict collect(struct crew *c, struct bench_run *run,
+				    uint64_t stop)
 {
 	const struct shared *sh = crew_shared(c);
 	uint64_t first = UINT64_MAX, last = 0;
 
 	run->ops = calloc(run->workers, sizeof(*run->ops));
 	if (run->ops == NULL)
-		return TALLY_ENOMEM;
+		return harness_say(run->reason, HARNESS_ERROR,
+				   "out of memory for %u workers' results",
+				   run->workers);
 	for (unsigned k = 0; k < run->workers; k++) {
 		const struct slot *s = crew_slot(c, k);
 
 		/* A process that died: its slot says nothing of its adds. */
-		if (!crew_finished(c, k)) {
+		if (crew_outcome(c, k).end == CREW_DIED) {
 			run->stalled = run->died = 1;
 			continue;
 		}
@@ -304,17 +308,30 @@ static int collect(struct crew *c, struct bench_run *run, uint64_t stop)
 	}
 	run->wall_s = last > first ? (double)(last - first) / 1e9 : 0;
 	run->stop_lag_s = last > stop ? (double)(last - stop) / 1e9 : 0;
+	if (run->died)
+		return harness_say(run->reason, HARNESS_FAULT,
+				   "a worker process died before it "
+				   "finished; giving up");
 	int rc = tally_get(sh->t, &run->final);
 	if (rc < 0 && !run->add_error)
 		run->add_error = rc;
-	run->correct = rc == 0 && !run->stalled &&
-		       (uint64_t)run->final == run->total_ops;
-	return 0;
+	run->correct = rc == 0 && (uint64_t)run->final == run->total_ops;
+	if (run->add_error)
+		return harness_say(run->reason, HARNESS_FAULT,
+				   "an add failed: %s",
+				   tally_strerror(run->add_error));
+	if (!run->correct)
+		return harness_say(run->reason, HARNESS_LOST,
+				   "the counter holds %" PRId64
+				   " after %" PRIu64 " adds",
+				   run->final, run->total_ops);
+	return harness_say(run->reason, HARNESS_EXACT,
+			   "exact: %" PRIu64 " adds", run->total_ops);
 }
 
-/* The workers are at the gate: run the phases, stop them, collect.  0 or
- * TALLY_ENOMEM; run->stalled when a worker never got ready or stopped. */
-static int drive(struct crew *c, struct bench_run *run)
+/* The workers are at the gate: run the phases, stop them, collect;
+ * run->stalled when a worker never got ready or stopped. */
+static enum harness_verdict drive(struct crew *c, struct bench_run *run)
 {
 	struct shared *sh = crew_shared(c);
 	const struct bench_config *cfg = &sh->cfg;
@@ -327,8 +344,15 @@ static int drive(struct crew *c, struct bench_run *run)
 		run->stalled = run->unready = 1;
 		crew_finish(c, 1);
 		for (unsigned k = 0; k < cfg->workers; k++)
-			run->died |= crew_died(c, k);
-		return 0;
+			run->died |= crew_outcome(c, k).end == CREW_DIED;
+		if (run->died)
+			return harness_say(run->reason, HARNESS_FAULT,
+					   "a worker process died before it "
+					   "finished; giving up");
+		return harness_say(run->reason, HARNESS_FAULT,
+				   "not every worker was ready %.0f s after "
+				   "it was started; giving up",
+				   cfg->stop_limit_s);
 	}
 	t = harness_now_ns();
 	/* Relaxed: crew_go() publishes it. */
@@ -345,12 +369,16 @@ static int drive(struct crew *c, struct bench_run *run)
 	crew_finish(c, run->stalled);
 	if (run->stalled) {
 		run->stop_lag_s = (double)(harness_now_ns() - t) / 1e9;
-		return 0;
+		return harness_say(run->reason, HARNESS_FAULT,
+				   "workers still running %.0f s after the "
+				   "stop flag; giving up",
+				   cfg->stop_limit_s);
 	}
 	return collect(c, run, t);
 }
 
-int bench_run_once(const struct bench_config *cfg, struct bench_run *run)
+enum harness_verdict bench_run_once(tally *t, const struct bench_config *cfg,
+				    struct bench_run *run)
 {
 	struct crew_config cc = {
 		.mode = cfg->mode,
@@ -366,35 +394,34 @@ int bench_run_once(const struct bench_config *cfg, struct bench_run *run)
 	};
 	struct crew *c;
 	struct shared *sh;
-	int rc;
 
 	memset(run, 0, sizeof(*run));
 	run->workers = cfg->workers;
+	tally_handle_info d;
+	run->path = tally_describe(t, &d) == 0 ? d.path : NULL;
 	if (crew_create(&c, &cc) != 0)
-		return errno == EINVAL ? TALLY_EINVAL : TALLY_ENOMEM;
+		return run->verdict =
+			       harness_say(run->reason, HARNESS_ERROR,
+					   "cannot set up %u workers: %s",
+					   cfg->workers, strerror(errno));
 	sh = crew_shared(c);
 	sh->cfg = *cfg;
-	rc = tally_create(&sh->t, cfg->backend, 0,
-			  cfg->mode == CREW_PROCESSES ? TALLY_PSHARED : 0);
-	if (rc != 0) {
-		crew_destroy(c);
-		return rc;
-	}
-	tally_handle_info d;
-	run->path = tally_describe(sh->t, &d) == 0 ? d.path : NULL;
+	sh->t = t;
 	if (crew_start(c) != 0) {
-		int saved = errno;
-		tally_destroy(sh->t);
+		char why[256];
+
+		harness_say(
+			run->reason, HARNESS_ERROR,
+			"cannot start the workers: %s",
+			crew_start_error(cfg->mode, errno, why, sizeof(why)));
 		crew_destroy(c);
-		errno = saved;
-		return BENCH_ESTART;
+		return run->verdict = HARNESS_ERROR;
 	}
-	rc = drive(c, run);
-	if (run->stalled && cfg->mode == CREW_THREADS)
-		return 0; /* abandoned threads still use the counter */
-	tally_destroy(sh->t);
+	run->verdict = drive(c, run);
+	/* Abandoned threads still use the crew (and t: the caller keeps it,
+	 * bench_run.stalled says so). */
 	crew_destroy(c);
-	return rc;
+	return run->verdict;
 }
 
 void bench_run_free(struct bench_run *run)

@@ -5,6 +5,7 @@
 #define TALLY_BENCH_ENGINE_H
 
 #include "crew.h"
+#include "verdict.h"
 #include "tally.h"
 
 #include <stdint.h>
@@ -29,12 +30,7 @@ struct bench_hist {
 #define BENCH_SAMPLE_SPACING_NS 10000u
 #define BENCH_SAMPLE_MAX	(1u << 20)
 
-/* bench_run_once(): the workers could not be started (a positive code, so
- * that it cannot be mistaken for a TALLY_E* one). */
-#define BENCH_ESTART 1
-
 struct bench_config {
-	const char *backend; /* name for tally_create() */
 	enum crew_mode mode;
 	unsigned workers;
 	double warmup_s;
@@ -48,6 +44,11 @@ struct bench_config {
 };
 
 struct bench_run {
+	/* HARNESS_EXACT (final == total_ops), _LOST, _FAULT (a worker died,
+	 * never got ready or never stopped, an add failed) or _ERROR (the
+	 * workers could not start), with the reason in one sentence. */
+	enum harness_verdict verdict;
+	char reason[HARNESS_REASON_SIZE];
 	unsigned workers;
 	uint64_t *ops;	       /* measured adds per worker [workers] */
 	uint64_t total_ops;    /* every add, warm-up and drain included */
@@ -72,12 +73,14 @@ double bench_calibrate_loops_per_ns(void);
 double bench_timer_overhead_ns(void);
 
 /*
- * One run: create the counter (TALLY_PSHARED for processes), run, check,
- * destroy.  Returns 0 when it ran (verdict in *run), or a TALLY_E* code from
- * tally_create(), or BENCH_ESTART (errno set) when workers could not start.
- * run->ops is allocated here; free it with bench_run_free().
+ * One run on t, the caller's (created with 0, and TALLY_PSHARED for
+ * processes): warm up, measure, stop, check.  Returns the verdict, also in
+ * run->verdict (tools/harness/verdict.h).  When it ran, run->ops is
+ * allocated: free it with bench_run_free().  A run that stalled in threads
+ * (run->stalled) leaves them spinning on t: then t must not be destroyed.
  */
-int bench_run_once(const struct bench_config *cfg, struct bench_run *run);
+enum harness_verdict bench_run_once(tally *t, const struct bench_config *cfg,
+				    struct bench_run *run);
 void bench_run_free(struct bench_run *run);
 
 /* Latency percentile q in [0, 1] from a merged histogram (0 when empty): the

@@ -278,16 +278,6 @@ void crew_reap(struct crew *c, int block)
 	}
 }
 
-int crew_gone(const struct crew *c, unsigned k)
-{
-	return c->m[k].gone;
-}
-
-int crew_status(const struct crew *c, unsigned k)
-{
-	return c->m[k].status;
-}
-
 /* Never a pid that is 0 or collected: kill(0, ...) would signal tally's
  * whole process group, and a collected pid may be somebody else's now. */
 int crew_kill(struct crew *c, unsigned k)
@@ -301,14 +291,29 @@ int crew_kill(struct crew *c, unsigned k)
 	return 0;
 }
 
-int crew_killed(const struct crew *c, unsigned k)
+struct crew_outcome crew_outcome(const struct crew *c, unsigned k)
 {
-	return c->m[k].killed;
-}
+	const struct member *m = &c->m[k];
+	struct crew_outcome o = {CREW_RUNNING, 0};
 
-int crew_died(const struct crew *c, unsigned k)
-{
-	return c->m[k].gone && !c->m[k].killed && !crew_finished(c, k);
+	if (c->cfg.mode != CREW_PROCESSES) {
+		if (crew_finished(c, k))
+			o.end = CREW_DONE;
+		return o;
+	}
+	if (!m->gone)
+		return o;
+	o.status = m->status;
+	if (m->killed)
+		o.end = CREW_KILLED;
+	else if (!crew_finished(c, k))
+		o.end = CREW_DIED;
+	else if (m->status != CREW_STATUS_UNKNOWN && WIFEXITED(m->status) &&
+		 WEXITSTATUS(m->status) == 0)
+		o.end = CREW_DONE;
+	else
+		o.end = CREW_FAILED;
+	return o;
 }
 
 void crew_kill_all(struct crew *c)

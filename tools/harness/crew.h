@@ -98,24 +98,38 @@ int crew_finished(const struct crew *c, unsigned k);
 unsigned crew_count_done(const struct crew *c);
 
 /*
- * Processes: collect those that ended (block: wait for every one).  Then
- * crew_gone() says whether worker k has ended and been collected (threads:
- * joined by crew_finish), and
- * crew_status() how (as from waitpid; CREW_STATUS_UNKNOWN when waitpid could
- * not tell, which WIFEXITED() calls abnormal).  Threads: nothing to do.
+ * Processes: collect those that ended (block: wait for every one); then
+ * crew_outcome() says how.  Threads: nothing to do (crew_finish joins them).
  */
-#define CREW_STATUS_UNKNOWN (-1)
 void crew_reap(struct crew *c, int block);
-int crew_gone(const struct crew *c, unsigned k);
-int crew_status(const struct crew *c, unsigned k);
 
 /* SIGKILL process k if it is still there (not collected).  0 when a signal
- * was sent; then crew_killed(c, k) says so ever after. */
+ * was sent; its outcome is then CREW_KILLED ever after. */
 int crew_kill(struct crew *c, unsigned k);
-int crew_killed(const struct crew *c, unsigned k);
-/* Process k ended before its work() returned, and not by crew_kill(): it
- * died (a crash, a signal from elsewhere, out of memory). */
-int crew_died(const struct crew *c, unsigned k);
+
+/* How worker k's part ended, as far as the coordinator knows. */
+enum crew_end {
+	CREW_RUNNING, /* not ended (or not yet collected, or abandoned) */
+	CREW_DONE,    /* work() returned; a process then exited 0 */
+	CREW_FAILED,  /* a process: work() returned, then it exited badly
+		       * (a memory checker's error exit, a signal) */
+	CREW_KILLED,  /* SIGKILLed by crew_kill() */
+	CREW_DIED,    /* a process that ended before its work() returned,
+		       * not by crew_kill(): a crash, a signal from
+		       * elsewhere, out of memory, an exit of its own */
+};
+
+#define CREW_STATUS_UNKNOWN (-1)
+struct crew_outcome {
+	enum crew_end end;
+	/* Processes that ended: the status as from waitpid, or
+	 * CREW_STATUS_UNKNOWN when waitpid could not tell (WIFEXITED() calls
+	 * it abnormal); threads: 0. */
+	int status;
+};
+
+/* Worker k's outcome: the one question the coordinator asks of each. */
+struct crew_outcome crew_outcome(const struct crew *c, unsigned k);
 
 /* SIGKILL every process still there. */
 void crew_kill_all(struct crew *c);

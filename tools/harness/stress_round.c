@@ -3,9 +3,9 @@
 #include "clock.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -236,23 +236,8 @@ static void work(struct crew *c, unsigned k, void *arg)
 	}
 }
 
-static enum stress_verdict fail(struct stress_outcome *out,
-				enum stress_verdict v, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static enum stress_verdict fail(struct stress_outcome *out,
-				enum stress_verdict v, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(out->why, sizeof(out->why), fmt, ap);
-	va_end(ap);
-	return out->verdict = v;
-}
-
 /* The workers have all ended: how did they do? */
-static enum stress_verdict check(struct crew *c, struct stress_outcome *out)
+static enum harness_verdict check(struct crew *c, struct stress_outcome *out)
 {
 	struct shared *sh = crew_shared(c);
 	const struct stress_round *r = &sh->r;
@@ -260,17 +245,17 @@ static enum stress_verdict check(struct crew *c, struct stress_outcome *out)
 	int rc;
 
 	for (unsigned k = 0; k < r->workers; k++) {
-		int status = crew_status(c, k);
+		struct crew_outcome w = crew_outcome(c, k);
 
-		if (r->mode == CREW_PROCESSES &&
-		    (!WIFEXITED(status) || WEXITSTATUS(status)))
-			return fail(out, STRESS_ERROR,
-				    "worker %u (a process) died: %s", k,
-				    status == CREW_STATUS_UNKNOWN
-					    ? "status unknown"
-				    : WIFSIGNALED(status)
-					    ? strsignal(WTERMSIG(status))
-					    : "nonzero exit");
+		if (r->mode == CREW_PROCESSES && w.end != CREW_DONE)
+			return harness_say(
+				out->reason, HARNESS_FAULT,
+				"worker %u (a process) died: %s", k,
+				w.status == CREW_STATUS_UNKNOWN
+					? "status unknown"
+				: WIFSIGNALED(w.status)
+					? strsignal(WTERMSIG(w.status))
+					: "nonzero exit");
 	}
 	for (unsigned k = 0; k < r->workers; k++) {
 		const struct slot *sl = crew_slot(c, k);
@@ -279,23 +264,32 @@ static enum stress_verdict check(struct crew *c, struct stress_outcome *out)
 		out->adds += sl->adds;
 		out->cut |= sl->cut;
 		if (sl->error)
-			return fail(out, STRESS_ERROR,
-				    "worker %u: an add failed: %s", k,
-				    tally_strerror(sl->error));
+			return harness_say(out->reason, HARNESS_FAULT,
+					   "worker %u: an add failed: %s", k,
+					   tally_strerror(sl->error));
 	}
 	out->expected = (int64_t)sum;
 	out->overlaps = atomic_load(&sh->overlaps);
 	if (out->overlaps != 0)
-		return out->verdict = STRESS_OVERLAP;
+		return harness_say(out->reason, HARNESS_OVERLAP,
+				   "%" PRIu64 " times a worker found the "
+				   "critical section occupied",
+				   out->overlaps);
 	if ((rc = tally_get(sh->t, &out->actual)) < 0)
-		return fail(out, STRESS_ERROR, "cannot read the counter: %s",
-			    tally_strerror(rc));
-	return out->verdict = (uint64_t)out->actual == sum ? STRESS_EXACT
-							   : STRESS_LOST;
+		return harness_say(out->reason, HARNESS_FAULT,
+				   "cannot read the counter: %s",
+				   tally_strerror(rc));
+	if ((uint64_t)out->actual != sum)
+		return harness_say(out->reason, HARNESS_LOST,
+				   "expected %" PRId64 ", actual %" PRId64,
+				   out->expected, out->actual);
+	return harness_say(out->reason, HARNESS_EXACT,
+			   "exact: %" PRIu64 " adds, final value %" PRId64,
+			   out->adds, out->actual);
 }
 
-enum stress_verdict stress_run(tally *t, const struct stress_round *r,
-			       struct stress_outcome *out)
+enum harness_verdict stress_run(tally *t, const struct stress_round *r,
+				struct stress_outcome *out)
 {
 	struct crew_config cc = {
 		.mode = r->mode,
@@ -311,23 +305,26 @@ enum stress_verdict stress_run(tally *t, const struct stress_round *r,
 
 	memset(out, 0, sizeof(*out));
 	if (r->workers > STRESS_MAX_WORKERS || crew_create(&c, &cc) != 0)
-		return fail(out, STRESS_ERROR, "cannot set up %u workers: %s",
-			    r->workers,
-			    r->workers > STRESS_MAX_WORKERS ? strerror(EINVAL)
-							    : strerror(errno));
+		return out->verdict = harness_say(
+			       out->reason, HARNESS_ERROR,
+			       "cannot set up %u workers: %s", r->workers,
+			       r->workers > STRESS_MAX_WORKERS
+				       ? strerror(EINVAL)
+				       : strerror(errno));
 	sh = crew_shared(c);
 	sh->t = t;
 	sh->r = *r;
 	if (crew_start(c) != 0) {
 		char why[256];
 
-		fail(out, STRESS_ERROR, "cannot start worker %u: %s",
-		     crew_started(c),
-		     crew_start_error(r->mode, errno, why, sizeof(why)));
+		out->verdict = harness_say(
+			out->reason, HARNESS_ERROR,
+			"cannot start worker %u: %s", crew_started(c),
+			crew_start_error(r->mode, errno, why, sizeof(why)));
 	} else {
 		crew_go(c);
 		crew_finish(c, 0);
-		check(c, out);
+		out->verdict = check(c, out);
 	}
 	crew_destroy(c);
 	return out->verdict;

@@ -8,6 +8,7 @@
 #define TALLY_HARNESS_STRESS_ROUND_H
 
 #include "crew.h"
+#include "verdict.h"
 #include "tally.h"
 
 #include <stddef.h>
@@ -38,27 +39,24 @@ struct stress_round {
 void stress_draw(uint64_t seed, uint64_t number, unsigned cap, int mode,
 		 int pshared, struct stress_round *r);
 
-enum stress_verdict {
-	STRESS_EXACT,	/* the count is exact, nobody met in a section */
-	STRESS_LOST,	/* the count is not what the workers added */
-	STRESS_OVERLAP, /* two workers were inside a critical section */
-	STRESS_ERROR,	/* the round could not run or be checked: why */
-};
-
 struct stress_outcome {
-	enum stress_verdict verdict;
+	/* HARNESS_EXACT (the count is exact, nobody met in a section),
+	 * _LOST, _OVERLAP, _FAULT (a worker died, an add failed, the counter
+	 * could not be read) or _ERROR (the round could not start). */
+	enum harness_verdict verdict;
 	uint64_t adds;	   /* adds that went in */
 	int cut;	   /* a worker stopped at the deadline */
 	uint64_t overlaps; /* times a section was found occupied */
 	int64_t expected, actual;
-	char why[384]; /* STRESS_ERROR: what went wrong */
+	char reason[HARNESS_REASON_SIZE];
 };
 
 /*
- * Run round r on t (created with r->initial, and TALLY_PSHARED for
- * processes).  Returns the verdict, also in out->verdict.
+ * Run round r on t, the caller's (created with r->initial, and TALLY_PSHARED
+ * for processes).  Returns the verdict, also in out->verdict
+ * (tools/harness/verdict.h).
  */
-enum stress_verdict stress_run(tally *t, const struct stress_round *r,
-			       struct stress_outcome *out);
+enum harness_verdict stress_run(tally *t, const struct stress_round *r,
+				struct stress_outcome *out);
 
 #endif /* TALLY_HARNESS_STRESS_ROUND_H */

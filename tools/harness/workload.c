@@ -3,6 +3,7 @@
 #include "clock.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -368,16 +369,13 @@ static void supervise(struct run *r, struct wl_result *res)
 static void note_deaths(const struct run *r, struct wl_result *res)
 {
 	for (unsigned k = 0; k < r->cfg->workers; k++) {
-		int status = crew_status(r->crew, k);
+		struct crew_outcome w = crew_outcome(r->crew, k);
 
-		if (crew_died(r->crew, k)) {
-			if (res->died_worker < 0)
-				res->died_worker = (int)k;
-		} else if (crew_gone(r->crew, k) && !crew_killed(r->crew, k) &&
-			   (!WIFEXITED(status) || WEXITSTATUS(status) != 0) &&
-			   res->failed_worker < 0) {
+		if (w.end == CREW_DIED && res->died_worker < 0)
+			res->died_worker = (int)k;
+		if (w.end == CREW_FAILED && res->failed_worker < 0) {
 			res->failed_worker = (int)k;
-			res->failed_status = status;
+			res->failed_status = w.status;
 		}
 	}
 }
@@ -425,7 +423,61 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 	res->lost = (int64_t)((uint64_t)res->expected - (uint64_t)res->actual);
 }
 
-int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
+int wl_faulted(const struct wl_result *res)
+{
+	return res->killed_worker >= 0 || res->died_worker >= 0 ||
+	       res->stalled || res->interrupted || res->add_error ||
+	       res->failed_worker >= 0 || res->unknown;
+}
+
+/* The verdict, with its reason: the first thing that went wrong.  A count
+ * that is off when a worker was killed or died, the run stalled or adds
+ * are of unknown outcome is explained by that, not lost. */
+static enum harness_verdict judge(const struct wl_config *cfg,
+				  struct wl_result *res)
+{
+	char *why = res->reason;
+	int victim =
+		res->killed_worker >= 0 ? res->killed_worker : res->died_worker;
+
+	if (!res->unread && res->lost != 0 && victim < 0 && !res->stalled &&
+	    !res->unknown)
+		return harness_say(why, HARNESS_LOST,
+				   "lost updates: the completed adds sum to "
+				   "%" PRId64 ", the counter holds %" PRId64,
+				   res->expected, res->actual);
+	if (res->stalled)
+		return harness_say(why, HARNESS_FAULT,
+				   "no add completed for %g s",
+				   cfg->stall_timeout_s);
+	if (victim >= 0)
+		return harness_say(
+			why, HARNESS_FAULT,
+			"worker %d %s after %" PRIu64 " adds", victim,
+			res->killed_worker >= 0 ? "was killed" : "died",
+			res->done[victim]);
+	if (res->failed_worker >= 0)
+		return harness_say(why, HARNESS_FAULT,
+				   "worker %d finished its adds, then failed",
+				   res->failed_worker);
+	if (res->add_error)
+		return harness_say(why, HARNESS_FAULT, "an add failed: %s",
+				   tally_strerror(res->add_error));
+	if (res->unknown)
+		return harness_say(why, HARNESS_FAULT,
+				   "%" PRIu64 " adds of unknown outcome",
+				   res->unknown);
+	if (res->interrupted)
+		return harness_say(why, HARNESS_FAULT,
+				   "interrupted after %" PRIu64 " adds",
+				   res->total_ops);
+	return harness_say(why, HARNESS_EXACT,
+			   "exact: %" PRIu64 " adds, final value %" PRId64,
+			   res->total_ops, res->actual);
+}
+
+enum harness_verdict wl_run(tally *t, const struct wl_config *cfg,
+			    struct wl_result *res)
 {
 	struct crew_config cc = {
 		.mode = cfg->mode,
@@ -444,21 +496,25 @@ int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 	res->killed_worker = res->died_worker = res->failed_worker = -1;
 	tally_handle_info d;
 	res->path = tally_describe(t, &d) == 0 ? d.path : NULL;
-	if (cfg->workers > WL_MAX_WORKERS) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (crew_create(&r.crew, &cc) != 0)
-		return -1;
+	if (cfg->workers > WL_MAX_WORKERS || crew_create(&r.crew, &cc) != 0)
+		return res->verdict = harness_say(
+			       res->reason, HARNESS_ERROR,
+			       "cannot set up %u workers: %s", cfg->workers,
+			       cfg->workers > WL_MAX_WORKERS ? strerror(EINVAL)
+							     : strerror(errno));
 	r.sh = crew_shared(r.crew);
 	r.sh->t = t;
 	r.sh->cfg = *cfg;
 	r.cfg = &r.sh->cfg; /* one configuration, the workers' */
 	if (crew_start(r.crew) != 0) {
-		int saved = errno;
+		char why[256];
+
+		harness_say(
+			res->reason, HARNESS_ERROR,
+			"cannot start the workers: %s",
+			crew_start_error(cfg->mode, errno, why, sizeof(why)));
 		crew_destroy(r.crew);
-		errno = saved;
-		return -1;
+		return res->verdict = HARNESS_ERROR;
 	}
 	/* A process that dies before it is ready (out of memory, say) is
 	 * done in crew_count_done(): go without it, and the run says so. */
@@ -475,5 +531,5 @@ int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res)
 	note_deaths(&r, res);
 	collect(&r, t, res);
 	crew_destroy(r.crew);
-	return 0;
+	return res->verdict = judge(cfg, res);
 }

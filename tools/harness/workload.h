@@ -5,6 +5,7 @@
 #define TALLY_WORKLOAD_H
 
 #include "crew.h"
+#include "verdict.h"
 #include "tally.h"
 
 #include <stdint.h>
@@ -53,6 +54,13 @@ struct wl_config {
 };
 
 struct wl_result {
+	/* HARNESS_EXACT, _LOST (the count is not what the completed adds sum
+	 * to, and no fault below explains it), _FAULT (a worker killed,
+	 * died, stalled or failed, an add refused, interrupted by cfg->stop,
+	 * adds of unknown outcome: see the fields) or _ERROR
+	 * (the workers could not start), with the reason in one sentence. */
+	enum harness_verdict verdict;
+	char reason[HARNESS_REASON_SIZE];
 	int64_t expected; /* initial + what the completed adds sum to */
 	int64_t actual;	  /* the counter's final value */
 	int64_t lost;	  /* expected - actual (modulo 2^64) */
@@ -101,11 +109,17 @@ int64_t wl_worker_delta(const struct wl_config *cfg, unsigned k);
 int wl_check(const struct wl_config *cfg, char *msg, size_t size);
 
 /*
- * Run the workload on t (created with TALLY_PSHARED for processes).  All
- * workers start together; each runs in its own thread or process, even when
- * there is one.  Returns 0 when the run completed, or -1 on a setup failure
- * (errno set).  The verdict is in *res.
+ * Run the workload on t, the caller's (created with cfg->initial, and
+ * TALLY_PSHARED for processes).  All workers start together; each runs in
+ * its own thread or process, even when there is one.  Returns the verdict,
+ * also in res->verdict (tools/harness/verdict.h).  A run that stalled in
+ * threads leaves them spinning on t: then t must not be destroyed.
  */
-int wl_run(tally *t, const struct wl_config *cfg, struct wl_result *res);
+enum harness_verdict wl_run(tally *t, const struct wl_config *cfg,
+			    struct wl_result *res);
+
+/* Whether anything but the count went wrong: what makes a run FAULT when
+ * its count is exact (a joint run judges its count on its own). */
+int wl_faulted(const struct wl_result *res);
 
 #endif /* TALLY_WORKLOAD_H */
