@@ -566,8 +566,8 @@ static int adaptive_get(void *state, int64_t *value)
 /* Futexes are Linux's: elsewhere the name is known, not built in. */
 const struct tally_backend tally_backend_adaptive = {
 	.name = "adaptive",
-	.summary = "spins briefly, then sleeps on a futex; eventually fair, "
-		   "works across processes (spin=N, fair_us=N)",
+	.summary =
+		"spins briefly, then sleeps on a futex; eventually fair, works across processes (spin=N, fair_us=N)",
 	.caps = TALLY_CAP_LOCKED | TALLY_CAP_BLOCKING | TALLY_CAP_PSHARED |
 		TALLY_CAP_NAMED,
 	.takes_options = 1,

@@ -248,8 +248,8 @@ static size_t clh_size(unsigned flags)
  * come from other users and every index would need checking first. */
 const struct tally_backend tally_backend_clh = {
 	.name = "clh",
-	.summary = "CLH queue lock a waiter can leave; FIFO-fair, nodes passed "
-		   "on",
+	.summary =
+		"CLH queue lock a waiter can leave; FIFO-fair, nodes passed on",
 	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_FAIR |
 		TALLY_CAP_PSHARED,
 	.state_size = sizeof(struct clh_state) +

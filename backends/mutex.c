@@ -71,12 +71,10 @@ static int mutex_lock(struct mutex_state *s, const struct tally__knobs *k)
 	if (rc == 0)
 		return 0;
 	if (rc == ETIMEDOUT) {
-		tally__explain_set(TALLY_ETIMEDOUT,
-				   "the mutex lock was not taken in %.3f s; "
-				   "nothing was added.  It is held by a live "
-				   "thread or process (a robust mutex is "
-				   "recovered from one that died)",
-				   (double)k->wait_ns / 1e9);
+		tally__explain_set(
+			TALLY_ETIMEDOUT,
+			"the mutex lock was not taken in %.3f s; nothing was added.  It is held by a live thread or process (a robust mutex is recovered from one that died)",
+			(double)k->wait_ns / 1e9);
 		return TALLY_ETIMEDOUT;
 	}
 	if (rc == EOWNERDEAD) {

@@ -192,20 +192,15 @@ rseq_add(struct rseq *rs, _Atomic uint64_t *v, uint64_t delta, uint32_t cpu)
 	__asm__ goto(
 		/* The descriptor, out of line: version 0, flags 0 (restart on
 		 * preemption, migration and signal delivery alike). */
-		".pushsection __rseq_cs, \"aw\"\n\t"
-		".balign 32\n"
-		"3:\n\t"
-		".long 0, 0\n\t"	    /* version, flags */
+		".pushsection __rseq_cs, \"aw\"\n\t.balign 32\n"
+		"3:\n\t.long 0, 0\n\t"	    /* version, flags */
 		".quad 1f, 2f - 1f, 4f\n\t" /* start, length, abort */
 		".popsection\n\t"
 		/* Its address in __rseq_cs_ptr_array, where debuggers and
 		 * tools look for every descriptor of a binary. */
-		".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"
-		".quad 3b\n\t"
-		".popsection\n\t"
+		".pushsection __rseq_cs_ptr_array, \"aw\"\n\t.quad 3b\n\t.popsection\n\t"
 		/* Arm: rs->rseq_cs = &descriptor (rseq_cs is at offset 8). */
-		"leaq 3b(%%rip), %%rax\n\t"
-		"movq %%rax, 8(%[rs])\n"
+		"leaq 3b(%%rip), %%rax\n\tmovq %%rax, 8(%[rs])\n"
 		/* start_ip: from here to 2: the kernel restarts us. */
 		"1:\n\t"
 		/* Still on the CPU whose slot v is?  (cpu_id, offset 4) */
@@ -224,9 +219,7 @@ rseq_add(struct rseq *rs, _Atomic uint64_t *v, uint64_t delta, uint32_t cpu)
 		 * disassembler sees one instruction, not garbage. */
 		PERCPU_SIGNATURE
 		/* abort_ip: back to C, which retries. */
-		"4:\n\t"
-		"jmp %l[abort]\n\t"
-		".popsection\n\t"
+		"4:\n\tjmp %l[abort]\n\t.popsection\n\t"
 		:
 		: [rs] "r"(rs), [cpu] "r"(cpu), [v] "m"(*(uint64_t *)v),
 		  [delta] "er"(delta)
@@ -250,42 +243,30 @@ rseq_add(struct rseq *rs, _Atomic uint64_t *v, uint64_t delta, uint32_t cpu)
 {
 	__asm__ goto(
 		/* The descriptor: version 0, flags 0, start, length, abort. */
-		".pushsection __rseq_cs, \"aw\"\n\t"
-		".balign 32\n"
-		"3:\n\t"
-		".long 0, 0\n\t"
-		".quad 1f, 2f - 1f, 4f\n\t"
-		".popsection\n\t"
+		".pushsection __rseq_cs, \"aw\"\n\t.balign 32\n"
+		"3:\n\t.long 0, 0\n\t.quad 1f, 2f - 1f, 4f\n\t.popsection\n\t"
 		/* Its address, for debuggers and tools. */
-		".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"
-		".quad 3b\n\t"
-		".popsection\n\t"
+		".pushsection __rseq_cs_ptr_array, \"aw\"\n\t.quad 3b\n\t.popsection\n\t"
 		/* Arm: rs->rseq_cs = &descriptor (PC-relative address). */
-		"adrp x15, 3b\n\t"
-		"add x15, x15, :lo12:3b\n\t"
-		"str x15, [%[rs], #8]\n"
+		"adrp x15, 3b\n\tadd x15, x15, :lo12:3b\n\tstr x15, [%[rs], #8]\n"
 		/* start_ip: from here to 2: the kernel restarts us. */
 		"1:\n\t"
 		/* Still on the CPU whose slot v is?  (cpu_id, offset 4) */
-		"ldr w15, [%[rs], #4]\n\t"
-		"sub w15, w15, %w[cpu]\n\t"
+		"ldr w15, [%[rs], #4]\n\tsub w15, w15, %w[cpu]\n\t"
 		/* No: abort, the caller reads the CPU again. */
 		"cbnz w15, 4f\n\t"
 		/* Load this CPU's own word and add delta to it. */
-		"ldr x15, [%[v]]\n\t"
-		"add x15, x15, %[delta]\n\t"
+		"ldr x15, [%[v]]\n\tadd x15, x15, %[delta]\n\t"
 		/* The commit: store-release (a get that sees this add sees
 		 * what this thread wrote before it). */
 		"stlr x15, [%[v]]\n"
 		/* post-commit IP: the add is done; skip the handler. */
-		"2:\n\t"
-		"b 5f\n\t"
+		"2:\n\tb 5f\n\t"
 		/* RSEQ_SIG just before abort_ip, as the kernel requires;
 		 * as an instruction it is brk, never executed. */
 		PERCPU_SIGNATURE
 		/* abort_ip: back to C, which retries. */
-		"4:\n\t"
-		"b %l[abort]\n"
+		"4:\n\tb %l[abort]\n"
 		"5:\n\t"
 		:
 		: [rs] "r"(rs), [cpu] "r"(cpu), [v] "r"(v), [delta] "r"(delta)
@@ -372,14 +353,11 @@ static int percpu_join(const void *state, size_t size)
 	    s.shift == NAMED_SHIFT && s.slots >= 1 &&
 	    NAMED_STRIDE + (size_t)s.slots * NAMED_STRIDE == size)
 		return 0;
-	tally__explain_set(TALLY_EBADOBJECT,
-			   "its percpu state is not one this tally can read: "
-			   "%u slots of 2^%u bytes at %lld in %zu bytes (a "
-			   "named percpu counter has N slots of %d bytes at "
-			   "%d, in %d * (N + 1) bytes)",
-			   (unsigned)s.slots, (unsigned)s.shift,
-			   (long long)s.off, size, NAMED_STRIDE, NAMED_STRIDE,
-			   NAMED_STRIDE);
+	tally__explain_set(
+		TALLY_EBADOBJECT,
+		"its percpu state is not one this tally can read: %u slots of 2^%u bytes at %lld in %zu bytes (a named percpu counter has N slots of %d bytes at %d, in %d * (N + 1) bytes)",
+		(unsigned)s.slots, (unsigned)s.shift, (long long)s.off, size,
+		NAMED_STRIDE, NAMED_STRIDE, NAMED_STRIDE);
 	return TALLY_EBADOBJECT;
 }
 
@@ -480,8 +458,8 @@ static int percpu_knob(const struct tally__opt *o, struct tally__knobs *k)
 
 const struct tally_backend tally_backend_percpu = {
 	.name = "percpu",
-	.summary = "per-CPU slots, each add a restartable sequence (rseq); "
-		   "atomic fallback",
+	.summary =
+		"per-CPU slots, each add a restartable sequence (rseq); atomic fallback",
 	.caps = TALLY_CAP_LOCKFREE | TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
 	.state_size = sizeof(struct percpu_state),
 	.state_align = _Alignof(struct percpu_state),

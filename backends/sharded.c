@@ -91,11 +91,11 @@ static int sharded_join(const void *state, size_t size)
 	if (n >= 1 && n <= SLOTS_JOIN_MAX &&
 	    sizeof(*s) + (size_t)n * sizeof(struct slot) == size)
 		return 0;
-	tally__explain_set(TALLY_EBADOBJECT,
-			   "its sharded state records %lu slots in %zu bytes: "
-			   "1 to %u slots of %zu bytes after %zu are readable",
-			   (unsigned long)n, size, SLOTS_JOIN_MAX,
-			   sizeof(struct slot), sizeof(*s));
+	tally__explain_set(
+		TALLY_EBADOBJECT,
+		"its sharded state records %lu slots in %zu bytes: 1 to %u slots of %zu bytes after %zu are readable",
+		(unsigned long)n, size, SLOTS_JOIN_MAX, sizeof(struct slot),
+		sizeof(*s));
 	return TALLY_EBADOBJECT;
 }
 
@@ -141,8 +141,8 @@ static int sharded_get(void *state, int64_t *value)
 
 const struct tally_backend tally_backend_sharded = {
 	.name = "sharded",
-	.summary = "per-worker cache-line slots summed on read; fastest "
-		   "under contention",
+	.summary =
+		"per-worker cache-line slots summed on read; fastest under contention",
 	.caps = TALLY_CAP_LOCKFREE | TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
 	.state_size = sizeof(struct sharded_state) + sizeof(struct slot),
 	.state_align = _Alignof(struct sharded_state),

@@ -227,8 +227,8 @@ static void spin_destroy(void *state)
  * answers "not built in"; the operations are NULL. */
 const struct tally_backend tally_backend_spin = {
 	.name = "spin",
-	.summary = "Concurrency Kit spinlock; unfair, fastest uncontended "
-		   "(backoff=exp|none, default exp)",
+	.summary =
+		"Concurrency Kit spinlock; unfair, fastest uncontended (backoff=exp|none, default exp)",
 	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_PSHARED |
 		TALLY_CAP_NAMED,
 	.takes_options = 1,

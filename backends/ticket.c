@@ -118,10 +118,9 @@ static int ticket_parse(struct ticket_state *s, const char *options)
 			return TALLY_EOPTION;
 	}
 	if (shift && s->backoff != BACKOFF_PROP) {
-		tally__explain_set(TALLY_EOPTION,
-				   "invalid backend option: ticket's shift=N "
-				   "tunes backoff=prop, and has no effect "
-				   "without it");
+		tally__explain_set(
+			TALLY_EOPTION,
+			"invalid backend option: ticket's shift=N tunes backoff=prop, and has no effect without it");
 		return TALLY_EOPTION;
 	}
 	return 0;
@@ -490,8 +489,8 @@ static void ticket_destroy(void *state)
  * answers "not built in"; the operations are NULL. */
 const struct tally_backend tally_backend_ticket = {
 	.name = "ticket",
-	.summary = "Concurrency Kit ticket lock; FIFO-fair, collapses when "
-		   "oversubscribed (backoff=none|prop, shift=N)",
+	.summary =
+		"Concurrency Kit ticket lock; FIFO-fair, collapses when oversubscribed (backoff=none|prop, shift=N)",
 	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_FAIR |
 		TALLY_CAP_PSHARED | TALLY_CAP_NAMED,
 	.takes_options = 1,

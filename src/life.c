@@ -218,25 +218,20 @@ static int timed_out(const struct tally__waiter *w, const tally__owner *owner,
 	double s = (double)waited / 1e9;
 
 	if (owner == NULL || w->k->life == NULL)
-		tally__explain_set(TALLY_ETIMEDOUT,
-				   "the %s lock was not taken in %.3f s; "
-				   "nothing was added",
-				   w->lock, s);
+		tally__explain_set(
+			TALLY_ETIMEDOUT,
+			"the %s lock was not taken in %.3f s; nothing was added",
+			w->lock, s);
 	else if (holder == 0 || live == TALLY_UNKNOWN)
 		tally__explain_set(
 			TALLY_ETIMEDOUT,
-			"the %s lock was not taken in %.3f s; nothing was "
-			"added.  Its holder is not known: it had not yet "
-			"recorded itself (it may have died in the instant "
-			"after it took the lock), or its process has no "
-			"slot in the counter's table",
+			"the %s lock was not taken in %.3f s; nothing was added.  Its holder is not known: it had not yet recorded itself (it may have died in the instant after it took the lock), or its process has no slot in the counter's table",
 			w->lock, s);
 	else
-		tally__explain_set(TALLY_ETIMEDOUT,
-				   "the %s lock was not taken in %.3f s; "
-				   "nothing was added.  It is held by a live "
-				   "process%s",
-				   w->lock, s, pid_text(p, sizeof(p), pid));
+		tally__explain_set(
+			TALLY_ETIMEDOUT,
+			"the %s lock was not taken in %.3f s; nothing was added.  It is held by a live process%s",
+			w->lock, s, pid_text(p, sizeof(p), pid));
 	return TALLY_ETIMEDOUT;
 }
 
@@ -286,12 +281,9 @@ int tally__holder_died(const struct tally__waiter *w, uint64_t dead)
 	int32_t pid = 0;
 
 	tally__alive(w->k, dead, &pid);
-	tally__explain_set(TALLY_ENOTRECOVERABLE,
-			   "the process that held the %s lock%s died holding "
-			   "it, and a queue lock cannot be taken over from "
-			   "it: the counter is unusable (remove it and make "
-			   "it again; the mutex and adaptive backends recover "
-			   "from this)",
-			   w->lock, pid_text(p, sizeof(p), pid));
+	tally__explain_set(
+		TALLY_ENOTRECOVERABLE,
+		"the process that held the %s lock%s died holding it, and a queue lock cannot be taken over from it: the counter is unusable (remove it and make it again; the mutex and adaptive backends recover from this)",
+		w->lock, pid_text(p, sizeof(p), pid));
 	return TALLY_ENOTRECOVERABLE;
 }

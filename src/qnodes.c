@@ -26,10 +26,7 @@ int tally__qnode_wait(char *busy, size_t stride, unsigned count, unsigned *hint,
 		if (tally__wait_check(w, NULL, &dead, &sleep) < 0) {
 			tally__explain_set(
 				TALLY_ETIMEDOUT,
-				"the %s lock was not taken in %.3f s; nothing "
-				"was added: all %u of its queue nodes stayed "
-				"held by adds that wait, or that gave up "
-				"behind a holder that does not unlock",
+				"the %s lock was not taken in %.3f s; nothing was added: all %u of its queue nodes stayed held by adds that wait, or that gave up behind a holder that does not unlock",
 				w->lock, (double)w->k->wait_ns / 1e9, count);
 			return TALLY_ETIMEDOUT;
 		}

@@ -28,8 +28,7 @@ const char *tally_strerror(int err)
 	if (err == 0)
 		return "success";
 	if (err == TALLY_RECOVERED)
-		return "success; the lock was recovered from a holder that "
-		       "died";
+		return "success; the lock was recovered from a holder that died";
 	if (err < 0 && (size_t)-err < N_ERRORS && error_messages[-err])
 		return error_messages[-err];
 	return "unknown error";
@@ -180,13 +179,13 @@ static int wait_option(const struct tally_backend *ops,
 	unsigned ms;
 
 	if (!(ops->caps & TALLY_CAP_LOCKED))
-		return refuse_option("the %s backend has no lock to wait for: "
-				     "wait_ms has no effect on it",
-				     ops->name);
+		return refuse_option(
+			"the %s backend has no lock to wait for: wait_ms has no effect on it",
+			ops->name);
 	if (tally__opt_uint(o, 0, WAIT_MS_MAX, &ms) != 0)
-		return refuse_option("wait_ms takes whole milliseconds, 0 (no "
-				     "bound) to %u",
-				     WAIT_MS_MAX);
+		return refuse_option(
+			"wait_ms takes whole milliseconds, 0 (no bound) to %u",
+			WAIT_MS_MAX);
 	k->wait_ns = ms == 0 ? -1 : (int64_t)ms * 1000000;
 	return 0;
 }
@@ -261,9 +260,8 @@ static int resolve_for(const char *backend, unsigned flags,
 	if ((flags & TALLY_PSHARED) && !((*ops)->caps & TALLY_CAP_PSHARED))
 		return TALLY_EUNSUPPORTED;
 	if (all != NULL && strlen(all) >= size)
-		return refuse_option("backend options of at most %zu "
-				     "characters",
-				     size - 1);
+		return refuse_option(
+			"backend options of at most %zu characters", size - 1);
 	rc = tally__split_options(*ops, all, k, buf, size, options);
 	if (rc != 0)
 		return rc;
@@ -356,10 +354,9 @@ int tally_create(tally **out, const char *backend, int64_t initial,
 		rc = ops->init(t->state, initial, flags, options);
 	if (rc != 0) {
 		if (rc == TALLY_ESYSTEM)
-			tally__explain_set(rc,
-					   "initializing the %s backend's "
-					   "lock: %s",
-					   ops->name, strerror(errno));
+			tally__explain_set(
+				rc, "initializing the %s backend's lock: %s",
+				ops->name, strerror(errno));
 		tally__unplace(t);
 		return rc;
 	}

@@ -452,8 +452,8 @@ int main(int argc, char **argv)
 		return named_child(argv[2], (unsigned)atoi(argv[4]));
 	}
 	if (argc < 2 || argc > 4) {
-		fprintf(stderr, "usage: percpu_storm threads|processes|named "
-				"[rseq|atomic|any [SECONDS]]\n");
+		fprintf(stderr,
+			"usage: percpu_storm threads|processes|named [rseq|atomic|any [SECONDS]]\n");
 		return EXIT_USAGE;
 	}
 	if (argc >= 3)

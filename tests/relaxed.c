@@ -68,8 +68,8 @@ static int relaxed_get(void *state, int64_t *value)
 
 const struct tally_backend tally_backend_relaxed = {
 	.name = "relaxed",
-	.summary = "test only: a C11 spinlock whose unlock is relaxed (must "
-		   "fail under ThreadSanitizer)",
+	.summary =
+		"test only: a C11 spinlock whose unlock is relaxed (must fail under ThreadSanitizer)",
 	.caps = TALLY_CAP_LOCKED | TALLY_CAP_SPINNING | TALLY_CAP_PSHARED,
 	.state_size = sizeof(struct relaxed_state),
 	.state_align = _Alignof(struct relaxed_state),

@@ -269,9 +269,9 @@ static void check_exclusive(const char *what, struct cs_arg *a)
 	unsigned n = atomic_load(&a->overlaps);
 
 	if (n != 0)
-		fail_msg("%s: %u times a worker found the critical section "
-			 "occupied: the lock does not exclude",
-			 what, n);
+		fail_msg(
+			"%s: %u times a worker found the critical section occupied: the lock does not exclude",
+			what, n);
 }
 
 static void start_together(struct cs_arg *a, unsigned n)
@@ -376,9 +376,9 @@ static void test_add_cs_runs_inside_the_lock(void **state)
 		assert_int_equal(tally_get(a.t, &v), 0);
 		assert_int_equal(v, 3 * 40000);
 		if (a.plain != 40000)
-			fail_msg("%s: %llu of 40000 calls inside the lock "
-				 "counted: the callback ran outside it",
-				 b.name, (unsigned long long)a.plain);
+			fail_msg(
+				"%s: %llu of 40000 calls inside the lock counted: the callback ran outside it",
+				b.name, (unsigned long long)a.plain);
 		tally_destroy(a.t);
 	}
 }
@@ -590,9 +590,9 @@ static void expect_timeout(tally *t, const char *name, int64_t wait_ms,
 	int rc = via_option ? tally_add(t, 1) : tally_add_wait(t, 1, wait_ms);
 	double s = since(&t0);
 	if (rc != TALLY_ETIMEDOUT)
-		fail_msg("%s: a bounded add (%lld ms) on a held lock returned "
-			 "%s",
-			 name, (long long)wait_ms, tally_errname(rc));
+		fail_msg(
+			"%s: a bounded add (%lld ms) on a held lock returned %s",
+			name, (long long)wait_ms, tally_errname(rc));
 	if (s < (double)wait_ms / 1000 * 0.9 || s > (double)wait_ms / 1000 + 2)
 		fail_msg("%s: a %lld ms bound ended after %.3f s", name,
 			 (long long)wait_ms, s);
@@ -659,9 +659,9 @@ static void test_wait_is_bounded(void **state)
 			assert_int_equal(tally_add(h.t, 1), 0);
 			assert_int_equal(tally_get(h.t, &v), 0);
 			if (v != 19)
-				fail_msg("%s: after the timeouts the count is "
-					 "%lld, not 19",
-					 b.name, (long long)v);
+				fail_msg(
+					"%s: after the timeouts the count is %lld, not 19",
+					b.name, (long long)v);
 			tally_destroy(h.t);
 		}
 	}
@@ -724,9 +724,9 @@ static void test_get_never_waits_for_the_lock(void **state)
 		assert_int_equal(tally_get(h.t, &v), 0);
 		alarm(0);
 		if (v != 17)
-			fail_msg("%s: get while the lock is held read %lld, "
-				 "not 17",
-				 b.name, (long long)v);
+			fail_msg(
+				"%s: get while the lock is held read %lld, not 17",
+				b.name, (long long)v);
 		atomic_store(&h.release, 1);
 		pthread_join(th, &r);
 		assert_null(r);
@@ -888,16 +888,15 @@ static void test_bounded_adds_race(void **state)
 			}
 			pthread_barrier_destroy(&go);
 			if (atomic_load(&probe.overlaps) != 0)
-				fail_msg("%s%s: %ld times a worker found the "
-					 "critical section occupied",
-					 b.name, flags ? " (shared)" : "",
-					 atomic_load(&probe.overlaps));
+				fail_msg(
+					"%s%s: %ld times a worker found the critical section occupied",
+					b.name, flags ? " (shared)" : "",
+					atomic_load(&probe.overlaps));
 			assert_int_equal(tally_add_wait(t, 1, 5000), 0);
 			assert_int_equal(tally_get(t, &v), 0);
 			if (v != added + 1)
 				fail_msg(
-					"%s%s: %ld adds succeeded, the counter "
-					"says %lld",
+					"%s%s: %ld adds succeeded, the counter says %lld",
 					b.name, flags ? " (shared)" : "",
 					added + 1, (long long)v);
 			tally_destroy(t);
@@ -1085,9 +1084,9 @@ static void test_leavers_never_wedge(void **state)
 		}
 		int rc = tally_add_wait(h.t, 1, 5000);
 		if (rc != 0)
-			fail_msg("%s: after waiters left in a crowd, an add "
-				 "returned %s: %s",
-				 b.name, tally_errname(rc), tally_explain(rc));
+			fail_msg(
+				"%s: after waiters left in a crowd, an add returned %s: %s",
+				b.name, tally_errname(rc), tally_explain(rc));
 		assert_int_equal(tally_get(h.t, &v), 0);
 		if (v != added + 1)
 			fail_msg("%s: %ld adds went in, the counter says %lld",
@@ -1112,8 +1111,7 @@ static void test_dead_peers_are_passed(void **state)
 		    !(b.caps & TALLY_CAP_PSHARED))
 			continue;
 		if ((b.caps & TALLY_CAP_ROBUST) && !robust_futexes()) {
-			printf("%s: not tested: this kernel (or emulator) keeps "
-			       "no robust futex list\n",
+			printf("%s: not tested: this kernel (or emulator) keeps no robust futex list\n",
 			       b.name);
 			continue;
 		}

@@ -73,10 +73,10 @@ static void test_nobody_passes_the_gate_before_go(void **state)
 		harness_sleep_ns(
 			50000000); /* time enough to pass a gate that is open */
 		if (atomic_load(&sh->passed) != 0)
-			fail_msg("%s: %u workers passed the gate before "
-				 "crew_go()",
-				 crew_mode_name(modes[m]),
-				 atomic_load(&sh->passed));
+			fail_msg(
+				"%s: %u workers passed the gate before crew_go()",
+				crew_mode_name(modes[m]),
+				atomic_load(&sh->passed));
 		for (unsigned k = 0; k < cfg.workers; k++)
 			assert_false(crew_finished(c, k));
 		crew_go(c);
@@ -335,9 +335,9 @@ static void test_workers_die_with_their_coordinator(void **state)
 			for (int j = k; j < 2; j++)
 				if (!ended(pids[j]))
 					kill(pids[j], SIGKILL);
-			fail_msg("worker %d (pid %ld) outlived its coordinator "
-				 "by 5 s",
-				 k, (long)pids[k]);
+			fail_msg(
+				"worker %d (pid %ld) outlived its coordinator by 5 s",
+				k, (long)pids[k]);
 		}
 }
 
@@ -399,10 +399,10 @@ static void test_stress_round_finds_no_overlap(void **state)
 			stress_run(t, &r, &o);
 			tally_destroy(t);
 			if (o.verdict == HARNESS_OVERLAP)
-				fail_msg("%s (%s): %llu times a worker found "
-					 "the critical section occupied",
-					 b.name, crew_mode_name(modes[m]),
-					 (unsigned long long)o.overlaps);
+				fail_msg(
+					"%s (%s): %llu times a worker found the critical section occupied",
+					b.name, crew_mode_name(modes[m]),
+					(unsigned long long)o.overlaps);
 			if (o.verdict == HARNESS_ERROR ||
 			    o.verdict == HARNESS_FAULT)
 				fail_msg("%s (%s): %s", b.name,

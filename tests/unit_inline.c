@@ -42,10 +42,11 @@ static void test_fast_path_is_armed_for_atomic_only(void **state)
 	{
 		assert_int_equal(tally_create(&t, b.name, 0, 0), 0);
 		if ((inline_word(t) != NULL) != (strcmp(b.name, "atomic") == 0))
-			fail_msg("%s: inline fast path %s", b.name,
-				 inline_word(t) ? "armed, but its add is not a "
-						  "plain atomic add"
-						: "not armed");
+			fail_msg(
+				"%s: inline fast path %s", b.name,
+				inline_word(t)
+					? "armed, but its add is not a plain atomic add"
+					: "not armed");
 		tally_destroy(t);
 	}
 }

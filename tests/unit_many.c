@@ -223,9 +223,9 @@ static void reuse(unsigned flags)
 				tally_create(&t[i], packed[b], -i, flags), 0);
 			assert_int_equal(tally_get(t[i], &v), 0);
 			if (v != -i)
-				fail_msg("%s: a new counter starts at %lld, "
-					 "not %d: a freed slot kept its counts",
-					 packed[b], (long long)v, -i);
+				fail_msg(
+					"%s: a new counter starts at %lld, not %d: a freed slot kept its counts",
+					packed[b], (long long)v, -i);
 		}
 		for (int i = 0; i < N; i++)
 			tally_destroy(t[i]);
@@ -287,9 +287,9 @@ static void test_child_and_parent_never_share_a_slot(void **state)
 		int status;
 		assert_int_equal(waitpid(pid, &status, 0), pid);
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			fail_msg("%s: the child's counter was written by its "
-				 "parent's",
-				 packed[b]);
+			fail_msg(
+				"%s: the child's counter was written by its parent's",
+				packed[b]);
 		tally_destroy(mine);
 		close(to_child[1]);
 		close(to_parent[0]);

@@ -238,9 +238,9 @@ static void test_processes_share_by_name(void **state)
 		crew_finish(c, 0);
 		for (unsigned k = 0; k < cfg.workers; k++) {
 			if (crew_outcome(c, k).end != CREW_DONE)
-				fail_msg("%s: worker %u could not open the "
-					 "counter by name or add",
-					 info.name, k);
+				fail_msg(
+					"%s: worker %u could not open the counter by name or add",
+					info.name, k);
 		}
 		assert_int_equal(ready, 0);
 		crew_destroy(c);
@@ -378,10 +378,10 @@ static void test_backend_check(void **state)
 		/* Port 1 on loopback, where nothing listens: a check that
 		 * tried to connect would be refused (TALLY_EREMOTE), not
 		 * answer 0; and a test never aims traffic off this machine. */
-		assert_int_equal(tally_backend_check("redis:url=redis://"
-						     "127.0.0.1:1,key=k",
-						     0),
-				 0);
+		assert_int_equal(
+			tally_backend_check(
+				"redis:url=redis://127.0.0.1:1,key=k", 0),
+			0);
 		assert_int_equal(tally_backend_check("redis:url=redis://:0", 0),
 				 TALLY_EOPTION);
 	}

@@ -77,19 +77,19 @@ static void stalled_holder(const char *backend)
 	assert_int_equal(atomic_load(&held), 1);
 
 	/* A claim that waits for ever must fail the test, not hang it. */
-	watchdog_arm(60, 1,
-		     "unit_qnodes: an add ignored its wait bound (no queue "
-		     "node came free): hung\n");
+	watchdog_arm(
+		60, 1,
+		"unit_qnodes: an add ignored its wait bound (no queue node came free): hung\n");
 	for (int i = 0; i < ADDS; i++) {
 		int64_t start = now_ns();
 		int rc = tally_add_wait(t, 1, WAIT_MS);
 		int64_t took = now_ns() - start;
 
 		if (rc != TALLY_ETIMEDOUT || took > LATE_NS)
-			fail_msg("%s: add %d behind a stalled holder: %s after "
-				 "%.3f s (bound %d ms)",
-				 backend, i, tally_errname(rc), took / 1e9,
-				 WAIT_MS);
+			fail_msg(
+				"%s: add %d behind a stalled holder: %s after %.3f s (bound %d ms)",
+				backend, i, tally_errname(rc), took / 1e9,
+				WAIT_MS);
 	}
 	/* The last ones found the pool full: the error says why. */
 	const char *why = tally_explain(TALLY_ETIMEDOUT);

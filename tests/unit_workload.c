@@ -179,8 +179,8 @@ static void lost_updates_are_caught(enum crew_mode mode)
 		}
 		assert_int_equal(v, HARNESS_EXACT);
 	}
-	fail_msg("the 'none' backend never lost an update: either this "
-		 "machine has one CPU or the harness cannot see a loss");
+	fail_msg(
+		"the 'none' backend never lost an update: either this machine has one CPU or the harness cannot see a loss");
 }
 
 static void test_harness_catches_lost_updates(void **state)

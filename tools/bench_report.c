@@ -88,9 +88,11 @@ static char *quote_command(int argc, char **argv)
 	p += sprintf(p, "tally");
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
-		int plain = *a && strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGH"
-					    "IJKLMNOPQRSTUVWXYZ0123456789-_.,/"
-					    "=:+") == strlen(a);
+		int plain =
+			*a &&
+			strspn(a,
+			       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,/=:+") ==
+				strlen(a);
 		*p++ = ' ';
 		if (plain) {
 			p += sprintf(p, "%s", a);
@@ -144,9 +146,7 @@ static void print_context_json(FILE *f, const struct bench_opts *o,
 	json_kv_s(f, "date", c->date, ",\n    ");
 	json_kv_s(f, "command_line", c->command, ",\n    ");
 	fprintf(f,
-		"\"duration_s\": %g,\n    \"warmup_s\": %g,\n    "
-		"\"repeat\": %u,\n    \"think_ns\": %llu,\n    \"cs_ns\": "
-		"%llu,\n    \"pin\": %s,\n    ",
+		"\"duration_s\": %g,\n    \"warmup_s\": %g,\n    \"repeat\": %u,\n    \"think_ns\": %llu,\n    \"cs_ns\": %llu,\n    \"pin\": %s,\n    ",
 		o->duration_s, o->warmup_s, o->repeat,
 		(unsigned long long)o->think_ns, (unsigned long long)o->cs_ns,
 		o->pin ? "true" : "false");
@@ -159,8 +159,7 @@ static void print_context_json(FILE *f, const struct bench_opts *o,
 	fprintf(f, "\"interrupted\": %s,\n    ",
 		o->interrupted ? "true" : "false");
 	fprintf(f,
-		"\"timer_overhead_ns\": %.0f,\n    \"busy_loops_per_ns\": "
-		"%.3f,\n    \"repeats_interleaved\": true\n  },\n",
+		"\"timer_overhead_ns\": %.0f,\n    \"busy_loops_per_ns\": %.3f,\n    \"repeats_interleaved\": true\n  },\n",
 		o->timer_overhead_ns, o->loops_per_ns);
 }
 
@@ -196,18 +195,14 @@ static void print_result_json(FILE *f, const struct bench_opts *o,
 	json_kv_s(f, "mode", crew_mode_name(r->mode), ", ");
 	fprintf(f,
 		"\"workers\": %u, \"oversubscribed\": %s, \"repeats\": %u,\n"
-		"     \"ops_per_sec\": %.0f, \"ops_per_sec_min\": %.0f, "
-		"\"ops_per_sec_max\": %.0f, \"ns_per_op\": %.3f,\n"
+		"     \"ops_per_sec\": %.0f, \"ops_per_sec_min\": %.0f, \"ops_per_sec_max\": %.0f, \"ns_per_op\": %.3f,\n"
 		"     \"per_worker_ops\": [",
 		r->workers, r->oversubscribed ? "true" : "false", r->done,
 		r->median, r->min, r->max, r->median > 0 ? 1e9 / r->median : 0);
 	if (r->have_run)
 		print_u64_array(f, u->ops, u->workers, ", ");
 	fprintf(f,
-		"], \"fairness\": %.4f, \"min_share\": %.4f, \"max_share\": "
-		"%.4f,\n     \"latency_ns\": {\"p50\": %llu, \"p99\": %llu, "
-		"\"p999\": %llu, \"max\": %llu, \"samples\": %llu, "
-		"\"sample_every\": %llu},\n",
+		"], \"fairness\": %.4f, \"min_share\": %.4f, \"max_share\": %.4f,\n     \"latency_ns\": {\"p50\": %llu, \"p99\": %llu, \"p999\": %llu, \"max\": %llu, \"samples\": %llu, \"sample_every\": %llu},\n",
 		jain, lo, hi,
 		(unsigned long long)bench_hist_quantile(&u->hist, 0.50),
 		(unsigned long long)bench_hist_quantile(&u->hist, 0.99),
@@ -215,15 +210,12 @@ static void print_result_json(FILE *f, const struct bench_opts *o,
 		(unsigned long long)u->hist.max, (unsigned long long)u->hist.n,
 		(unsigned long long)u->sample_every);
 	fprintf(f,
-		"     \"wall_s\": %.6f, \"cpu_s\": %.6f, \"cpu_per_wall\": "
-		"%.3f, \"stop_lag_ms_max\": %.3f, \"run_s_max\": %.3f, "
-		"\"pinned_cpus\": ",
+		"     \"wall_s\": %.6f, \"cpu_s\": %.6f, \"cpu_per_wall\": %.3f, \"stop_lag_ms_max\": %.3f, \"run_s_max\": %.3f, \"pinned_cpus\": ",
 		u->wall_s, u->cpu_s, u->wall_s > 0 ? u->cpu_s / u->wall_s : 0,
 		r->stop_lag_max * 1e3, r->run_s_max);
 	print_pinned(f, o, r->workers);
 	fprintf(f,
-		",\n     \"final\": %lld, \"total_ops\": %llu, \"racy\": %s, "
-		"\"correct\": %s",
+		",\n     \"final\": %lld, \"total_ops\": %llu, \"racy\": %s, \"correct\": %s",
 		(long long)u->final, (unsigned long long)u->total_ops,
 		(r->caps & TALLY_CAP_RACY) ? "true" : "false",
 		r->have_run && r->all_correct && !u->add_error ? "true"
@@ -328,10 +320,8 @@ static void print_table(FILE *f, const struct bench_opts *o,
 
 	get_context(o, &c);
 	fprintf(f,
-		"%s, %u online CPUs, %s; tally %s, %s build; load "
-		"average %.2f before\n"
-		"%g s measured after %g s warm-up, %u repeat%s (median and "
-		"min..max), latency from one add in K (timer ~%.0f ns)\n",
+		"%s, %u online CPUs, %s; tally %s, %s build; load average %.2f before\n"
+		"%g s measured after %g s warm-up, %u repeat%s (median and min..max), latency from one add in K (timer ~%.0f ns)\n",
 		c.cpu_model, o->online_cpus, c.kernel, tally_version(),
 		TALLY_BENCH_BUILD_TYPE, o->loadavg_before, o->duration_s,
 		o->warmup_s, o->repeat, o->repeat == 1 ? "" : "s",
@@ -350,14 +340,11 @@ static void print_table(FILE *f, const struct bench_opts *o,
 	}
 	table_print(&t, f);
 	table_free(&t);
-	fprintf(f, "\nns/op: wall time per add of all workers together; "
-		   "fairness: Jain's index\nover per-worker adds (shares: the "
-		   "smallest and largest); cpu/wall: CPUs kept\nbusy (spinning "
-		   "locks near the worker count, sleeping ones lower).\n");
+	fprintf(f,
+		"\nns/op: wall time per add of all workers together; fairness: Jain's index\nover per-worker adds (shares: the smallest and largest); cpu/wall: CPUs kept\nbusy (spinning locks near the worker count, sleeping ones lower).\n");
 	if (over)
 		fprintf(f,
-			"oversubscribed: more workers than the %u online CPUs; "
-			"spinning locks waste\ntheir time slices there.\n",
+			"oversubscribed: more workers than the %u online CPUs; spinning locks waste\ntheir time slices there.\n",
 			o->online_cpus);
 	free(c.command);
 }
@@ -478,15 +465,16 @@ int bench_plot_check(const char *cmd, const char *path)
 	const char *slash = strrchr(path, '/');
 
 	if (!in_path("gnuplot")) {
-		cli_error(cmd, "--plot needs gnuplot, which is not in PATH "
-			       "(install gnuplot-nox, or leave out --plot)");
+		cli_error(
+			cmd,
+			"--plot needs gnuplot, which is not in PATH (install gnuplot-nox, or leave out --plot)");
 		return -1;
 	}
 	if (access(plot_script(), R_OK) != 0) {
-		cli_error(cmd,
-			  "--plot: cannot read the plot script '%s' (set "
-			  "TALLY_PLOT_SCRIPT to tools/tally-plot.gp)",
-			  plot_script());
+		cli_error(
+			cmd,
+			"--plot: cannot read the plot script '%s' (set TALLY_PLOT_SCRIPT to tools/tally-plot.gp)",
+			plot_script());
 		return -1;
 	}
 	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) + 1 : 1,
@@ -576,16 +564,15 @@ int bench_plot(const char *cmd, const struct bench_opts *o,
 	for (char *p = cpu; *p; p++)
 		if (*p == '\'' || *p == '"' || *p == '\\')
 			*p = ' ';
-	snprintf(expr, sizeof(expr),
-		 "datafile='%s'; outfile='%s'; nseries=%d; cpus=%u; "
-		 "colors='%s'; mode1='%s'; n1=%d; mode2='%s'; "
-		 "subtitle='%s, %u CPUs, %g s x %u, load %.1f before'",
-		 data, o->plot_path, pl.series, o->online_cpus, pl.colors,
-		 crew_mode_name(o->modes[0]), pl.per_mode[0],
-		 o->n_modes > 1 && pl.per_mode[1] ? crew_mode_name(o->modes[1])
-						  : "",
-		 cpu, o->online_cpus, o->duration_s, o->repeat,
-		 o->loadavg_before);
+	snprintf(
+		expr, sizeof(expr),
+		"datafile='%s'; outfile='%s'; nseries=%d; cpus=%u; colors='%s'; mode1='%s'; n1=%d; mode2='%s'; subtitle='%s, %u CPUs, %g s x %u, load %.1f before'",
+		data, o->plot_path, pl.series, o->online_cpus, pl.colors,
+		crew_mode_name(o->modes[0]), pl.per_mode[0],
+		o->n_modes > 1 && pl.per_mode[1] ? crew_mode_name(o->modes[1])
+						 : "",
+		cpu, o->online_cpus, o->duration_s, o->repeat,
+		o->loadavg_before);
 	pid_t pid = fork();
 	if (pid == 0) {
 		execlp("gnuplot", "gnuplot", "-e", expr, plot_script(),

@@ -187,11 +187,11 @@ int cli_parse_u64(const char *cmd, const char *what, const char *s,
 	unsigned long long v;
 
 	if (s == NULL || !all_digits(s, 0)) {
-		cli_error(cmd,
-			  "%s must be a whole number from %llu to %llu, "
-			  "not '%s'",
-			  what, (unsigned long long)min,
-			  (unsigned long long)max, s ? s : "");
+		cli_error(
+			cmd,
+			"%s must be a whole number from %llu to %llu, not '%s'",
+			what, (unsigned long long)min, (unsigned long long)max,
+			s ? s : "");
 		return -1;
 	}
 	errno = 0;
@@ -213,10 +213,10 @@ int cli_parse_i64(const char *cmd, const char *what, const char *s, int64_t min,
 	long long v;
 
 	if (s == NULL || !all_digits(s, 1)) {
-		cli_error(cmd,
-			  "%s must be a whole number from %lld to %lld, "
-			  "not '%s'",
-			  what, (long long)min, (long long)max, s ? s : "");
+		cli_error(
+			cmd,
+			"%s must be a whole number from %lld to %lld, not '%s'",
+			what, (long long)min, (long long)max, s ? s : "");
 		return -1;
 	}
 	errno = 0;
@@ -239,20 +239,20 @@ int cli_parse_seconds(const char *cmd, const char *what, const char *s,
 
 	/* Decimal only: no sign, no hex, no "inf"/"nan", no exponent. */
 	if (s == NULL || *s == '\0' || strspn(s, "0123456789.") != strlen(s)) {
-		cli_error(cmd,
-			  "%s must be a number of seconds from %g to %g, "
-			  "not '%s'",
-			  what, min, max, s ? s : "");
+		cli_error(
+			cmd,
+			"%s must be a number of seconds from %g to %g, not '%s'",
+			what, min, max, s ? s : "");
 		return -1;
 	}
 	errno = 0;
 	v = strtod(s, &end);
 	if (*end != '\0' || errno == ERANGE || !isfinite(v) || v < min ||
 	    v > max) {
-		cli_error(cmd,
-			  "%s is out of range: '%s' (allowed: %g to %g "
-			  "seconds)",
-			  what, s, min, max);
+		cli_error(
+			cmd,
+			"%s is out of range: '%s' (allowed: %g to %g seconds)",
+			what, s, min, max);
 		return -1;
 	}
 	*out = v;
@@ -332,11 +332,10 @@ int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
 	}
 	if (!info->built_in) {
 		cli_backend_names(names, sizeof(names), 1, 0);
-		cli_error(cmd,
-			  "backend '%s'%s is known but was not built into "
-			  "this tally: its library was missing at build "
-			  "time (built in: %s)",
-			  info->name, from, names);
+		cli_error(
+			cmd,
+			"backend '%s'%s is known but was not built into this tally: its library was missing at build time (built in: %s)",
+			info->name, from, names);
 		return -1;
 	}
 	if ((info->caps & need_caps) != need_caps) {
@@ -394,10 +393,10 @@ int cli_split_list(const char *cmd, const char *what, char *s, char **items,
 		if (end)
 			*end = '\0';
 		if (*p == '\0' || *n == max) {
-			cli_error(cmd,
-				  "%s must be a comma-separated list of 1 to "
-				  "%u non-empty items",
-				  what, max);
+			cli_error(
+				cmd,
+				"%s must be a comma-separated list of 1 to %u non-empty items",
+				what, max);
 			return -1;
 		}
 		items[(*n)++] = p;

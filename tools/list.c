@@ -37,11 +37,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tally list [--format table|json|csv]\n\n"
-		"List every backend tally knows, with a one-line summary, "
-		"its capabilities,\nand whether it was built in (a backend "
-		"whose library was missing at build\ntime is listed but "
-		"not usable).  The default backend is '%s'; $%s\noverrides "
-		"it for programs that pass no name.\n",
+		"List every backend tally knows, with a one-line summary, its capabilities,\nand whether it was built in (a backend whose library was missing at build\ntime is listed but not usable).  The default backend is '%s'; $%s\noverrides it for programs that pass no name.\n",
 		TALLY_DEFAULT_BACKEND, TALLY_ENV_BACKEND);
 }
 

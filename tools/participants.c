@@ -162,20 +162,19 @@ static int arrive(struct joint *j)
 	j->index = (unsigned)((uint64_t)(ticket - 1) % j->n);
 	j->last_ticket = (int64_t)((j->run + 1) * j->n);
 	fprintf(stderr,
-		"tally run: participant %u of %u (joint run %llu); waiting "
-		"for the others\n",
+		"tally run: participant %u of %u (joint run %llu); waiting for the others\n",
 		j->index + 1, j->n, (unsigned long long)j->run);
 	if (wait_for(j, C_TICKETS, j->last_ticket, &seen) != 0) {
 		int64_t came = seen - (j->last_ticket - j->n);
 		if (cli_interrupted())
-			cli_error("run", "interrupted while waiting for the "
-					 "others");
-		else
 			cli_error("run",
-				  "participants %lld to %u of %u never arrived "
-				  "within %g s (%lld arrived)",
-				  (long long)came + 1, j->n, j->n, j->timeout_s,
-				  (long long)came);
+				  "interrupted while waiting for the others");
+		else
+			cli_error(
+				"run",
+				"participants %lld to %u of %u never arrived within %g s (%lld arrived)",
+				(long long)came + 1, j->n, j->n, j->timeout_s,
+				(long long)came);
 		close_barrier(j, C_TICKETS, seen);
 		return -1;
 	}
@@ -244,15 +243,13 @@ static void print_joint(const struct joint *j, const struct wl_config *cfg,
 	if (format == FORMAT_JSON) {
 		printf("{\"backend\": ");
 		json_string(stdout, j->backend);
-		printf(", \"workload\": \"%s\", \"mode\": \"%s\", "
-		       "\"workers\": %u, \"iters\": %" PRIu64
-		       ", \"initial\": %" PRId64 ", \"participants\": %u, "
-		       "\"participant\": %u, \"joint_run\": %" PRIu64
+		printf(", \"workload\": \"%s\", \"mode\": \"%s\", \"workers\": %u, \"iters\": %" PRIu64
+		       ", \"initial\": %" PRId64
+		       ", \"participants\": %u, \"participant\": %u, \"joint_run\": %" PRIu64
 		       ", \"own_sum\": %" PRId64 ", \"own_ops\": %" PRIu64
 		       ", \"expected\": %" PRId64 ", \"actual\": %" PRId64
 		       ", \"lost\": %" PRId64 ", \"unknown\": %" PRId64
-		       ", \"seconds\": %.6f, \"ns_per_op\": %.2f, "
-		       "\"exact\": %s}\n",
+		       ", \"seconds\": %.6f, \"ns_per_op\": %.2f, \"exact\": %s}\n",
 		       wl_kind_name(cfg->kind), crew_mode_name(cfg->mode),
 		       cfg->workers, cfg->iters, j->start[C_MAIN], j->n,
 		       j->index + 1, j->run,
@@ -300,9 +297,8 @@ static int verdict(struct joint *j, const struct wl_config *cfg,
 				 (uint64_t)actual);
 	print_joint(j, cfg, res, format, sum, actual, lost, unknown);
 	fprintf(stderr,
-		"tally run: joint verdict over %u participants: adds sum to "
-		"%" PRId64 ", the counter went from %" PRId64 " to %" PRId64
-		": %s\n",
+		"tally run: joint verdict over %u participants: adds sum to %" PRId64
+		", the counter went from %" PRId64 " to %" PRId64 ": %s\n",
 		j->n, sum, j->start[C_MAIN], actual,
 		lost == 0 ? "exact" : "they differ");
 	if (unknown != 0) {
@@ -349,15 +345,14 @@ int run_participants(const char *backend, const struct wl_config *given,
 		res->add_error = TALLY_EREMOTE;
 	}
 	if (finish(&j, res, &missing) != 0) {
-		cli_error("run",
-			  "not every participant finished within %g s "
-			  "of this one:",
-			  timeout_s);
+		cli_error(
+			"run",
+			"not every participant finished within %g s of this one:",
+			timeout_s);
 		for (unsigned i = 0; i < n; i++)
 			if (missing & (int64_t)(1ull << i))
 				fprintf(stderr,
-					"tally run: participant %u of %u never "
-					"finished\n",
+					"tally run: participant %u of %u never finished\n",
 					i + 1, n);
 		goto out;
 	}

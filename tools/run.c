@@ -16,51 +16,34 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tally run --workload addsub|inc [--backend B]\n"
-		"                 [--workers N] [--iters N] [--mode "
-		"threads|processes]\n"
+		"                 [--workers N] [--iters N] [--mode threads|processes]\n"
 		"                 [--delta D] [--initial V] [--sleep-us U]\n"
 		"                 [--kill-after-ms MS] [--stall-timeout S]\n"
 		"                 [--participants N [--join-timeout S]]\n"
 		"                 [--format table|json|csv]\n\n"
-		"Run one of the lesson's workloads and check the final "
-		"count.\n\n"
-		"  addsub  start at --initial (500); even workers add --delta "
-		"(5),\n"
-		"          odd ones subtract it, --iters (100) times each, "
-		"sleeping\n"
-		"          --sleep-us (10000) before each step: exact answer "
-		"500\n"
-		"  inc     --workers (2) workers, --iters (1000000) each; "
-		"worker k\n"
+		"Run one of the lesson's workloads and check the final count.\n\n"
+		"  addsub  start at --initial (500); even workers add --delta (5),\n"
+		"          odd ones subtract it, --iters (100) times each, sleeping\n"
+		"          --sleep-us (10000) before each step: exact answer 500\n"
+		"  inc     --workers (2) workers, --iters (1000000) each; worker k\n"
 		"          adds (k+1) x --delta (1): exact answer 3000000\n\n"
-		"  --backend B        a name from 'tally list' (default: $%s, "
-		"else %s)\n"
-		"  --mode M           threads (default) or processes (forked "
-		"workers\n"
+		"  --backend B        a name from 'tally list' (default: $%s, else %s)\n"
+		"  --mode M           threads (default) or processes (forked workers\n"
 		"                     sharing the counter in shared memory)\n"
 		"  --workers N        1 to %u\n"
-		"  --kill-after-ms MS processes only: SIGKILL worker 0 (or "
-		"the first\n"
-		"                     still running) after MS ms, to see "
-		"whether the\n"
+		"  --kill-after-ms MS processes only: SIGKILL worker 0 (or the first\n"
+		"                     still running) after MS ms, to see whether the\n"
 		"                     lock survives a holder that dies\n"
-		"  --stall-timeout S  give up when no add completes for S "
-		"seconds\n"
+		"  --stall-timeout S  give up when no add completes for S seconds\n"
 		"                     (default 10)\n"
-		"  --participants N   1 to 62 runs, on any machines, on one "
-		"remote\n"
-		"                     counter: they meet at a barrier on the "
-		"server,\n"
-		"                     start together, and each prints the "
-		"joint verdict\n"
-		"  --join-timeout S   how long to wait for the others at each "
-		"barrier\n"
+		"  --participants N   1 to 62 runs, on any machines, on one remote\n"
+		"                     counter: they meet at a barrier on the server,\n"
+		"                     start together, and each prints the joint verdict\n"
+		"  --join-timeout S   how long to wait for the others at each barrier\n"
 		"                     (default 60)\n"
 		"  --format F         table (default), json or csv\n\n"
-		"exit status: 0 exact, 1 lost updates, 2 bad input, 3 runtime "
-		"failure\n"
-		"(a worker killed or died, no progress, interrupted by "
-		"Ctrl-C)\n",
+		"exit status: 0 exact, 1 lost updates, 2 bad input, 3 runtime failure\n"
+		"(a worker killed or died, no progress, interrupted by Ctrl-C)\n",
 		TALLY_ENV_BACKEND, TALLY_DEFAULT_BACKEND, WL_MAX_WORKERS);
 }
 
@@ -71,9 +54,8 @@ static void explain_faults(const struct wl_config *cfg,
 		res->killed_worker >= 0 ? res->killed_worker : res->died_worker;
 
 	if (res->interrupted)
-		fprintf(stderr, "tally run: interrupted; the counts above are "
-				"what the workers completed before they "
-				"stopped\n");
+		fprintf(stderr,
+			"tally run: interrupted; the counts above are what the workers completed before they stopped\n");
 	if (res->add_error)
 		fprintf(stderr, "tally run: an add failed: %s\n",
 			tally_strerror(res->add_error));
@@ -85,14 +67,11 @@ static void explain_faults(const struct wl_config *cfg,
 		int st = res->failed_status;
 		if (WIFSIGNALED(st))
 			fprintf(stderr,
-				"tally run: worker %d finished its adds, then "
-				"died of %s\n",
+				"tally run: worker %d finished its adds, then died of %s\n",
 				res->failed_worker, strsignal(WTERMSIG(st)));
 		else
 			fprintf(stderr,
-				"tally run: worker %d finished its adds, then "
-				"exited with status %d (a memory checker's "
-				"report?)\n",
+				"tally run: worker %d finished its adds, then exited with status %d (a memory checker's report?)\n",
 				res->failed_worker, WEXITSTATUS(st));
 	}
 	if (victim >= 0) {
@@ -106,41 +85,30 @@ static void explain_faults(const struct wl_config *cfg,
 			(unsigned long long)cfg->iters);
 		if (res->recovered)
 			fprintf(stderr,
-				"tally run: it died holding the lock; a "
-				"surviving worker recovered it (%s) and "
-				"carried on\n",
+				"tally run: it died holding the lock; a surviving worker recovered it (%s) and carried on\n",
 				strncasecmp(backend, "mutex", 5) == 0 &&
 						(backend[5] == '\0' ||
 						 backend[5] == ':')
 					? "EOWNERDEAD, robust mutex"
-					: "the kernel said its process was "
-					  "gone");
+					: "the kernel said its process was gone");
 		else if (!res->stalled)
-			fprintf(stderr, "tally run: the lock was not held when "
-					"it died, or needed no recovery\n");
+			fprintf(stderr,
+				"tally run: the lock was not held when it died, or needed no recovery\n");
 	} else if (cfg->kill_after_ms && res->killed_worker < 0 &&
 		   !res->interrupted && !res->stalled)
 		fprintf(stderr,
-			"tally run: no worker was killed: every worker had "
-			"finished before --kill-after-ms %llu (the run took "
-			"%.3f s); use more --iters or a smaller "
-			"--kill-after-ms\n",
+			"tally run: no worker was killed: every worker had finished before --kill-after-ms %llu (the run took %.3f s); use more --iters or a smaller --kill-after-ms\n",
 			(unsigned long long)cfg->kill_after_ms, res->seconds);
 	if (res->stalled) {
 		fprintf(stderr, "tally run: no add completed for %g s; ",
 			cfg->stall_timeout_s);
 		if (victim >= 0)
 			fprintf(stderr,
-				"worker %d most likely died holding the '%s' "
-				"lock in the instant after it took it, before "
-				"it recorded itself as the holder, so nobody "
-				"could take it over: the counter is unusable; "
-				"create a new one, or use the robust 'mutex' "
-				"backend\n",
+				"worker %d most likely died holding the '%s' lock in the instant after it took it, before it recorded itself as the holder, so nobody could take it over: the counter is unusable; create a new one, or use the robust 'mutex' backend\n",
 				victim, backend);
 		else
-			fprintf(stderr, "the workers are stuck (a lock that is "
-					"never released?)\n");
+			fprintf(stderr,
+				"the workers are stuck (a lock that is never released?)\n");
 	}
 	if (victim >= 0 && !res->unread) {
 		int64_t d = wl_worker_delta(cfg, (unsigned)victim);
@@ -148,16 +116,12 @@ static void explain_faults(const struct wl_config *cfg,
 		uint64_t off = res->lost < 0 ? -(uint64_t)res->lost
 					     : (uint64_t)res->lost;
 		fprintf(stderr,
-			"tally run: accounting: final value %lld, completed "
-			"adds "
-			"sum to %lld: %s\n",
+			"tally run: accounting: final value %lld, completed adds sum to %lld: %s\n",
 			(long long)res->actual, (long long)res->expected,
 			off == 0 ? "they agree"
 			: off <= mag
-				? "they differ by the one add that was in "
-				  "flight"
-				: "they differ by more than the add in flight "
-				  "(lost updates)");
+				? "they differ by the one add that was in flight"
+				: "they differ by more than the add in flight (lost updates)");
 	}
 }
 
@@ -180,13 +144,7 @@ static void print_result(enum cli_format format, const char *backend,
 	if (format == FORMAT_JSON) {
 		printf("{\"backend\": ");
 		json_string(stdout, backend);
-		printf(", \"workload\": \"%s\", \"mode\": \"%s\", \"workers\": "
-		       "%u, "
-		       "\"iters\": %llu, \"delta\": %lld, \"initial\": %lld, "
-		       "\"sleep_us\": %llu, \"expected\": %lld, \"actual\": "
-		       "%s, \"lost\": %s, \"seconds\": %.6f, \"ns_per_op\": "
-		       "%.2f, "
-		       "\"total_ops\": %llu, \"per_worker_ops\": [",
+		printf(", \"workload\": \"%s\", \"mode\": \"%s\", \"workers\": %u, \"iters\": %llu, \"delta\": %lld, \"initial\": %lld, \"sleep_us\": %llu, \"expected\": %lld, \"actual\": %s, \"lost\": %s, \"seconds\": %.6f, \"ns_per_op\": %.2f, \"total_ops\": %llu, \"per_worker_ops\": [",
 		       wl_kind_name(cfg->kind), crew_mode_name(cfg->mode),
 		       cfg->workers, (unsigned long long)cfg->iters,
 		       (long long)cfg->delta, (long long)cfg->initial,
@@ -196,12 +154,7 @@ static void print_result(enum cli_format format, const char *backend,
 		for (unsigned k = 0; k < cfg->workers; k++)
 			printf("%s%llu", k ? ", " : "",
 			       (unsigned long long)res->done[k]);
-		printf("], \"online_cpus\": %u, \"oversubscribed\": %s, "
-		       "\"interrupted\": %s, \"killed_worker\": %d, "
-		       "\"died_worker\": %d, \"failed_worker\": %d, "
-		       "\"recovered\": %u, \"stalled\": %s, "
-		       "\"unknown\": %llu, \"unknown_sum\": %lld, "
-		       "\"exact\": %s, \"path\": %s%s%s}\n",
+		printf("], \"online_cpus\": %u, \"oversubscribed\": %s, \"interrupted\": %s, \"killed_worker\": %d, \"died_worker\": %d, \"failed_worker\": %d, \"recovered\": %u, \"stalled\": %s, \"unknown\": %llu, \"unknown_sum\": %lld, \"exact\": %s, \"path\": %s%s%s}\n",
 		       cli_online_cpus(), over ? "true" : "false",
 		       res->interrupted ? "true" : "false", res->killed_worker,
 		       res->died_worker, res->failed_worker, res->recovered,
@@ -310,14 +263,15 @@ static int parse_values(const char **v, struct params *p)
 	    (V(O_FORMAT) && cli_parse_format("run", V(O_FORMAT), &p->format)))
 		return -1;
 	if (cfg->kill_after_ms && cfg->mode != CREW_PROCESSES) {
-		cli_error("run", "--kill-after-ms needs --mode processes (a "
-				 "thread cannot be killed alone)");
+		cli_error(
+			"run",
+			"--kill-after-ms needs --mode processes (a thread cannot be killed alone)");
 		return -1;
 	}
 	if (cfg->kill_after_ms && cfg->workers < 2) {
-		cli_error("run",
-			  "--kill-after-ms needs at least 2 workers (one "
-			  "to die, one to find the lock)");
+		cli_error(
+			"run",
+			"--kill-after-ms needs at least 2 workers (one to die, one to find the lock)");
 		return -1;
 	}
 	char msg[256];
@@ -326,12 +280,11 @@ static int parse_values(const char **v, struct params *p)
 		return -1;
 	}
 	p->backend = cli_resolve_backend(V(O_BACKEND));
-	if (cli_check_backend("run", p->backend,
-			      cfg->mode == CREW_PROCESSES ? TALLY_CAP_PSHARED
-							  : 0,
-			      "with --mode processes: it cannot live in "
-			      "memory shared between processes",
-			      &p->info) != 0)
+	if (cli_check_backend(
+		    "run", p->backend,
+		    cfg->mode == CREW_PROCESSES ? TALLY_CAP_PSHARED : 0,
+		    "with --mode processes: it cannot live in memory shared between processes",
+		    &p->info) != 0)
 		return -1;
 	p->join_timeout = 60;
 	if ((V(O_PARTICIPANTS) &&
@@ -342,10 +295,10 @@ static int parse_values(const char **v, struct params *p)
 			       86400, &p->join_timeout)))
 		return -1;
 	if (p->participants && !(p->info.caps & TALLY_CAP_REMOTE)) {
-		cli_error("run",
-			  "--participants needs a backend that other runs "
-			  "reach ('remote' in 'tally list'), not '%s'",
-			  p->info.name);
+		cli_error(
+			"run",
+			"--participants needs a backend that other runs reach ('remote' in 'tally list'), not '%s'",
+			p->info.name);
 		return -1;
 	}
 	return 0;

@@ -79,10 +79,7 @@ void run_warn_oversubscribed(const char *cmd, const tally_backend_info *b,
 	if ((b->caps & TALLY_CAP_SPINNING) && workers > cpus)
 		cli_warn(
 			cmd,
-			"%u workers on %u online CPUs: '%s' spins while it "
-			"waits, and a waiter whose lock holder is descheduled "
-			"burns its whole time slice; this can run thousands of "
-			"times slower than with %u workers",
+			"%u workers on %u online CPUs: '%s' spins while it waits, and a waiter whose lock holder is descheduled burns its whole time slice; this can run thousands of times slower than with %u workers",
 			workers, cpus, b->name, cpus);
 }
 
@@ -90,8 +87,9 @@ void run_explain_unknown(uint64_t n, int64_t sum, const int64_t *actual,
 			 int64_t expected)
 {
 	fprintf(stderr,
-		"tally run: %" PRIu64 " add%s of unknown outcome (deltas "
-		"summing to %" PRId64 "): %s\n",
+		"tally run: %" PRIu64
+		" add%s of unknown outcome (deltas summing to %" PRId64
+		"): %s\n",
 		n, n == 1 ? "" : "s", sum, tally_strerror(TALLY_EUNKNOWN));
 	if (actual == NULL)
 		return;
@@ -99,11 +97,11 @@ void run_explain_unknown(uint64_t n, int64_t sum, const int64_t *actual,
 	 * the sure adds by up to their sum, and that is no loss. */
 	int64_t over = (int64_t)((uint64_t)*actual - (uint64_t)expected);
 	fprintf(stderr,
-		"tally run: accounting: final value %" PRId64 ", the adds "
-		"known to be applied sum to %" PRId64 ": %s\n",
+		"tally run: accounting: final value %" PRId64
+		", the adds known to be applied sum to %" PRId64 ": %s\n",
 		*actual, expected,
-		over == 0     ? "none of the unknown adds was applied"
-		: over == sum ? "all of the unknown adds were applied"
-			      : "the difference is not what the unknown adds "
-				"account for (lost updates?)");
+		over == 0 ? "none of the unknown adds was applied"
+		: over == sum
+			? "all of the unknown adds were applied"
+			: "the difference is not what the unknown adds account for (lost updates?)");
 }

@@ -129,24 +129,24 @@ static size_t draw_round(const struct params *p, uint64_t number,
 static void repro(const struct params *p, size_t backend,
 		  const struct stress_round *r, char *buf, size_t size)
 {
-	snprintf(buf, size,
-		 "tally stress --backend %s --seed %llu --round %llu --mode %s "
-		 "--max-workers %u%s",
-		 p->spec[backend], (unsigned long long)r->seed,
-		 (unsigned long long)r->number, crew_mode_name(r->mode), r->cap,
-		 p->oversubscribe ? " --oversubscribe" : "");
+	snprintf(
+		buf, size,
+		"tally stress --backend %s --seed %llu --round %llu --mode %s --max-workers %u%s",
+		p->spec[backend], (unsigned long long)r->seed,
+		(unsigned long long)r->number, crew_mode_name(r->mode), r->cap,
+		p->oversubscribe ? " --oversubscribe" : "");
 }
 
 static void describe(const struct params *p, size_t backend,
 		     const struct stress_round *r, char *buf, size_t size)
 {
-	snprintf(buf, size,
-		 "round %llu on '%s': %s, %u workers, %llu operations each, "
-		 "initial %lld, yield %u/256, sleep %u/256 (1 to %u us)",
-		 (unsigned long long)r->number, p->b[backend].name,
-		 crew_mode_name(r->mode), r->workers,
-		 (unsigned long long)r->ops, (long long)r->initial,
-		 r->yield_rate, r->sleep_rate, r->max_sleep_us);
+	snprintf(
+		buf, size,
+		"round %llu on '%s': %s, %u workers, %llu operations each, initial %lld, yield %u/256, sleep %u/256 (1 to %u us)",
+		(unsigned long long)r->number, p->b[backend].name,
+		crew_mode_name(r->mode), r->workers, (unsigned long long)r->ops,
+		(long long)r->initial, r->yield_rate, r->sleep_rate,
+		r->max_sleep_us);
 }
 
 /* Totals per backend, for the summary. */
@@ -173,19 +173,19 @@ static int report_round(const struct stress_outcome *o, const char *what)
 	case HARNESS_EXACT:
 		return EXIT_EXACT;
 	case HARNESS_OVERLAP:
-		cli_error("stress",
-			  "EXCLUSION BROKEN in %s: %llu times a worker found "
-			  "the critical section occupied",
-			  what, (unsigned long long)o->overlaps);
+		cli_error(
+			"stress",
+			"EXCLUSION BROKEN in %s: %llu times a worker found the critical section occupied",
+			what, (unsigned long long)o->overlaps);
 		return EXIT_LOST;
 	case HARNESS_LOST:
-		cli_error("stress",
-			  "LOST UPDATES in %s%s: expected %lld, actual %lld "
-			  "(lost %lld)",
-			  what, o->cut ? " (stopped at its time limit)" : "",
-			  (long long)o->expected, (long long)o->actual,
-			  (long long)((uint64_t)o->expected -
-				      (uint64_t)o->actual));
+		cli_error(
+			"stress",
+			"LOST UPDATES in %s%s: expected %lld, actual %lld (lost %lld)",
+			what, o->cut ? " (stopped at its time limit)" : "",
+			(long long)o->expected, (long long)o->actual,
+			(long long)((uint64_t)o->expected -
+				    (uint64_t)o->actual));
 		return EXIT_LOST;
 	default:
 		cli_error("stress", "%s", o->reason);
@@ -209,10 +209,10 @@ static int run_round(const struct params *p, size_t backend,
 	/* What the watchdog says when the round is stuck.  Exiting is
 	 * enough: worker processes die with their coordinator
 	 * (CREW_DIE_WITH_PARENT). */
-	snprintf(stuck, sizeof(stuck),
-		 "tally stress: %s did not finish in %d s: a worker is stuck "
-		 "(a lock never released?)\ntally stress: reproduce: %s\n",
-		 what, ROUND_LIMIT_S, again);
+	snprintf(
+		stuck, sizeof(stuck),
+		"tally stress: %s did not finish in %d s: a worker is stuck (a lock never released?)\ntally stress: reproduce: %s\n",
+		what, ROUND_LIMIT_S, again);
 	rc = tally_create(&t, p->spec[backend], r->initial,
 			  r->mode == CREW_PROCESSES ? TALLY_PSHARED : 0);
 	if (rc != 0) {
@@ -256,11 +256,7 @@ static void print_summary(const struct params *p, const struct stats *st,
 		for (size_t i = 0; i < p->n; i++) {
 			printf("%s\n  {\"backend\": ", i ? "," : "");
 			json_string(stdout, p->b[i].name);
-			printf(", \"rounds\": %llu, \"threads_rounds\": %llu, "
-			       "\"processes_rounds\": %llu, \"max_workers\": "
-			       "%u, \"adds\": %llu, \"seconds\": %.6f, "
-			       "\"rounds_cut\": %llu, \"failed_round\": %llu, "
-			       "\"verdict\": \"%s\"}",
+			printf(", \"rounds\": %llu, \"threads_rounds\": %llu, \"processes_rounds\": %llu, \"max_workers\": %u, \"adds\": %llu, \"seconds\": %.6f, \"rounds_cut\": %llu, \"failed_round\": %llu, \"verdict\": \"%s\"}",
 			       (unsigned long long)st[i].rounds,
 			       (unsigned long long)st[i].by_mode[CREW_THREADS],
 			       (unsigned long long)st[i]
@@ -420,10 +416,10 @@ static int parse_values(const char **v, struct params *p)
 		return add_all(p, need);
 	p->spec[0] = spec;
 	p->n = 1;
-	return cli_check_backend("stress", spec, need,
-				 "with --mode processes: it cannot live in "
-				 "memory shared between processes",
-				 &p->b[0]);
+	return cli_check_backend(
+		"stress", spec, need,
+		"with --mode processes: it cannot live in memory shared between processes",
+		&p->b[0]);
 #undef V
 }
 
@@ -478,9 +474,9 @@ int cmd_stress(int argc, char **argv)
 		goto out;
 #ifdef STRESS_TSAN
 	if (p->mode != CREW_THREADS)
-		cli_warn("stress", "ThreadSanitizer does not see races between "
-				   "processes: processes rounds only check the "
-				   "total");
+		cli_warn(
+			"stress",
+			"ThreadSanitizer does not see races between processes: processes rounds only check the total");
 #endif
 	rc = stress(p);
 out:

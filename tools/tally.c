@@ -21,17 +21,16 @@ static const struct command {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tally COMMAND [OPTIONS]\n"
-		   "       tally --help | --version\n\n"
-		   "One shared-counter interface in front of many locks; runs "
-		   "the same workloads\nover all of them and checks every "
-		   "count.\n\ncommands:\n");
+	fprintf(f,
+		"usage: tally COMMAND [OPTIONS]\n"
+		"       tally --help | --version\n\n"
+		"One shared-counter interface in front of many locks; runs the same workloads\nover all of them and checks every count.\n\ncommands:\n");
 	for (size_t i = 0; i < N_COMMANDS; i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name,
 			commands[i].summary);
-	fprintf(f, "\n'tally COMMAND --help' describes one command.\n"
-		   "exit status: 0 exact count, 1 lost updates, 2 bad input, "
-		   "3 runtime failure\n");
+	fprintf(f,
+		"\n'tally COMMAND --help' describes one command.\n"
+		"exit status: 0 exact count, 1 lost updates, 2 bad input, 3 runtime failure\n");
 }
 
 int main(int argc, char **argv)

@@ -292,11 +292,10 @@ static void raise_init(int rc, const char *backend, const char *name,
 		raise_tally(rc, "%s (known: %s)",
 			    backend ? bs : "(from $TALLY_BACKEND)", known);
 	} else if (auto_name != NULL && !create) {
-		raise_tally(rc,
-			    "the shared counter '%s' (made by another process "
-			    "of this program, and removed when it closed the "
-			    "counter or exited)%s%s",
-			    auto_name, sep, d);
+		raise_tally(
+			rc,
+			"the shared counter '%s' (made by another process of this program, and removed when it closed the counter or exited)%s%s",
+			auto_name, sep, d);
 	} else if (name != NULL && !create) {
 		raise_tally(rc, "counter %s%s%s", echo(n, name), sep, d);
 	} else if (name != NULL) {
@@ -372,9 +371,9 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 	if (auto_o != Py_None && to_cstr(auto_o, "_auto", &auto_name) < 0)
 		return -1;
 	if (auto_name != NULL && (!shared || name != NULL || exclusive)) {
-		PyErr_SetString(PyExc_ValueError,
-				"_auto (the tally package's own) needs "
-				"shared=True, no name and no exclusive");
+		PyErr_SetString(
+			PyExc_ValueError,
+			"_auto (the tally package's own) needs shared=True, no name and no exclusive");
 		return -1;
 	}
 	if (exclusive && !create) {
@@ -383,9 +382,9 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 		return -1;
 	}
 	if (name == NULL && auto_name == NULL && (!create || exclusive)) {
-		PyErr_SetString(PyExc_ValueError,
-				"create and exclusive apply to named counters "
-				"only (pass name=)");
+		PyErr_SetString(
+			PyExc_ValueError,
+			"create and exclusive apply to named counters only (pass name=)");
 		return -1;
 	}
 
@@ -465,10 +464,10 @@ static int add_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
 	Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
 
 	if (nargs > 1) {
-		PyErr_Format(PyExc_TypeError,
-			     "add() takes at most 1 positional argument (%zd "
-			     "given)",
-			     nargs);
+		PyErr_Format(
+			PyExc_TypeError,
+			"add() takes at most 1 positional argument (%zd given)",
+			nargs);
 		return -1;
 	}
 	*delta = nargs == 1 ? args[0] : NULL;
@@ -483,9 +482,9 @@ static int add_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
 			slot = timeout;
 		} else {
 			/* The keyword is not echoed: it could be any size. */
-			PyErr_SetString(PyExc_TypeError,
-					"add() takes only delta and timeout= "
-					"as keywords");
+			PyErr_SetString(
+				PyExc_TypeError,
+				"add() takes only delta and timeout= as keywords");
 			return -1;
 		}
 		if (*slot != NULL) {
@@ -507,19 +506,19 @@ static int to_timeout_ms(PyObject *o, double *ms)
 	if (o == NULL || o == Py_None)
 		return 0;
 	if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
-		PyErr_Format(PyExc_TypeError,
-			     "timeout must be a number of seconds or None, "
-			     "not %.100s",
-			     Py_TYPE(o)->tp_name);
+		PyErr_Format(
+			PyExc_TypeError,
+			"timeout must be a number of seconds or None, not %.100s",
+			Py_TYPE(o)->tp_name);
 		return -1;
 	}
 	s = PyFloat_AsDouble(o);
 	if (s == -1.0 && PyErr_Occurred())
 		return -1;
 	if (!(s > 0) || !isfinite(s)) {
-		PyErr_SetString(PyExc_ValueError,
-				"timeout must be a finite number of seconds "
-				"above 0, or None (the counter's own bound)");
+		PyErr_SetString(
+			PyExc_ValueError,
+			"timeout must be a finite number of seconds above 0, or None (the counter's own bound)");
 		return -1;
 	}
 	*ms = s * 1000.0;
@@ -726,9 +725,9 @@ static PyObject *counter_close(CounterObject *self, PyObject *unused)
 
 	(void)unused;
 	if (taken < 0) {
-		PyErr_SetString(PyExc_RuntimeError,
-				"tally.Counter.close() while another thread "
-				"is still using it");
+		PyErr_SetString(
+			PyExc_RuntimeError,
+			"tally.Counter.close() while another thread is still using it");
 		return NULL;
 	}
 	if (taken > 0)
@@ -769,36 +768,22 @@ static PyObject *counter_reduce(CounterObject *self, PyObject *unused)
 	}
 	if (self->name == NULL && self->shared &&
 	    (self->caps & TALLY_CAP_NAMED)) { /* made by the C base itself */
-		PyErr_SetString(PyExc_TypeError,
-				"this shared counter was made without a name "
-				"(by tally._tally.Counter): make it with "
-				"tally.Counter(..., shared=True), which names "
-				"it so that it can be pickled");
+		PyErr_SetString(
+			PyExc_TypeError,
+			"this shared counter was made without a name (by tally._tally.Counter): make it with tally.Counter(..., shared=True), which names it so that it can be pickled");
 		return NULL;
 	}
 	if (self->name == NULL && self->shared) {
 		PyErr_Format(
 			PyExc_TypeError,
-			"this shared tally.Counter (backend '%s', which cannot "
-			"be named) reaches only processes forked from this "
-			"one, by inheritance: pass it to multiprocessing."
-			"Process under the 'fork' start method.  It cannot be "
-			"pickled, as the spawn and forkserver start methods "
-			"do with a Process's arguments, and pools with every "
-			"task's.  A backend that can be named (tally.backends()"
-			" lists 'named' among its capabilities, e.g. 'mutex') "
-			"makes shared=True counters that reach every process",
+			"this shared tally.Counter (backend '%s', which cannot be named) reaches only processes forked from this one, by inheritance: pass it to multiprocessing.Process under the 'fork' start method.  It cannot be pickled, as the spawn and forkserver start methods do with a Process's arguments, and pools with every task's.  A backend that can be named (tally.backends() lists 'named' among its capabilities, e.g. 'mutex') makes shared=True counters that reach every process",
 			tally_backend_name(self->t));
 		return NULL;
 	}
 	if (self->name == NULL) {
-		PyErr_SetString(PyExc_TypeError,
-				"a tally.Counter that is not shared cannot be "
-				"pickled: the other process would get a "
-				"separate counter.  Make it with shared=True "
-				"(it then reaches processes of every start "
-				"method, and pool workers) or name=... (other "
-				"programs too)");
+		PyErr_SetString(
+			PyExc_TypeError,
+			"a tally.Counter that is not shared cannot be pickled: the other process would get a separate counter.  Make it with shared=True (it then reaches processes of every start method, and pool workers) or name=... (other programs too)");
 		return NULL;
 	}
 	/* Counter(None, 0, True, name, create=False) */
@@ -910,37 +895,18 @@ static PyMethodDef counter_methods[] = {
 	{"add", (PyCFunction)(void (*)(void))counter_add,
 	 METH_FASTCALL | METH_KEYWORDS,
 	 "add(delta=1, *, timeout=None)\n--\n\n"
-	 "Add delta (an int that fits in 64 bits; negative subtracts).  Wraps "
-	 "modulo 2**64.\n"
-	 "On a backend with a lock, waits for it at most timeout seconds (a "
-	 "number above 0), or with None the counter's own bound: the "
-	 "backend option wait_ms=N (0: no bound), else "
-	 "tally.DEFAULT_WAIT_MS on a shared or named counter and no bound "
-	 "on a private one.  Past it, raises tally.TimeoutError "
-	 "(also a TimeoutError) and adds nothing.  The GIL is released while "
-	 "it waits, and signal handlers run every 0.1 s: Ctrl-C raises "
-	 "KeyboardInterrupt, and nothing was added.  A lock whose holder "
-	 "died is taken over (the add succeeds) or reported with "
-	 "tally.Error (TALLY_ENOTRECOVERABLE).  Lock-free backends never "
-	 "wait.  Raises tally.Error when the backend fails; str(e) carries "
-	 "the library's explanation."},
+	 "Add delta (an int that fits in 64 bits; negative subtracts).  Wraps modulo 2**64.\n"
+	 "On a backend with a lock, waits for it at most timeout seconds (a number above 0), or with None the counter's own bound: the backend option wait_ms=N (0: no bound), else tally.DEFAULT_WAIT_MS on a shared or named counter and no bound on a private one.  Past it, raises tally.TimeoutError (also a TimeoutError) and adds nothing.  The GIL is released while it waits, and signal handlers run every 0.1 s: Ctrl-C raises KeyboardInterrupt, and nothing was added.  A lock whose holder died is taken over (the add succeeds) or reported with tally.Error (TALLY_ENOTRECOVERABLE).  Lock-free backends never wait.  Raises tally.Error when the backend fails; str(e) carries the library's explanation."},
 	{"close", (PyCFunction)counter_close, METH_NOARGS,
-	 "close()\n--\n\nRelease the counter (a named one stays until "
-	 "tally.unlink()).  Calling it again does nothing.  Refused with "
-	 "RuntimeError while another thread is inside add() on it."},
+	 "close()\n--\n\nRelease the counter (a named one stays until tally.unlink()).  Calling it again does nothing.  Refused with RuntimeError while another thread is inside add() on it."},
 	{"_describe", (PyCFunction)counter_describe, METH_NOARGS,
-	 "_describe()\n--\n\ntally_describe() as (backend, caps, shared, "
-	 "named, wait_ms, path, name, options); tally.Counter.describe() "
-	 "names them."},
+	 "_describe()\n--\n\ntally_describe() as (backend, caps, shared, named, wait_ms, path, name, options); tally.Counter.describe() names them."},
 	{"__enter__", (PyCFunction)counter_enter, METH_NOARGS,
-	 "__enter__()\n--\n\nThe counter itself, for a with block that "
-	 "closes it."},
+	 "__enter__()\n--\n\nThe counter itself, for a with block that closes it."},
 	{"__exit__", (PyCFunction)counter_exit, METH_VARARGS,
 	 "__exit__(*exc_info)\n--\n\nclose() the counter."},
 	{"__reduce__", (PyCFunction)counter_reduce, METH_NOARGS,
-	 "__reduce__()\n--\n\nPickling: a named counter travels as its "
-	 "name and is opened again where it is unpickled; a counter that "
-	 "other processes could not reach so refuses, saying what to do."},
+	 "__reduce__()\n--\n\nPickling: a named counter travels as its name and is opened again where it is unpickled; a counter that other processes could not reach so refuses, saying what to do."},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -965,19 +931,11 @@ static PyGetSetDef counter_getset[] = {
 
 PyDoc_STRVAR(
 	counter_doc,
-	"Counter(backend=None, initial=0, shared=False, name=None, "
-	"create=True, exclusive=False)\n--\n\n"
-	"A tally counter.  backend: a name such as 'atomic' or 'mutex', or "
-	"'NAME:OPTIONS' (e.g. 'spin:wait_ms=2000', how long an add waits "
-	"for the lock); None means $TALLY_BACKEND, else 'atomic'.\n"
-	"shared=True: processes forked after creation (multiprocessing's "
-	"fork start method) share it.\n"
-	"name='jobs': a named counter in POSIX shared memory that separate "
-	"processes open by name (the spawn start method, or another "
-	"program); create=False only opens an existing one, exclusive=True "
-	"only creates.\n"
-	"shared, create and exclusive take only True or False (TypeError "
-	"otherwise).  Use as a context manager, or call close().");
+	"Counter(backend=None, initial=0, shared=False, name=None, create=True, exclusive=False)\n--\n\n"
+	"A tally counter.  backend: a name such as 'atomic' or 'mutex', or 'NAME:OPTIONS' (e.g. 'spin:wait_ms=2000', how long an add waits for the lock); None means $TALLY_BACKEND, else 'atomic'.\n"
+	"shared=True: processes forked after creation (multiprocessing's fork start method) share it.\n"
+	"name='jobs': a named counter in POSIX shared memory that separate processes open by name (the spawn start method, or another program); create=False only opens an existing one, exclusive=True only creates.\n"
+	"shared, create and exclusive take only True or False (TypeError otherwise).  Use as a context manager, or call close().");
 
 static PyTypeObject CounterType = {
 	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tally._tally.Counter",
@@ -1039,11 +997,9 @@ static PyObject *mod_backends(PyObject *mod, PyObject *unused)
 
 static PyMethodDef module_methods[] = {
 	{"unlink", mod_unlink, METH_O,
-	 "unlink(name)\n--\n\nRemove the named counter; open handles keep "
-	 "working."},
+	 "unlink(name)\n--\n\nRemove the named counter; open handles keep working."},
 	{"backends", mod_backends, METH_NOARGS,
-	 "backends()\n--\n\nEvery known backend as (name, summary, caps, "
-	 "built_in)."},
+	 "backends()\n--\n\nEvery known backend as (name, summary, caps, built_in)."},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -1093,9 +1049,7 @@ PyMODINIT_FUNC PyInit__tally(void)
 #endif
 	TallyError = PyErr_NewExceptionWithDoc(
 		"tally.Error",
-		"A tally library error: str(e) says what failed, e.errname is "
-		"the error's name (e.g. 'TALLY_ENOBACKEND'), e.code its "
-		"negative number (tally.ENOBACKEND).",
+		"A tally library error: str(e) says what failed, e.errname is the error's name (e.g. 'TALLY_ENOBACKEND'), e.code its negative number (tally.ENOBACKEND).",
 		NULL, NULL);
 	if (TallyError == NULL ||
 	    PyModule_AddObjectRef(m, "Error", TallyError) < 0)
@@ -1107,10 +1061,7 @@ PyMODINIT_FUNC PyInit__tally(void)
 		goto fail;
 	TallyTimeoutError = PyErr_NewExceptionWithDoc(
 		"tally.TimeoutError",
-		"An add that did not take the counter's lock within its wait "
-		"bound (Counter.add's timeout, or the handle's own): nothing "
-		"was added.  A tally.Error (e.errname 'TALLY_ETIMEDOUT') and a "
-		"builtin TimeoutError.",
+		"An add that did not take the counter's lock within its wait bound (Counter.add's timeout, or the handle's own): nothing was added.  A tally.Error (e.errname 'TALLY_ETIMEDOUT') and a builtin TimeoutError.",
 		bases, NULL);
 	Py_DECREF(bases);
 	if (TallyTimeoutError == NULL ||

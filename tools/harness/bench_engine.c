@@ -309,9 +309,9 @@ static enum harness_verdict collect(struct crew *c, struct bench_run *run,
 	run->wall_s = last > first ? (double)(last - first) / 1e9 : 0;
 	run->stop_lag_s = last > stop ? (double)(last - stop) / 1e9 : 0;
 	if (run->died)
-		return harness_say(run->reason, HARNESS_FAULT,
-				   "a worker process died before it "
-				   "finished; giving up");
+		return harness_say(
+			run->reason, HARNESS_FAULT,
+			"a worker process died before it finished; giving up");
 	int rc = tally_get(sh->t, &run->final);
 	if (rc < 0 && !run->add_error)
 		run->add_error = rc;
@@ -346,13 +346,13 @@ static enum harness_verdict drive(struct crew *c, struct bench_run *run)
 		for (unsigned k = 0; k < cfg->workers; k++)
 			run->died |= crew_outcome(c, k).end == CREW_DIED;
 		if (run->died)
-			return harness_say(run->reason, HARNESS_FAULT,
-					   "a worker process died before it "
-					   "finished; giving up");
-		return harness_say(run->reason, HARNESS_FAULT,
-				   "not every worker was ready %.0f s after "
-				   "it was started; giving up",
-				   cfg->stop_limit_s);
+			return harness_say(
+				run->reason, HARNESS_FAULT,
+				"a worker process died before it finished; giving up");
+		return harness_say(
+			run->reason, HARNESS_FAULT,
+			"not every worker was ready %.0f s after it was started; giving up",
+			cfg->stop_limit_s);
 	}
 	t = harness_now_ns();
 	/* Relaxed: crew_go() publishes it. */
@@ -369,10 +369,10 @@ static enum harness_verdict drive(struct crew *c, struct bench_run *run)
 	crew_finish(c, run->stalled);
 	if (run->stalled) {
 		run->stop_lag_s = (double)(harness_now_ns() - t) / 1e9;
-		return harness_say(run->reason, HARNESS_FAULT,
-				   "workers still running %.0f s after the "
-				   "stop flag; giving up",
-				   cfg->stop_limit_s);
+		return harness_say(
+			run->reason, HARNESS_FAULT,
+			"workers still running %.0f s after the stop flag; giving up",
+			cfg->stop_limit_s);
 	}
 	return collect(c, run, t);
 }

@@ -180,36 +180,33 @@ const char *crew_start_error(enum crew_mode mode, int err, char *buf,
 {
 	struct rlimit rl;
 	const char *why = strerror(err);
-	const char *stacks = mode == CREW_THREADS
-				     ? "; or no memory was left for a thread's "
-				       "stack"
-				     : "";
+	const char *stacks =
+		mode == CREW_THREADS
+			? "; or no memory was left for a thread's stack"
+			: "";
 
 	if (err != EAGAIN)
 		snprintf(buf, size, "%s", why);
 	else if (getrlimit(RLIMIT_NPROC, &rl) != 0)
-		snprintf(buf, size,
-			 "%s: a process limit was hit: RLIMIT_NPROC ('ulimit "
-			 "-u') or the pids cgroup (pids.max)%s",
-			 why, stacks);
+		snprintf(
+			buf, size,
+			"%s: a process limit was hit: RLIMIT_NPROC ('ulimit -u') or the pids cgroup (pids.max)%s",
+			why, stacks);
 	else if (rl.rlim_cur == RLIM_INFINITY)
-		snprintf(buf, size,
-			 "%s: a process limit was hit: RLIMIT_NPROC ('ulimit "
-			 "-u') is unlimited, so the pids cgroup (pids.max) or "
-			 "kernel.threads-max%s",
-			 why, stacks);
+		snprintf(
+			buf, size,
+			"%s: a process limit was hit: RLIMIT_NPROC ('ulimit -u') is unlimited, so the pids cgroup (pids.max) or kernel.threads-max%s",
+			why, stacks);
 	else if (geteuid() == 0)
-		snprintf(buf, size,
-			 "%s: a process limit was hit: RLIMIT_NPROC ('ulimit "
-			 "-u') is %llu but does not bind root, so the pids "
-			 "cgroup (pids.max) or kernel.threads-max%s",
-			 why, (unsigned long long)rl.rlim_cur, stacks);
+		snprintf(
+			buf, size,
+			"%s: a process limit was hit: RLIMIT_NPROC ('ulimit -u') is %llu but does not bind root, so the pids cgroup (pids.max) or kernel.threads-max%s",
+			why, (unsigned long long)rl.rlim_cur, stacks);
 	else
-		snprintf(buf, size,
-			 "%s: a process limit was hit: RLIMIT_NPROC ('ulimit "
-			 "-u') allows this user %llu processes and threads in "
-			 "all, or the pids cgroup (pids.max) is full%s",
-			 why, (unsigned long long)rl.rlim_cur, stacks);
+		snprintf(
+			buf, size,
+			"%s: a process limit was hit: RLIMIT_NPROC ('ulimit -u') allows this user %llu processes and threads in all, or the pids cgroup (pids.max) is full%s",
+			why, (unsigned long long)rl.rlim_cur, stacks);
 	return buf;
 }
 

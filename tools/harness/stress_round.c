@@ -271,10 +271,11 @@ static enum harness_verdict check(struct crew *c, struct stress_outcome *out)
 	out->expected = (int64_t)sum;
 	out->overlaps = atomic_load(&sh->overlaps);
 	if (out->overlaps != 0)
-		return harness_say(out->reason, HARNESS_OVERLAP,
-				   "%" PRIu64 " times a worker found the "
-				   "critical section occupied",
-				   out->overlaps);
+		return harness_say(
+			out->reason, HARNESS_OVERLAP,
+			"%" PRIu64
+			" times a worker found the critical section occupied",
+			out->overlaps);
 	if ((rc = tally_get(sh->t, &out->actual)) < 0)
 		return harness_say(out->reason, HARNESS_FAULT,
 				   "cannot read the counter: %s",

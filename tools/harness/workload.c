@@ -92,25 +92,20 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size)
 			if (cfg->kind == WL_ADDSUB)
 				snprintf(
 					msg, size,
-					"worker %u would subtract --delta, and "
-					"-(%lld) does not fit in a signed "
-					"64-bit integer",
+					"worker %u would subtract --delta, and -(%lld) does not fit in a signed 64-bit integer",
 					k, (long long)cfg->delta);
 			else
 				snprintf(
 					msg, size,
-					"worker %u would add --delta * %u, "
-					"which does not fit in a signed 64-bit "
-					"integer",
+					"worker %u would add --delta * %u, which does not fit in a signed 64-bit integer",
 					k, k + 1);
 			return -1;
 		}
 		if (__builtin_mul_overflow(d, cfg->iters, &c)) {
-			snprintf(msg, size,
-				 "worker %u's total (iters x delta) does not "
-				 "fit "
-				 "in a signed 64-bit integer",
-				 k);
+			snprintf(
+				msg, size,
+				"worker %u's total (iters x delta) does not fit in a signed 64-bit integer",
+				k);
 			return -1;
 		}
 		if (c > 0) {
@@ -124,13 +119,11 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size)
 	/* Whatever the interleaving, the counter stays within
 	 * [initial + all negative work, initial + all positive work]. */
 	if (!hi_ok || !lo_ok) {
-		snprintf(msg, size,
-			 "the counter could pass through a value outside the "
-			 "signed 64-bit range (from %lld, workers could add up "
-			 "to the equivalent of %s%.3g); lower --iters, --delta "
-			 "or --initial",
-			 (long long)cfg->initial, hi_ok ? "" : "+",
-			 hi_ok ? down : up);
+		snprintf(
+			msg, size,
+			"the counter could pass through a value outside the signed 64-bit range (from %lld, workers could add up to the equivalent of %s%.3g); lower --iters, --delta or --initial",
+			(long long)cfg->initial, hi_ok ? "" : "+",
+			hi_ok ? down : up);
 		return -1;
 	}
 	return 0;
@@ -442,10 +435,11 @@ static enum harness_verdict judge(const struct wl_config *cfg,
 
 	if (!res->unread && res->lost != 0 && victim < 0 && !res->stalled &&
 	    !res->unknown)
-		return harness_say(why, HARNESS_LOST,
-				   "lost updates: the completed adds sum to "
-				   "%" PRId64 ", the counter holds %" PRId64,
-				   res->expected, res->actual);
+		return harness_say(
+			why, HARNESS_LOST,
+			"lost updates: the completed adds sum to %" PRId64
+			", the counter holds %" PRId64,
+			res->expected, res->actual);
 	if (res->stalled)
 		return harness_say(why, HARNESS_FAULT,
 				   "no add completed for %g s",
