@@ -47,33 +47,27 @@ static void usage(FILE *f)
 		TALLY_ENV_BACKEND, TALLY_DEFAULT_BACKEND, WL_MAX_WORKERS);
 }
 
-static void explain_faults(const struct wl_config *cfg,
-			   const struct wl_result *res, const char *backend)
+/* A worker process that finished its adds, then exited badly. */
+static void explain_failed_worker(const struct wl_result *res)
 {
-	int victim =
-		res->killed_worker >= 0 ? res->killed_worker : res->died_worker;
+	int st = res->failed_status;
 
-	if (res->interrupted)
+	if (WIFSIGNALED(st))
 		fprintf(stderr,
-			"tally run: interrupted; the counts above are what the workers completed before they stopped\n");
-	if (res->add_error)
-		fprintf(stderr, "tally run: an add failed: %s\n",
-			tally_strerror(res->add_error));
-	if (res->unknown)
-		run_explain_unknown(res->unknown, res->unknown_sum,
-				    res->unread ? NULL : &res->actual,
-				    res->expected);
-	if (res->failed_worker >= 0) {
-		int st = res->failed_status;
-		if (WIFSIGNALED(st))
-			fprintf(stderr,
-				"tally run: worker %d finished its adds, then died of %s\n",
-				res->failed_worker, strsignal(WTERMSIG(st)));
-		else
-			fprintf(stderr,
-				"tally run: worker %d finished its adds, then exited with status %d (a memory checker's report?)\n",
-				res->failed_worker, WEXITSTATUS(st));
-	}
+			"tally run: worker %d finished its adds, then died of %s\n",
+			res->failed_worker, strsignal(WTERMSIG(st)));
+	else
+		fprintf(stderr,
+			"tally run: worker %d finished its adds, then exited with status %d (a memory checker's report?)\n",
+			res->failed_worker, WEXITSTATUS(st));
+}
+
+/* The worker that was killed or died (victim, or -1), and what became of the
+ * lock it may have held; or why --kill-after-ms killed nobody. */
+static void explain_victim(const struct wl_config *cfg,
+			   const struct wl_result *res, const char *backend,
+			   int victim)
+{
 	if (victim >= 0) {
 		fprintf(stderr,
 			"tally run: worker %d %s after %llu of %llu adds\n",
@@ -99,30 +93,65 @@ static void explain_faults(const struct wl_config *cfg,
 		fprintf(stderr,
 			"tally run: no worker was killed: every worker had finished before --kill-after-ms %llu (the run took %.3f s); use more --iters or a smaller --kill-after-ms\n",
 			(unsigned long long)cfg->kill_after_ms, res->seconds);
-	if (res->stalled) {
-		fprintf(stderr, "tally run: no add completed for %g s; ",
-			cfg->stall_timeout_s);
-		if (victim >= 0)
-			fprintf(stderr,
-				"worker %d most likely died holding the '%s' lock in the instant after it took it, before it recorded itself as the holder, so nobody could take it over: the counter is unusable; create a new one, or use the robust 'mutex' backend\n",
-				victim, backend);
-		else
-			fprintf(stderr,
-				"the workers are stuck (a lock that is never released?)\n");
-	}
-	if (victim >= 0 && !res->unread) {
-		int64_t d = wl_worker_delta(cfg, (unsigned)victim);
-		uint64_t mag = d < 0 ? -(uint64_t)d : (uint64_t)d;
-		uint64_t off = res->lost < 0 ? -(uint64_t)res->lost
-					     : (uint64_t)res->lost;
+}
+
+/* No add completed for --stall-timeout: who is most likely to blame. */
+static void explain_stall(const struct wl_config *cfg, const char *backend,
+			  int victim)
+{
+	fprintf(stderr, "tally run: no add completed for %g s; ",
+		cfg->stall_timeout_s);
+	if (victim >= 0)
 		fprintf(stderr,
-			"tally run: accounting: final value %lld, completed adds sum to %lld: %s\n",
-			(long long)res->actual, (long long)res->expected,
-			off == 0 ? "they agree"
-			: off <= mag
-				? "they differ by the one add that was in flight"
-				: "they differ by more than the add in flight (lost updates)");
-	}
+			"worker %d most likely died holding the '%s' lock in the instant after it took it, before it recorded itself as the holder, so nobody could take it over: the counter is unusable; create a new one, or use the robust 'mutex' backend\n",
+			victim, backend);
+	else
+		fprintf(stderr,
+			"the workers are stuck (a lock that is never released?)\n");
+}
+
+/* With a victim: does the count agree with the adds that completed, give or
+ * take the one it had in flight? */
+static void explain_accounting(const struct wl_config *cfg,
+			       const struct wl_result *res, int victim)
+{
+	int64_t d = wl_worker_delta(cfg, (unsigned)victim);
+	uint64_t mag = d < 0 ? -(uint64_t)d : (uint64_t)d;
+	uint64_t off =
+		res->lost < 0 ? -(uint64_t)res->lost : (uint64_t)res->lost;
+	fprintf(stderr,
+		"tally run: accounting: final value %lld, completed adds sum to %lld: %s\n",
+		(long long)res->actual, (long long)res->expected,
+		off == 0 ? "they agree"
+		: off <= mag
+			? "they differ by the one add that was in flight"
+			: "they differ by more than the add in flight (lost updates)");
+}
+
+/* Everything that went wrong with a run, on stderr, after its table. */
+static void explain_faults(const struct wl_config *cfg,
+			   const struct wl_result *res, const char *backend)
+{
+	int victim =
+		res->killed_worker >= 0 ? res->killed_worker : res->died_worker;
+
+	if (res->interrupted)
+		fprintf(stderr,
+			"tally run: interrupted; the counts above are what the workers completed before they stopped\n");
+	if (res->add_error)
+		fprintf(stderr, "tally run: an add failed: %s\n",
+			tally_strerror(res->add_error));
+	if (res->unknown)
+		run_explain_unknown(res->unknown, res->unknown_sum,
+				    res->unread ? NULL : &res->actual,
+				    res->expected);
+	if (res->failed_worker >= 0)
+		explain_failed_worker(res);
+	explain_victim(cfg, res, backend, victim);
+	if (res->stalled)
+		explain_stall(cfg, backend, victim);
+	if (victim >= 0 && !res->unread)
+		explain_accounting(cfg, res, victim);
 }
 
 static void print_result(enum cli_format format, const char *backend,
@@ -211,16 +240,47 @@ struct params {
 	double join_timeout;
 };
 
-/* Check everything before any work: the options (v[O_X - O_BACKEND], NULL
- * when not given) applied over the workload's defaults, so that their
- * order does not matter.  Returns 0, or -1 after printing why. */
-static int parse_values(const char **v, struct params *p)
+/* The option v[O_X - O_BACKEND] (NULL when it was not given). */
+#define V(o) v[(o)-O_BACKEND]
+
+/* The numbers and the format, over the workload's defaults in *cfg.
+ * 0, or -1 after printing why. */
+static int parse_numbers(const char **v, struct wl_config *cfg,
+			 enum cli_format *format)
 {
-	struct wl_config *cfg = &p->cfg;
-	enum wl_kind kind;
 	uint64_t u;
 
-#define V(o) v[(o)-O_BACKEND]
+	if ((V(O_WORKERS) && cli_parse_u64("run", "--workers", V(O_WORKERS), 1,
+					   WL_MAX_WORKERS, &u)))
+		return -1;
+	if (V(O_WORKERS))
+		cfg->workers = (unsigned)u;
+	if ((V(O_ITERS) && cli_parse_u64("run", "--iters", V(O_ITERS), 1,
+					 UINT64_MAX / 2, &cfg->iters)) ||
+	    (V(O_DELTA) && cli_parse_i64("run", "--delta", V(O_DELTA),
+					 INT64_MIN, INT64_MAX, &cfg->delta)) ||
+	    (V(O_INITIAL) &&
+	     cli_parse_i64("run", "--initial", V(O_INITIAL), INT64_MIN,
+			   INT64_MAX, &cfg->initial)) ||
+	    (V(O_SLEEP) && cli_parse_u64("run", "--sleep-us", V(O_SLEEP), 0,
+					 10000000, &cfg->sleep_us)) ||
+	    (V(O_KILL) && cli_parse_u64("run", "--kill-after-ms", V(O_KILL), 1,
+					3600000, &cfg->kill_after_ms)) ||
+	    (V(O_STALL) &&
+	     cli_parse_seconds("run", "--stall-timeout", V(O_STALL), 0.1, 3600,
+			       &cfg->stall_timeout_s)) ||
+	    (V(O_FORMAT) && cli_parse_format("run", V(O_FORMAT), format)))
+		return -1;
+	return 0;
+}
+
+/* The workload and everything it is run with.  0, or -1 after printing
+ * why. */
+static int parse_workload(const char **v, struct wl_config *cfg,
+			  enum cli_format *format)
+{
+	enum wl_kind kind;
+
 	if (V(O_WORKLOAD) == NULL) {
 		cli_error("run", "--workload is required (addsub or inc)");
 		return -1;
@@ -241,26 +301,7 @@ static int parse_values(const char **v, struct params *p)
 			  V(O_MODE));
 		return -1;
 	}
-	if ((V(O_WORKERS) && cli_parse_u64("run", "--workers", V(O_WORKERS), 1,
-					   WL_MAX_WORKERS, &u)))
-		return -1;
-	if (V(O_WORKERS))
-		cfg->workers = (unsigned)u;
-	if ((V(O_ITERS) && cli_parse_u64("run", "--iters", V(O_ITERS), 1,
-					 UINT64_MAX / 2, &cfg->iters)) ||
-	    (V(O_DELTA) && cli_parse_i64("run", "--delta", V(O_DELTA),
-					 INT64_MIN, INT64_MAX, &cfg->delta)) ||
-	    (V(O_INITIAL) &&
-	     cli_parse_i64("run", "--initial", V(O_INITIAL), INT64_MIN,
-			   INT64_MAX, &cfg->initial)) ||
-	    (V(O_SLEEP) && cli_parse_u64("run", "--sleep-us", V(O_SLEEP), 0,
-					 10000000, &cfg->sleep_us)) ||
-	    (V(O_KILL) && cli_parse_u64("run", "--kill-after-ms", V(O_KILL), 1,
-					3600000, &cfg->kill_after_ms)) ||
-	    (V(O_STALL) &&
-	     cli_parse_seconds("run", "--stall-timeout", V(O_STALL), 0.1, 3600,
-			       &cfg->stall_timeout_s)) ||
-	    (V(O_FORMAT) && cli_parse_format("run", V(O_FORMAT), &p->format)))
+	if (parse_numbers(v, cfg, format) != 0)
 		return -1;
 	if (cfg->kill_after_ms && cfg->mode != CREW_PROCESSES) {
 		cli_error(
@@ -279,6 +320,15 @@ static int parse_values(const char **v, struct params *p)
 		cli_error("run", "%s", msg);
 		return -1;
 	}
+	return 0;
+}
+
+/* The backend and, for a joint run, the other participants.  0, or -1
+ * after printing why. */
+static int parse_target(const char **v, struct params *p)
+{
+	const struct wl_config *cfg = &p->cfg;
+
 	p->backend = cli_resolve_backend(V(O_BACKEND));
 	if (cli_check_backend(
 		    "run", p->backend,
@@ -302,7 +352,19 @@ static int parse_values(const char **v, struct params *p)
 		return -1;
 	}
 	return 0;
+}
+
 #undef V
+
+/* Check everything before any work: the options (v[O_X - O_BACKEND], NULL
+ * when not given) applied over the workload's defaults, so that their
+ * order does not matter.  Returns 0, or -1 after printing why. */
+static int parse_values(const char **v, struct params *p)
+{
+	if (parse_workload(v, &p->cfg, &p->format) != 0 ||
+	    parse_target(v, p) != 0)
+		return -1;
+	return 0;
 }
 
 /* The run the parameters describe: its result printed, its exit status

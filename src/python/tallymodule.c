@@ -333,80 +333,106 @@ static int open_auto(tally **t, const char *auto_name, const char *backend,
 	return rc;
 }
 
+/* What Counter.__init__ was given, checked. */
+struct init_args {
+	PyObject *name_o, *auto_o;		/* Py_None when not given */
+	const char *backend, *name, *auto_name; /* NULL when not given */
+	int64_t initial;
+	int shared, create, exclusive;
+};
+
 /* Counter(backend=None, initial=0, shared=False, name=None, create=True,
- *         exclusive=False, *, _auto=None) */
-static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
+ *         exclusive=False, *, _auto=None): the arguments into *a, checked
+ * against each other.  0, or -1 with an exception set. */
+static int parse_init_args(PyObject *args, PyObject *kwds, struct init_args *a)
 {
 	static char *kwlist[] = {"backend", "initial",	 "shared", "name",
 				 "create",  "exclusive", "_auto",  NULL};
-	PyObject *backend_o = Py_None, *initial_o = NULL, *name_o = Py_None;
+	PyObject *backend_o = Py_None, *initial_o = NULL;
 	PyObject *shared_o = Py_False, *create_o = Py_True;
-	PyObject *exclusive_o = Py_False, *auto_o = Py_None;
-	int shared, create, exclusive, rc, named = 0;
-	const char *backend = NULL, *name = NULL, *auto_name = NULL;
-	int64_t initial = 0;
-	tally *t = NULL;
-	tally_handle_info info;
+	PyObject *exclusive_o = Py_False;
 
-	if (self->t != NULL) {
-		PyErr_SetString(PyExc_RuntimeError,
-				"tally.Counter is already initialized");
-		return -1;
-	}
+	*a = (struct init_args){.name_o = Py_None, .auto_o = Py_None};
 	if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOOOOO$O:Counter",
 					 kwlist, &backend_o, &initial_o,
-					 &shared_o, &name_o, &create_o,
-					 &exclusive_o, &auto_o))
+					 &shared_o, &a->name_o, &create_o,
+					 &exclusive_o, &a->auto_o))
 		return -1;
-	if (to_flag(shared_o, "shared", &shared) < 0 ||
-	    to_flag(create_o, "create", &create) < 0 ||
-	    to_flag(exclusive_o, "exclusive", &exclusive) < 0)
+	if (to_flag(shared_o, "shared", &a->shared) < 0 ||
+	    to_flag(create_o, "create", &a->create) < 0 ||
+	    to_flag(exclusive_o, "exclusive", &a->exclusive) < 0)
 		return -1;
-	if (backend_o != Py_None && to_cstr(backend_o, "backend", &backend) < 0)
+	if (backend_o != Py_None &&
+	    to_cstr(backend_o, "backend", &a->backend) < 0)
 		return -1;
-	if (initial_o != NULL && to_i64(initial_o, "initial", &initial) < 0)
+	if (initial_o != NULL && to_i64(initial_o, "initial", &a->initial) < 0)
 		return -1;
-	if (name_o != Py_None && to_cstr(name_o, "name", &name) < 0)
+	if (a->name_o != Py_None && to_cstr(a->name_o, "name", &a->name) < 0)
 		return -1;
-	if (auto_o != Py_None && to_cstr(auto_o, "_auto", &auto_name) < 0)
+	if (a->auto_o != Py_None &&
+	    to_cstr(a->auto_o, "_auto", &a->auto_name) < 0)
 		return -1;
-	if (auto_name != NULL && (!shared || name != NULL || exclusive)) {
+	if (a->auto_name != NULL &&
+	    (!a->shared || a->name != NULL || a->exclusive)) {
 		PyErr_SetString(
 			PyExc_ValueError,
 			"_auto (the tally package's own) needs shared=True, no name and no exclusive");
 		return -1;
 	}
-	if (exclusive && !create) {
+	if (a->exclusive && !a->create) {
 		PyErr_SetString(PyExc_ValueError,
 				"exclusive=True needs create=True");
 		return -1;
 	}
-	if (name == NULL && auto_name == NULL && (!create || exclusive)) {
+	if (a->name == NULL && a->auto_name == NULL &&
+	    (!a->create || a->exclusive)) {
 		PyErr_SetString(
 			PyExc_ValueError,
 			"create and exclusive apply to named counters only (pass name=)");
 		return -1;
 	}
+	return 0;
+}
 
-	if (name != NULL) {
-		unsigned flags = (create ? TALLY_CREATE : 0u) |
-				 (exclusive ? TALLY_EXCL : 0u);
+/* Make or join the counter *a asks for: by name, under the package's
+ * automatic name (*named: whether it could be named), or anonymous.  0, or
+ * -1 with an exception set. */
+static int open_counter(const struct init_args *a, tally **t, int *named)
+{
+	int rc;
+
+	*named = 0;
+	if (a->name != NULL) {
+		unsigned flags = (a->create ? TALLY_CREATE : 0u) |
+				 (a->exclusive ? TALLY_EXCL : 0u);
 		PyThreadState *ts = PyEval_SaveThread();
 
 		/* A named counter is never waited for, but the open makes
 		 * system calls: let other threads run. */
-		rc = tally_open(&t, name, backend, initial, flags);
+		rc = tally_open(t, a->name, a->backend, a->initial, flags);
 		PyEval_RestoreThread(ts);
-	} else if (auto_name != NULL) {
-		rc = open_auto(&t, auto_name, backend, initial, create, &named);
+	} else if (a->auto_name != NULL) {
+		rc = open_auto(t, a->auto_name, a->backend, a->initial,
+			       a->create, named);
 	} else {
-		rc = tally_create(&t, backend, initial,
-				  shared ? TALLY_PSHARED : 0u);
+		rc = tally_create(t, a->backend, a->initial,
+				  a->shared ? TALLY_PSHARED : 0u);
 	}
 	if (rc < 0) {
-		raise_init(rc, backend, name, auto_name, create, shared);
+		raise_init(rc, a->backend, a->name, a->auto_name, a->create,
+			   a->shared);
 		return -1;
 	}
+	return 0;
+}
+
+/* The handle t becomes self's, with what its description says it can do.
+ * 0, or -1 with an exception set (t is destroyed). */
+static int adopt(CounterObject *self, tally *t, const struct init_args *a,
+		 int named)
+{
+	tally_handle_info info;
+
 	/* The handle's own description: what it can do, by its bits. */
 	if (tally_describe(t, &info) != 0) {
 		tally_destroy(t);
@@ -423,10 +449,10 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 	self->shared = (info.flags & TALLY_PSHARED) != 0;
 	Py_CLEAR(self->name); /* an earlier __init__'s, closed since */
 	Py_CLEAR(self->auto_name);
-	Py_XINCREF(name != NULL ? name_o : NULL);
-	self->name = name != NULL ? name_o : NULL;
-	Py_XINCREF(named ? auto_o : NULL);
-	self->auto_name = named ? auto_o : NULL;
+	Py_XINCREF(a->name != NULL ? a->name_o : NULL);
+	self->name = a->name != NULL ? a->name_o : NULL;
+	Py_XINCREF(named ? a->auto_o : NULL);
+	self->auto_name = named ? a->auto_o : NULL;
 	/*
 	 * A lock-free or racy add is one instruction or a few nanoseconds:
 	 * keep the GIL, since dropping and taking it again would cost more
@@ -442,6 +468,23 @@ static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
 		!(info.caps & (TALLY_CAP_LOCKFREE | TALLY_CAP_RACY)) ||
 		self->remote;
 	return 0;
+}
+
+static int counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
+{
+	struct init_args a;
+	tally *t = NULL;
+	int named;
+
+	if (self->t != NULL) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"tally.Counter is already initialized");
+		return -1;
+	}
+	if (parse_init_args(args, kwds, &a) != 0 ||
+	    open_counter(&a, &t, &named) != 0)
+		return -1;
+	return adopt(self, t, &a, named);
 }
 
 static void counter_dealloc(CounterObject *self)
