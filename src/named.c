@@ -358,6 +358,115 @@ static int same_shape(const struct named_header *h, const char *path)
 	return 0;
 }
 
+/* The file under the name: ours, closed to others (trusted()), and a regular
+ * file, whose size *st then gives. */
+static int check_file(int fd, const char *path, struct stat *st)
+{
+	int rc;
+
+	if (fstat(fd, st) != 0)
+		return sys_fail("fstat", path, errno);
+	if ((rc = trusted(st, path)) != 0)
+		return rc;
+	if (!S_ISREG(st->st_mode)) {
+		tally__explain_set(TALLY_EBADOBJECT, "%s is not a regular file",
+				   path);
+		return TALLY_EBADOBJECT;
+	}
+	return 0;
+}
+
+/* Read the header into *h and refuse one that is not a finished counter of
+ * this layout and shape, size bytes long. */
+static int read_header(int fd, const char *path, off_t size,
+		       struct named_header *h)
+{
+	struct named_shape shape = this_shape();
+	int rc;
+
+	/* Read the header with read(), not through a mapping: a short file
+	 * is then a short read, not a SIGBUS. */
+	ssize_t n = pread(fd, h, sizeof(*h), 0);
+	if (n < 0)
+		return sys_fail("pread", path, errno);
+	if ((size_t)n == sizeof(*h) &&
+	    memcmp(h->magic, NAMED_MAGIC, sizeof(h->magic)) == 0 &&
+	    (rc = same_shape(h, path)) != 0)
+		return rc;
+	if ((size_t)n < sizeof(*h) ||
+	    memcmp(h->magic, NAMED_MAGIC, sizeof(h->magic)) != 0 ||
+	    h->layout != NAMED_LAYOUT || h->header_size != HEADER_SIZE ||
+	    memcmp(&h->shape, &shape, sizeof(shape)) != 0 ||
+	    h->total_size != (uint64_t)size ||
+	    memchr(h->backend, '\0', sizeof(h->backend)) == NULL ||
+	    memchr(h->options, '\0', sizeof(h->options)) == NULL) {
+		tally__explain_set(TALLY_EBADOBJECT,
+				   "%s is not a tally counter of layout %u "
+				   "(%lld bytes)",
+				   path, NAMED_LAYOUT, (long long)size);
+		return TALLY_EBADOBJECT;
+	}
+	if (atomic_load_explicit(&h->ready, memory_order_relaxed) !=
+	    READY_VALUE) {
+		tally__explain_set(TALLY_EUNFINISHED,
+				   "%s was never finished: its creator is gone",
+				   path);
+		return TALLY_EUNFINISHED;
+	}
+	return 0;
+}
+
+/* The backend the header names, in *ops: one built into this library, able
+ * to be named, whose state fits the object. */
+static int header_backend(const struct named_header *h, const char *path,
+			  const struct tally_backend **ops)
+{
+	const struct tally_backend *found;
+
+	found = tally__backend_lookup(h->backend, strlen(h->backend));
+	if (found == NULL || !(found->caps & TALLY_CAP_NAMED)) {
+		tally__explain_set(TALLY_EBADOBJECT,
+				   "%s names no backend this tally knows as "
+				   "named-capable ('%s')",
+				   path, h->backend);
+		return TALLY_EBADOBJECT;
+	}
+	if (found->add == NULL) {
+		tally__explain_set(TALLY_ENOTBUILT,
+				   "the counter's backend, %s, was not built "
+				   "into this tally",
+				   h->backend);
+		return TALLY_ENOTBUILT;
+	}
+	int rc = state_fits(h, found, path);
+	if (rc == 0)
+		*ops = found;
+	return rc;
+}
+
+/* Map the whole object (size bytes) and find ops's state in it; a state
+ * sized by its host is checked by the backend against what it recorded. */
+static int map_state(tally *t, int fd, const char *path, size_t size,
+		     const struct named_header *h,
+		     const struct tally_backend *ops)
+{
+	int rc = map_object(fd, size, path, &t->map);
+
+	if (rc != 0)
+		return rc;
+	t->map_size = size;
+	t->state = (char *)t->map + state_offset(ops);
+	if (ops->join != NULL &&
+	    (rc = ops->join(t->state, (size_t)h->state_size)) != 0) {
+		char why[320];
+
+		snprintf(why, sizeof(why), "%s", tally_explain(rc));
+		tally__explain_set(rc, "%s: %s", path, why);
+		return rc;
+	}
+	return 0;
+}
+
 /* The opener's half: refuse anything that is not a complete tally counter
  * of this layout whose backend is built into this library. */
 static int attach_object(tally *t, int fd, const char *path,
@@ -365,81 +474,15 @@ static int attach_object(tally *t, int fd, const char *path,
 {
 	struct stat st;
 	struct named_header h;
-	struct named_shape shape = this_shape();
 	const struct tally_backend *ops;
 	int rc;
 
-	if (fstat(fd, &st) != 0)
-		return sys_fail("fstat", path, errno);
-	if ((rc = trusted(&st, path)) != 0)
+	if ((rc = check_file(fd, path, &st)) != 0 ||
+	    (rc = read_header(fd, path, st.st_size, &h)) != 0 ||
+	    (rc = header_backend(&h, path, &ops)) != 0 ||
+	    (rc = same_backend(&h, ops, want, options)) != 0 ||
+	    (rc = map_state(t, fd, path, (size_t)st.st_size, &h, ops)) != 0)
 		return rc;
-	if (!S_ISREG(st.st_mode)) {
-		tally__explain_set(TALLY_EBADOBJECT, "%s is not a regular file",
-				   path);
-		return TALLY_EBADOBJECT;
-	}
-	/* Read the header with read(), not through a mapping: a short file
-	 * is then a short read, not a SIGBUS. */
-	ssize_t n = pread(fd, &h, sizeof(h), 0);
-	if (n < 0)
-		return sys_fail("pread", path, errno);
-	if ((size_t)n == sizeof(h) &&
-	    memcmp(h.magic, NAMED_MAGIC, sizeof(h.magic)) == 0 &&
-	    (rc = same_shape(&h, path)) != 0)
-		return rc;
-	if ((size_t)n < sizeof(h) ||
-	    memcmp(h.magic, NAMED_MAGIC, sizeof(h.magic)) != 0 ||
-	    h.layout != NAMED_LAYOUT || h.header_size != HEADER_SIZE ||
-	    memcmp(&h.shape, &shape, sizeof(shape)) != 0 ||
-	    h.total_size != (uint64_t)st.st_size ||
-	    memchr(h.backend, '\0', sizeof(h.backend)) == NULL ||
-	    memchr(h.options, '\0', sizeof(h.options)) == NULL) {
-		tally__explain_set(TALLY_EBADOBJECT,
-				   "%s is not a tally counter of layout %u "
-				   "(%lld bytes)",
-				   path, NAMED_LAYOUT, (long long)st.st_size);
-		return TALLY_EBADOBJECT;
-	}
-	if (atomic_load_explicit(&h.ready, memory_order_relaxed) !=
-	    READY_VALUE) {
-		tally__explain_set(TALLY_EUNFINISHED,
-				   "%s was never finished: its creator is gone",
-				   path);
-		return TALLY_EUNFINISHED;
-	}
-	ops = tally__backend_lookup(h.backend, strlen(h.backend));
-	if (ops == NULL || !(ops->caps & TALLY_CAP_NAMED)) {
-		tally__explain_set(TALLY_EBADOBJECT,
-				   "%s names no backend this tally knows as "
-				   "named-capable ('%s')",
-				   path, h.backend);
-		return TALLY_EBADOBJECT;
-	}
-	if (ops->add == NULL) {
-		tally__explain_set(TALLY_ENOTBUILT,
-				   "the counter's backend, %s, was not built "
-				   "into this tally",
-				   h.backend);
-		return TALLY_ENOTBUILT;
-	}
-	if ((rc = state_fits(&h, ops, path)) != 0)
-		return rc;
-	if ((rc = same_backend(&h, ops, want, options)) != 0)
-		return rc;
-	rc = map_object(fd, (size_t)st.st_size, path, &t->map);
-	if (rc != 0)
-		return rc;
-	t->map_size = (size_t)st.st_size;
-	t->state = (char *)t->map + state_offset(ops);
-	/* A state sized by its host: the backend reads what it recorded. */
-	if (ops->join != NULL &&
-	    (rc = ops->join(t->state, (size_t)h.state_size)) != 0) {
-		char why[320];
-
-		snprintf(why, sizeof(why), "%s", tally_explain(rc));
-		tally__explain_set(rc, "%s: %s", path, why);
-		return rc;
-	}
 	t->ops = ops;
 	return tally__keep_about(t, "", h.options);
 }
@@ -533,6 +576,53 @@ static int resolve_named(const char *backend, const struct tally_backend **ops,
 	return tally__split_options(*ops, all, k, buf, size, options);
 }
 
+/* Open the counter at path, or, with TALLY_CREATE and none there, make it
+ * with ops; want is the backend the caller named (NULL: whatever is there). */
+static int open_or_create(tally *t, const char *path,
+			  const struct tally_backend *ops,
+			  const struct tally_backend *want, const char *options,
+			  int64_t initial, unsigned flags)
+{
+	/* Open first: a counter that exists is the common case, and this way
+	 * an untrusted object under the name is refused, not raced. */
+	int rc = open_named(t, path, want, options);
+
+	if (rc == TALLY_ENOTFOUND && (flags & TALLY_CREATE)) {
+		rc = create_named(t, path, ops, options, initial);
+		if (rc == 0) /* the options it recorded are ours */
+			rc = tally__keep_about(t, "", options);
+		if (rc == TALLY_EEXIST && !(flags & TALLY_EXCL))
+			rc = open_named(t, path, want, options); /* join */
+	} else if ((flags & TALLY_EXCL) &&
+		   (rc == 0 || rc == TALLY_EBADOBJECT ||
+		    rc == TALLY_EUNFINISHED || rc == TALLY_EMISMATCH ||
+		    rc == TALLY_ENOTBUILT)) {
+		/* Something is under the name: what it is does not matter.
+		 * An untrusted object, or an open that failed (a system call,
+		 * memory), keeps its own code. */
+		rc = TALLY_EEXIST;
+	}
+	return rc;
+}
+
+/* Make the attached counter a named handle.  k: the handle's own choices,
+ * kept only when they were made for the counter's backend (ops); whatever
+ * that backend chooses by default fills in the rest, for handles that named
+ * none too (a NULL backend joins whatever is there). */
+static void arm_named(tally *t, const struct tally_backend *ops,
+		      struct tally__knobs *k)
+{
+	if (ops != t->ops)
+		*k = (struct tally__knobs){.wait_ns = TALLY__WAIT_UNSET};
+	tally__knobs_default(k, 1);
+	k->life = t->knobs.life;
+	t->knobs = *k;
+	tally__arm(t);
+	t->flags = TALLY_PSHARED;
+	t->named = 1;
+	t->creator = getpid();
+}
+
 int tally_open(tally **out, const char *name, const char *backend,
 	       int64_t initial, unsigned flags)
 {
@@ -558,43 +648,15 @@ int tally_open(tally **out, const char *name, const char *backend,
 	t = calloc(1, sizeof(*t));
 	if (t == NULL)
 		return TALLY_ENOMEM;
-	/* Open first: a counter that exists is the common case, and this way
-	 * an untrusted object under the name is refused, not raced. */
 	const struct tally_backend *want = backend != NULL ? ops : NULL;
-	rc = open_named(t, path, want, options);
-	if (rc == TALLY_ENOTFOUND && (flags & TALLY_CREATE)) {
-		rc = create_named(t, path, ops, options, initial);
-		if (rc == 0) /* the options it recorded are ours */
-			rc = tally__keep_about(t, "", options);
-		if (rc == TALLY_EEXIST && !(flags & TALLY_EXCL))
-			rc = open_named(t, path, want, options); /* join */
-	} else if ((flags & TALLY_EXCL) &&
-		   (rc == 0 || rc == TALLY_EBADOBJECT ||
-		    rc == TALLY_EUNFINISHED || rc == TALLY_EMISMATCH ||
-		    rc == TALLY_ENOTBUILT)) {
-		/* Something is under the name: what it is does not matter.
-		 * An untrusted object, or an open that failed (a system call,
-		 * memory), keeps its own code. */
-		rc = TALLY_EEXIST;
-	}
+	rc = open_or_create(t, path, ops, want, options, initial, flags);
 	if (rc == 0)
 		rc = tally__keep_about(t, name, tally__about_options(t));
 	if (rc != 0) {
 		tally__unplace(t);
 		return rc;
 	}
-	/* The handle's own choices, and whatever the counter's backend
-	 * chooses by default for handles that named none (a NULL backend
-	 * joins whatever is there). */
-	if (ops != t->ops)
-		k = (struct tally__knobs){.wait_ns = TALLY__WAIT_UNSET};
-	tally__knobs_default(&k, 1);
-	k.life = t->knobs.life;
-	t->knobs = k;
-	tally__arm(t);
-	t->flags = TALLY_PSHARED;
-	t->named = 1;
-	t->creator = getpid();
+	arm_named(t, ops, &k);
 	*out = t;
 	return 0;
 }
