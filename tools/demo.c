@@ -186,50 +186,61 @@ static void print_rows(enum cli_format format, const struct row *rows, size_t n)
 	table_free(&t);
 }
 
-/* The closing lines: what the table showed, from the numbers in it. */
-static void explain(const struct row *rows, size_t n)
-{
-	const struct row *fast = NULL, *slow = NULL;
-	int racy_inc_lost = 0, racy_addsub_lost = 0, sync_wrong = 0;
-	int racy_inc = 0, racy_addsub = 0, stopped = 0, retried = 0;
-	char stopped_names[256] = "";
+/* What the closing lines say, counted over the table's rows. */
+struct lesson {
+	int racy_inc, racy_inc_lost;	   /* 'none' inc rows, and lossy ones */
+	int racy_addsub, racy_addsub_lost; /* 'none' addsub rows, likewise */
+	int sync_wrong;		 /* synchronized rows that lost updates */
+	int retried;		 /* rows that took more than one try */
+	int stopped;		 /* rows stopped at the time limit ... */
+	char stopped_names[256]; /* ... and which, "inc threads ticket, ..." */
+	/* The cheapest and the dearest synchronized inc in threads. */
+	const struct row *fast, *slow;
+};
 
+static void count_lesson(const struct row *rows, size_t n, struct lesson *s)
+{
+	*s = (struct lesson){0};
 	for (size_t i = 0; i < n; i++) {
 		const struct row *r = &rows[i];
 		int racy = (r->b.caps & TALLY_CAP_RACY) != 0;
 
 		if (racy)
-			*(r->cfg.kind == WL_INC ? &racy_inc : &racy_addsub) +=
-				1;
+			*(r->cfg.kind == WL_INC ? &s->racy_inc
+						: &s->racy_addsub) += 1;
 		if (racy && r->res.lost != 0)
-			*(r->cfg.kind == WL_INC ? &racy_inc_lost
-						: &racy_addsub_lost) += 1;
+			*(r->cfg.kind == WL_INC ? &s->racy_inc_lost
+						: &s->racy_addsub_lost) += 1;
 		if (r->tries > 1)
-			retried++;
+			s->retried++;
 		if (!racy && r->res.lost != 0)
-			sync_wrong++;
+			s->sync_wrong++;
 		if (r->res.timed_out) {
-			size_t used = strlen(stopped_names);
-			snprintf(stopped_names + used,
-				 sizeof(stopped_names) - used, "%s%s %s %s",
-				 stopped++ ? ", " : "",
+			size_t used = strlen(s->stopped_names);
+			snprintf(s->stopped_names + used,
+				 sizeof(s->stopped_names) - used, "%s%s %s %s",
+				 s->stopped++ ? ", " : "",
 				 wl_kind_name(r->cfg.kind),
 				 crew_mode_name(r->cfg.mode), r->spec);
 		}
 		if (!racy && r->cfg.kind == WL_INC &&
 		    r->cfg.mode == CREW_THREADS && r->res.total_ops) {
-			if (!fast || ns_per_op(r) < ns_per_op(fast))
-				fast = r;
-			if (!slow || ns_per_op(r) > ns_per_op(slow))
-				slow = r;
+			if (!s->fast || ns_per_op(r) < ns_per_op(s->fast))
+				s->fast = r;
+			if (!s->slow || ns_per_op(r) > ns_per_op(s->slow))
+				s->slow = r;
 		}
 	}
-	printf("\nWhat you just saw:\n");
+}
+
+/* The racy backend: lost updates in inc, and in addsub with the window. */
+static void explain_racy(const struct lesson *s)
+{
 	printf("- 'none' adds with a plain load and store.  In 'inc', which "
 	       "never\n"
 	       "  sleeps, two workers overwrite each other's stores: it lost "
 	       "updates in %d of\n  its %d inc runs.\n",
-	       racy_inc_lost, racy_inc);
+	       s->racy_inc_lost, s->racy_inc);
 	printf("- In 'addsub' it ran as 'none:window_us=%d', the lesson's "
 	       "window: CPython's\n  'total.value += 5' is a locked read, "
 	       "about %d us of interpreter work just\n  after a 10 ms sleep "
@@ -243,16 +254,23 @@ static void explain(const struct row *rows, size_t n)
 	       "load and its store ('tally run --backend none\n  "
 	       "--workload addsub'); a race that seldom shows is still a "
 	       "race:\n  ThreadSanitizer flags it every time.\n",
-	       DEMO_LESSON_WINDOW_US, DEMO_LESSON_WINDOW_US, racy_addsub_lost,
-	       racy_addsub);
-	if (retried)
+	       DEMO_LESSON_WINDOW_US, DEMO_LESSON_WINDOW_US,
+	       s->racy_addsub_lost, s->racy_addsub);
+	if (s->retried)
 		printf("  Each inc worker runs for milliseconds, and a busy "
 		       "machine may run the two\n  one after the other: "
 		       "then nothing can collide.  Such a run was repeated\n  "
 		       "(up to %u tries; the note column says how many it "
 		       "took).\n",
 		       DEMO_RACY_TRIES);
-	if (sync_wrong == 0)
+}
+
+/* The synchronized backends: exact, and what that cost per add. */
+static void explain_synchronized(const struct lesson *s)
+{
+	const struct row *fast = s->fast, *slow = s->slow;
+
+	if (s->sync_wrong == 0)
 		printf("- Every synchronized backend was exact, in threads and "
 		       "in "
 		       "processes that\n  share the counter (the lesson's "
@@ -260,7 +278,7 @@ static void explain(const struct row *rows, size_t n)
 	else
 		printf("- %d synchronized run%s LOST UPDATES: that is a bug in "
 		       "tally or the machine.\n",
-		       sync_wrong, sync_wrong == 1 ? "" : "s");
+		       s->sync_wrong, s->sync_wrong == 1 ? "" : "s");
 	if (fast && slow && fast != slow)
 		printf("- What synchronization costs: per contended add in "
 		       "threads, '%s' took\n  %.1f ns and '%s' %.1f ns "
@@ -268,22 +286,33 @@ static void explain(const struct row *rows, size_t n)
 		       "throughput, fairness, latency, oversubscription.\n",
 		       fast->b.name, ns_per_op(fast), slow->b.name,
 		       ns_per_op(slow), ns_per_op(slow) / ns_per_op(fast));
-	if (stopped) {
-		double load = -1;
-		getloadavg(&load, 1);
-		printf("- %d run%s took longer than %g s and %s stopped "
-		       "there (%s); the\n  adds %s made were still counted "
-		       "exactly.  With the load average at %.2f on\n  %u "
-		       "CPUs, a worker is often descheduled; a spinning lock "
-		       "that hands itself\n  to the next waiter in line "
-		       "(ticket, mcs, clh) then waits for the scheduler\n  "
-		       "to run that waiter.  Run the demo on an idle machine "
-		       "to see the usual times.\n",
-		       stopped, stopped == 1 ? "" : "s", DEMO_RUN_LIMIT_S,
-		       stopped == 1 ? "was" : "were", stopped_names,
-		       stopped == 1 ? "it" : "they", load, cli_online_cpus());
-	}
+}
+
+/* Runs stopped at the time limit, and why a busy machine does that. */
+static void explain_stopped(const struct lesson *s)
+{
+	int stopped = s->stopped;
+	double load = -1;
+
+	getloadavg(&load, 1);
+	printf("- %d run%s took longer than %g s and %s stopped "
+	       "there (%s); the\n  adds %s made were still counted "
+	       "exactly.  With the load average at %.2f on\n  %u "
+	       "CPUs, a worker is often descheduled; a spinning lock "
+	       "that hands itself\n  to the next waiter in line "
+	       "(ticket, mcs, clh) then waits for the scheduler\n  "
+	       "to run that waiter.  Run the demo on an idle machine "
+	       "to see the usual times.\n",
+	       stopped, stopped == 1 ? "" : "s", DEMO_RUN_LIMIT_S,
+	       stopped == 1 ? "was" : "were", s->stopped_names,
+	       stopped == 1 ? "it" : "they", load, cli_online_cpus());
+}
+
+/* The lesson's third way, a Manager: the redis backend, if built in. */
+static void explain_manager(void)
+{
 	tally_backend_info remote;
+
 	if (tally_backend_find("redis", &remote) == 0 && remote.built_in)
 		printf("- The lesson's Manager (a server process, shareable "
 		       "across machines) is\n  the 'redis' backend: run 'tally "
@@ -294,6 +323,71 @@ static void explain(const struct row *rows, size_t n)
 		printf("- The lesson's Manager (a server process, shareable "
 		       "across machines) is\n  the 'redis' backend, not built "
 		       "into this tally (hiredis was missing).\n");
+}
+
+/* The closing lines: what the table showed, from the numbers in it. */
+static void explain(const struct row *rows, size_t n)
+{
+	struct lesson s;
+
+	count_lesson(rows, n, &s);
+	printf("\nWhat you just saw:\n");
+	explain_racy(&s);
+	explain_synchronized(&s);
+	if (s.stopped)
+		explain_stopped(&s);
+	explain_manager();
+}
+
+/* Run row r, the i-th of n, with a progress line on stderr when tty.  The
+ * racy inc row is run again while its workers happen not to overlap.
+ * Returns run_one()'s answer. */
+static int run_row(struct row *r, size_t i, size_t n, int tty)
+{
+	char label[96]; /* outlives the run, as run_hooks() needs */
+
+	snprintf(label, sizeof(label), "demo %zu/%zu: %s %s %s", i + 1, n,
+		 wl_kind_name(r->cfg.kind), crew_mode_name(r->cfg.mode),
+		 r->spec);
+	run_hooks(&r->cfg, label, tty);
+	r->cfg.time_limit_s = DEMO_RUN_LIMIT_S;
+	int racy_inc = (r->b.caps & TALLY_CAP_RACY) && r->cfg.kind == WL_INC;
+	int rc;
+	do {
+		r->tries++;
+		rc = run_one("demo", r->spec, &r->cfg, &r->res);
+	} while (rc == RUN_RAN && racy_inc && r->res.lost == 0 &&
+		 !r->res.interrupted && !r->res.timed_out &&
+		 r->tries < DEMO_RACY_TRIES && !cli_interrupted());
+	return rc;
+}
+
+/* The exit code a row that ran asks for. */
+static int row_status(const struct row *r)
+{
+	int rc = run_verdict(&r->res);
+
+	if (rc == EXIT_LOST && (r->b.caps & TALLY_CAP_RACY))
+		/* losing is what 'none' is for */
+		rc = r->res.interrupted ? EXIT_RUNTIME : EXIT_EXACT;
+	return rc;
+}
+
+/* Ctrl-C: say where it came, under the table of the n runs that ended. */
+static void say_interrupted(const struct row *rows, size_t n)
+{
+	if (n == 0) {
+		cli_error("demo", "interrupted before the first run ended");
+		return;
+	}
+	const struct row *last = &rows[n - 1];
+	cli_error("demo",
+		  "interrupted %s run %zu (%s %s %s): the table "
+		  "shows the runs so far%s",
+		  last->res.interrupted ? "during" : "after", n,
+		  wl_kind_name(last->cfg.kind), crew_mode_name(last->cfg.mode),
+		  last->spec,
+		  last->res.interrupted ? "; the last one stopped early" : "");
 }
 
 /* --format, its only option. */
@@ -330,35 +424,17 @@ int cmd_demo(int argc, char **argv)
 		return EXIT_RUNTIME;
 	size_t n = plan(rows, cap);
 	int tty = isatty(STDERR_FILENO);
-	char label[96];
 
 	size_t ran = 0;
 	cli_install_sigint();
 	for (size_t i = 0; i < n && !cli_interrupted(); i++) {
-		struct row *r = &rows[i];
-		snprintf(label, sizeof(label), "demo %zu/%zu: %s %s %s", i + 1,
-			 n, wl_kind_name(r->cfg.kind),
-			 crew_mode_name(r->cfg.mode), r->spec);
-		run_hooks(&r->cfg, label, tty);
-		r->cfg.time_limit_s = DEMO_RUN_LIMIT_S;
-		int racy_inc =
-			(r->b.caps & TALLY_CAP_RACY) && r->cfg.kind == WL_INC;
-		int rc;
-		do {
-			r->tries++;
-			rc = run_one("demo", r->spec, &r->cfg, &r->res);
-		} while (rc == RUN_RAN && racy_inc && r->res.lost == 0 &&
-			 !r->res.interrupted && !r->res.timed_out &&
-			 r->tries < DEMO_RACY_TRIES && !cli_interrupted());
+		int rc = run_row(&rows[i], i, n, tty);
 		if (rc != RUN_RAN) {
 			free(rows);
 			return rc;
 		}
 		ran = i + 1;
-		rc = run_verdict(&r->res);
-		if (rc == EXIT_LOST && (r->b.caps & TALLY_CAP_RACY))
-			/* losing is what 'none' is for */
-			rc = r->res.interrupted ? EXIT_RUNTIME : EXIT_EXACT;
+		rc = row_status(&rows[i]);
 		if (rc > status)
 			status = rc;
 	}
@@ -370,19 +446,8 @@ int cmd_demo(int argc, char **argv)
 			status = EXIT_RUNTIME;
 	}
 	print_rows(format, rows, n);
-	if (cli_interrupted() && n == 0)
-		cli_error("demo", "interrupted before the first run ended");
-	else if (cli_interrupted())
-		cli_error("demo",
-			  "interrupted %s run %zu (%s %s %s): the table "
-			  "shows the runs so far%s",
-			  rows[n - 1].res.interrupted ? "during" : "after", n,
-			  wl_kind_name(rows[n - 1].cfg.kind),
-			  crew_mode_name(rows[n - 1].cfg.mode),
-			  rows[n - 1].spec,
-			  rows[n - 1].res.interrupted
-				  ? "; the last one stopped early"
-				  : "");
+	if (cli_interrupted())
+		say_interrupted(rows, n);
 	else if (format == FORMAT_TABLE)
 		explain(rows, n);
 	free(rows);
