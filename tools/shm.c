@@ -248,6 +248,108 @@ static int take(void *ctx, int code, char *arg)
 	return 0;
 }
 
+/* The operations, in usage()'s order. */
+enum { OP_CREATE, OP_ADD, OP_GET, OP_RM, OP_LIST, OP_COUNT };
+static const struct operation {
+	const char *name;
+	int operands;	/* after the operation: NAME, NAME DELTA, none */
+	int backend_ok; /* takes --backend and --initial */
+	int timeout_ok; /* takes --timeout */
+} operations[OP_COUNT] = {
+	[OP_CREATE] = {"create", 1, 1, 0}, [OP_ADD] = {"add", 2, 0, 1},
+	[OP_GET] = {"get", 1, 0, 1},	   [OP_RM] = {"rm", 1, 0, 0},
+	[OP_LIST] = {"list", 0, 0, 0},
+};
+
+/* What cmd_shm() was given, checked. */
+struct request {
+	int op; /* OP_* */
+	const char *name;
+	int64_t initial, delta;
+	double timeout;
+};
+
+/* The operation that the first operand names, or -1 after saying why. */
+static int find_op(const struct given *g)
+{
+	for (int i = 0; g->npos > 0 && i < OP_COUNT; i++)
+		if (strcmp(g->pos[0], operations[i].name) == 0)
+			return i;
+	cli_error("shm", "%s '%s' (allowed: create, add, get, rm, list)",
+		  g->npos ? "unknown operation" : "missing operation",
+		  g->npos ? g->pos[0] : "");
+	return -1;
+}
+
+/* Refuse operands or options that operation op does not take. */
+static int check_fit(const struct given *g, int op)
+{
+	const struct operation *o = &operations[op];
+
+	if (g->npos - 1 != o->operands) {
+		cli_error("shm", "'shm %s' takes %s (see 'tally shm --help')",
+			  o->name,
+			  o->operands == 0   ? "no operands"
+			  : o->operands == 1 ? "one operand: NAME"
+					     : "two operands: NAME DELTA");
+		return EXIT_USAGE;
+	}
+	if (((g->backend || g->initial) && !o->backend_ok) ||
+	    (g->timeout && !o->timeout_ok)) {
+		cli_error("shm", "'shm %s' does not take %s", o->name,
+			  g->timeout && !o->timeout_ok ? "--timeout"
+			  : g->backend		       ? "--backend"
+						       : "--initial");
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* Check what was given, and parse its numbers, into *r. */
+static int parse_request(const struct given *g, struct request *r)
+{
+	*r = (struct request){.op = find_op(g), .timeout = 5};
+	if (r->op < 0 || check_fit(g, r->op) != 0)
+		return EXIT_USAGE;
+	r->name = g->pos[1];
+	if ((g->initial && cli_parse_i64("shm", "--initial", g->initial,
+					 INT64_MIN, INT64_MAX, &r->initial)) ||
+	    (g->timeout && cli_parse_seconds("shm", "--timeout", g->timeout,
+					     0.1, 3600, &r->timeout)) ||
+	    (r->op == OP_ADD && cli_parse_i64("shm", "DELTA", g->pos[2],
+					      INT64_MIN, INT64_MAX, &r->delta)))
+		return EXIT_USAGE;
+	return 0;
+}
+
+static int do_add(const char *name, double timeout, int64_t delta)
+{
+	tally *t;
+	int rc = tally_open(&t, name, NULL, 0, 0);
+
+	if (rc != 0)
+		return fail(name, rc);
+	rc = report_op(name, add_with_deadline(t, name, timeout, delta));
+	tally_destroy(t);
+	return rc;
+}
+
+static int do_get(const char *name)
+{
+	tally *t;
+	int64_t v;
+	int rc = tally_open(&t, name, NULL, 0, 0);
+
+	if (rc != 0)
+		return fail(name, rc);
+	rc = tally_get(t, &v);
+	if (rc == 0)
+		printf("%lld\n", (long long)v);
+	rc = report_op(name, rc);
+	tally_destroy(t);
+	return rc;
+}
+
 int cmd_shm(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -268,82 +370,24 @@ int cmd_shm(int argc, char **argv)
 		.max_operands = 4,
 	};
 	struct given g = {0};
+	struct request r;
 	uint64_t seen;
-	int64_t initial = 0, delta = 0;
-	double timeout = 5;
 	int rc = cli_options(&cmd, argc, argv, &g, &seen);
 
 	if (rc != CLI_GO)
 		return rc;
-	static const struct {
-		const char *op;
-		int operands;
-		int backend_ok, timeout_ok;
-	} ops[] = {
-		{"create", 1, 1, 0}, {"add", 2, 0, 1},	{"get", 1, 0, 1},
-		{"rm", 1, 0, 0},     {"list", 0, 0, 0},
-	};
-	int op = -1;
-	for (int i = 0; g.npos > 0 && i < 5; i++)
-		if (strcmp(g.pos[0], ops[i].op) == 0)
-			op = i;
-	if (op < 0) {
-		cli_error("shm",
-			  "%s '%s' (allowed: create, add, get, rm, list)",
-			  g.npos ? "unknown operation" : "missing operation",
-			  g.npos ? g.pos[0] : "");
-		return EXIT_USAGE;
-	}
-	if (g.npos - 1 != ops[op].operands) {
-		cli_error("shm", "'shm %s' takes %s (see 'tally shm --help')",
-			  ops[op].op,
-			  ops[op].operands == 0	  ? "no operands"
-			  : ops[op].operands == 1 ? "one operand: NAME"
-						  : "two operands: NAME DELTA");
-		return EXIT_USAGE;
-	}
-	if (((g.backend || g.initial) && !ops[op].backend_ok) ||
-	    (g.timeout && !ops[op].timeout_ok)) {
-		cli_error("shm", "'shm %s' does not take %s", ops[op].op,
-			  g.timeout && !ops[op].timeout_ok ? "--timeout"
-			  : g.backend			   ? "--backend"
-							   : "--initial");
-		return EXIT_USAGE;
-	}
-	if ((g.initial && cli_parse_i64("shm", "--initial", g.initial,
-					INT64_MIN, INT64_MAX, &initial)) ||
-	    (g.timeout && cli_parse_seconds("shm", "--timeout", g.timeout, 0.1,
-					    3600, &timeout)) ||
-	    (op == 1 && cli_parse_i64("shm", "DELTA", g.pos[2], INT64_MIN,
-				      INT64_MAX, &delta)))
-		return EXIT_USAGE;
-
-	const char *name = g.pos[1];
-	tally *t;
-	int64_t v;
-
-	switch (op) {
-	case 0:
-		return do_create(name, g.backend, initial);
-	case 1:
-		if ((rc = tally_open(&t, name, NULL, 0, 0)) != 0)
-			return fail(name, rc);
-		rc = report_op(name,
-			       add_with_deadline(t, name, timeout, delta));
-		tally_destroy(t);
+	if ((rc = parse_request(&g, &r)) != 0)
 		return rc;
-	case 2:
-		if ((rc = tally_open(&t, name, NULL, 0, 0)) != 0)
-			return fail(name, rc);
-		rc = tally_get(t, &v);
-		if (rc == 0)
-			printf("%lld\n", (long long)v);
-		rc = report_op(name, rc);
-		tally_destroy(t);
-		return rc;
-	case 3:
-		rc = tally_unlink(name);
-		return rc ? fail(name, rc) : EXIT_EXACT;
+	switch (r.op) {
+	case OP_CREATE:
+		return do_create(r.name, g.backend, r.initial);
+	case OP_ADD:
+		return do_add(r.name, r.timeout, r.delta);
+	case OP_GET:
+		return do_get(r.name);
+	case OP_RM:
+		rc = tally_unlink(r.name);
+		return rc ? fail(r.name, rc) : EXIT_EXACT;
 	default:
 		return do_list();
 	}
