@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Over 60 lines, unsplit: one whole text, so that grep finds its lines. */
 static void usage(FILE *f)
 {
 	fprintf(f,
