@@ -97,7 +97,7 @@ static void *add_all(void *arg)
 	cpu_set_t set;
 
 	CPU_ZERO(&set);
-	CPU_SET(a->cpu, &set);
+	CPU_SET((size_t)a->cpu, &set);
 	sched_setaffinity(0, sizeof(set), &set); /* best effort */
 	for (size_t i = 0; i < a->n && a->rc == 0; i++)
 		a->rc = tally_add(a->t[i], 1);
@@ -115,7 +115,7 @@ static int add_everywhere(tally **t, size_t n, int *rc)
 	if (sched_getaffinity(0, sizeof(mine), &mine) != 0)
 		return 0;
 	for (int cpu = 0; cpu < CPU_SETSIZE && k < CPU_SETSIZE; cpu++) {
-		if (!CPU_ISSET(cpu, &mine))
+		if (!CPU_ISSET((size_t)cpu, &mine))
 			continue;
 		a[k] = (struct adder){.cpu = cpu, .t = t, .n = n};
 		if (pthread_create(&a[k].th, NULL, add_all, &a[k]) != 0)

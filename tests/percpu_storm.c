@@ -136,7 +136,7 @@ static void *mover_main(void *arg)
 
 	sched_getaffinity(0, sizeof(allowed), &allowed);
 	for (int c = 0; c < CPU_SETSIZE; c++)
-		if (CPU_ISSET(c, &allowed))
+		if (CPU_ISSET((size_t)c, &allowed))
 			cpus[ncpus++] = c;
 	while (!atomic_load(&stop)) {
 		for (unsigned k = 0; k < m->n; k++) {
@@ -148,7 +148,7 @@ static void *mover_main(void *arg)
 			if (id <= 0)
 				continue;
 			CPU_ZERO(&one);
-			CPU_SET(cpus[rand_r(&seed) % ncpus], &one);
+			CPU_SET((size_t)cpus[rand_r(&seed) % ncpus], &one);
 			if (sched_setaffinity(id, sizeof(one), &one) == 0)
 				m->moves++;
 		}

@@ -63,7 +63,7 @@ static void pin(unsigned k)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
 	CPU_ZERO(&set);
-	CPU_SET((int)(k % (unsigned)(n > 0 ? n : 1)), &set);
+	CPU_SET((size_t)(k % (unsigned)(n > 0 ? n : 1)), &set);
 	sched_setaffinity(0, sizeof(set), &set); /* best effort */
 }
 

@@ -88,8 +88,8 @@ static void stalled_holder(const char *backend)
 		if (rc != TALLY_ETIMEDOUT || took > LATE_NS)
 			fail_msg(
 				"%s: add %d behind a stalled holder: %s after %.3f s (bound %d ms)",
-				backend, i, tally_errname(rc), took / 1e9,
-				WAIT_MS);
+				backend, i, tally_errname(rc),
+				(double)took / 1e9, WAIT_MS);
 	}
 	/* The last ones found the pool full: the error says why. */
 	const char *why = tally_explain(TALLY_ETIMEDOUT);

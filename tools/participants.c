@@ -238,7 +238,8 @@ static void print_joint(const struct joint *j, const struct wl_config *cfg,
 			int64_t sum, int64_t actual, int64_t lost,
 			int64_t unknown)
 {
-	int64_t expected = (int64_t)((uint64_t)j->start[C_MAIN] + sum);
+	int64_t expected =
+		(int64_t)((uint64_t)j->start[C_MAIN] + (uint64_t)sum);
 
 	if (format == FORMAT_JSON) {
 		printf("{\"backend\": ");

@@ -172,7 +172,7 @@ static void pin_self(struct crew *c, unsigned k, void *arg)
 	if (cfg->pin_cpus == NULL)
 		return;
 	CPU_ZERO(&set);
-	CPU_SET(cfg->pin_cpus[k], &set);
+	CPU_SET((size_t)cfg->pin_cpus[k], &set);
 	/* Threads and processes alike: 0 is the calling thread. */
 	sched_setaffinity(0, sizeof(set), &set);
 }
