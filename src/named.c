@@ -102,8 +102,9 @@ static int valid_name(const char *name)
 
 	if (n == 0 || n > NAMED_MAX || name[0] == '.')
 		return 0;
-	return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			    "abcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+	return strspn(name,
+		      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") ==
+	       n;
 }
 
 static void object_path(char *buf, size_t size, const char *name)
@@ -152,11 +153,10 @@ static int reserve(int fd, size_t size, const char *path)
 
 	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    (rlim_t)size > rl.rlim_cur) {
-		tally__explain_set(TALLY_ENOSPACE,
-				   "no space for the counter: it needs %zu "
-				   "bytes, and the file-size limit (ulimit -f) "
-				   "is %llu bytes",
-				   size, (unsigned long long)rl.rlim_cur);
+		tally__explain_set(
+			TALLY_ENOSPACE,
+			"no space for the counter: it needs %zu bytes, and the file-size limit (ulimit -f) is %llu bytes",
+			size, (unsigned long long)rl.rlim_cur);
 		return TALLY_ENOSPACE;
 	}
 	int err = posix_fallocate(fd, 0, (off_t)size);
@@ -176,10 +176,10 @@ static int create_object(tally *t, int fd, const struct tally_backend *ops,
 	int rc;
 
 	if (options != NULL && strlen(options) >= sizeof(h->options)) {
-		tally__explain_set(TALLY_EOPTION,
-				   "a named counter keeps at most %zu bytes of "
-				   "backend options",
-				   sizeof(h->options) - 1);
+		tally__explain_set(
+			TALLY_EOPTION,
+			"a named counter keeps at most %zu bytes of backend options",
+			sizeof(h->options) - 1);
 		return TALLY_EOPTION;
 	}
 	/* umask may have narrowed the mode; it must not have widened it. */
@@ -261,15 +261,12 @@ static int trusted(const struct stat *st, const char *path)
 
 	if (st->st_uid == geteuid() && (st->st_mode & 077) == 0)
 		return 0;
-	tally__explain_set(TALLY_EUNTRUSTED,
-			   "%s is owned by uid %lu%s with mode %04o: another "
-			   "user could have written it.  A named counter is "
-			   "joined only when it is this user's (uid %lu) and "
-			   "closed to group and others (0600)",
-			   path, (unsigned long)st->st_uid,
-			   user_name(st->st_uid, who, sizeof(who)),
-			   (unsigned)(st->st_mode & 07777),
-			   (unsigned long)geteuid());
+	tally__explain_set(
+		TALLY_EUNTRUSTED,
+		"%s is owned by uid %lu%s with mode %04o: another user could have written it.  A named counter is joined only when it is this user's (uid %lu) and closed to group and others (0600)",
+		path, (unsigned long)st->st_uid,
+		user_name(st->st_uid, who, sizeof(who)),
+		(unsigned)(st->st_mode & 07777), (unsigned long)geteuid());
 	return TALLY_EUNTRUSTED;
 }
 
@@ -304,13 +301,12 @@ static int state_fits(const struct named_header *h,
 	    h->state_size <= h->total_size &&
 	    state_offset(ops) + h->state_size <= h->total_size)
 		return 0;
-	tally__explain_set(TALLY_EBADOBJECT,
-			   "%s: its %s state is %llu bytes in a %llu-byte "
-			   "object; this tally's is %s%zu",
-			   path, h->backend, (unsigned long long)h->state_size,
-			   (unsigned long long)h->total_size,
-			   sized ? "at least " : "",
-			   sized ? ops->state_size : here);
+	tally__explain_set(
+		TALLY_EBADOBJECT,
+		"%s: its %s state is %llu bytes in a %llu-byte object; this tally's is %s%zu",
+		path, h->backend, (unsigned long long)h->state_size,
+		(unsigned long long)h->total_size, sized ? "at least " : "",
+		sized ? ops->state_size : here);
 	return TALLY_EBADOBJECT;
 }
 
@@ -329,30 +325,25 @@ static int same_shape(const struct named_header *h, const char *path)
 	if (it.order != ORDER_LITTLE && it.order != ORDER_BIG)
 		return 0; /* not this layout: the layout check says so */
 	if (it.order != me.order) {
-		tally__explain_set(TALLY_EBADOBJECT,
-				   "%s was made by a %s build of tally, and "
-				   "this one is %s: a named counter is shared "
-				   "only by builds of one byte order",
-				   path, order_name(it.order),
-				   order_name(me.order));
+		tally__explain_set(
+			TALLY_EBADOBJECT,
+			"%s was made by a %s build of tally, and this one is %s: a named counter is shared only by builds of one byte order",
+			path, order_name(it.order), order_name(me.order));
 		return TALLY_EBADOBJECT;
 	}
 	if (it.word != me.word) {
-		tally__explain_set(TALLY_EBADOBJECT,
-				   "%s was made by a %u-bit build of tally, "
-				   "and this one is %u-bit: a named counter is "
-				   "shared only by builds of one word size",
-				   path, it.word * 8u, me.word * 8u);
+		tally__explain_set(
+			TALLY_EBADOBJECT,
+			"%s was made by a %u-bit build of tally, and this one is %u-bit: a named counter is shared only by builds of one word size",
+			path, it.word * 8u, me.word * 8u);
 		return TALLY_EBADOBJECT;
 	}
 	if (it.align64 != me.align64 || it.align_atomic != me.align_atomic) {
-		tally__explain_set(TALLY_EBADOBJECT,
-				   "%s was made by a build of tally that "
-				   "aligns 64-bit words at %u bytes (atomic "
-				   "ones at %u), and this one at %u (%u): its "
-				   "fields are not where this one reads them",
-				   path, it.align64, it.align_atomic,
-				   me.align64, me.align_atomic);
+		tally__explain_set(
+			TALLY_EBADOBJECT,
+			"%s was made by a build of tally that aligns 64-bit words at %u bytes (atomic ones at %u), and this one at %u (%u): its fields are not where this one reads them",
+			path, it.align64, it.align_atomic, me.align64,
+			me.align_atomic);
 		return TALLY_EBADOBJECT;
 	}
 	return 0;
@@ -400,10 +391,10 @@ static int read_header(int fd, const char *path, off_t size,
 	    h->total_size != (uint64_t)size ||
 	    memchr(h->backend, '\0', sizeof(h->backend)) == NULL ||
 	    memchr(h->options, '\0', sizeof(h->options)) == NULL) {
-		tally__explain_set(TALLY_EBADOBJECT,
-				   "%s is not a tally counter of layout %u "
-				   "(%lld bytes)",
-				   path, NAMED_LAYOUT, (long long)size);
+		tally__explain_set(
+			TALLY_EBADOBJECT,
+			"%s is not a tally counter of layout %u (%lld bytes)",
+			path, NAMED_LAYOUT, (long long)size);
 		return TALLY_EBADOBJECT;
 	}
 	if (atomic_load_explicit(&h->ready, memory_order_relaxed) !=
@@ -425,17 +416,17 @@ static int header_backend(const struct named_header *h, const char *path,
 
 	found = tally__backend_lookup(h->backend, strlen(h->backend));
 	if (found == NULL || !(found->caps & TALLY_CAP_NAMED)) {
-		tally__explain_set(TALLY_EBADOBJECT,
-				   "%s names no backend this tally knows as "
-				   "named-capable ('%s')",
-				   path, h->backend);
+		tally__explain_set(
+			TALLY_EBADOBJECT,
+			"%s names no backend this tally knows as named-capable ('%s')",
+			path, h->backend);
 		return TALLY_EBADOBJECT;
 	}
 	if (found->add == NULL) {
-		tally__explain_set(TALLY_ENOTBUILT,
-				   "the counter's backend, %s, was not built "
-				   "into this tally",
-				   h->backend);
+		tally__explain_set(
+			TALLY_ENOTBUILT,
+			"the counter's backend, %s, was not built into this tally",
+			h->backend);
 		return TALLY_ENOTBUILT;
 	}
 	int rc = state_fits(h, found, path);

@@ -16,64 +16,34 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: tally bench [--backend all|B,B...]... [--workers "
-		"N,N...]\n"
-		"                   [--mode "
-		"threads|processes|threads,processes]"
-		"\n"
+		"usage: tally bench [--backend all|B,B...]... [--workers N,N...]\n"
+		"                   [--mode threads|processes|threads,processes]\n"
 		"                   [--duration S] [--warmup S] [--repeat R]\n"
-		"                   [--think-ns N] [--cs-ns N] [--sample-every "
-		"K|auto|off]\n"
-		"                   [--pin] [--format table|json|csv] [--out "
-		"FILE]\n"
+		"                   [--think-ns N] [--cs-ns N] [--sample-every K|auto|off]\n"
+		"                   [--pin] [--format table|json|csv] [--out FILE]\n"
 		"                   [--plot FILE.png|FILE.svg]\n\n"
-		"Every worker adds 1 to one shared counter until a stop flag; "
-		"runs are\nbounded by time, all workers start together, and "
-		"every run checks\nthe final count against the adds the "
-		"workers made.\n\n"
-		"  --backend    'all' (default: every built-in backend that "
-		"needs no\n"
-		"               server) or a comma-separated list from 'tally "
-		"list';\n"
-		"               one with options (redis:url=U,key=K) takes the "
-		"rest of\n"
+		"Every worker adds 1 to one shared counter until a stop flag; runs are\nbounded by time, all workers start together, and every run checks\nthe final count against the adds the workers made.\n\n"
+		"  --backend    'all' (default: every built-in backend that needs no\n"
+		"               server) or a comma-separated list from 'tally list';\n"
+		"               one with options (redis:url=U,key=K) takes the rest of\n"
 		"               its argument; repeat --backend for more\n"
-		"  --workers    comma-separated worker counts, 1 to %u "
-		"(default 1,2,4,8)\n"
+		"  --workers    comma-separated worker counts, 1 to %u (default 1,2,4,8)\n"
 		"  --mode       threads (default), processes, or both\n"
-		"  --duration   measured seconds per run, 0.01 to 3600 "
-		"(default 1)\n"
-		"  --warmup     unmeasured seconds before it, 0.01 to 60 "
-		"(default 0.1)\n"
-		"  --repeat     runs per configuration, 1 to 1000 (default 5): "
-		"median,\n"
-		"               min and max; repeats are interleaved across "
-		"configurations\n"
-		"  --think-ns   calibrated busy work before each add, 0 to "
-		"10000000 ns\n"
-		"  --cs-ns      calibrated busy work inside the critical "
-		"section "
-		"(tally_add_cs),\n"
-		"               0 to 10000000 ns; only backends with the "
-		"'locked' capability\n"
-		"  --sample-every  time one add in K for latency percentiles: "
-		"auto (K\n"
-		"               from the warm-up rate, ~10 us apart), off, or "
-		"a power of\n"
+		"  --duration   measured seconds per run, 0.01 to 3600 (default 1)\n"
+		"  --warmup     unmeasured seconds before it, 0.01 to 60 (default 0.1)\n"
+		"  --repeat     runs per configuration, 1 to 1000 (default 5): median,\n"
+		"               min and max; repeats are interleaved across configurations\n"
+		"  --think-ns   calibrated busy work before each add, 0 to 10000000 ns\n"
+		"  --cs-ns      calibrated busy work inside the critical section (tally_add_cs),\n"
+		"               0 to 10000000 ns; only backends with the 'locked' capability\n"
+		"  --sample-every  time one add in K for latency percentiles: auto (K\n"
+		"               from the warm-up rate, ~10 us apart), off, or a power of\n"
 		"               two up to %u\n"
-		"  --pin        pin worker k to the k-th allowed CPU, "
-		"round-robin\n"
-		"  --format     table (default), json or csv; --out FILE "
-		"writes it there\n"
-		"  --plot       throughput, fairness and latency (p50, p99) "
-		"against workers,\n               with gnuplot\n\n"
-		"More workers than online CPUs is labelled 'oversubscribed': "
-		"spinning\nlocks collapse there, and the runs still end on "
-		"time.  The racy 'none'\nbackend is measured but its lost "
-		"updates do not set exit status 1.\n\n"
-		"exit status: 0 every count right, 1 a count was wrong, 2 bad "
-		"input,\n3 runtime failure (a counter could not be created, "
-		"workers never\nstopped, gnuplot failed)\n",
+		"  --pin        pin worker k to the k-th allowed CPU, round-robin\n"
+		"  --format     table (default), json or csv; --out FILE writes it there\n"
+		"  --plot       throughput, fairness and latency (p50, p99) against workers,\n               with gnuplot\n\n"
+		"More workers than online CPUs is labelled 'oversubscribed': spinning\nlocks collapse there, and the runs still end on time.  The racy 'none'\nbackend is measured but its lost updates do not set exit status 1.\n\n"
+		"exit status: 0 every count right, 1 a count was wrong, 2 bad input,\n3 runtime failure (a counter could not be created, workers never\nstopped, gnuplot failed)\n",
 		WL_MAX_WORKERS, BENCH_SAMPLE_MAX);
 }
 
@@ -121,10 +91,10 @@ static int modes_from(struct bench_opts *o, char **items, unsigned n)
 		else if (strcmp(items[i], "processes") == 0)
 			m = CREW_PROCESSES;
 		else {
-			cli_error("bench",
-				  "unknown mode '%s' (allowed: threads, "
-				  "processes, or both separated by a comma)",
-				  items[i]);
+			cli_error(
+				"bench",
+				"unknown mode '%s' (allowed: threads, processes, or both separated by a comma)",
+				items[i]);
 			return -1;
 		}
 		if (o->n_modes == 2 || (o->n_modes && o->modes[0] == m)) {
@@ -192,10 +162,10 @@ static int split_backends(char *s, char **items, unsigned *n)
 	for (char *p = s;;) {
 		size_t name = strcspn(p, ",:");
 		if (name == 0 || *n == BENCH_MAX_LIST) {
-			cli_error("bench",
-				  "--backend must list 1 to %u non-empty "
-				  "backends",
-				  BENCH_MAX_LIST);
+			cli_error(
+				"bench",
+				"--backend must list 1 to %u non-empty backends",
+				BENCH_MAX_LIST);
 			return -1;
 		}
 		items[(*n)++] = p;
@@ -233,20 +203,16 @@ static int parse_backends(struct bench_opts *o, char **args, unsigned nargs)
 	}
 	for (unsigned i = 0; i < n; i++) {
 		tally_backend_info info;
-		if (cli_check_backend("bench", items[i],
-				      wants_processes(o) ? TALLY_CAP_PSHARED
-							 : 0,
-				      "with --mode processes: it cannot live "
-				      "in memory shared between processes",
-				      &info) != 0)
+		if (cli_check_backend(
+			    "bench", items[i],
+			    wants_processes(o) ? TALLY_CAP_PSHARED : 0,
+			    "with --mode processes: it cannot live in memory shared between processes",
+			    &info) != 0)
 			return -1;
 		if (o->cs_ns && !(info.caps & TALLY_CAP_LOCKED)) {
 			cli_error(
 				"bench",
-				"backend '%s' has no lock to hold work in: "
-				"--cs-ns needs a backend with the 'locked' "
-				"capability (see 'tally list'); use --think-ns "
-				"for work outside the add",
+				"backend '%s' has no lock to hold work in: --cs-ns needs a backend with the 'locked' capability (see 'tally list'); use --think-ns for work outside the add",
 				info.name);
 			return -1;
 		}
@@ -273,10 +239,10 @@ static int parse_sample(struct bench_opts *o, const char *arg)
 			  &v) != 0)
 		return -1;
 	if (v & (v - 1)) {
-		cli_error("bench",
-			  "--sample-every must be auto, off, 0 or a power of "
-			  "two (1, 2, 4, ... %u), not '%s'",
-			  BENCH_SAMPLE_MAX, arg);
+		cli_error(
+			"bench",
+			"--sample-every must be auto, off, 0 or a power of two (1, 2, 4, ... %u), not '%s'",
+			BENCH_SAMPLE_MAX, arg);
 		return -1;
 	}
 	o->sample_every = v;
@@ -289,15 +255,16 @@ static int parse_plot(const char *arg)
 
 	if (len < 5 || (strcmp(arg + len - 4, ".png") != 0 &&
 			strcmp(arg + len - 4, ".svg") != 0)) {
-		cli_error("bench",
-			  "--plot needs a file name ending in .png or .svg, "
-			  "not '%s'",
-			  arg);
+		cli_error(
+			"bench",
+			"--plot needs a file name ending in .png or .svg, not '%s'",
+			arg);
 		return -1;
 	}
 	if (strpbrk(arg, "'\"\n\\")) {
-		cli_error("bench", "--plot: the file name may not contain "
-				   "quotes, backslashes or newlines");
+		cli_error(
+			"bench",
+			"--plot: the file name may not contain quotes, backslashes or newlines");
 		return -1;
 	}
 	return 0;
@@ -312,7 +279,7 @@ static int plan_pinning(struct bench_opts *o)
 	if (sched_getaffinity(0, sizeof(set), &set) != 0)
 		return -1;
 	for (int c = 0; c < CPU_SETSIZE; c++)
-		if (CPU_ISSET(c, &set))
+		if (CPU_ISSET((size_t)c, &set))
 			cpus[n++] = c;
 	o->pin_cpus = calloc(o->max_workers, sizeof(int));
 	if (n == 0 || o->pin_cpus == NULL)
@@ -714,11 +681,10 @@ int cmd_bench(int argc, char **argv)
 	o.timer_overhead_ns = bench_timer_overhead_ns();
 	getloadavg(&o.loadavg_before, 1);
 	if (o.loadavg_before >= 0.5 * o.online_cpus)
-		cli_warn("bench",
-			 "load average %.2f on %u CPUs: other work is running "
-			 "and will share the CPUs with the workers; expect "
-			 "noisy numbers (it is recorded in the context)",
-			 o.loadavg_before, o.online_cpus);
+		cli_warn(
+			"bench",
+			"load average %.2f on %u CPUs: other work is running and will share the CPUs with the workers; expect noisy numbers (it is recorded in the context)",
+			o.loadavg_before, o.online_cpus);
 
 	struct bench_result *res = plan(&o, &n);
 	struct bench_run *runs = calloc((size_t)n * o.repeat, sizeof(*runs));
@@ -733,10 +699,10 @@ int cmd_bench(int argc, char **argv)
 		unsigned done = 0, all = n * o.repeat;
 		for (unsigned i = 0; i < n; i++)
 			done += res[i].done;
-		cli_error("bench",
-			  "interrupted (Ctrl-C) after %u of %u runs: the "
-			  "results %s are cut short",
-			  done, all, out == stdout ? "below" : "written");
+		cli_error(
+			"bench",
+			"interrupted (Ctrl-C) after %u of %u runs: the results %s are cut short",
+			done, all, out == stdout ? "below" : "written");
 	}
 	bench_report(out, &o, res, n);
 	if (out != stdout && fclose(out) != 0) {

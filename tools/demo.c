@@ -27,27 +27,18 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tally demo [--format table|json|csv]\n\n"
-		"Retell the lesson tally grew from, on every built-in "
-		"backend:\n"
-		"  addsub  500, +5 and -5 a hundred times each with 10 ms "
-		"sleeps: 500\n"
-		"  inc     two workers, a million adds each, +1 and +2: "
-		"3000000\n"
+		"Retell the lesson tally grew from, on every built-in backend:\n"
+		"  addsub  500, +5 and -5 a hundred times each with 10 ms sleeps: 500\n"
+		"  inc     two workers, a million adds each, +1 and +2: 3000000\n"
 		"in threads, and in forked processes sharing the counter (the\n"
-		"lesson's multiprocessing.Value) for backends that can be "
-		"shared.\n"
-		"'none' has no lock and shows lost updates; in addsub it "
-		"runs with\n"
+		"lesson's multiprocessing.Value) for backends that can be shared.\n"
+		"'none' has no lock and shows lost updates; in addsub it runs with\n"
 		"the lesson's window, none:window_us=%d (what CPython's\n"
-		"read-modify-write of a Value takes).  Every other backend "
-		"must be\n"
-		"exact.  Takes about 20 s on an idle machine; a run that "
-		"takes over\n"
-		"%g s (a spinning lock on a busy or oversubscribed machine) "
-		"is\n"
+		"read-modify-write of a Value takes).  Every other backend must be\n"
+		"exact.  Takes about 20 s on an idle machine; a run that takes over\n"
+		"%g s (a spinning lock on a busy or oversubscribed machine) is\n"
 		"stopped there, its counts still checked, and marked.\n\n"
-		"exit status: 0 when every synchronized backend was exact, 1 "
-		"when\n"
+		"exit status: 0 when every synchronized backend was exact, 1 when\n"
 		"one lost updates, 3 on a runtime failure or Ctrl-C\n",
 		DEMO_LESSON_WINDOW_US, DEMO_RUN_LIMIT_S);
 }
@@ -148,15 +139,7 @@ static void print_rows(enum cli_format format, const struct row *rows, size_t n)
 		printf("[");
 		for (size_t i = 0; i < n; i++) {
 			const struct row *r = &rows[i];
-			printf("%s\n  {\"workload\": \"%s\", \"mode\": \"%s\", "
-			       "\"backend\": \"%s\", \"window_us\": %u, "
-			       "\"workers\": %u, "
-			       "\"iters\": "
-			       "%llu, \"expected\": %lld, \"actual\": %lld, "
-			       "\"lost\": %lld, \"seconds\": %.6f, "
-			       "\"ns_per_op\": %.2f, \"total_ops\": %llu, "
-			       "\"tries\": %u, \"stopped\": %s, "
-			       "\"interrupted\": %s}",
+			printf("%s\n  {\"workload\": \"%s\", \"mode\": \"%s\", \"backend\": \"%s\", \"window_us\": %u, \"workers\": %u, \"iters\": %llu, \"expected\": %lld, \"actual\": %lld, \"lost\": %lld, \"seconds\": %.6f, \"ns_per_op\": %.2f, \"total_ops\": %llu, \"tries\": %u, \"stopped\": %s, \"interrupted\": %s}",
 			       i ? "," : "", wl_kind_name(r->cfg.kind),
 			       crew_mode_name(r->cfg.mode), r->b.name,
 			       r->window_us, r->cfg.workers,
@@ -236,32 +219,14 @@ static void count_lesson(const struct row *rows, size_t n, struct lesson *s)
 /* The racy backend: lost updates in inc, and in addsub with the window. */
 static void explain_racy(const struct lesson *s)
 {
-	printf("- 'none' adds with a plain load and store.  In 'inc', which "
-	       "never\n"
-	       "  sleeps, two workers overwrite each other's stores: it lost "
-	       "updates in %d of\n  its %d inc runs.\n",
+	printf("- 'none' adds with a plain load and store.  In 'inc', which never\n"
+	       "  sleeps, two workers overwrite each other's stores: it lost updates in %d of\n  its %d inc runs.\n",
 	       s->racy_inc_lost, s->racy_inc);
-	printf("- In 'addsub' it ran as 'none:window_us=%d', the lesson's "
-	       "window: CPython's\n  'total.value += 5' is a locked read, "
-	       "about %d us of interpreter work just\n  after a 10 ms sleep "
-	       "(bench/python_rmw.py), then a locked write.  The window\n  "
-	       "busy-waits that long between the load and the store.  Both "
-	       "workers wake at\n  the same 10 ms ticks, so one's store "
-	       "often erases the other's: it drifted in\n  %d of its %d "
-	       "addsub runs, as the lesson drifted to 555, 615 and 455.  "
-	       "Without\n  the window the add takes a nanosecond and "
-	       "collides only when a worker is\n  preempted between its "
-	       "load and its store ('tally run --backend none\n  "
-	       "--workload addsub'); a race that seldom shows is still a "
-	       "race:\n  ThreadSanitizer flags it every time.\n",
+	printf("- In 'addsub' it ran as 'none:window_us=%d', the lesson's window: CPython's\n  'total.value += 5' is a locked read, about %d us of interpreter work just\n  after a 10 ms sleep (bench/python_rmw.py), then a locked write.  The window\n  busy-waits that long between the load and the store.  Both workers wake at\n  the same 10 ms ticks, so one's store often erases the other's: it drifted in\n  %d of its %d addsub runs, as the lesson drifted to 555, 615 and 455.  Without\n  the window the add takes a nanosecond and collides only when a worker is\n  preempted between its load and its store ('tally run --backend none\n  --workload addsub'); a race that seldom shows is still a race:\n  ThreadSanitizer flags it every time.\n",
 	       DEMO_LESSON_WINDOW_US, DEMO_LESSON_WINDOW_US,
 	       s->racy_addsub_lost, s->racy_addsub);
 	if (s->retried)
-		printf("  Each inc worker runs for milliseconds, and a busy "
-		       "machine may run the two\n  one after the other: "
-		       "then nothing can collide.  Such a run was repeated\n  "
-		       "(up to %u tries; the note column says how many it "
-		       "took).\n",
+		printf("  Each inc worker runs for milliseconds, and a busy machine may run the two\n  one after the other: then nothing can collide.  Such a run was repeated\n  (up to %u tries; the note column says how many it took).\n",
 		       DEMO_RACY_TRIES);
 }
 
@@ -271,19 +236,12 @@ static void explain_synchronized(const struct lesson *s)
 	const struct row *fast = s->fast, *slow = s->slow;
 
 	if (s->sync_wrong == 0)
-		printf("- Every synchronized backend was exact, in threads and "
-		       "in "
-		       "processes that\n  share the counter (the lesson's "
-		       "multiprocessing.Value).\n");
+		printf("- Every synchronized backend was exact, in threads and in processes that\n  share the counter (the lesson's multiprocessing.Value).\n");
 	else
-		printf("- %d synchronized run%s LOST UPDATES: that is a bug in "
-		       "tally or the machine.\n",
+		printf("- %d synchronized run%s LOST UPDATES: that is a bug in tally or the machine.\n",
 		       s->sync_wrong, s->sync_wrong == 1 ? "" : "s");
 	if (fast && slow && fast != slow)
-		printf("- What synchronization costs: per contended add in "
-		       "threads, '%s' took\n  %.1f ns and '%s' %.1f ns "
-		       "(%.1fx).  'tally bench' measures this properly:\n  "
-		       "throughput, fairness, latency, oversubscription.\n",
+		printf("- What synchronization costs: per contended add in threads, '%s' took\n  %.1f ns and '%s' %.1f ns (%.1fx).  'tally bench' measures this properly:\n  throughput, fairness, latency, oversubscription.\n",
 		       fast->b.name, ns_per_op(fast), slow->b.name,
 		       ns_per_op(slow), ns_per_op(slow) / ns_per_op(fast));
 }
@@ -295,14 +253,7 @@ static void explain_stopped(const struct lesson *s)
 	double load = -1;
 
 	getloadavg(&load, 1);
-	printf("- %d run%s took longer than %g s and %s stopped "
-	       "there (%s); the\n  adds %s made were still counted "
-	       "exactly.  With the load average at %.2f on\n  %u "
-	       "CPUs, a worker is often descheduled; a spinning lock "
-	       "that hands itself\n  to the next waiter in line "
-	       "(ticket, mcs, clh) then waits for the scheduler\n  "
-	       "to run that waiter.  Run the demo on an idle machine "
-	       "to see the usual times.\n",
+	printf("- %d run%s took longer than %g s and %s stopped there (%s); the\n  adds %s made were still counted exactly.  With the load average at %.2f on\n  %u CPUs, a worker is often descheduled; a spinning lock that hands itself\n  to the next waiter in line (ticket, mcs, clh) then waits for the scheduler\n  to run that waiter.  Run the demo on an idle machine to see the usual times.\n",
 	       stopped, stopped == 1 ? "" : "s", DEMO_RUN_LIMIT_S,
 	       stopped == 1 ? "was" : "were", s->stopped_names,
 	       stopped == 1 ? "it" : "they", load, cli_online_cpus());
@@ -314,15 +265,9 @@ static void explain_manager(void)
 	tally_backend_info remote;
 
 	if (tally_backend_find("redis", &remote) == 0 && remote.built_in)
-		printf("- The lesson's Manager (a server process, shareable "
-		       "across machines) is\n  the 'redis' backend: run 'tally "
-		       "run --workload inc --iters 10000 --participants 2\n  "
-		       "--backend redis:url=redis://HOST:6379,key=NAME' on two "
-		       "machines: one joint verdict.\n");
+		printf("- The lesson's Manager (a server process, shareable across machines) is\n  the 'redis' backend: run 'tally run --workload inc --iters 10000 --participants 2\n  --backend redis:url=redis://HOST:6379,key=NAME' on two machines: one joint verdict.\n");
 	else
-		printf("- The lesson's Manager (a server process, shareable "
-		       "across machines) is\n  the 'redis' backend, not built "
-		       "into this tally (hiredis was missing).\n");
+		printf("- The lesson's Manager (a server process, shareable across machines) is\n  the 'redis' backend, not built into this tally (hiredis was missing).\n");
 }
 
 /* The closing lines: what the table showed, from the numbers in it. */
@@ -381,13 +326,13 @@ static void say_interrupted(const struct row *rows, size_t n)
 		return;
 	}
 	const struct row *last = &rows[n - 1];
-	cli_error("demo",
-		  "interrupted %s run %zu (%s %s %s): the table "
-		  "shows the runs so far%s",
-		  last->res.interrupted ? "during" : "after", n,
-		  wl_kind_name(last->cfg.kind), crew_mode_name(last->cfg.mode),
-		  last->spec,
-		  last->res.interrupted ? "; the last one stopped early" : "");
+	cli_error(
+		"demo",
+		"interrupted %s run %zu (%s %s %s): the table shows the runs so far%s",
+		last->res.interrupted ? "during" : "after", n,
+		wl_kind_name(last->cfg.kind), crew_mode_name(last->cfg.mode),
+		last->spec,
+		last->res.interrupted ? "; the last one stopped early" : "");
 }
 
 /* --format, its only option. */

@@ -19,43 +19,27 @@ static void usage(FILE *f)
 		"       tally shm get NAME [--timeout S]\n"
 		"       tally shm rm NAME\n"
 		"       tally shm list\n\n"
-		"Named counters in POSIX shared memory (/dev/shm/tally.NAME, "
-		"mode\n"
-		"0600) that separate programs and shells share; concurrent "
-		"adds\n"
-		"lose nothing.  NAME: 1 to 200 of A-Z a-z 0-9 . _ - (not "
-		"starting\n"
+		"Named counters in POSIX shared memory (/dev/shm/tally.NAME, mode\n"
+		"0600) that separate programs and shells share; concurrent adds\n"
+		"lose nothing.  NAME: 1 to 200 of A-Z a-z 0-9 . _ - (not starting\n"
 		"with '.').\n\n"
-		"  create  make a new counter (fails if NAME exists); "
-		"--backend is\n"
-		"          any backend with the 'named' capability (default: "
-		"$%s,\n"
+		"  create  make a new counter (fails if NAME exists); --backend is\n"
+		"          any backend with the 'named' capability (default: $%s,\n"
 		"          else %s), --initial its start value (default 0)\n"
 		"  add     add DELTA (may be negative); prints nothing\n"
 		"  get     print the value\n"
-		"  rm      remove the name; programs that have it open keep "
-		"it\n"
-		"  list    the named counters on this machine, with backend "
-		"and value\n\n"
-		"  --           ends the options: a NAME may then begin "
-		"with '-'\n"
-		"  --timeout S  add waits at most S seconds for the lock (0.1 "
-		"to 3600,\n"
-		"               default 5); then it adds nothing, exits 3, "
-		"and says\n"
-		"               whether the holder is alive or not known.  A "
-		"lock whose\n"
-		"               holder died is taken over and the add is done, "
-		"or, when\n"
-		"               it cannot be, the add fails at once saying so "
-		"(exit 3).\n"
-		"               get never waits for a lock: it accepts "
-		"--timeout,\n"
+		"  rm      remove the name; programs that have it open keep it\n"
+		"  list    the named counters on this machine, with backend and value\n\n"
+		"  --           ends the options: a NAME may then begin with '-'\n"
+		"  --timeout S  add waits at most S seconds for the lock (0.1 to 3600,\n"
+		"               default 5); then it adds nothing, exits 3, and says\n"
+		"               whether the holder is alive or not known.  A lock whose\n"
+		"               holder died is taken over and the add is done, or, when\n"
+		"               it cannot be, the add fails at once saying so (exit 3).\n"
+		"               get never waits for a lock: it accepts --timeout,\n"
 		"               as it did before, and needs none\n\n"
-		"exit status: 0 done, 2 bad input (also: NAME missing, or "
-		"exists\n"
-		"on create, or is not a tally counter), 3 runtime failure "
-		"(also:\n"
+		"exit status: 0 done, 2 bad input (also: NAME missing, or exists\n"
+		"on create, or is not a tally counter), 3 runtime failure (also:\n"
 		"the lock was not taken in time, or cannot be recovered)\n",
 		TALLY_ENV_BACKEND, TALLY_DEFAULT_BACKEND);
 }
@@ -84,15 +68,15 @@ static int exit_for(int err)
 static int fail(const char *name, int err)
 {
 	if (err == TALLY_EINVAL)
-		cli_error("shm",
-			  "invalid counter name '%s' (allowed: 1 to 200 "
-			  "of A-Z a-z 0-9 . _ -, not starting with '.')",
-			  name);
+		cli_error(
+			"shm",
+			"invalid counter name '%s' (allowed: 1 to 200 of A-Z a-z 0-9 . _ -, not starting with '.')",
+			name);
 	else if (err == TALLY_EUNFINISHED)
-		cli_error("shm",
-			  "%s: unfinished: its creator is gone; remove it "
-			  "with 'tally shm rm %s%s'",
-			  name, name[0] == '-' ? "-- " : "", name);
+		cli_error(
+			"shm",
+			"%s: unfinished: its creator is gone; remove it with 'tally shm rm %s%s'",
+			name, name[0] == '-' ? "-- " : "", name);
 	else
 		cli_error("shm", "%s: %s", name, tally_explain(err));
 	return exit_for(err);
@@ -140,8 +124,7 @@ static int report_op(const char *name, int rc)
 {
 	if (rc == TALLY_RECOVERED)
 		fprintf(stderr,
-			"tally shm: %s: recovered the lock from a "
-			"process that died holding it\n",
+			"tally shm: %s: recovered the lock from a process that died holding it\n",
 			name);
 	return rc < 0 ? fail(name, rc) : EXIT_EXACT;
 }
@@ -152,10 +135,10 @@ static int do_create(const char *name, const char *backend, int64_t initial)
 	tally *t;
 
 	backend = cli_resolve_backend(backend);
-	if (cli_check_backend("shm", backend, TALLY_CAP_NAMED,
-			      "for a named counter: its lock cannot live at a "
-			      "different address in each process",
-			      &info) != 0)
+	if (cli_check_backend(
+		    "shm", backend, TALLY_CAP_NAMED,
+		    "for a named counter: its lock cannot live at a different address in each process",
+		    &info) != 0)
 		return EXIT_USAGE;
 	int rc = tally_open(&t, name, backend, initial,
 			    TALLY_CREATE | TALLY_EXCL);
@@ -194,8 +177,8 @@ static int do_list(void)
 		int orc = tally_open(&t, name, NULL, 0, 0);
 		if (orc != 0) {
 			table_row(&tb, shown, "?",
-				  orc == TALLY_EUNTRUSTED ? "(another user's: "
-							    "not opened)"
+				  orc == TALLY_EUNTRUSTED
+					  ? "(another user's: not opened)"
 				  : orc == TALLY_EUNFINISHED
 					  ? "(unfinished: creator gone)"
 					  : "(not a tally counter)");
