@@ -178,7 +178,7 @@ static double trial(void *(*fn)(void *), tally *t, unsigned workers,
 		if (pthread_create(&th[k], NULL, fn, &w[k]) != 0)
 			abort();
 	atomic_store_explicit(&go, 1, memory_order_release);
-	struct timespec ts = {.tv_sec = ms / 1000,
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
 			      .tv_nsec = (long)(ms % 1000) * 1000000};
 	nanosleep(&ts, NULL);
 	atomic_store_explicit(&stop, 1, memory_order_relaxed);

@@ -171,7 +171,7 @@ static void sleep_then_stop(void)
 {
 	struct timespec ts = {
 		.tv_sec = (time_t)seconds,
-		.tv_nsec = (long)((seconds - (time_t)seconds) * 1e9)};
+		.tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)};
 	nanosleep(&ts, NULL);
 	atomic_store(&stop, 1);
 }

@@ -361,7 +361,7 @@ static void crowded_round(const tally_backend_info *b, enum crew_mode mode,
 
 	if ((b->caps & TALLY_CAP_SPINNING) && cpus < 4)
 		workers = cpus < 2 ? 2 : (unsigned)cpus;
-	stress_draw(1, 1, workers, mode, 1, r);
+	stress_draw(1, 1, workers, (int)mode, 1, r);
 	r->workers = workers;
 	r->ops = 2048;
 	r->yield_rate = 255;

@@ -264,7 +264,7 @@ struct pause {
 static void *pause_server(void *arg)
 {
 	struct pause *p = arg;
-	struct timespec ts = {.tv_sec = p->ms / 1000,
+	struct timespec ts = {.tv_sec = (time_t)(p->ms / 1000),
 			      .tv_nsec = (long)(p->ms % 1000) * 1000000};
 
 	kill(p->pid, SIGSTOP);

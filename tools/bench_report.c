@@ -297,7 +297,8 @@ static void table_add(struct table *t, const struct bench_result *r)
 	snprintf(b[1], 32, "%.1f%%..%.1f%%", 100 * lo, 100 * hi);
 	table_row(t, r->backend, crew_mode_name(r->mode),
 		  fmt_u64(b[2], 32, r->workers), fmt_rate(b[3], 32, r->median),
-		  range, fmt_f(b[4], 32, 1, r->median ? 1e9 / r->median : 0),
+		  range,
+		  fmt_f(b[4], 32, 1, r->median != 0 ? 1e9 / r->median : 0),
 		  fmt_f(b[5], 32, 3, jain), b[1],
 		  fmt_ns(b[6], 32, bench_hist_quantile(&u->hist, 0.5)),
 		  fmt_ns(b[7], 32, bench_hist_quantile(&u->hist, 0.99)),
