@@ -16,34 +16,10 @@ and the machine context) and prints a summary (medians).
 import argparse
 import json
 import os
-import platform
-import socket
 import statistics
 import subprocess
-import sys
-import tempfile
-import time
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cli(port, *args):
-    return subprocess.run(["redis-cli", "-p", str(port), *args],
-                          capture_output=True, text=True, check=True).stdout
-
-
-def commands(port):
-    """Calls of every command so far: {name: calls}."""
-    out = {}
-    for line in cli(port, "info", "commandstats").splitlines():
-        if line.startswith("cmdstat_"):
-            name, rest = line[8:].split(":", 1)
-            out[name] = int(rest.split(",")[0].split("=")[1])
-    return out
+from redis_common import commands, context, private_server
 
 
 def redis_benchmark(port, clients, n):
@@ -79,33 +55,6 @@ def tally_run(tally, port, threads, iters, key, extra=""):
             "exact": d["exact"]}
 
 
-def context(tally):
-    def sh(*cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True,
-                                  text=True).stdout.strip()
-        except OSError:
-            return ""
-    cpu = ""
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cpu_model": cpu, "online_cpus": os.cpu_count(),
-        "kernel": " ".join(platform.uname()[i] for i in (0, 2, 4)),
-        "loadavg_before": os.getloadavg()[0],
-        "redis_server": sh("redis-server", "--version"),
-        "hiredis": sh("dpkg-query", "-W", "-f", "${Version}",
-                      "libhiredis-dev"),
-        "tally_commit": sh("git", "rev-parse", "--short", "HEAD"),
-        "tally": tally,
-        "command_line": " ".join(sys.argv),
-    }
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("tally")
@@ -118,20 +67,7 @@ def main():
     a = ap.parse_args()
     a.connections = [int(c) for c in a.connections.split(",")]
 
-    port = free_port()
-    d = tempfile.mkdtemp()
-    server = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port),
-         "--save", "", "--appendonly", "no", "--dir", d],
-        stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(50):
-            try:
-                if "PONG" in cli(port, "ping"):
-                    break
-            except subprocess.CalledProcessError:
-                pass
-            time.sleep(0.1)
+    with private_server() as port:
         ctx = context(a.tally)
         runs = {}
 
@@ -153,9 +89,6 @@ def main():
                 add("old tally 8 threads",
                     tally_run(a.old, port, 8, 10000, "o8"))
         ctx["loadavg_after"] = os.getloadavg()[0]
-    finally:
-        server.terminate()
-        server.wait()
 
     def med(name, field=None):
         v = [x[field] if field else x for x in runs[name]]
