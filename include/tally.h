@@ -419,7 +419,23 @@ TALLY_API int tally_add_cs(tally *t, int64_t delta, void (*inside)(void *arg),
 TALLY_API int tally_get(tally *t, int64_t *value);
 
 /*
+ * Wait until every add this process made through t before the call is
+ * applied.  A backend whose adds are applied by the time tally_add() returns
+ * (every built-in one but a `redis` counter that sends its adds later) has
+ * nothing to wait for, and tally_flush() returns 0 at once.  An add is never
+ * dropped silently: when some cannot be applied, the error says how much is
+ * unapplied or of unknown outcome (tally_explain()).
+ * Threads: any number at once, while adds run; each waits only for the adds
+ * made before it began.
+ * Errors: TALLY_EINVAL (t NULL), TALLY_EUNKNOWN and TALLY_EREMOTE (as in
+ * tally_add(), for the adds still outstanding).
+ */
+TALLY_API int tally_flush(tally *t);
+
+/*
  * Release the handle; NULL is a no-op.  Afterwards the handle is invalid.
+ * It flushes first (tally_flush(), in every process, its result lost: call
+ * tally_flush() before it to learn that every add was applied).
  * Threads: no other call on the same handle may run concurrently or follow.
  * TALLY_PSHARED: a forked child's tally_destroy() (or exit) releases only its
  * copy.  The creating process's call also destroys the lock, so it must come

@@ -140,6 +140,16 @@ struct tally_backend {
 	size_t (*size)(unsigned flags);
 	int (*join)(const void *state, size_t size);
 	int descriptor;
+	/*
+	 * Optional, for a backend whose add may return before the add is
+	 * applied (a remote one that sends later): wait until every add the
+	 * calling process made on this counter before the call is applied.
+	 * 0, or an error explained (tally__explain) with the amount still
+	 * unapplied or of unknown outcome.  NULL: every add is applied when
+	 * it returns, and tally_flush() answers 0 at once.  The core calls
+	 * it from tally_destroy() too, in every process, before destroy.
+	 */
+	int (*flush)(void *state);
 };
 
 /* init's flags, besides TALLY_PSHARED: the state is a named counter's, in an

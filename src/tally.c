@@ -439,10 +439,20 @@ const char *tally_backend_path(const tally *t)
 	return t->ops->path(t->state, &t->knobs);
 }
 
+int tally_flush(tally *t)
+{
+	if (t == NULL)
+		return TALLY_EINVAL;
+	return t->ops->flush ? t->ops->flush(t->state) : 0;
+}
+
 void tally_destroy(tally *t)
 {
 	if (t == NULL)
 		return;
+	/* Every process sends its own adds, the creator's or a child's. */
+	if (t->ops->flush)
+		(void)t->ops->flush(t->state);
 	/* A forked child's copy of the handle, or a named counter that other
 	 * programs may still use, must not tear down the shared lock. */
 	if (!t->named && t->creator == getpid() && t->ops->destroy)

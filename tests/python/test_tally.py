@@ -68,6 +68,7 @@ class Basics(unittest.TestCase):
             c.add()
             c.add(10)
             c.add(delta=-6)
+            self.assertIsNone(c.flush())  # every add here is applied
             self.assertEqual(c.value, 505)
             self.assertEqual(c.backend, "atomic")
             self.assertFalse(c.shared)
@@ -365,7 +366,8 @@ class Errors(unittest.TestCase):
         c = tally.Counter("atomic", 1)
         c.close()
         for use in (lambda: c.add(), lambda: c.value, lambda: c.backend,
-                    lambda: c.__enter__(), lambda: pickle.dumps(c)):
+                    lambda: c.flush(), lambda: c.__enter__(),
+                    lambda: pickle.dumps(c)):
             with self.assertRaisesRegex(ValueError, "closed"):
                 use()
 
