@@ -13,6 +13,10 @@ candidate, R rounds interleaved:
   return1    EVALSHA of "return 1": what calling a script costs
   slim       EVALSHA of a two-call script: SET record seq PX ttl GET, then
              INCRBY (a duplicate puts the record back and adds nothing)
+  strict     EVALSHA of a three-call script: GET record, INCRBY, SET record
+             "seq value" PX ttl; a request is applied only when its
+             sequence number follows the record's (a duplicate answers
+             the recorded value, a gap is refused)
   current    EVALSHA of the redis backend's add script (FILE, by default
              read from the source tree)
   multi      MULTI, INCRBY, SET record PX, EXEC: no duplicate check is
@@ -43,6 +47,20 @@ if old and tonumber(old) >= tonumber(ARGV[2]) then
   return {1}
 end
 return {0, redis.call('INCRBY', KEYS[1], ARGV[1])}
+"""
+
+STRICT = """
+local rec = redis.call('GET', KEYS[2])
+local seq = tonumber(ARGV[1])
+if rec then
+  local sp = string.find(rec, ' ', 1, true)
+  local last = tonumber(string.sub(rec, 1, sp - 1))
+  if seq <= last then return {1, string.sub(rec, sp + 1)} end
+  if seq > last + 1 then return redis.error_reply('TALLYGAP ' .. last) end
+end
+local v = redis.call('INCRBY', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. v, 'PX', ARGV[3])
+return {0, v}
 """
 
 
@@ -120,7 +138,7 @@ def current_script(path):
 
 def default_script():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for p in ("backends/redis/add.lua", "backends/redis.c"):
+    for p in ("backends/redis/scripts/add.lua", "backends/redis.c"):
         if os.path.exists(os.path.join(root, p)):
             return os.path.join(root, p)
     raise SystemExit("redis-server-ops: no add script found: --add-script")
@@ -129,7 +147,7 @@ def default_script():
 def candidates(conn, script):
     sha = {}
     for name, body in (("return1", "return 1"), ("slim", SLIM),
-                       ("current", script)):
+                       ("strict", STRICT), ("current", script)):
         sha[name] = conn.call("SCRIPT", "LOAD", body).decode()
         assert sha[name] == hashlib.sha1(body.encode()).hexdigest()
     rec = "k.tally-id.bench"
@@ -142,6 +160,9 @@ def candidates(conn, script):
                     ("evalsha",)),
         "slim": (lambda i: resp("EVALSHA", sha["slim"], 2, "k", rec + "s",
                                 1, i + 1, 600000), 1, ("evalsha",)),
+        "strict": (lambda i: resp("EVALSHA", sha["strict"], 2, "k",
+                                  rec + "t", i + 1, 1, 600000), 1,
+                   ("evalsha",)),
         "current": (lambda i: resp("EVALSHA", sha["current"], 2, "k",
                                    rec + "c", i + 1, 1, 600000, -1), 1,
                     ("evalsha",)),
@@ -188,7 +209,7 @@ def main():
         # Every candidate but return1 adds 1 per request: the count says
         # that each did its work, once.
         ctx["counter_after"] = int(conn.call("GET", "k"))
-        ctx["counter_expected"] = 4 * a.rounds * a.requests
+        ctx["counter_expected"] = 5 * a.rounds * a.requests
         if ctx["counter_after"] != ctx["counter_expected"]:
             raise SystemExit(f"redis-server-ops: the counter holds "
                              f"{ctx['counter_after']}, not "
