@@ -40,7 +40,9 @@ struct tally__knobs {
 
 /*
  * One backend.  Each backends/NAME.c exports exactly one const object of this
- * type, tally_backend_NAME, and the registry (src/registry.c) lists them.
+ * type, tally_backend_NAME, and the registry (src/registry.c) lists them.  A
+ * backend with several jobs is a folder, backends/NAME/, whose NAME.c
+ * exports the object and whose other files are its own (backends/redis/).
  *
  * Identity (always present, also when the backend was not built in):
  *   name      lower case, equal to the file name.

@@ -164,7 +164,7 @@ def build_wheel(wheel_directory: str,
 # unpacked sdist) every file under these.
 _SDIST_TOP = ("CMakeLists.txt", "CMakePresets.json", "README.md",
               "pyproject.toml", ".clang-format", ".gitignore", ".ci",
-              "include", "src",
+              "include", "src", "cmake",
               "backends", "tools", "tests", "examples", "bench")
 
 

@@ -1,0 +1,220 @@
+/* redis: the exactly-once protocol -- a client's identity, one request and
+ * its resends, creating the counter, and what the server's replies mean. */
+#include "redis_int.h"
+
+#ifdef TALLY_HAVE_HIREDIS
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* 128 random bits in hex: ids of clients on other machines never meet. */
+static int random_id(char out[33])
+{
+	unsigned char b[16];
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	ssize_t n = -1;
+
+	if (fd >= 0) {
+		do
+			n = read(fd, b, sizeof(b));
+		while (n < 0 && errno == EINTR);
+		close(fd);
+	}
+	if (n != (ssize_t)sizeof(b))
+		return -1;
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+	return 0;
+}
+
+struct client *tally__redis_client_new(const struct redis_state *s,
+				       unsigned lane)
+{
+	struct client *cl = calloc(1, sizeof(*cl));
+
+	if (cl == NULL)
+		return NULL;
+	if (random_id(cl->id) != 0) {
+		free(cl);
+		return NULL;
+	}
+	cl->s = s;
+	cl->state_id = s->id;
+	cl->lane = lane;
+	cl->tail = &cl->head;
+	snprintf(cl->record, sizeof(cl->record), "%s.tally-id.%s", s->key,
+		 cl->id);
+	pthread_mutex_init(&cl->q, NULL);
+	pthread_mutex_init(&cl->io, NULL);
+	return cl;
+}
+
+int tally__redis_wrong_type(struct client *cl, const char *type)
+{
+	const char *key = cl->s->key;
+
+	if (type == NULL) {
+		const char *argv[] = {"TYPE", key};
+		int sent;
+		redisReply *r = tally__redis_command(cl, 2, argv,
+						     cl->s->timeout_ms, &sent);
+		int known = r != NULL && r->type == REDIS_REPLY_STATUS;
+		if (known && strcmp(r->str, "string") != 0)
+			tally__explain_set(TALLY_EWRONGTYPE,
+					   "redis key '%s' holds a %s, not an "
+					   "integer counter",
+					   key, r->str);
+		else
+			type = "string";
+		freeReplyObject(r);
+		if (type == NULL)
+			return TALLY_EWRONGTYPE;
+	}
+	if (strcmp(type, "string") == 0)
+		tally__explain_set(TALLY_EWRONGTYPE,
+				   "redis key '%s' holds a string that is not "
+				   "a 64-bit integer",
+				   key);
+	else
+		tally__explain_set(TALLY_EWRONGTYPE,
+				   "redis key '%s' holds a %s, not an integer "
+				   "counter",
+				   key, type);
+	return TALLY_EWRONGTYPE;
+}
+
+int tally__redis_parse_i64(const char *str, int64_t *value)
+{
+	char *end;
+
+	errno = 0;
+	long long v = strtoll(str, &end, 10);
+	if (errno || *end != '\0' || end == str)
+		return -1;
+	*value = v;
+	return 0;
+}
+
+int tally__redis_type_error(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ERROR &&
+	       (strncmp(r->str, "WRONGTYPE", 9) == 0 ||
+		strstr(r->str, "not an integer") != NULL);
+}
+
+int tally__redis_remote_error(const redisReply *r)
+{
+	tally__explain_set(TALLY_EREMOTE, "redis server: %s",
+			   r->type == REDIS_REPLY_ERROR ? r->str
+							: "unexpected reply");
+	return TALLY_EREMOTE;
+}
+
+/* Load the add script (again after a NOSCRIPT: the server restarted). */
+static int load_script(struct client *cl, uint64_t deadline)
+{
+	const char *argv[] = {"SCRIPT", "LOAD", tally__redis_add_script};
+	int sent = 0, rc = 0;
+	redisReply *r =
+		tally__redis_until_deadline(cl, 3, argv, deadline, &sent, &rc);
+
+	if (r == NULL)
+		return -1;
+	rc = r->type == REDIS_REPLY_STRING && r->len < sizeof(cl->sha) ? 0 : -1;
+	if (rc == 0)
+		memcpy(cl->sha, r->str, r->len + 1);
+	else
+		tally__redis_remote_error(r);
+	freeReplyObject(r);
+	return rc;
+}
+
+int tally__redis_request(struct client *cl, uint64_t seq, int64_t sum,
+			 int64_t *after)
+{
+	uint64_t deadline =
+		tally__redis_now_ms() + (uint64_t)cl->s->deadline_ms;
+	char seqs[24], d[24], neg[24], ttl[24];
+	int sent = 0, rc = 0;
+
+	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
+	snprintf(d, sizeof(d), "%lld", (long long)sum);
+	snprintf(neg, sizeof(neg), "%lld",
+		 (long long)(int64_t)(0 - (uint64_t)sum));
+	snprintf(ttl, sizeof(ttl), "%d",
+		 RECORD_TTL_MS > 2 * cl->s->deadline_ms
+			 ? RECORD_TTL_MS
+			 : 2 * cl->s->deadline_ms);
+	for (int tries = 0; tries < 3; tries++) {
+		/* Once the request may have reached the server, a failure to
+		 * hear back is an unknown outcome, never a plain failure. */
+		if (cl->sha[0] == '\0' && load_script(cl, deadline) != 0)
+			return sent ? TALLY_EUNKNOWN : TALLY_EREMOTE;
+		const char *argv[] = {"EVALSHA",  cl->sha,    "2",
+				      cl->s->key, cl->record, seqs,
+				      d,	  ttl,	      neg};
+		redisReply *r = tally__redis_until_deadline(
+			cl, 9, argv, deadline, &sent, &rc);
+		if (r == NULL)
+			return rc;
+		if (r->type == REDIS_REPLY_ERROR &&
+		    strncmp(r->str, "NOSCRIPT", 8) == 0) {
+			cl->sha[0] = '\0'; /* not run: load and send again */
+			freeReplyObject(r);
+			continue;
+		}
+		if (tally__redis_type_error(r)) {
+			freeReplyObject(r);
+			return tally__redis_wrong_type(cl, NULL);
+		}
+		rc = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+				     r->element[1]->type ==
+					     REDIS_REPLY_STRING &&
+				     tally__redis_parse_i64(r->element[1]->str,
+							    after) == 0
+			     ? 0
+			     : tally__redis_remote_error(r);
+		freeReplyObject(r);
+		return rc;
+	}
+	return sent ? TALLY_EUNKNOWN : TALLY_EREMOTE;
+}
+
+int tally__redis_initialize(struct client *cl, int64_t initial,
+			    const char *mode)
+{
+	char value[24];
+	int rc = 0;
+
+	snprintf(value, sizeof(value), "%lld", (long long)initial);
+	const char *argv[] = {
+		"EVAL", tally__redis_init_script, "1", cl->s->key, value, mode};
+	int sent = 0;
+	redisReply *r = tally__redis_until_deadline(
+		cl, 6, argv,
+		tally__redis_now_ms() + (uint64_t)cl->s->deadline_ms, &sent,
+		&rc);
+	if (r == NULL) {
+		tally__explain_set(
+			TALLY_EREMOTE,
+			"redis server %s:%d is unreachable: no answer "
+			"within %d ms",
+			cl->s->host, cl->s->port, cl->s->deadline_ms);
+		return TALLY_EREMOTE;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER &&
+	    r->element[1]->type == REDIS_REPLY_STRING)
+		rc = r->element[0]->integer == 1
+			     ? 0
+			     : tally__redis_wrong_type(cl, r->element[1]->str);
+	else
+		rc = tally__redis_remote_error(r);
+	freeReplyObject(r);
+	return rc;
+}
+
+#endif /* TALLY_HAVE_HIREDIS */
