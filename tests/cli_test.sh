@@ -811,7 +811,10 @@ redis)
 		--duration 0.05 --warmup 0.01 --format json &&
 		json "[r['backend'] for r in d['results']] == ['atomic', '$r-b1', '$r-b2'] and all(r['correct'] for r in d['results'])"
 	run 3 "$T" run --backend "redis:url=redis://127.0.0.1:1" --workload inc --iters 10 &&
-		contains err "unreachable" "unreachable server"
+		contains err "redis server 127.0.0.1:1: cannot connect: .*refused" "refused connection"
+	# A database the server does not have is bad input, in its words.
+	refused "redis server 127\.0\.0\.1:[0-9]+: refused database 99 \(SELECT\): ERR DB index is out of range" \
+		run --workload inc --iters 10 --backend "redis:url=$TALLY_TEST_REDIS_URL/99,key=cli-$$-db"
 	if [ -s "$TMP/out" ]; then bad "printed a result for an unreachable server"; else ok; fi
 	;;
 *)

@@ -3,6 +3,7 @@
 #include "tally.h"
 #include "workload.h"
 
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -385,6 +387,58 @@ static void test_bad_options_and_unreachable_server(void **state)
 	assert_ptr_equal(t, (tally *)0x1);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* tally_create(spec) fails with want, within a tenth of its 5 s timeout,
+ * and tally_explain() says each of the words. */
+static void expect_fails_fast(const char *b, int want, const char *words[])
+{
+	tally *t = (tally *)0x1;
+	double t0 = now_s();
+	int rc = tally_create(&t, b, 0, 0);
+	double took = now_s() - t0;
+	const char *why = tally_explain(rc);
+
+	assert_int_equal(rc, want);
+	assert_ptr_equal(t, (tally *)0x1);
+	if (took > 0.5)
+		fail_msg("%s: took %.2f s to fail (timeout_ms=5000)", b, took);
+	for (int i = 0; words[i] != NULL; i++)
+		if (strstr(why, words[i]) == NULL)
+			fail_msg("%s: '%s' does not say '%s'", b, why,
+				 words[i]);
+}
+
+/* What cannot work fails at once and says why, naming the address: a port
+ * nobody listens on (the system's reason), a name that does not resolve,
+ * and a database the server does not have (bad input: TALLY_EOPTION, with
+ * the server's own words). */
+static void test_connect_failures_fast_and_named(void **state)
+{
+	const char *url = getenv("TALLY_TEST_REDIS_URL");
+	char db99[300];
+
+	(void)state;
+	expect_fails_fast(
+		"redis:url=redis://127.0.0.1:1,timeout_ms=5000", TALLY_EREMOTE,
+		(const char *[]){"127.0.0.1:1", strerror(ECONNREFUSED), NULL});
+	expect_fails_fast(
+		"redis:url=redis://nosuch.invalid:6379,timeout_ms=5000",
+		TALLY_EREMOTE,
+		(const char *[]){"nosuch.invalid:6379",
+				 "cannot resolve the host name", NULL});
+	snprintf(db99, sizeof(db99), "redis:url=%s/99,timeout_ms=5000", url);
+	expect_fails_fast(db99, TALLY_EOPTION,
+			  (const char *[]){strrchr(url, '/') + 1, "database 99",
+					   "DB index is out of range", NULL});
+}
+
 /* Threads and forked processes, each with connections of their own. */
 static void test_workloads_exact(void **state)
 {
@@ -427,6 +481,7 @@ int main(void)
 		cmocka_unit_test(test_wraps_like_every_backend),
 		cmocka_unit_test(test_keep_joins_an_existing_counter),
 		cmocka_unit_test(test_bad_options_and_unreachable_server),
+		cmocka_unit_test(test_connect_failures_fast_and_named),
 		cmocka_unit_test(test_workloads_exact),
 		cmocka_unit_test(test_wrong_type_named_never_overwritten),
 		cmocka_unit_test(test_add_fetch_tickets),

@@ -4,12 +4,20 @@
 
 #ifdef TALLY_HAVE_HIREDIS
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 /* This process's clients; a forked child starts with none (atfork). */
 static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
@@ -131,6 +139,186 @@ static struct timeval tv_of(int ms)
 	return tv;
 }
 
+/* Why the connection failed, for the message the caller gives up with:
+ * `hard` when trying again at once would fail the same way (see struct
+ * client). */
+static void failed(struct client *cl, int hard, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void failed(struct client *cl, int hard, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cl->why, sizeof(cl->why), fmt, ap);
+	va_end(ap);
+	cl->hard = hard;
+}
+
+/* One TCP connect to ai within ms: a connected, blocking socket, or -1 with
+ * the reason in *err (an errno value; ETIMEDOUT when ms ran out). */
+static int dial(const struct addrinfo *ai, int ms, int *err)
+{
+	int fd = socket(ai->ai_family,
+			ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			ai->ai_protocol);
+	uint64_t end = tally__redis_now_ms() + (uint64_t)ms;
+
+	if (fd < 0) {
+		*err = errno;
+		return -1;
+	}
+	*err = 0;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+		*err = errno;
+		while (*err == EINPROGRESS || *err == EINTR) {
+			uint64_t now = tally__redis_now_ms();
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			int n = now < end ? poll(&p, 1, (int)(end - now)) : 0;
+			socklen_t len = sizeof(*err);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n == 0)
+				*err = ETIMEDOUT;
+			else if (n < 0)
+				*err = errno;
+			else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, err,
+					    &len) != 0)
+				*err = errno;
+			break;
+		}
+	}
+	int one = 1, flags = fcntl(fd, F_GETFL);
+	if (*err == 0 &&
+	    (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0))
+		*err = errno;
+	if (*err != 0) {
+		close(fd);
+		return -1;
+	}
+	/* As hiredis's own connect does: a request is one small write. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+/* The address ai names, numerically ("127.0.0.1:6379", "[::1]:6379"). */
+static void address_of(const struct addrinfo *ai, char *buf, size_t size)
+{
+	char host[64], port[8];
+
+	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), port,
+			sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		snprintf(buf, size, "?");
+	else
+		snprintf(buf, size,
+			 ai->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host,
+			 port);
+}
+
+/* A socket connected to s's host and port within ms, trying each address
+ * the name resolves to; -1 with the reason (cl->why). */
+static int connect_to(struct client *cl, int ms)
+{
+	const struct redis_state *s = cl->s;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM},
+			*res, *ai;
+	char port[8], addr[80], host[320];
+	int fd = -1, err = 0, rc;
+
+	snprintf(port, sizeof(port), "%d", s->port);
+	rc = getaddrinfo(s->host, port, &hints, &res);
+	if (rc != 0) {
+		failed(cl, 1, "cannot resolve the host name: %s",
+		       rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return -1;
+	}
+	snprintf(host, sizeof(host), "%s:%d", s->host, s->port);
+	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+		fd = dial(ai, ms, &err);
+		if (fd >= 0)
+			break;
+		address_of(ai, addr, sizeof(addr));
+		/* Named when it is not what the user wrote (a host name, or
+		 * one of several addresses). */
+		int same = strcmp(addr, host) == 0;
+		if (err == ETIMEDOUT)
+			failed(cl, 0, "no answer to connect%s%s within %d ms",
+			       same ? "" : " to ", same ? "" : addr, ms);
+		else
+			failed(cl, 1, "cannot connect%s%s: %s",
+			       same ? "" : " to ", same ? "" : addr,
+			       strerror(err));
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+/* One command of the connection's own (AUTH, SELECT): 0, or -1 with the
+ * reason, `hard` when the server refused it (an error reply). */
+static int setup(struct client *cl, int argc, const char **argv,
+		 const char *what)
+{
+	redisReply *r = redisCommandArgv(cl->c, argc, argv, NULL);
+	int rc = 0;
+
+	if (r == NULL) {
+		failed(cl, 0, "no reply to %s: %s", what, cl->c->errstr);
+		rc = -1;
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		failed(cl, 2, "refused %s: %s", what, r->str);
+		rc = -1;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+/* Connect (within ms), authenticate and select the database: 0, or -1 with
+ * the reason. */
+static int open_connection(struct client *cl, int ms)
+{
+	const struct redis_state *s = cl->s;
+	int fd = connect_to(cl, ms);
+	char what[200], db[16];
+
+	if (fd < 0)
+		return -1;
+	cl->c = redisConnectFd(fd);
+	if (cl->c == NULL) {
+		close(fd);
+		failed(cl, 0, "out of memory");
+		return -1;
+	}
+	if (cl->c->err ||
+	    redisSetTimeout(cl->c, tv_of(s->timeout_ms)) != REDIS_OK) {
+		failed(cl, 0, "%s", cl->c->errstr);
+		disconnect(cl);
+		return -1;
+	}
+	/* AUTH names the user, never the password. */
+	if (s->user[0] != '\0') {
+		const char *argv[] = {"AUTH", s->user, s->password};
+		snprintf(what, sizeof(what), "AUTH as user '%s'", s->user);
+		if (setup(cl, 3, argv, what) != 0)
+			goto fail;
+	} else if (s->password[0] != '\0') {
+		const char *argv[] = {"AUTH", s->password};
+		if (setup(cl, 2, argv, "AUTH (the URL's password)") != 0)
+			goto fail;
+	}
+	if (s->db != 0) {
+		snprintf(db, sizeof(db), "%d", s->db);
+		snprintf(what, sizeof(what), "database %d (SELECT)", s->db);
+		const char *argv[] = {"SELECT", db};
+		if (setup(cl, 2, argv, what) != 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	disconnect(cl);
+	return -1;
+}
+
 redisReply *tally__redis_command(struct client *cl, int argc, const char **argv,
 				 uint64_t budget_ms, int *sent)
 {
@@ -140,32 +328,37 @@ redisReply *tally__redis_command(struct client *cl, int argc, const char **argv,
 	if (cl->c == NULL) {
 		int ms = budget_ms < (uint64_t)s->timeout_ms ? (int)budget_ms
 							     : s->timeout_ms;
-		redisContext *c =
-			redisConnectWithTimeout(s->host, s->port, tv_of(ms));
-		if (c == NULL || c->err ||
-		    redisSetTimeout(c, tv_of(s->timeout_ms)) != REDIS_OK) {
-			if (c != NULL)
-				redisFree(c);
+		if (open_connection(cl, ms) != 0)
 			return NULL;
-		}
-		cl->c = c;
-		if (s->db != 0) {
-			char db[16];
-			snprintf(db, sizeof(db), "%d", s->db);
-			redisReply *r = redisCommand(c, "SELECT %s", db);
-			int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
-			freeReplyObject(r);
-			if (!ok) {
-				disconnect(cl);
-				return NULL;
-			}
-		}
 	}
 	*sent = 1;
+	uint64_t t0 = tally__redis_now_ms();
 	redisReply *r = redisCommandArgv(cl->c, argc, argv, NULL);
-	if (r == NULL)
+	if (r == NULL) {
+		/* SO_RCVTIMEO's EAGAIN reads as "Resource temporarily
+		 * unavailable": say what it means. */
+		if (tally__redis_now_ms() - t0 + 5 >= (uint64_t)s->timeout_ms)
+			failed(cl, 0, "no reply within %d ms", s->timeout_ms);
+		else
+			failed(cl, 0, "the connection failed: %s",
+			       cl->c->errstr);
 		disconnect(cl);
+	}
 	return r;
+}
+
+int tally__redis_give_up(struct client *cl, int rc)
+{
+	const struct redis_state *s = cl->s;
+
+	if (cl->why[0] == '\0')
+		failed(cl, 0, "no answer within %d ms", s->deadline_ms);
+	tally__explain_set(
+		rc, "redis server %s:%d: %s%s", s->host, s->port, cl->why,
+		rc == TALLY_EUNKNOWN ? "; the add may or may not have been "
+				       "applied"
+				     : "");
+	return rc;
 }
 
 /* Errors a server answers while it cannot serve yet (loading its append
@@ -194,9 +387,19 @@ redisReply *tally__redis_until_deadline(struct client *cl, int argc,
 		*sent |= s;
 		if (r != NULL && !transient(r))
 			return r;
+		int lost = r == NULL;
+		if (r != NULL)
+			failed(cl, 0, "%s", r->str);
 		freeReplyObject(r);
 		now = tally__redis_now_ms();
-		if (now >= deadline) {
+		/* A server that refuses the connection's own commands (AUTH,
+		 * SELECT) will refuse them again; one that refuses
+		 * connections, or a name that does not resolve, is given
+		 * until the deadline only once the counter was made (a
+		 * restarting server), not while it is being made. */
+		if (now >= deadline ||
+		    (lost && !s &&
+		     (cl->hard == 2 || (cl->hard == 1 && cl->creating)))) {
 			*rc = *sent ? TALLY_EUNKNOWN : TALLY_EREMOTE;
 			return NULL;
 		}

@@ -105,15 +105,17 @@ int tally__redis_type_error(const redisReply *r)
 		strstr(r->str, "not an integer") != NULL);
 }
 
-int tally__redis_remote_error(const redisReply *r)
+int tally__redis_remote_error(struct client *cl, const redisReply *r)
 {
-	tally__explain_set(TALLY_EREMOTE, "redis server: %s",
+	tally__explain_set(TALLY_EREMOTE, "redis server %s:%d: %s", cl->s->host,
+			   cl->s->port,
 			   r->type == REDIS_REPLY_ERROR ? r->str
 							: "unexpected reply");
 	return TALLY_EREMOTE;
 }
 
-/* Load the add script (again after a NOSCRIPT: the server restarted). */
+/* Load the add script (again after a NOSCRIPT: the server restarted): 0,
+ * 1 when no reply came (cl->why says why), or TALLY_EREMOTE, explained. */
 static int load_script(struct client *cl, uint64_t deadline)
 {
 	const char *argv[] = {"SCRIPT", "LOAD", tally__redis_add_script};
@@ -122,12 +124,12 @@ static int load_script(struct client *cl, uint64_t deadline)
 		tally__redis_until_deadline(cl, 3, argv, deadline, &sent, &rc);
 
 	if (r == NULL)
-		return -1;
+		return 1;
 	rc = r->type == REDIS_REPLY_STRING && r->len < sizeof(cl->sha) ? 0 : -1;
 	if (rc == 0)
 		memcpy(cl->sha, r->str, r->len + 1);
 	else
-		tally__redis_remote_error(r);
+		rc = tally__redis_remote_error(cl, r);
 	freeReplyObject(r);
 	return rc;
 }
@@ -151,15 +153,19 @@ int tally__redis_request(struct client *cl, uint64_t seq, int64_t sum,
 	for (int tries = 0; tries < 3; tries++) {
 		/* Once the request may have reached the server, a failure to
 		 * hear back is an unknown outcome, never a plain failure. */
-		if (cl->sha[0] == '\0' && load_script(cl, deadline) != 0)
-			return sent ? TALLY_EUNKNOWN : TALLY_EREMOTE;
+		int load = cl->sha[0] == '\0' ? load_script(cl, deadline) : 0;
+		if (load == 1)
+			return tally__redis_give_up(cl, sent ? TALLY_EUNKNOWN
+							     : TALLY_EREMOTE);
+		if (load != 0)
+			return sent ? TALLY_EUNKNOWN : load;
 		const char *argv[] = {"EVALSHA",  cl->sha,    "2",
 				      cl->s->key, cl->record, seqs,
 				      d,	  ttl,	      neg};
 		redisReply *r = tally__redis_until_deadline(
 			cl, 9, argv, deadline, &sent, &rc);
 		if (r == NULL)
-			return rc;
+			return tally__redis_give_up(cl, rc);
 		if (r->type == REDIS_REPLY_ERROR &&
 		    strncmp(r->str, "NOSCRIPT", 8) == 0) {
 			cl->sha[0] = '\0'; /* not run: load and send again */
@@ -176,7 +182,7 @@ int tally__redis_request(struct client *cl, uint64_t seq, int64_t sum,
 				     tally__redis_parse_i64(r->element[1]->str,
 							    after) == 0
 			     ? 0
-			     : tally__redis_remote_error(r);
+			     : tally__redis_remote_error(cl, r);
 		freeReplyObject(r);
 		return rc;
 	}
@@ -197,13 +203,18 @@ int tally__redis_initialize(struct client *cl, int64_t initial,
 		cl, 6, argv,
 		tally__redis_now_ms() + (uint64_t)cl->s->deadline_ms, &sent,
 		&rc);
-	if (r == NULL) {
-		tally__explain_set(
-			TALLY_EREMOTE,
-			"redis server %s:%d is unreachable: no answer "
-			"within %d ms",
-			cl->s->host, cl->s->port, cl->s->deadline_ms);
-		return TALLY_EREMOTE;
+	/* A database the server does not have, a wrong password: the
+	 * options were wrong, not the server. */
+	if (r == NULL)
+		return tally__redis_give_up(cl, cl->hard == 2 ? TALLY_EOPTION
+							      : TALLY_EREMOTE);
+	if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOAUTH", 6) == 0) {
+		tally__explain_set(TALLY_EOPTION,
+				   "redis server %s:%d: %s (the URL gives no "
+				   "password: redis://[USER]:PASSWORD@HOST)",
+				   cl->s->host, cl->s->port, r->str);
+		freeReplyObject(r);
+		return TALLY_EOPTION;
 	}
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 	    r->element[0]->type == REDIS_REPLY_INTEGER &&
@@ -212,7 +223,7 @@ int tally__redis_initialize(struct client *cl, int64_t initial,
 			     ? 0
 			     : tally__redis_wrong_type(cl, r->element[1]->str);
 	else
-		rc = tally__redis_remote_error(r);
+		rc = tally__redis_remote_error(cl, r);
 	freeReplyObject(r);
 	return rc;
 }

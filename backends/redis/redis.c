@@ -39,7 +39,9 @@ static int redis_init(void *state, int64_t initial, unsigned flags,
 	if (cl == NULL)
 		return TALLY_ENOMEM;
 	pthread_mutex_lock(&cl->io);
+	cl->creating = 1;
 	rc = tally__redis_initialize(cl, initial, mode);
+	cl->creating = 0;
 	pthread_mutex_unlock(&cl->io);
 	s->deadline_ms = deadline;
 	if (rc != 0)
@@ -69,12 +71,8 @@ static int redis_get(void *state, int64_t *value)
 		cl, 2, argv, tally__redis_now_ms() + (uint64_t)s->deadline_ms,
 		&sent, &rc);
 	if (r == NULL) {
-		tally__explain_set(
-			TALLY_EREMOTE,
-			"redis server %s:%d is unreachable: no answer within "
-			"%d ms",
-			s->host, s->port, s->deadline_ms);
-		rc = TALLY_EREMOTE; /* a read changes nothing: not unknown */
+		/* A read changes nothing: not unknown. */
+		rc = tally__redis_give_up(cl, TALLY_EREMOTE);
 	} else if (r->type == REDIS_REPLY_NIL) {
 		*value = 0; /* as INCRBY treats a missing key */
 	} else if (tally__redis_type_error(r) ||
@@ -83,7 +81,7 @@ static int redis_get(void *state, int64_t *value)
 		rc = tally__redis_wrong_type(
 			cl, r->type == REDIS_REPLY_STRING ? "string" : NULL);
 	} else if (r->type != REDIS_REPLY_STRING) {
-		rc = tally__redis_remote_error(r);
+		rc = tally__redis_remote_error(cl, r);
 	}
 	freeReplyObject(r);
 	pthread_mutex_unlock(&cl->io);

@@ -20,6 +20,10 @@
 struct redis_state {
 	char host[256];
 	char key[256];
+	/* From the URL's USER:PASSWORD@ (both "" without): AUTH, with the
+	 * user only when there is one (an ACL user).  Never in a message. */
+	char user[128];
+	char password[256];
 	int port, db, timeout_ms, deadline_ms, connections;
 	uint64_t id; /* tells this counter from an earlier one at its address */
 };
@@ -55,9 +59,17 @@ struct client {
 	int combining;
 	pthread_mutex_t io;
 	redisContext *c;
-	char sha[48];	     /* the add script's SHA1, once loaded */
-	char id[33];	     /* random, hex */
-	char record[300];    /* KEY.tally-id.ID */
+	char sha[48];	  /* the add script's SHA1, once loaded */
+	char id[33];	  /* random, hex */
+	char record[300]; /* KEY.tally-id.ID */
+	/* Why the last try failed ("cannot connect: Connection refused"),
+	 * never holding the password; hard: 0 when trying again may work, 1
+	 * when the server refused the connection or its name did not
+	 * resolve (tried again only once the counter was made: a server
+	 * that restarts), 2 when it refused the connection's AUTH or SELECT
+	 * (never tried again).  creating: while tally_create() runs. */
+	char why[200];
+	int hard, creating;
 	uint64_t seq;	     /* of the last request sent */
 	unsigned last_batch; /* adds the last request carried */
 	struct client *next;
@@ -93,6 +105,10 @@ redisReply *tally__redis_until_deadline(struct client *cl, int argc,
 					const char **argv, uint64_t deadline,
 					int *sent, int *rc);
 
+/* conn.c: explain rc (TALLY_EREMOTE, TALLY_EUNKNOWN or TALLY_EOPTION), the
+ * answer of a call that gave up on the server, with cl->why; returns rc. */
+int tally__redis_give_up(struct client *cl, int rc);
+
 /* once.c: the exactly-once protocol.  A new client of s (its random id and
  * record key), NULL when out of memory or without randomness. */
 struct client *tally__redis_client_new(const struct redis_state *s,
@@ -112,7 +128,7 @@ int tally__redis_initialize(struct client *cl, int64_t initial,
  * returns TALLY_EREMOTE); a decimal 64-bit integer (parse_i64: 0 or -1). */
 int tally__redis_type_error(const redisReply *r);
 int tally__redis_wrong_type(struct client *cl, const char *type);
-int tally__redis_remote_error(const redisReply *r);
+int tally__redis_remote_error(struct client *cl, const redisReply *r);
 int tally__redis_parse_i64(const char *str, int64_t *value);
 
 /* scripts.c: the server scripts, scripts/add.lua and scripts/init.lua,
