@@ -527,6 +527,19 @@ TALLY_API int tally_backend_find(const char *name, tally_backend_info *info);
  */
 TALLY_API int tally_backend_check(const char *backend, unsigned flags);
 
+/*
+ * backend as a program may show it: the same text with the password of
+ * every URL in it (the PASSWORD of scheme://USER:PASSWORD@HOST) written as
+ * "***", e.g. "redis:url=redis://:***@db:6379,key=jobs".  Written to buf
+ * (size bytes; cut short to fit, and always terminated when size > 0);
+ * NULL reads as "".  Returns buf.  The library itself never shows a
+ * password: tally_describe(), tally_explain() and its messages already
+ * use this; a program that prints or logs a backend spec it was given
+ * should too.  Thread-safe.
+ */
+TALLY_API char *tally_backend_redact(const char *backend, char *buf,
+				     size_t size);
+
 /* The library's version string, e.g. "0.1.0" (may differ from the header's
  * TALLY_VERSION_STRING when a program runs against a newer library).  Never
  * NULL; static storage; thread-safe. */

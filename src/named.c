@@ -280,11 +280,14 @@ static int same_backend(const struct named_header *h,
 	if (want == NULL ||
 	    (want == have && strcmp(h->options, options ? options : "") == 0))
 		return 0;
+	char had[sizeof(h->options)], asked[TALLY__OPTIONS_MAX];
+
 	tally__explain_set(TALLY_EMISMATCH,
 			   "the counter exists with backend %s%s%s, not %s%s%s",
-			   h->backend, h->options[0] ? ":" : "", h->options,
+			   h->backend, h->options[0] ? ":" : "",
+			   tally_backend_redact(h->options, had, sizeof(had)),
 			   want->name, options ? ":" : "",
-			   options ? options : "");
+			   tally_backend_redact(options, asked, sizeof(asked)));
 	return TALLY_EMISMATCH;
 }
 

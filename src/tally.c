@@ -303,10 +303,55 @@ int tally_backend_check(const char *backend, unsigned flags)
 	return rc;
 }
 
+/*
+ * The rule is the redis backend's reading of its URL (options.c there): in
+ * each option's value, what comes between "://" and the last '@' before
+ * the next ',' is USER:PASSWORD, split at its first ':'.
+ */
+char *tally_backend_redact(const char *backend, char *buf, size_t size)
+{
+	const char *p = backend != NULL ? backend : "";
+	size_t n = 0;
+
+	if (size == 0)
+		return buf;
+	while (*p != '\0' && n + 1 < size) {
+		const char *scheme = strstr(p, "://");
+		if (scheme == NULL) {
+			buf[n++] = *p++;
+			continue;
+		}
+		const char *user = scheme + 3, *end = user + strcspn(user, ",");
+		const char *at = NULL, *colon = NULL;
+		for (const char *q = user; q < end; q++)
+			if (*q == '@')
+				at = q;
+		if (at != NULL)
+			colon = memchr(user, ':', (size_t)(at - user));
+		/* Up to the password, then *** for it; the rest goes on. */
+		const char *stop = colon != NULL ? colon + 1 : user;
+		while (p < stop && n + 1 < size)
+			buf[n++] = *p++;
+		if (colon != NULL) {
+			for (const char *m = "***"; *m && n + 1 < size; m++)
+				buf[n++] = *m;
+			p = at;
+		}
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
 int tally__keep_about(tally *t, const char *name, const char *options)
 {
-	size_t nl = strlen(name), ol = options != NULL ? strlen(options) : 0;
+	char shown[TALLY__OPTIONS_MAX];
+	size_t nl = strlen(name), ol;
 	char *about;
+
+	/* What tally_describe() shows: never a password. */
+	if (options != NULL)
+		options = tally_backend_redact(options, shown, sizeof(shown));
+	ol = options != NULL ? strlen(options) : 0;
 
 	if (nl == 0 && ol == 0) {
 		free(t->about);

@@ -812,6 +812,48 @@ redis)
 		json "[r['backend'] for r in d['results']] == ['atomic', '$r-b1', '$r-b2'] and all(r['correct'] for r in d['results'])"
 	run 3 "$T" run --backend "redis:url=redis://127.0.0.1:1" --workload inc --iters 10 &&
 		contains err "redis server 127.0.0.1:1: cannot connect: .*refused" "refused connection"
+	# Passwords: a second private server that wants one (--requirepass,
+	# bounded by timeout, stopped by the trap), and an ACL user on the
+	# first.  Each authenticates, and no output -- stderr, a table, JSON,
+	# a refusal -- holds the password.
+	port=${TALLY_TEST_REDIS_URL##*:}
+	pport=$((port + 5000)) pw="pw-$$-s3cret"
+	timeout 120 redis-server --bind 127.0.0.1 --port $pport --save '' \
+		--appendonly no --requirepass "$pw" --dir "$TMP" \
+		>"$TMP/pserver.log" 2>&1 &
+	pserver=$!
+	trap 'kill $pserver 2>/dev/null; rm -rf "$TMP"' EXIT
+	for _ in $(seq 1 50); do
+		redis-cli -p $pport -a "$pw" --no-auth-warning ping 2>/dev/null | grep -q PONG && break
+		sleep 0.1
+	done
+	no_password() { # WHAT: the password is in neither stdout nor stderr
+		if grep -q -- "$pw" "$TMP/out" "$TMP/err"; then bad "$1: the password was shown"; else ok; fi
+	}
+	p="redis:url=redis://:$pw@127.0.0.1:$pport,key=cli-$$-pw"
+	run 0 "$T" run --backend "$p" --workload inc --iters 100 --format json &&
+		json "d['actual'] == 300" && no_password "run --format json"
+	run 0 "$T" run --backend "$p" --workload inc --iters 100 && no_password "run"
+	run 0 "$T" bench --backend "$p" --workers 1 --duration 0.05 --warmup 0.01 --format json &&
+		json "[r['backend'] for r in d['results']] == ['redis:url=redis://:***@127.0.0.1:$pport,key=cli-$$-pw']" &&
+		no_password "bench --format json"
+	run 0 "$T" bench --backend "$p" --workers 1 --duration 0.05 --warmup 0.01 && no_password "bench"
+	refused "refused AUTH \(the URL's password\): WRONGPASS" run --workload inc \
+		--backend "redis:url=redis://:$pw-not@127.0.0.1:$pport" && no_password "a wrong password"
+	refused "redis:url=redis://:\*\*\*@127.0.0.1:$pport,colour=blue" run --workload inc \
+		--backend "redis:url=redis://:$pw@127.0.0.1:$pport,colour=blue" && no_password "a bad option"
+	refused "NOAUTH" run --workload inc --backend "redis:url=redis://127.0.0.1:$pport"
+	user="cli-$$"
+	redis-cli -u "$TALLY_TEST_REDIS_URL" acl setuser "$user" reset on ">$pw" '~*' '&*' '+@all' >/dev/null
+	a="redis:url=redis://$user:$pw@127.0.0.1:$port,key=cli-$$-acl"
+	run 0 "$T" run --backend "$a" --workload inc --iters 100 --mode processes --format json &&
+		json "d['actual'] == 300" && no_password "an ACL user's run"
+	run 0 "$T" run --backend "$a-joint" --workload inc --iters 10 --participants 1 --format json &&
+		json "d['backend'] == 'redis:url=redis://$user:***@127.0.0.1:$port,key=cli-$$-acl-joint'" &&
+		no_password "a joint run"
+	run 0 "$T" run --backend "$a-joint" --workload inc --iters 10 --participants 1 && no_password "a joint run's table"
+	refused "refused AUTH as user '$user': WRONGPASS" run --workload inc \
+		--backend "redis:url=redis://$user:not-$pw@127.0.0.1:$port" && no_password "an ACL user's wrong password"
 	# A database the server does not have is bad input, in its words.
 	refused "redis server 127\.0\.0\.1:[0-9]+: refused database 99 \(SELECT\): ERR DB index is out of range" \
 		run --workload inc --iters 10 --backend "redis:url=$TALLY_TEST_REDIS_URL/99,key=cli-$$-db"

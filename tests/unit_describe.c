@@ -169,6 +169,46 @@ static int unlink_name(void **state)
 	return 0;
 }
 
+/* A spec as it may be shown: every URL's password is "***", and nothing
+ * else changes (tally_backend_redact()); a short buffer is cut, and
+ * terminated. */
+static void test_passwords_are_redacted(void **state)
+{
+	static const char *const cases[][2] = {
+		{"redis:url=redis://:s3cret@db:6379/2,key=k",
+		 "redis:url=redis://:***@db:6379/2,key=k"},
+		{"redis:url=redis://alice:pw@db,key=k",
+		 "redis:url=redis://alice:***@db,key=k"},
+		{"redis:key=k,url=redis://a:p:w/x@y@db:1",
+		 "redis:key=k,url=redis://a:***@db:1"},
+		{"redis:url=redis://alice@db,key=a@b", /* no password */
+		 "redis:url=redis://alice@db,key=a@b"},
+		{"redis:url=redis://db:6379", "redis:url=redis://db:6379"},
+		{"x:a=s://:1@h,b=t://u:2@h", "x:a=s://:***@h,b=t://u:***@h"},
+		{"atomic", "atomic"},
+	};
+	char buf[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_string_equal(
+			tally_backend_redact(cases[i][0], buf, sizeof(buf)),
+			cases[i][1]);
+	assert_string_equal(tally_backend_redact(NULL, buf, sizeof(buf)), "");
+	assert_string_equal(
+		tally_backend_redact("redis:url=redis://:pw@h", buf, 22),
+		"redis:url=redis://:**");
+	/* A create that fails says so without the password. */
+	tally_backend_info b;
+	if (tally_backend_find("redis", &b) != 0 || !b.built_in)
+		skip();
+	tally *t;
+	int rc =
+		tally_create(&t, "redis:url=redis://:s3cret@127.0.0.1:1", 0, 0);
+	assert_int_equal(rc, TALLY_EREMOTE);
+	assert_null(strstr(tally_explain(rc), "s3cret"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +219,7 @@ int main(void)
 			test_counter_options_and_name_are_described,
 			unlink_name),
 		cmocka_unit_test(test_bad_arguments_write_nothing),
+		cmocka_unit_test(test_passwords_are_redacted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -439,6 +439,49 @@ static void test_connect_failures_fast_and_named(void **state)
 					   "DB index is out of range", NULL});
 }
 
+/* redis://USER:PASSWORD@HOST authenticates as an ACL user (made here on
+ * the test server), and the password shows nowhere: not in
+ * tally_describe()'s options, not in a refusal's message. */
+static void test_acl_user_authenticates_password_never_shown(void **state)
+{
+	const char *url = getenv("TALLY_TEST_REDIS_URL");
+	char user[64], pw[64], b[400];
+	redisContext *c = connect_test_server();
+	tally_handle_info d;
+	tally *t;
+	int64_t v;
+
+	(void)state;
+	snprintf(user, sizeof(user), "unit-%ld", (long)getpid());
+	snprintf(pw, sizeof(pw), ">pw-%ld-x", (long)getpid());
+	redisReply *r = redisCommand(
+		c, "ACL SETUSER %s reset on %s ~* &* +@all", user, pw);
+	assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+	freeReplyObject(r);
+	snprintf(b, sizeof(b),
+		 "redis:url=redis://%s:pw-%ld-x@%s,key=unit-%ld-acl", user,
+		 (long)getpid(), url + 8, (long)getpid());
+	assert_int_equal(tally_create(&t, b, 7, 0), 0);
+	assert_int_equal(tally_add(t, 1), 0);
+	assert_int_equal(tally_get(t, &v), 0);
+	assert_int_equal(v, 8);
+	assert_int_equal(tally_describe(t, &d), 0);
+	assert_non_null(strstr(d.options, ":***@"));
+	assert_null(strstr(d.options, "pw-"));
+	tally_destroy(t);
+	/* The wrong password: refused, bad input, and not echoed. */
+	snprintf(b, sizeof(b), "redis:url=redis://%s:nope-%ld@%s", user,
+		 (long)getpid(), url + 8);
+	int rc = tally_create(&t, b, 0, 0);
+	assert_int_equal(rc, TALLY_EOPTION);
+	assert_non_null(strstr(tally_explain(rc), "WRONGPASS"));
+	assert_non_null(strstr(tally_explain(rc), user));
+	assert_null(strstr(tally_explain(rc), "nope-"));
+	r = redisCommand(c, "ACL DELUSER %s", user);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
 /* Threads and forked processes, each with connections of their own. */
 static void test_workloads_exact(void **state)
 {
@@ -482,6 +525,8 @@ int main(void)
 		cmocka_unit_test(test_keep_joins_an_existing_counter),
 		cmocka_unit_test(test_bad_options_and_unreachable_server),
 		cmocka_unit_test(test_connect_failures_fast_and_named),
+		cmocka_unit_test(
+			test_acl_user_authenticates_password_never_shown),
 		cmocka_unit_test(test_workloads_exact),
 		cmocka_unit_test(test_wrong_type_named_never_overwritten),
 		cmocka_unit_test(test_add_fetch_tickets),

@@ -505,9 +505,9 @@ static int measure(struct bench_result *r, struct bench_run *run)
 
 	if (rc != 0) {
 		r->error = rc;
-		cli_error("bench", "%s, %s, %u workers: %s", r->backend,
-			  crew_mode_name(r->mode), r->workers,
-			  tally_explain(rc));
+		cli_error("bench", "%s, %s, %u workers: %s",
+			  cli_shown(r->backend), crew_mode_name(r->mode),
+			  r->workers, tally_explain(rc));
 		return 0;
 	}
 	uint64_t t0 = harness_now_ns();
@@ -515,8 +515,9 @@ static int measure(struct bench_result *r, struct bench_run *run)
 	double took = (double)(harness_now_ns() - t0) / 1e9;
 
 	if (v == HARNESS_ERROR || run->stalled) {
-		cli_error("bench", "%s, %s, %u workers: %s", r->backend,
-			  crew_mode_name(r->mode), r->workers, run->reason);
+		cli_error("bench", "%s, %s, %u workers: %s",
+			  cli_shown(r->backend), crew_mode_name(r->mode),
+			  r->workers, run->reason);
 		if (v == HARNESS_ERROR)
 			r->error = BENCH_ENOSTART;
 		else

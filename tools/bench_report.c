@@ -74,20 +74,21 @@ static void read_cpu_model(char *buf, size_t size)
 	fclose(f);
 }
 
-/* argv as a shell would need it: words quoted where they need it. */
+/* argv as a shell would need it: words quoted where they need it, and
+ * passwords written as "***" (cli_shown()). */
 static char *quote_command(int argc, char **argv)
 {
 	size_t size = 16;
 	char *s, *p;
 
 	for (int i = 0; i < argc; i++)
-		size += 4 * strlen(argv[i]) + 3;
+		size += 4 * strlen(cli_shown(argv[i])) + 3;
 	s = p = malloc(size);
 	if (s == NULL)
 		abort();
 	p += sprintf(p, "tally");
 	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
+		const char *a = cli_shown(argv[i]);
 		int plain =
 			*a &&
 			strspn(a,
@@ -191,7 +192,7 @@ static void print_result_json(FILE *f, const struct bench_opts *o,
 	if (r->have_run)
 		jain = bench_jain(u->ops, u->workers, &lo, &hi);
 	fputs("    {", f);
-	json_kv_s(f, "backend", r->backend, ", ");
+	json_kv_s(f, "backend", cli_shown(r->backend), ", ");
 	json_kv_s(f, "mode", crew_mode_name(r->mode), ", ");
 	fprintf(f,
 		"\"workers\": %u, \"oversubscribed\": %s, \"repeats\": %u,\n"
@@ -295,7 +296,7 @@ static void table_add(struct table *t, const struct bench_result *r)
 	snprintf(range, sizeof(range), "%s..%s", fmt_rate(b[14], 32, r->min),
 		 fmt_rate(b[15], 32, r->max));
 	snprintf(b[1], 32, "%.1f%%..%.1f%%", 100 * lo, 100 * hi);
-	table_row(t, r->backend, crew_mode_name(r->mode),
+	table_row(t, cli_shown(r->backend), crew_mode_name(r->mode),
 		  fmt_u64(b[2], 32, r->workers), fmt_rate(b[3], 32, r->median),
 		  range,
 		  fmt_f(b[4], 32, 1, r->median != 0 ? 1e9 / r->median : 0),
@@ -364,7 +365,7 @@ static void csv_add(struct table *t, const struct bench_result *r)
 			(unsigned long long)u->ops[k]);
 	if (r->have_run)
 		jain = bench_jain(u->ops, u->workers, &lo, &hi);
-	table_row(t, r->backend, crew_mode_name(r->mode),
+	table_row(t, cli_shown(r->backend), crew_mode_name(r->mode),
 		  fmt_u64(b[0], 32, r->workers),
 		  r->oversubscribed ? "true" : "false",
 		  fmt_f(b[1], 32, 0, r->median), fmt_f(b[2], 32, 0, r->min),

@@ -273,6 +273,32 @@ int cli_parse_format(const char *cmd, const char *s, enum cli_format *out)
 	return -1;
 }
 
+const char *cli_shown(const char *spec)
+{
+	static struct shown {
+		struct shown *next;
+		const char *spec;
+		char text[];
+	} * list;
+	struct shown *s;
+
+	if (spec == NULL || strstr(spec, "://") == NULL)
+		return spec;
+	for (s = list; s != NULL; s = s->next)
+		if (s->spec == spec)
+			return s->text;
+	/* Each password becomes three characters: room for any. */
+	size_t size = 2 * strlen(spec) + 4;
+	s = malloc(sizeof(*s) + size);
+	if (s == NULL)
+		return "(a backend spec: out of memory)";
+	tally_backend_redact(spec, s->text, size);
+	s->spec = spec;
+	s->next = list;
+	list = s;
+	return s->text;
+}
+
 /* The spec that cli_resolve_backend() took from the environment, or NULL. */
 static const char *backend_from_env;
 
@@ -327,7 +353,7 @@ int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
 	if (!fits || tally_backend_find(name, info) != 0) {
 		cli_backend_names(names, sizeof(names), 0, 0);
 		cli_error(cmd, "unknown backend '%s'%s (known: %s)",
-			  fits ? name : spec, from, names);
+			  fits ? name : cli_shown(spec), from, names);
 		return -1;
 	}
 	if (!info->built_in) {
@@ -348,7 +374,7 @@ int cli_check_backend(const char *cmd, const char *spec, unsigned need_caps,
 	int rc = tally_backend_check(spec, 0);
 	if (rc != 0) {
 		cli_error(cmd, "backend '%s'%s: %s: '%s' (see tally(1))",
-			  info->name, from, tally_explain(rc), spec);
+			  info->name, from, tally_explain(rc), cli_shown(spec));
 		return -1;
 	}
 	return 0;

@@ -120,6 +120,12 @@ void cli_backend_names(char *buf, size_t size, int built_in_only,
  */
 const char *cli_resolve_backend(const char *given);
 
+/* spec as the command shows it, in every message, table and JSON: with
+ * each password in it written as "***" (tally_backend_redact()).  spec
+ * itself when it holds none, else a copy that lives until exit.  For the
+ * main thread. */
+const char *cli_shown(const char *spec);
+
 /* Online CPUs, at least 1. */
 unsigned cli_online_cpus(void);
 

@@ -105,7 +105,7 @@ static int joint_open(struct joint *j, int64_t initial)
 				      i == C_MAIN ? initial : 0, 0);
 		if (rc != 0) {
 			cli_error("run", "cannot create the '%s' counter: %s",
-				  j->spec[i], tally_explain(rc));
+				  cli_shown(j->spec[i]), tally_explain(rc));
 			return rc;
 		}
 	}
@@ -129,7 +129,7 @@ static int wait_for(struct joint *j, int i, int64_t until, int64_t *seen)
 		int rc = tally_get(j->c[i], seen);
 		if (rc < 0) {
 			cli_error("run", "cannot read the '%s' counter: %s",
-				  j->spec[i], tally_explain(rc));
+				  cli_shown(j->spec[i]), tally_explain(rc));
 			return -1;
 		}
 		if (*seen >= until)
@@ -182,7 +182,7 @@ static int arrive(struct joint *j)
 		if (i != C_TICKETS && i != C_READY &&
 		    tally_get(j->c[i], &j->start[i]) < 0) {
 			cli_error("run", "cannot read the '%s' counter",
-				  j->spec[i]);
+				  cli_shown(j->spec[i]));
 			return -1;
 		}
 	/* Nobody adds until everyone has read the starting values. */
@@ -243,7 +243,7 @@ static void print_joint(const struct joint *j, const struct wl_config *cfg,
 
 	if (format == FORMAT_JSON) {
 		printf("{\"backend\": ");
-		json_string(stdout, j->backend);
+		json_string(stdout, cli_shown(j->backend));
 		printf(", \"workload\": \"%s\", \"mode\": \"%s\", \"workers\": %u, \"iters\": %" PRIu64
 		       ", \"initial\": %" PRId64
 		       ", \"participants\": %u, \"participant\": %u, \"joint_run\": %" PRIu64
@@ -271,7 +271,7 @@ static void print_joint(const struct joint *j, const struct wl_config *cfg,
 	struct table t;
 
 	table_init(&t, 8, head, "lrrrrrrr");
-	table_row(&t, j->backend, fmt_u64(b[0], 32, j->n),
+	table_row(&t, cli_shown(j->backend), fmt_u64(b[0], 32, j->n),
 		  fmt_i64(b[1], 32, j->start[C_MAIN]),
 		  fmt_i64(b[2], 32, expected), fmt_i64(b[3], 32, actual),
 		  fmt_i64(b[4], 32, lost), fmt_u64(b[5], 32, res->total_ops),

@@ -51,8 +51,8 @@ int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
 	int rc = tally_create(&t, backend, cfg->initial, flags);
 
 	if (rc != 0) {
-		cli_error(cmd, "cannot create a '%s' counter: %s", backend,
-			  tally_explain(rc));
+		cli_error(cmd, "cannot create a '%s' counter: %s",
+			  cli_shown(backend), tally_explain(rc));
 		/* Refused options, or a key that is no counter: nothing was
 		 * done, and it was the input. */
 		return rc == TALLY_EOPTION || rc == TALLY_EINVAL ||

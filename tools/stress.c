@@ -217,7 +217,7 @@ static int run_round(const struct params *p, size_t backend,
 			  r->mode == CREW_PROCESSES ? TALLY_PSHARED : 0);
 	if (rc != 0) {
 		cli_error("stress", "cannot create a '%s' counter: %s",
-			  p->spec[backend], tally_explain(rc));
+			  cli_shown(p->spec[backend]), tally_explain(rc));
 		st->failed_round = r->number;
 		st->failure = EXIT_RUNTIME;
 		return EXIT_RUNTIME;

@@ -4,6 +4,7 @@
 #include "redis_int.h"
 
 #ifdef TALLY_HAVE_HIREDIS
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,13 @@
 
 /*
  * Options, after "redis:", comma-separated:
- *   url=redis://HOST[:PORT][/DB]   default redis://127.0.0.1:6379/0
+ *   url=redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB]
+ *                                  default redis://127.0.0.1:6379/0; with
+ *                                  a password, each connection sends AUTH
+ *                                  (AUTH USER PASSWORD for an ACL user);
+ *                                  %XX in USER and PASSWORD is a byte
+ *                                  (%2C a comma).  No message shows the
+ *                                  password (tally_backend_redact()).
  *   key=NAME                       default "tally"
  *   timeout_ms=N                   connect and reply timeout of one
  *                                  attempt, default 2000
@@ -62,15 +69,57 @@
  * object and the counter's lifecycle.
  */
 
+/* A URL's user or password, %XX decoded (so that one may hold a comma,
+ * which would end the option): 0, or TALLY_EOPTION when it does not fit or
+ * a % is not followed by two hex digits. */
+static int decode(char *out, size_t size, const char *in)
+{
+	size_t n = 0;
+
+	for (; *in != '\0'; in++) {
+		int c = (unsigned char)*in;
+		if (c == '%') {
+			if (!isxdigit((unsigned char)in[1]) ||
+			    !isxdigit((unsigned char)in[2]))
+				return TALLY_EOPTION;
+			char hex[3] = {in[1], in[2], '\0'};
+			c = (int)strtol(hex, NULL, 16);
+			if (c == 0)
+				return TALLY_EOPTION;
+			in += 2;
+		}
+		if (n + 1 >= size)
+			return TALLY_EOPTION;
+		out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+/* redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB].  What comes before the last
+ * '@' is USER:PASSWORD (split at its first ':'), so a password may hold
+ * ':', '/' and '@' as they are. */
 static int parse_url(struct redis_state *s, const char *url, size_t len)
 {
-	char buf[300], *host, *colon, *slash, *end;
+	char buf[600], *host, *colon, *slash, *end, *at;
 
 	if (len >= sizeof(buf) || len < 8 || strncmp(url, "redis://", 8) != 0)
 		return TALLY_EOPTION;
 	memcpy(buf, url + 8, len - 8);
 	buf[len - 8] = '\0';
 	host = buf;
+	at = strrchr(buf, '@');
+	if (at != NULL) {
+		*at = '\0';
+		host = at + 1;
+		colon = strchr(buf, ':');
+		if (colon != NULL)
+			*colon = '\0';
+		if (decode(s->user, sizeof(s->user), buf) != 0 ||
+		    (colon != NULL &&
+		     decode(s->password, sizeof(s->password), colon + 1) != 0))
+			return TALLY_EOPTION;
+	}
 	slash = strchr(host, '/');
 	if (slash != NULL) {
 		*slash = '\0';

@@ -283,9 +283,15 @@ static int to_cstr(PyObject *o, const char *what, const char **out)
 static void raise_init(int rc, const char *backend, const char *name,
 		       const char *auto_name, int create, int shared)
 {
-	char known[512], b[ECHO_SIZE], n[ECHO_SIZE];
+	char known[512], b[ECHO_SIZE], n[ECHO_SIZE], shown[ECHO_SIZE];
 	const char *d = explained(rc), *sep = d[0] ? ": " : "";
-	const char *bs = backend ? echo(b, backend) : "(default)";
+	/* Never a password (tally_backend_redact()); a spec without a URL
+	 * as it is, so that echo() counts all of it. */
+	const char *bs = backend == NULL ? "(default)"
+			 : strstr(backend, "://") == NULL
+				 ? echo(b, backend)
+				 : echo(b, tally_backend_redact(backend, shown,
+								sizeof(shown)));
 
 	if (rc == TALLY_ENOBACKEND) {
 		known_backends(known, sizeof(known));
