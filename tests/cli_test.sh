@@ -854,6 +854,34 @@ redis)
 	run 0 "$T" run --backend "$a-joint" --workload inc --iters 10 --participants 1 && no_password "a joint run's table"
 	refused "refused AUTH as user '$user': WRONGPASS" run --workload inc \
 		--backend "redis:url=redis://$user:not-$pw@127.0.0.1:$port" && no_password "an ACL user's wrong password"
+	# Once a run has started, the server's own words reach its message: an
+	# ACL that forbids the add (NOPERM), in threads and in processes; a
+	# server out of memory mid-run (OOM, on the private server); a key
+	# that changes type mid-run, named with its type.
+	np="cli-$$-np"
+	redis-cli -u "$TALLY_TEST_REDIS_URL" acl setuser "$np" reset on ">$pw" '~*' '&*' '+@all' -evalsha >/dev/null
+	for mode in threads processes; do
+		run 3 "$T" run --backend "redis:url=redis://$np:$pw@127.0.0.1:$port,key=cli-$$-np" \
+			--workload inc --iters 10 --workers 4 --mode $mode &&
+			contains err "an add failed: redis server 127.0.0.1:$port: NOPERM .*evalsha" "NOPERM ($mode)" &&
+			no_password "NOPERM ($mode)"
+	done
+	"$T" run --backend "$p-oom" --workload inc --iters 3000 --sleep-us 1000 >"$TMP/out" 2>"$TMP/err" &
+	q=$!
+	sleep 0.5
+	redis-cli -p $pport -a "$pw" --no-auth-warning config set maxmemory 1 >/dev/null
+	wait $q
+	if [ $? = 3 ]; then ok; else bad "a server out of memory mid-run: not exit 3"; fi
+	contains err "an add failed: redis server 127.0.0.1:$pport: OOM command not allowed" "OOM mid-run"
+	redis-cli -p $pport -a "$pw" --no-auth-warning config set maxmemory 0 >/dev/null
+	"$T" run --backend "$r-typed" --workload inc --iters 3000 --sleep-us 1000 >"$TMP/out" 2>"$TMP/err" &
+	q=$!
+	sleep 0.5
+	printf 'MULTI\nDEL cli-%s-typed\nHSET cli-%s-typed f v\nEXEC\n' $$ $$ |
+		redis-cli -u "$TALLY_TEST_REDIS_URL" >/dev/null
+	wait $q
+	if [ $? = 3 ]; then ok; else bad "a key that changed type mid-run: not exit 3"; fi
+	contains err "an add failed: redis key 'cli-$$-typed' holds a hash, not an integer counter" "type changed mid-run"
 	# A database the server does not have is bad input, in its words.
 	refused "redis server 127\.0\.0\.1:[0-9]+: refused database 99 \(SELECT\): ERR DB index is out of range" \
 		run --workload inc --iters 10 --backend "redis:url=$TALLY_TEST_REDIS_URL/99,key=cli-$$-db"

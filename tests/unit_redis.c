@@ -482,6 +482,60 @@ static void test_acl_user_authenticates_password_never_shown(void **state)
 	redisFree(c);
 }
 
+struct refused_add {
+	tally *t;
+	int rc;
+	char why[320];
+};
+
+static void *add_once(void *arg)
+{
+	struct refused_add *a = arg;
+
+	a->rc = tally_add(a->t, 1);
+	snprintf(a->why, sizeof(a->why), "%s", tally_explain(a->rc));
+	return NULL;
+}
+
+/* The server's own reason reaches tally_explain() for every failed add,
+ * also for the adds that another thread's request carried: four threads
+ * on one connection, as an ACL user who may not run EVALSHA. */
+static void test_server_error_reaches_every_add(void **state)
+{
+	const char *url = getenv("TALLY_TEST_REDIS_URL");
+	static struct refused_add a[4];
+	char user[64], b[400];
+	redisContext *c = connect_test_server();
+	pthread_t th[4];
+	tally *t;
+
+	(void)state;
+	snprintf(user, sizeof(user), "unit-%ld-np", (long)getpid());
+	redisReply *r = redisCommand(
+		c, "ACL SETUSER %s reset on >pw ~* &* +@all -evalsha", user);
+	assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+	freeReplyObject(r);
+	snprintf(b, sizeof(b), "redis:url=redis://%s:pw@%s,key=unit-%ld-np",
+		 user, url + 8, (long)getpid());
+	assert_int_equal(tally_create(&t, b, 0, 0), 0);
+	for (int i = 0; i < 4; i++) {
+		a[i].t = t;
+		assert_int_equal(pthread_create(&th[i], NULL, add_once, &a[i]),
+				 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(a[i].rc, TALLY_EREMOTE);
+		if (strstr(a[i].why, "NOPERM") == NULL)
+			fail_msg("add %d: '%s' does not say NOPERM", i,
+				 a[i].why);
+	}
+	tally_destroy(t);
+	r = redisCommand(c, "ACL DELUSER %s", user);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
 /* Threads and forked processes, each with connections of their own. */
 static void test_workloads_exact(void **state)
 {
@@ -525,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_keep_joins_an_existing_counter),
 		cmocka_unit_test(test_bad_options_and_unreachable_server),
 		cmocka_unit_test(test_connect_failures_fast_and_named),
+		cmocka_unit_test(test_server_error_reaches_every_add),
 		cmocka_unit_test(
 			test_acl_user_authenticates_password_never_shown),
 		cmocka_unit_test(test_workloads_exact),

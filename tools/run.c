@@ -140,11 +140,12 @@ static void explain_faults(const struct wl_config *cfg,
 			"tally run: interrupted; the counts above are what the workers completed before they stopped\n");
 	if (res->add_error)
 		fprintf(stderr, "tally run: an add failed: %s\n",
-			tally_strerror(res->add_error));
+			res->add_error_why[0] ? res->add_error_why
+					      : tally_strerror(res->add_error));
 	if (res->unknown)
 		run_explain_unknown(res->unknown, res->unknown_sum,
 				    res->unread ? NULL : &res->actual,
-				    res->expected);
+				    res->expected, res->unknown_why);
 	if (res->failed_worker >= 0)
 		explain_failed_worker(res);
 	explain_victim(cfg, res, backend, victim);

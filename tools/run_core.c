@@ -84,13 +84,14 @@ void run_warn_oversubscribed(const char *cmd, const tally_backend_info *b,
 }
 
 void run_explain_unknown(uint64_t n, int64_t sum, const int64_t *actual,
-			 int64_t expected)
+			 int64_t expected, const char *why)
 {
 	fprintf(stderr,
 		"tally run: %" PRIu64
 		" add%s of unknown outcome (deltas summing to %" PRId64
 		"): %s\n",
-		n, n == 1 ? "" : "s", sum, tally_strerror(TALLY_EUNKNOWN));
+		n, n == 1 ? "" : "s", sum,
+		why && why[0] ? why : tally_strerror(TALLY_EUNKNOWN));
 	if (actual == NULL)
 		return;
 	/* Each such add was applied once or not at all: the count may exceed

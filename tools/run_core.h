@@ -30,10 +30,11 @@ int run_verdict(const struct wl_result *res);
 void run_warn_oversubscribed(const char *cmd, const tally_backend_info *b,
 			     unsigned workers);
 /* Say on stderr what n adds of unknown outcome (TALLY_EUNKNOWN), their
- * deltas summing to sum, mean for the count: neither done nor lost.  With
- * the final value (actual, or NULL when it could not be read) and the sum
- * of the adds known to be applied, say which way they went. */
+ * deltas summing to sum, mean for the count: neither done nor lost; why is
+ * tally_explain() of one of them, or NULL.  With the final value (actual,
+ * or NULL when it could not be read) and the sum of the adds known to be
+ * applied, say which way they went. */
 void run_explain_unknown(uint64_t n, int64_t sum, const int64_t *actual,
-			 int64_t expected);
+			 int64_t expected, const char *why);
 
 #endif

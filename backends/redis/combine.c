@@ -6,6 +6,7 @@
 #ifdef TALLY_HAVE_HIREDIS
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 
 /* Send everything queued as one request, and hand each add its answer.
  * Called by the combining thread with q held; returns with q held. */
@@ -37,12 +38,17 @@ static void combine(struct client *cl, const struct pending *self)
 	/* The request added the batch in order: each add's own value is the
 	 * value before it plus the deltas up to and including its own. */
 	uint64_t v = (uint64_t)after - sum;
+	/* Why it failed is this thread's to tell (tally_explain()), and each
+	 * add's caller returns it: every one of them gets the words. */
+	const char *why = rc != 0 ? tally_explain(rc) : NULL;
 	pthread_mutex_lock(&cl->q);
 	for (struct pending *p = batch, *next; p != NULL; p = next) {
 		next = p->next;
 		v += (uint64_t)p->delta;
 		p->after = (int64_t)v;
 		p->rc = rc;
+		if (why != NULL)
+			snprintf(p->why, sizeof(p->why), "%s", why);
 		p->done = 1;
 		/* Only its own caller wakes: no herd of waiters that are not
 		 * done yet.  p stays valid: its caller needs q to return. */
@@ -82,6 +88,8 @@ int tally__redis_add_fetch(void *state, int64_t delta, int64_t *after)
 	pthread_cond_destroy(&me.cv);
 	if (me.rc == 0)
 		*after = me.after;
+	else /* whichever thread sent it, and after its later passes */
+		tally__explain_set(me.rc, "%s", me.why);
 	return me.rc;
 }
 

@@ -107,10 +107,11 @@ int tally__redis_type_error(const redisReply *r)
 
 int tally__redis_remote_error(struct client *cl, const redisReply *r)
 {
+	/* Also the reason a later give-up names (cl->why). */
+	snprintf(cl->why, sizeof(cl->why), "%s",
+		 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	tally__explain_set(TALLY_EREMOTE, "redis server %s:%d: %s", cl->s->host,
-			   cl->s->port,
-			   r->type == REDIS_REPLY_ERROR ? r->str
-							: "unexpected reply");
+			   cl->s->port, cl->why);
 	return TALLY_EREMOTE;
 }
 
@@ -157,8 +158,9 @@ int tally__redis_request(struct client *cl, uint64_t seq, int64_t sum,
 		if (load == 1)
 			return tally__redis_give_up(cl, sent ? TALLY_EUNKNOWN
 							     : TALLY_EREMOTE);
-		if (load != 0)
-			return sent ? TALLY_EUNKNOWN : load;
+		if (load != 0) /* refused, in the server's words */
+			return sent ? tally__redis_give_up(cl, TALLY_EUNKNOWN)
+				    : load;
 		const char *argv[] = {"EVALSHA",  cl->sha,    "2",
 				      cl->s->key, cl->record, seqs,
 				      d,	  ttl,	      neg};
@@ -186,7 +188,9 @@ int tally__redis_request(struct client *cl, uint64_t seq, int64_t sum,
 		freeReplyObject(r);
 		return rc;
 	}
-	return sent ? TALLY_EUNKNOWN : TALLY_EREMOTE;
+	snprintf(cl->why, sizeof(cl->why),
+		 "the server forgot the add script (NOSCRIPT) three times");
+	return tally__redis_give_up(cl, sent ? TALLY_EUNKNOWN : TALLY_EREMOTE);
 }
 
 int tally__redis_initialize(struct client *cl, int64_t initial,

@@ -43,6 +43,7 @@ struct pending {
 	int64_t after; /* the value just after this delta */
 	int rc;
 	int done;
+	char why[320]; /* tally_explain(rc) when rc != 0 */
 	struct pending *next;
 };
 

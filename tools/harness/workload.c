@@ -141,6 +141,10 @@ struct slot {
 	_Atomic int error;
 	/* Adds of unknown outcome (remote). */
 	_Alignas(8) _Atomic uint64_t unknown;
+	/* tally_explain() of the add that stopped this worker (an error or an
+	 * unknown outcome), read in the worker that got it: the library keeps
+	 * it per thread.  Written before error or unknown is, once. */
+	char why[256];
 };
 
 /* A ThreadSanitizer build (see wl_add()). */
@@ -239,6 +243,9 @@ static void work(struct crew *c, unsigned k, void *arg)
 		if (us)
 			sleep_tick(t0, us, i);
 		int rc = wl_add(sh, d);
+		if (rc < 0)
+			snprintf(s->why, sizeof(s->why), "%s",
+				 tally_explain(rc));
 		if (rc == TALLY_EUNKNOWN) {
 			/* Neither done nor lost: the server may have it.
 			 * The next add would wait out a deadline too. */
@@ -391,8 +398,15 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 		res->unknown_sum =
 			(int64_t)((uint64_t)res->unknown_sum +
 				  u * (uint64_t)wl_worker_delta(cfg, k));
-		if (!res->add_error)
-			res->add_error = atomic_load(&s->error);
+		int error = atomic_load(&s->error);
+		if (error && !res->add_error) {
+			res->add_error = error;
+			snprintf(res->add_error_why, sizeof(res->add_error_why),
+				 "%s", s->why);
+		}
+		if (u && res->unknown_why[0] == '\0')
+			snprintf(res->unknown_why, sizeof(res->unknown_why),
+				 "%s", s->why);
 		if (atomic_load(&s->end_ns) > end)
 			end = atomic_load(&s->end_ns);
 		/* n <= iters, so wl_check() proved the exact sum fits, and
@@ -410,8 +424,11 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 	if (rc < 0) {
 		res->unread = 1;
 		res->actual = expected; /* not shown: see unread */
-		if (!res->add_error)
+		if (!res->add_error) {
 			res->add_error = rc;
+			snprintf(res->add_error_why, sizeof(res->add_error_why),
+				 "%s", tally_explain(rc));
+		}
 	}
 	res->lost = (int64_t)((uint64_t)res->expected - (uint64_t)res->actual);
 }

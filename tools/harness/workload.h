@@ -79,8 +79,13 @@ struct wl_result {
 	unsigned recovered; /* adds that returned TALLY_RECOVERED */
 	int stalled;	    /* no progress for stall_timeout_s */
 	int add_error;	    /* first negative tally_add() result, or 0 */
-	int unread;	    /* the final tally_get() failed: actual and lost
-			     * are unknown (add_error says why) */
+	/* What tally_explain() said of add_error, in the worker that got it
+	 * (the server's own words: "redis server ...: NOPERM ..."), and of the
+	 * first add of unknown outcome; "" for none. */
+	char add_error_why[256];
+	char unknown_why[256];
+	int unread; /* the final tally_get() failed: actual and lost
+		     * are unknown (add_error says why) */
 	/* tally_backend_path(t): which way the adds went (percpu: "rseq" or
 	 * "atomic", as the coordinating thread sees it), or NULL */
 	const char *path;
