@@ -305,7 +305,8 @@ static int verdict(struct joint *j, const struct wl_config *cfg,
 	if (unknown != 0) {
 		run_explain_unknown(
 			(uint64_t)unknown, unknown_sum, &actual,
-			(int64_t)((uint64_t)j->start[C_MAIN] + (uint64_t)sum));
+			(int64_t)((uint64_t)j->start[C_MAIN] + (uint64_t)sum),
+			res->unknown_why);
 		return EXIT_RUNTIME;
 	}
 	if (lost != 0)
