@@ -59,8 +59,8 @@ int tally__redis_wrong_type(struct client *cl, const char *type)
 	if (type == NULL) {
 		const char *argv[] = {"TYPE", key};
 		int sent;
-		redisReply *r = tally__redis_command(cl, 2, argv,
-						     cl->s->timeout_ms, &sent);
+		redisReply *r = tally__redis_command(
+			cl, 2, argv, (uint64_t)cl->s->timeout_ms, &sent);
 		int known = r != NULL && r->type == REDIS_REPLY_STATUS;
 		if (known && strcmp(r->str, "string") != 0)
 			tally__explain_set(TALLY_EWRONGTYPE,
