@@ -70,8 +70,8 @@ int main(int argc, char **argv)
 		backoff = strcmp(argv[3], "none") != 0;
 	if (argc > 4 || workers < 1 || workers > MAX_WORKERS || ms < 1 ||
 	    ms > 60000) {
-		fprintf(stderr, "usage: ck_fas_eb [WORKERS (1-64, default 2) "
-				"[MS (default 500) [eb|none]]]\n");
+		fprintf(stderr,
+			"usage: ck_fas_eb [WORKERS (1-64, default 2) [MS (default 500) [eb|none]]]\n");
 		return 2;
 	}
 	for (unsigned k = 0; k < workers; k++)

@@ -225,10 +225,7 @@ static void print_context(unsigned reps, unsigned ms)
 	printf("# interface_cost: tally_add() against the inline primitive\n"
 	       "# cpu: %s, %ld online CPUs; %s %s %s; load average %.2f\n"
 	       "# compiler: %s; libtally %s (shared)\n"
-	       "# %u interleaved rounds (raw, call, api, inline; reversed "
-	       "every "
-	       "other "
-	       "round) of %u ms per configuration; ns/op is CPU time per add\n",
+	       "# %u interleaved rounds (raw, call, api, inline; reversed every other round) of %u ms per configuration; ns/op is CPU time per add\n",
 	       model, sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release,
 	       u.machine, load, COMPILER, tally_version(), reps, ms);
 }
@@ -269,8 +266,7 @@ static int run_pairs(const struct kind *k, unsigned workers, unsigned reps,
 	double mr = median(ratio, reps), lo = ratio[0], hi = ratio[reps - 1];
 	double q1 = ratio[reps / 4], q3 = ratio[(3 * reps) / 4];
 	double mi = median(inl_ratio, reps);
-	printf("%-7s %7u %9.2f %9.2f %9.2f %9.2f %7.3f %6.3f..%-6.3f "
-	       "%6.3f..%-6.3f %7.3f %7.3f  %s/%s\n",
+	printf("%-7s %7u %9.2f %9.2f %9.2f %9.2f %7.3f %6.3f..%-6.3f %6.3f..%-6.3f %7.3f %7.3f  %s/%s\n",
 	       k->name, workers, median(raw, reps), median(call, reps),
 	       median(api, reps), median(inl, reps), mr, q1, q3, lo, hi,
 	       median(vs_call, reps), mi, mr <= 1.10 ? "ok" : "above",
@@ -289,20 +285,12 @@ int main(int argc, char **argv)
 	if (argc > 2)
 		ms = (unsigned)strtoul(argv[2], NULL, 10);
 	if (argc > 3 || reps < 1 || reps > 10000 || ms < 1 || ms > 10000) {
-		fprintf(stderr, "usage: interface_cost [ROUNDS (1-10000, "
-				"default 21) [MS per trial (1-10000, default "
-				"50)]]\n");
+		fprintf(stderr,
+			"usage: interface_cost [ROUNDS (1-10000, default 21) [MS per trial (1-10000, default 50)]]\n");
 		return 2;
 	}
 	print_context(reps, ms);
-	printf("# raw: the primitive inline; call: the same behind a direct "
-	       "call; api: tally_add();\n# inline: tally_add() in a program "
-	       "built with TALLY_INLINE (atomic adds in the caller,\n# other "
-	       "backends call the library)\n# ratio = api/raw (target <= "
-	       "1.10), median over rounds, IQR and range; api/call: the\n# "
-	       "part of the ratio that tally's dispatch adds beyond being a "
-	       "function;\n# inline/raw: the same ratio for TALLY_INLINE; "
-	       "target: api/inline\n");
+	printf("# raw: the primitive inline; call: the same behind a direct call; api: tally_add();\n# inline: tally_add() in a program built with TALLY_INLINE (atomic adds in the caller,\n# other backends call the library)\n# ratio = api/raw (target <= 1.10), median over rounds, IQR and range; api/call: the\n# part of the ratio that tally's dispatch adds beyond being a function;\n# inline/raw: the same ratio for TALLY_INLINE; target: api/inline\n");
 	printf("%-7s %7s %9s %9s %9s %9s %7s %14s %14s %7s %7s  %s\n",
 	       "backend", "workers", "raw ns", "call ns", "api ns", "inline ns",
 	       "ratio", "ratio IQR", "ratio range", "api/call", "inl/raw",

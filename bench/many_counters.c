@@ -300,12 +300,10 @@ static void context(void)
 	uname(&u);
 	printf("# many_counters: tally %s, %s, %s %s %s\n", tally_version(),
 	       COMPILER, u.sysname, u.release, u.machine);
-	printf("# cpu: %s; online %ld, possible %u; page %ld bytes; "
-	       "MemAvailable %ld MB\n",
+	printf("# cpu: %s; online %ld, possible %u; page %ld bytes; MemAvailable %ld MB\n",
 	       model, sysconf(_SC_NPROCESSORS_ONLN), possible_cpus(),
 	       sysconf(_SC_PAGESIZE), meminfo_kb("MemAvailable:") / 1024);
-	printf("# bytes: resident memory per counter after one CPU added to "
-	       "each (1cpu) and after every online CPU did (allcpu)\n");
+	printf("# bytes: resident memory per counter after one CPU added to each (1cpu) and after every online CPU did (allcpu)\n");
 }
 
 /* Deliberately unsynchronized (none): its counts may be short. */
@@ -362,9 +360,8 @@ int main(int argc, char **argv)
 			bad = 1;
 	}
 	if (bad || argc % 2 == 0) {
-		fprintf(stderr, "usage: many_counters [--counts N,N...] "
-				"[--backend B,B...] [--mode private,shared] "
-				"[--max-mb MB]\n");
+		fprintf(stderr,
+			"usage: many_counters [--counts N,N...] [--backend B,B...] [--mode private,shared] [--max-mb MB]\n");
 		return 2;
 	}
 	int nc = split(counts_s, counts), nm = split(modes_s, modes);
@@ -403,9 +400,7 @@ int main(int argc, char **argv)
 
 				if (per > 0 &&
 				    per * (double)n / 1048576.0 > max_mb) {
-					printf("%-10s %-7s %8zu skipped: would "
-					       "need about %.0f MB (--max-mb "
-					       "%.0f)\n",
+					printf("%-10s %-7s %8zu skipped: would need about %.0f MB (--max-mb %.0f)\n",
 					       backends[b], modes[m], n,
 					       per * (double)n / 1048576.0,
 					       max_mb);

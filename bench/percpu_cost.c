@@ -144,8 +144,7 @@ int main(int argc, char **argv)
 	for (int v = 0; v < N_VARIANTS; v++)
 		if (tally_create(&counters[v], specs[v], 0, 0) != 0)
 			return 3;
-	printf("percpu_cost: %d rounds x %d ms, variants interleaved (order "
-	       "reversed every other round); path %s (inlined: %s)\n",
+	printf("percpu_cost: %d rounds x %d ms, variants interleaved (order reversed every other round); path %s (inlined: %s)\n",
 	       rounds, ms, tally_backend_path(counters[API]),
 	       percpu_path(&state, &knobs));
 	for (int r = 0; r < rounds; r++)
@@ -162,8 +161,7 @@ int main(int argc, char **argv)
 			qsort(ns[w - 1][v], (size_t)rounds, sizeof(double),
 			      cmp);
 			med[v] = ns[w - 1][v][rounds / 2];
-			printf("  %-30s %6.2f  (%.2f..%.2f)  x%.2f of "
-			       "inlined\n",
+			printf("  %-30s %6.2f  (%.2f..%.2f)  x%.2f of inlined\n",
 			       names[v], med[v], ns[w - 1][v][0],
 			       ns[w - 1][v][rounds - 1], med[v] / med[INLINE]);
 		}

@@ -154,8 +154,7 @@ static int run_all(unsigned nworkers, uint64_t iters)
 		}
 		int rc = run_fork(b.name, nworkers, iters);
 		if (rc == EXIT_LOST && (b.caps & TALLY_CAP_RACY)) {
-			printf("%-8s lost updates, as expected without "
-			       "synchronization\n",
+			printf("%-8s lost updates, as expected without synchronization\n",
 			       b.name);
 			continue;
 		}
@@ -181,16 +180,11 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tally-fork [--backend NAME|all] [--workers N] "
-		   "[--iters N]\n\n"
-		   "Fork --workers (2) processes that share one counter "
-		   "starting at 500;\nworker k adds k+1, --iters (100000) "
-		   "times.  The parent checks the total.\n"
-		   "--backend defaults to $TALLY_BACKEND, else the library's "
-		   "default; 'all' runs\nevery built-in backend that can be "
-		   "process-shared and needs no server.\n"
-		   "exit status: 0 exact, 1 lost updates, 2 bad input, 3 "
-		   "runtime failure\n");
+	fprintf(f,
+		"usage: tally-fork [--backend NAME|all] [--workers N] [--iters N]\n\n"
+		"Fork --workers (2) processes that share one counter starting at 500;\nworker k adds k+1, --iters (100000) times.  The parent checks the total.\n"
+		"--backend defaults to $TALLY_BACKEND, else the library's default; 'all' runs\nevery built-in backend that can be process-shared and needs no server.\n"
+		"exit status: 0 exact, 1 lost updates, 2 bad input, 3 runtime failure\n");
 }
 
 int main(int argc, char **argv)

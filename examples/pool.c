@@ -197,8 +197,7 @@ static int run_all(unsigned nthreads, uint64_t jobs)
 		}
 		int rc = run_pool(b.name, nthreads, jobs);
 		if (rc == EXIT_LOST && (b.caps & TALLY_CAP_RACY)) {
-			printf("%-8s lost updates, as expected without "
-			       "synchronization\n",
+			printf("%-8s lost updates, as expected without synchronization\n",
 			       b.name);
 			continue;
 		}
@@ -224,16 +223,11 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tally-pool [--backend NAME|all] [--threads N] "
-		   "[--jobs N]\n\n"
-		   "Run --jobs (100000) small jobs on a pool of --threads "
-		   "workers (default: one\nper CPU), count the finished ones "
-		   "with tally, and check the count.\n"
-		   "--backend defaults to $TALLY_BACKEND, else the library's "
-		   "default; 'all' runs\nevery built-in backend that needs no "
-		   "server.\n"
-		   "exit status: 0 exact, 1 lost updates, 2 bad input, 3 "
-		   "runtime failure\n");
+	fprintf(f,
+		"usage: tally-pool [--backend NAME|all] [--threads N] [--jobs N]\n\n"
+		"Run --jobs (100000) small jobs on a pool of --threads workers (default: one\nper CPU), count the finished ones with tally, and check the count.\n"
+		"--backend defaults to $TALLY_BACKEND, else the library's default; 'all' runs\nevery built-in backend that needs no server.\n"
+		"exit status: 0 exact, 1 lost updates, 2 bad input, 3 runtime failure\n");
 }
 
 int main(int argc, char **argv)

@@ -13,3 +13,10 @@ add_test(NAME format
           ${TALLY_CLANG_FORMAT})
 set_tests_properties(format PROPERTIES TIMEOUT 120 LABELS format
   SKIP_RETURN_CODE 77)
+
+# Usage and error texts are whole literals, so that grep finds a message
+# (.clang-format leaves literals alone; strings_check.sh says what a split
+# one looks like).
+add_test(NAME strings
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/strings_check.sh ${PROJECT_SOURCE_DIR})
+set_tests_properties(strings PROPERTIES TIMEOUT 60 LABELS format)

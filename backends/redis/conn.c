@@ -355,9 +355,9 @@ int tally__redis_give_up(struct client *cl, int rc)
 		failed(cl, 0, "no answer within %d ms", s->deadline_ms);
 	tally__explain_set(
 		rc, "redis server %s:%d: %s%s", s->host, s->port, cl->why,
-		rc == TALLY_EUNKNOWN ? "; the add may or may not have been "
-				       "applied"
-				     : "");
+		rc == TALLY_EUNKNOWN
+			? "; the add may or may not have been applied"
+			: "");
 	return rc;
 }
 

@@ -63,10 +63,10 @@ int tally__redis_wrong_type(struct client *cl, const char *type)
 			cl, 2, argv, (uint64_t)cl->s->timeout_ms, &sent);
 		int known = r != NULL && r->type == REDIS_REPLY_STATUS;
 		if (known && strcmp(r->str, "string") != 0)
-			tally__explain_set(TALLY_EWRONGTYPE,
-					   "redis key '%s' holds a %s, not an "
-					   "integer counter",
-					   key, r->str);
+			tally__explain_set(
+				TALLY_EWRONGTYPE,
+				"redis key '%s' holds a %s, not an integer counter",
+				key, r->str);
 		else
 			type = "string";
 		freeReplyObject(r);
@@ -74,15 +74,15 @@ int tally__redis_wrong_type(struct client *cl, const char *type)
 			return TALLY_EWRONGTYPE;
 	}
 	if (strcmp(type, "string") == 0)
-		tally__explain_set(TALLY_EWRONGTYPE,
-				   "redis key '%s' holds a string that is not "
-				   "a 64-bit integer",
-				   key);
+		tally__explain_set(
+			TALLY_EWRONGTYPE,
+			"redis key '%s' holds a string that is not a 64-bit integer",
+			key);
 	else
-		tally__explain_set(TALLY_EWRONGTYPE,
-				   "redis key '%s' holds a %s, not an integer "
-				   "counter",
-				   key, type);
+		tally__explain_set(
+			TALLY_EWRONGTYPE,
+			"redis key '%s' holds a %s, not an integer counter",
+			key, type);
 	return TALLY_EWRONGTYPE;
 }
 
@@ -213,10 +213,10 @@ int tally__redis_initialize(struct client *cl, int64_t initial,
 		return tally__redis_give_up(cl, cl->hard == 2 ? TALLY_EOPTION
 							      : TALLY_EREMOTE);
 	if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOAUTH", 6) == 0) {
-		tally__explain_set(TALLY_EOPTION,
-				   "redis server %s:%d: %s (the URL gives no "
-				   "password: redis://[USER]:PASSWORD@HOST)",
-				   cl->s->host, cl->s->port, r->str);
+		tally__explain_set(
+			TALLY_EOPTION,
+			"redis server %s:%d: %s (the URL gives no password: redis://[USER]:PASSWORD@HOST)",
+			cl->s->host, cl->s->port, r->str);
 		freeReplyObject(r);
 		return TALLY_EOPTION;
 	}

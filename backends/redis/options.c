@@ -169,9 +169,7 @@ static int set_mode(const char **mode, const char *word)
 	if (strcmp(*mode, "set") != 0) {
 		tally__explain_set(
 			TALLY_EOPTION,
-			"invalid backend option: keep and reset "
-			"contradict each other (keep joins the key's "
-			"value, reset overwrites it)");
+			"invalid backend option: keep and reset contradict each other (keep joins the key's value, reset overwrites it)");
 		return TALLY_EOPTION;
 	}
 	*mode = word;

@@ -98,8 +98,8 @@ static void redis_destroy(void *state)
 
 const struct tally_backend tally_backend_redis = {
 	.name = "redis",
-	.summary = "Redis through hiredis: exactly-once adds, shared across "
-		   "machines",
+	.summary =
+		"Redis through hiredis: exactly-once adds, shared across machines",
 	.caps = TALLY_CAP_REMOTE | TALLY_CAP_PSHARED,
 	.takes_options = 1,
 #ifdef TALLY_HAVE_HIREDIS

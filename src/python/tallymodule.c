@@ -976,9 +976,7 @@ static PyMethodDef counter_methods[] = {
 	 "Add delta (an int that fits in 64 bits; negative subtracts).  Wraps modulo 2**64.\n"
 	 "On a backend with a lock, waits for it at most timeout seconds (a number above 0), or with None the counter's own bound: the backend option wait_ms=N (0: no bound), else tally.DEFAULT_WAIT_MS on a shared or named counter and no bound on a private one.  Past it, raises tally.TimeoutError (also a TimeoutError) and adds nothing.  The GIL is released while it waits, and signal handlers run every 0.1 s: Ctrl-C raises KeyboardInterrupt, and nothing was added.  A lock whose holder died is taken over (the add succeeds) or reported with tally.Error (TALLY_ENOTRECOVERABLE).  Lock-free backends never wait.  Raises tally.Error when the backend fails; str(e) carries the library's explanation."},
 	{"flush", (PyCFunction)counter_flush, METH_NOARGS,
-	 "flush()\n--\n\nWait until every add this process made before the "
-	 "call is applied (tally_flush(3)); raises tally.Error when some "
-	 "could not be, saying how much."},
+	 "flush()\n--\n\nWait until every add this process made before the call is applied (tally_flush(3)); raises tally.Error when some could not be, saying how much."},
 	{"close", (PyCFunction)counter_close, METH_NOARGS,
 	 "close()\n--\n\nRelease the counter (a named one stays until tally.unlink()).  Calling it again does nothing.  Refused with RuntimeError while another thread is inside add() on it."},
 	{"_describe", (PyCFunction)counter_describe, METH_NOARGS,
