@@ -24,7 +24,17 @@ start)
 	exit 1
 	;;
 stop)
-	[ -f "$dir/pid" ] && kill "$(cat "$dir/pid")" 2>/dev/null
+	# Gone before the next start: a server still shutting down holds the
+	# port, and would answer the next start's ping, then vanish.
+	if [ -f "$dir/pid" ]; then
+		pid=$(cat "$dir/pid")
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
 	rm -f "$dir/pid"
 	;;
 *)

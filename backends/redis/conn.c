@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -117,19 +118,38 @@ struct client *tally__redis_client_of(const struct redis_state *s)
 	return cl;
 }
 
-static void disconnect(struct client *cl)
+/*
+ * A write to a connection the server has closed raises SIGPIPE, whose
+ * default action ends the program: a library must not.  Held off while
+ * hiredis writes, and taken back when this write raised it (not when one
+ * was pending already).  The engine's own writes use send(MSG_NOSIGNAL).
+ */
+redisReply *tally__redis_blocking(redisContext *c, int argc, const char **argv)
+{
+	sigset_t pipe_set, old, pending;
+	struct timespec zero = {0, 0};
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	sigpending(&pending);
+	int was = sigismember(&pending, SIGPIPE);
+	redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+	sigpending(&pending);
+	if (!was && sigismember(&pending, SIGPIPE))
+		while (sigtimedwait(&pipe_set, NULL, &zero) < 0 &&
+		       errno == EINTR)
+			;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
+void tally__redis_disconnect(struct client *cl)
 {
 	if (cl->c != NULL)
 		redisFree(cl->c);
 	cl->c = NULL;
-}
-
-static void client_free(struct client *cl)
-{
-	disconnect(cl);
-	pthread_mutex_destroy(&cl->q);
-	pthread_mutex_destroy(&cl->io);
-	free(cl);
+	cl->piped = 0;
 }
 
 static struct timeval tv_of(int ms)
@@ -259,7 +279,7 @@ static int connect_to(struct client *cl, int ms)
 static int setup(struct client *cl, int argc, const char **argv,
 		 const char *what)
 {
-	redisReply *r = redisCommandArgv(cl->c, argc, argv, NULL);
+	redisReply *r = tally__redis_blocking(cl->c, argc, argv);
 	int rc = 0;
 
 	if (r == NULL) {
@@ -292,7 +312,7 @@ static int open_connection(struct client *cl, int ms)
 	if (cl->c->err ||
 	    redisSetTimeout(cl->c, tv_of(s->timeout_ms)) != REDIS_OK) {
 		failed(cl, 0, "%s", cl->c->errstr);
-		disconnect(cl);
+		tally__redis_disconnect(cl);
 		return -1;
 	}
 	/* AUTH names the user, never the password. */
@@ -315,8 +335,13 @@ static int open_connection(struct client *cl, int ms)
 	}
 	return 0;
 fail:
-	disconnect(cl);
+	tally__redis_disconnect(cl);
 	return -1;
+}
+
+int tally__redis_connect(struct client *cl, int ms)
+{
+	return open_connection(cl, ms);
 }
 
 redisReply *tally__redis_command(struct client *cl, int argc, const char **argv,
@@ -333,7 +358,7 @@ redisReply *tally__redis_command(struct client *cl, int argc, const char **argv,
 	}
 	*sent = 1;
 	uint64_t t0 = tally__redis_now_ms();
-	redisReply *r = redisCommandArgv(cl->c, argc, argv, NULL);
+	redisReply *r = tally__redis_blocking(cl->c, argc, argv);
 	if (r == NULL) {
 		/* SO_RCVTIMEO's EAGAIN reads as "Resource temporarily
 		 * unavailable": say what it means. */
@@ -342,7 +367,7 @@ redisReply *tally__redis_command(struct client *cl, int argc, const char **argv,
 		else
 			failed(cl, 0, "the connection failed: %s",
 			       cl->c->errstr);
-		disconnect(cl);
+		tally__redis_disconnect(cl);
 	}
 	return r;
 }
@@ -430,8 +455,34 @@ void tally__redis_forget(struct redis_state *s)
 	while (gone != NULL) {
 		struct client *cl = gone;
 		gone = cl->next;
-		client_free(cl);
+		tally__redis_client_free(cl);
 	}
+}
+
+unsigned tally__redis_clients_of(const struct redis_state *s,
+				 struct client **out, unsigned n)
+{
+	unsigned k = 0;
+
+	registry_lock();
+	for (struct client *cl = clients; cl != NULL && k < n; cl = cl->next)
+		if (cl->s == s && cl->state_id == s->id)
+			out[k++] = cl;
+	registry_unlock();
+	return k;
+}
+
+/* At exit, every client of this process sends what it still holds (async
+ * and write-behind adds).  The list is read under the registry's lock and
+ * walked without it while each flushes: only tally_destroy() frees a
+ * client, and it must not race with exit. */
+void tally__redis_flush_process(void)
+{
+	registry_lock();
+	struct client *all = clients;
+	registry_unlock();
+	for (struct client *cl = all; cl != NULL; cl = cl->next)
+		(void)tally__redis_engine_flush(cl);
 }
 
 #endif /* TALLY_HAVE_HIREDIS */

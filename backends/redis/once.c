@@ -1,5 +1,6 @@
-/* redis: the exactly-once protocol -- a client's identity, one request and
- * its resends, creating the counter, and what the server's replies mean. */
+/* redis: the exactly-once protocol -- a client's identity, creating the
+ * counter, and what the server's replies mean.  The requests themselves,
+ * their resends and the strict sequence: engine.c and scripts/add.lua. */
 #include "redis_int.h"
 
 #ifdef TALLY_HAVE_HIREDIS
@@ -30,26 +31,49 @@ static int random_id(char out[33])
 	return 0;
 }
 
+int tally__redis_new_identity(struct client *cl)
+{
+	if (random_id(cl->id) != 0)
+		return -1;
+	snprintf(cl->record, sizeof(cl->record), "%s.tally-id.%s", cl->s->key,
+		 cl->id);
+	cl->next_seq = 1;
+	return 0;
+}
+
 struct client *tally__redis_client_new(const struct redis_state *s,
 				       unsigned lane)
 {
-	struct client *cl = calloc(1, sizeof(*cl));
+	/* Aligned for the lines that adds and waiters touch. */
+	struct client *cl = aligned_alloc(64, (sizeof(*cl) + 63) / 64 * 64);
 
 	if (cl == NULL)
 		return NULL;
-	if (random_id(cl->id) != 0) {
-		free(cl);
-		return NULL;
-	}
+	memset(cl, 0, sizeof(*cl));
 	cl->s = s;
 	cl->state_id = s->id;
 	cl->lane = lane;
-	cl->tail = &cl->head;
-	snprintf(cl->record, sizeof(cl->record), "%s.tally-id.%s", s->key,
-		 cl->id);
+	cl->asks_tail = &cl->asks;
+	cl->doorbell = -1;
 	pthread_mutex_init(&cl->q, NULL);
 	pthread_mutex_init(&cl->io, NULL);
+	if (tally__redis_new_identity(cl) != 0 ||
+	    tally__redis_engine_start(cl) != 0) {
+		pthread_mutex_destroy(&cl->q);
+		pthread_mutex_destroy(&cl->io);
+		free(cl);
+		return NULL;
+	}
 	return cl;
+}
+
+void tally__redis_client_free(struct client *cl)
+{
+	tally__redis_engine_stop(cl);
+	tally__redis_disconnect(cl);
+	pthread_mutex_destroy(&cl->q);
+	pthread_mutex_destroy(&cl->io);
+	free(cl);
 }
 
 int tally__redis_wrong_type(struct client *cl, const char *type)
@@ -113,84 +137,6 @@ int tally__redis_remote_error(struct client *cl, const redisReply *r)
 	tally__explain_set(TALLY_EREMOTE, "redis server %s:%d: %s", cl->s->host,
 			   cl->s->port, cl->why);
 	return TALLY_EREMOTE;
-}
-
-/* Load the add script (again after a NOSCRIPT: the server restarted): 0,
- * 1 when no reply came (cl->why says why), or TALLY_EREMOTE, explained. */
-static int load_script(struct client *cl, uint64_t deadline)
-{
-	const char *argv[] = {"SCRIPT", "LOAD", tally__redis_add_script};
-	int sent = 0, rc = 0;
-	redisReply *r =
-		tally__redis_until_deadline(cl, 3, argv, deadline, &sent, &rc);
-
-	if (r == NULL)
-		return 1;
-	rc = r->type == REDIS_REPLY_STRING && r->len < sizeof(cl->sha) ? 0 : -1;
-	if (rc == 0)
-		memcpy(cl->sha, r->str, r->len + 1);
-	else
-		rc = tally__redis_remote_error(cl, r);
-	freeReplyObject(r);
-	return rc;
-}
-
-int tally__redis_request(struct client *cl, uint64_t seq, int64_t sum,
-			 int64_t *after)
-{
-	uint64_t deadline =
-		tally__redis_now_ms() + (uint64_t)cl->s->deadline_ms;
-	char seqs[24], d[24], neg[24], ttl[24];
-	int sent = 0, rc = 0;
-
-	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
-	snprintf(d, sizeof(d), "%lld", (long long)sum);
-	snprintf(neg, sizeof(neg), "%lld",
-		 (long long)(int64_t)(0 - (uint64_t)sum));
-	snprintf(ttl, sizeof(ttl), "%d",
-		 RECORD_TTL_MS > 2 * cl->s->deadline_ms
-			 ? RECORD_TTL_MS
-			 : 2 * cl->s->deadline_ms);
-	for (int tries = 0; tries < 3; tries++) {
-		/* Once the request may have reached the server, a failure to
-		 * hear back is an unknown outcome, never a plain failure. */
-		int load = cl->sha[0] == '\0' ? load_script(cl, deadline) : 0;
-		if (load == 1)
-			return tally__redis_give_up(cl, sent ? TALLY_EUNKNOWN
-							     : TALLY_EREMOTE);
-		if (load != 0) /* refused, in the server's words */
-			return sent ? tally__redis_give_up(cl, TALLY_EUNKNOWN)
-				    : load;
-		const char *argv[] = {"EVALSHA",  cl->sha,    "2",
-				      cl->s->key, cl->record, seqs,
-				      d,	  ttl,	      neg};
-		redisReply *r = tally__redis_until_deadline(
-			cl, 9, argv, deadline, &sent, &rc);
-		if (r == NULL)
-			return tally__redis_give_up(cl, rc);
-		if (r->type == REDIS_REPLY_ERROR &&
-		    strncmp(r->str, "NOSCRIPT", 8) == 0) {
-			cl->sha[0] = '\0'; /* not run: load and send again */
-			freeReplyObject(r);
-			continue;
-		}
-		if (tally__redis_type_error(r)) {
-			freeReplyObject(r);
-			return tally__redis_wrong_type(cl, NULL);
-		}
-		rc = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-				     r->element[1]->type ==
-					     REDIS_REPLY_STRING &&
-				     tally__redis_parse_i64(r->element[1]->str,
-							    after) == 0
-			     ? 0
-			     : tally__redis_remote_error(cl, r);
-		freeReplyObject(r);
-		return rc;
-	}
-	snprintf(cl->why, sizeof(cl->why),
-		 "the server forgot the add script (NOSCRIPT) three times");
-	return tally__redis_give_up(cl, sent ? TALLY_EUNKNOWN : TALLY_EREMOTE);
 }
 
 int tally__redis_initialize(struct client *cl, int64_t initial,

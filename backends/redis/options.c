@@ -28,6 +28,16 @@
  *   connections=N                  per process, 1 to 64, default
  *                                  DEFAULT_CONNECTIONS: threads take them
  *                                  in turn
+ *   inflight=K                     requests on the wire at once per
+ *                                  connection, 1 to 64, default
+ *                                  DEFAULT_INFLIGHT
+ *   mode=sync|async                sync (default): an add returns once it
+ *                                  is applied; async: at once, and
+ *                                  tally_flush() waits for it
+ *   flush_ms=N                     write-behind: adds go to a per-CPU sum
+ *                                  in this process, which its flusher
+ *                                  sends every N ms (1 to 3600000); not
+ *                                  with mode=
  *   keep                           join an existing counter: set it to the
  *                                  initial value only if the key is absent
  *   reset                          overwrite the key even when it holds
@@ -38,23 +48,37 @@
  *
  * Exactly once.  Each process talks to the server through its own clients
  * (one per connection and counter), each with a random 128-bit id and a
- * sequence number that grows by one per request.  A request runs ADD_SCRIPT,
- * which applies the delta and records "SEQ VALUE" under KEY.tally-id.ID
- * (expiring after RECORD_TTL_MS) in one atomic step, unless that record already
- * held SEQ or later: then nothing changes, and it answers the recorded value.
- * A request whose reply is lost (timeout, reset connection, restarted server)
- * is sent again with the same SEQ until deadline_ms has passed since it was
- * first sent, so it is applied once; past the deadline the add answers
- * TALLY_EUNKNOWN (applied at most once, maybe not at all).  An add that never
- * reached the server (it was unreachable) answers TALLY_EREMOTE: not applied.
- * What a server loses by itself (a restart without appendonly/appendfsync
- * always) is lost.
+ * sequence number that grows by one per request.  A request carries the sum
+ * of the adds pending when it was made, never one add; up to `inflight` are
+ * on one connection at once (Redis runs a connection's commands in order).
+ * Each runs scripts/add.lua, which applies the sum and records "SEQ VALUE"
+ * under KEY.tally-id.ID (expiring after RECORD_TTL_MS) in one atomic step
+ * when SEQ follows the record by one; a SEQ already recorded changes
+ * nothing and answers the recorded value.  A request whose reply is lost
+ * (timeout, reset connection, restarted server, SCRIPT FLUSH) is sent again
+ * with the same SEQ until deadline_ms has passed since it was made, so it
+ * is applied once; past the deadline its adds are of unknown outcome
+ * (TALLY_EUNKNOWN: applied once or not at all).  Adds of a request that
+ * never reached the server (it was unreachable) or that it refused (a key
+ * of another type, an ACL, out of memory) are not applied (TALLY_EREMOTE,
+ * TALLY_EWRONGTYPE).  What a server loses by itself (a restart without
+ * appendonly/appendfsync always, a failover to a replica that had not
+ * received it) is lost.  engine.c says how.
  *
- * Combining.  While the client's request is in flight, adds from other
- * threads of the process queue up; the next request carries their sum, and
- * each add returns once the request that carried it was applied.  A client
- * is one connection; a process has `connections` clients per counter, each
- * with its own id, and its threads take them in turn.
+ * The three contracts.  sync: tally_add() returns once its add is applied
+ * (its request was answered), with the outcome.  async: tally_add()
+ * returns at once; tally_flush() returns once every add the process made
+ * before it is applied, or says how much was not applied or is of unknown
+ * outcome; nothing is dropped silently.  write-behind (flush_ms=N): as
+ * async, but adds go to a per-CPU sum in the process (the percpu
+ * backend's add), sent every N ms, at tally_flush(), tally_destroy() and
+ * exit: never applied twice; applied once if the process lives; a process
+ * killed loses at most its last N ms and its requests in flight, never
+ * doubled; other processes and hosts see its adds up to N ms plus a round
+ * trip late; tally_get() answers the server's value plus this process's
+ * sum not yet sent.  Durable only as the server is.  A process forked
+ * after the counter was made has clients (and a sum and flusher) of its
+ * own.
  *
  * The state holds only this configuration (struct redis_state, in
  * redis_int.h), so it can sit in shared memory; each process makes its own
@@ -176,10 +200,26 @@ static int set_mode(const char **mode, const char *word)
 	return 0;
 }
 
+/* mode= and flush_ms= each choose the contract: one of them, once. */
+static int set_contract(struct redis_state *s, int mode, int *given)
+{
+	if (*given) {
+		tally__explain_set(
+			TALLY_EOPTION,
+			"invalid backend option: mode= and flush_ms= each choose what an add promises (sync, async, or write-behind every N ms): give one");
+		return TALLY_EOPTION;
+	}
+	*given = 1;
+	s->mode = mode;
+	return 0;
+}
+
 /* Parse "k=v,k=v,flag" into s; *mode set by `keep` and `reset`. */
 static int parse_options(struct redis_state *s, const char *opt,
 			 const char **mode)
 {
+	int contract = 0;
+
 	while (opt != NULL && *opt != '\0') {
 		size_t len = strcspn(opt, ",");
 		const char *eq = memchr(opt, '=', len);
@@ -201,6 +241,22 @@ static int parse_options(struct redis_state *s, const char *opt,
 			rc = parse_ms(v, vlen, &s->connections) == 0 &&
 					     s->connections <= 64
 				     ? 0
+				     : TALLY_EOPTION;
+		else if (is(opt, klen, "inflight"))
+			rc = parse_ms(v, vlen, &s->inflight) == 0 &&
+					     s->inflight <= MAX_INFLIGHT
+				     ? 0
+				     : TALLY_EOPTION;
+		else if (is(opt, klen, "mode") && v && vlen == 4 &&
+			 strncmp(v, "sync", 4) == 0)
+			rc = set_contract(s, REDIS_SYNC, &contract);
+		else if (is(opt, klen, "mode") && v && vlen == 5 &&
+			 strncmp(v, "async", 5) == 0)
+			rc = set_contract(s, REDIS_ASYNC, &contract);
+		else if (is(opt, klen, "flush_ms"))
+			rc = parse_ms(v, vlen, &s->flush_ms) == 0 &&
+					     s->flush_ms <= 3600000
+				     ? set_contract(s, REDIS_BEHIND, &contract)
 				     : TALLY_EOPTION;
 		else if (len == 4 && strncmp(opt, "keep", 4) == 0)
 			rc = set_mode(mode, "keep");
@@ -229,6 +285,8 @@ int tally__redis_parse(struct redis_state *s, const char *options,
 	s->timeout_ms = 2000;
 	s->deadline_ms = 10000;
 	s->connections = DEFAULT_CONNECTIONS;
+	s->inflight = DEFAULT_INFLIGHT;
+	s->mode = REDIS_SYNC;
 	return parse_options(s, options, mode);
 }
 

@@ -52,39 +52,39 @@ static int redis_init(void *state, int64_t initial, unsigned flags,
 static int redis_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
 	(void)k; /* no lock: its own deadlines bound it */
-	int64_t after;
+	struct client *cl = tally__redis_client_of(state);
 
-	return tally__redis_add_fetch(state, delta, &after);
+	return cl != NULL ? tally__redis_engine_add(cl, delta) : TALLY_ENOMEM;
+}
+
+static int redis_add_fetch(void *state, int64_t delta, int64_t *after)
+{
+	struct client *cl = tally__redis_client_of(state);
+
+	return cl != NULL ? tally__redis_engine_fetch(cl, delta, after)
+			  : TALLY_ENOMEM;
 }
 
 static int redis_get(void *state, int64_t *value)
 {
-	struct redis_state *s = state;
-	struct client *cl = tally__redis_client_of(s);
-	const char *argv[] = {"GET", s->key};
-	int rc = 0, sent = 0;
+	struct client *cl = tally__redis_client_of(state);
 
-	if (cl == NULL)
-		return TALLY_ENOMEM;
-	pthread_mutex_lock(&cl->io);
-	redisReply *r = tally__redis_until_deadline(
-		cl, 2, argv, tally__redis_now_ms() + (uint64_t)s->deadline_ms,
-		&sent, &rc);
-	if (r == NULL) {
-		/* A read changes nothing: not unknown. */
-		rc = tally__redis_give_up(cl, TALLY_EREMOTE);
-	} else if (r->type == REDIS_REPLY_NIL) {
-		*value = 0; /* as INCRBY treats a missing key */
-	} else if (tally__redis_type_error(r) ||
-		   (r->type == REDIS_REPLY_STRING &&
-		    tally__redis_parse_i64(r->str, value))) {
-		rc = tally__redis_wrong_type(
-			cl, r->type == REDIS_REPLY_STRING ? "string" : NULL);
-	} else if (r->type != REDIS_REPLY_STRING) {
-		rc = tally__redis_remote_error(cl, r);
+	return cl != NULL ? tally__redis_engine_get(cl, value) : TALLY_ENOMEM;
+}
+
+/* Every connection of this process to the counter: what each still holds
+ * (async, write-behind) goes out, and the first failure is told. */
+static int redis_flush(void *state)
+{
+	struct client *all[64];
+	unsigned n = tally__redis_clients_of(state, all, 64);
+	int rc = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		int r = tally__redis_engine_flush(all[i]);
+		if (r != 0 && rc == 0)
+			rc = r;
 	}
-	freeReplyObject(r);
-	pthread_mutex_unlock(&cl->io);
 	return rc;
 }
 
@@ -108,8 +108,9 @@ const struct tally_backend tally_backend_redis = {
 	.init = redis_init,
 	.add = redis_add,
 	.get = redis_get,
-	.add_fetch = tally__redis_add_fetch,
+	.add_fetch = redis_add_fetch,
 	.destroy = redis_destroy,
 	.check = redis_check,
+	.flush = redis_flush,
 #endif
 };

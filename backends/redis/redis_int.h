@@ -9,6 +9,7 @@
 #ifdef TALLY_HAVE_HIREDIS
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 /*
@@ -25,44 +26,121 @@ struct redis_state {
 	char user[128];
 	char password[256];
 	int port, db, timeout_ms, deadline_ms, connections;
+	int mode;     /* REDIS_SYNC, REDIS_ASYNC or REDIS_BEHIND */
+	int flush_ms; /* REDIS_BEHIND: how often the flusher sends */
+	int inflight; /* requests in flight per connection, 1..MAX_INFLIGHT */
 	uint64_t id; /* tells this counter from an earlier one at its address */
 };
 
-/* Connections per process and counter, each combining the adds of the
- * threads that use it (see bench/results/redis.md for the measurements). */
+/* What an add promises (options.c says it in words). */
+enum redis_mode {
+	REDIS_SYNC,   /* tally_add() returns once its add is applied */
+	REDIS_ASYNC,  /* it returns at once; tally_flush() waits */
+	REDIS_BEHIND, /* a local per-CPU sum, sent every flush_ms */
+};
+
+/* Connections per process and counter (see bench/results/redis.md for the
+ * measurements). */
 #define DEFAULT_CONNECTIONS 1
+/* Requests in flight on one connection: Redis runs one connection's
+ * commands in order, so several may be on the wire at once. */
+#define DEFAULT_INFLIGHT 4
+#define MAX_INFLIGHT	 64
 
 /* How long a client's record outlives its last request: far longer than any
  * deadline, so that a retry always finds it; then it goes by itself. */
 #define RECORD_TTL_MS 3600000
 
-/* One add waiting for a request to carry it (on its caller's stack). */
-struct pending {
-	pthread_cond_t cv; /* its caller waits here, with q held */
-	int64_t delta;
-	int64_t after; /* the value just after this delta */
+/* A caller that wants a value back, on its stack: tally_add_fetch() (a
+ * request of its own, the value just after it) or tally_get() (a GET in
+ * the pipeline, behind every request sent before it). */
+enum ask_kind { ASK_FETCH, ASK_GET };
+struct ask {
+	enum ask_kind kind;
+	int64_t delta; /* ASK_FETCH */
+	int64_t value; /* the answer */
 	int rc;
-	int done;
 	char why[320]; /* tally_explain(rc) when rc != 0 */
-	struct pending *next;
+	_Atomic int done;
+	struct ask *next;
 };
 
+/* One request in the ring of a client's engine (engine.c). */
+enum req_kind { REQ_ADD, REQ_FETCH, REQ_GET };
+struct request {
+	enum req_kind kind;
+	uint64_t seq;	  /* 0: not numbered yet (numbered when sent) */
+	uint64_t sum;	  /* the deltas it carries, modulo 2^64 */
+	uint64_t gen;	  /* settles every generation of adds up to this */
+	uint64_t born_ms; /* made: its deadline counts from here */
+	uint64_t sent_ms; /* on the current connection since; 0: not on it */
+	int ever_sent;	  /* may have reached the server */
+	int done;	  /* answered (rc, why) */
+	int rc;
+	uint64_t unsent; /* REQ_GET: this process's adds not yet sent */
+	/* REQ_GET: sent as TYPE then GET, so that a key of another type is
+	 * named with its type; got_type: the first reply came. */
+	int got_type;
+	char type[24];
+	struct ask *ask; /* REQ_FETCH, REQ_GET */
+	char why[320];
+};
+
+/* Generations lo..hi failed with rc (the engine's memory of recent
+ * failures, for the adds that wait on them). */
+struct failure {
+	uint64_t lo, hi;
+	int rc;
+	char why[320];
+};
+#define FAILURES 16
+
 /*
- * One process's client of one counter.  `q` guards the queue and the
- * combining flag; `io` the connection, held by whoever talks to the server.
+ * One process's client of one counter: one connection, its exactly-once
+ * identity (a random id, a sequence per request) and the engine that keeps
+ * up to `inflight` requests on it.  Adds touch only the first two lines
+ * (acc, gen, armed; want, settled, bell), each of which the engine writes
+ * once a request.
  */
 struct client {
-	const struct redis_state *s;
+	/* What adds touch: the sum not yet in a request, and how many
+	 * times the engine took it (generations). */
+	_Alignas(64) _Atomic uint64_t acc;
+	_Atomic uint64_t gen;
+	_Atomic int armed; /* the engine waits on the doorbell: ring it */
+	/* What waiters touch: the highest generation one waits for, every
+	 * generation up to settled applied or failed, and a futex bumped at
+	 * each settle. */
+	_Alignas(64) _Atomic uint64_t want;
+	_Atomic uint64_t settled;
+	_Atomic uint64_t last_fail_hi; /* highest failed generation, or 0 */
+	_Atomic uint32_t bell;
+	_Atomic uint32_t sleepers;
+
+	_Alignas(64) const struct redis_state *s;
 	uint64_t state_id;
 	unsigned lane; /* which of the process's connections */
-	pthread_mutex_t q;
-	struct pending *head, **tail;
-	int combining;
-	pthread_mutex_t io;
-	redisContext *c;
-	char sha[48];	  /* the add script's SHA1, once loaded */
+	struct client *next;
 	char id[33];	  /* random, hex */
 	char record[300]; /* KEY.tally-id.ID */
+
+	/* q guards the asks, the failures and the totals below. */
+	pthread_mutex_t q;
+	struct ask *asks, **asks_tail;
+	struct failure fails[FAILURES];
+	unsigned nfails; /* recorded so far; the last FAILURES are kept */
+	/* async and write-behind: what no caller waits for and tally_flush()
+	 * tells, since it last told: sums not applied, of unknown outcome. */
+	uint64_t lost_sum, lost_n, unknown_sum, unknown_n;
+	char lost_why[320];
+
+	/* io: held by whoever runs the engine (a waiting add in sync mode,
+	 * the client's thread otherwise), or talks to the server alone
+	 * (creating the counter).  Everything below is the holder's. */
+	pthread_mutex_t io;
+	redisContext *c;
+	int piped;    /* c is non-blocking, the add script loaded */
+	char sha[48]; /* the add script's SHA1, once loaded */
 	/* Why the last try failed ("cannot connect: Connection refused"),
 	 * never holding the password; hard: 0 when trying again may work, 1
 	 * when the server refused the connection or its name did not
@@ -71,9 +149,20 @@ struct client {
 	 * (never tried again).  creating: while tally_create() runs. */
 	char why[200];
 	int hard, creating;
-	uint64_t seq;	     /* of the last request sent */
-	unsigned last_batch; /* adds the last request carried */
-	struct client *next;
+	struct request ring[MAX_INFLIGHT];
+	unsigned head, n;	/* the ring's oldest entry, and how many */
+	uint64_t next_seq;	/* of the next request numbered */
+	unsigned discard;	/* replies still to come that nobody wants */
+	int fetching;		/* a REQ_FETCH in the ring: it goes alone */
+	uint64_t pause_until;	/* no connect before (monotonic ms) */
+	uint64_t backoff;	/* ms, doubling up to 500 */
+	int doorbell;		/* eventfd: adds wake the engine's poll */
+	tally *local;		/* REDIS_BEHIND: this process's sum */
+	uint64_t sent_local;	/* of it, taken into requests so far */
+	uint64_t next_flush_ms; /* REDIS_BEHIND: the flusher's next turn */
+	pthread_t thread;	/* REDIS_ASYNC, REDIS_BEHIND: the engine's */
+	int has_thread;
+	_Atomic int stop;
 };
 
 /* options.c: s from the options, with the defaults for what they leave out;
@@ -111,13 +200,14 @@ redisReply *tally__redis_until_deadline(struct client *cl, int argc,
 int tally__redis_give_up(struct client *cl, int rc);
 
 /* once.c: the exactly-once protocol.  A new client of s (its random id and
- * record key), NULL when out of memory or without randomness. */
+ * record key, its engine started), NULL when out of memory, without
+ * randomness or a thread; freeing one (its engine flushed and stopped);
+ * a new identity (after a request was given up or refused: its sequence
+ * has a hole that later requests of the old identity can never pass). */
 struct client *tally__redis_client_new(const struct redis_state *s,
 				       unsigned lane);
-/* Apply sum as request number seq, exactly once, and store the value just
- * after it in *after.  Called with cl->io held. */
-int tally__redis_request(struct client *cl, uint64_t seq, int64_t sum,
-			 int64_t *after);
+void tally__redis_client_free(struct client *cl);
+int tally__redis_new_identity(struct client *cl);
 /* Set the key to initial (or join it, with mode "keep"), never over a key
  * that holds something else unless mode is "reset".  With cl->io held. */
 int tally__redis_initialize(struct client *cl, int64_t initial,
@@ -137,9 +227,30 @@ int tally__redis_parse_i64(const char *str, int64_t *value);
 extern const char *const tally__redis_add_script;
 extern const char *const tally__redis_init_script;
 
-/* combine.c: the backend's add_fetch (and add): concurrent adds of one
- * process share a request. */
-int tally__redis_add_fetch(void *state, int64_t delta, int64_t *after);
+/* conn.c: a connection to the server, authenticated, its database
+ * selected (blocking, within ms): 0, or -1 with cl->why and cl->hard;
+ * dropping it. */
+int tally__redis_connect(struct client *cl, int ms);
+/* conn.c: one command on a blocking connection, never dying of SIGPIPE. */
+redisReply *tally__redis_blocking(redisContext *c, int argc, const char **argv);
+void tally__redis_disconnect(struct client *cl);
+/* conn.c: every client of s in this process (n of them at most, into
+ * out): the connections of one counter; and tally_flush() of every client
+ * of every counter of this process, at its exit. */
+unsigned tally__redis_clients_of(const struct redis_state *s,
+				 struct client **out, unsigned n);
+void tally__redis_flush_process(void);
+
+/* engine.c: the client's engine -- its requests in flight, their replies,
+ * resends, and the adds, reads and flushes of the three modes.  start:
+ * 0, or -1 (errno) when its thread or doorbell could not be made; stop:
+ * what is pending sent (within the deadline), the thread joined. */
+int tally__redis_engine_start(struct client *cl);
+void tally__redis_engine_stop(struct client *cl);
+int tally__redis_engine_add(struct client *cl, int64_t delta);
+int tally__redis_engine_fetch(struct client *cl, int64_t delta, int64_t *after);
+int tally__redis_engine_get(struct client *cl, int64_t *value);
+int tally__redis_engine_flush(struct client *cl);
 #endif /* TALLY_HAVE_HIREDIS */
 
 #endif /* TALLY_REDIS_INT_H */

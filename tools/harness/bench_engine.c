@@ -241,6 +241,10 @@ static void work(struct crew *c, unsigned k, void *arg)
 			break;
 		n++;
 	}
+	/* Adds that a backend sends later (redis async, write-behind) count
+	 * once applied: the flush is inside the measured time. */
+	if (rc >= 0)
+		rc = tally_flush(t);
 	s->end_ns = harness_now_ns();
 	s->cpu_ns = cpu_now_ns() - s->cpu_ns;
 	s->measured = n - s->measured;

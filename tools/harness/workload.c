@@ -262,6 +262,14 @@ static void work(struct crew *c, unsigned k, void *arg)
 		 * has one add in the counter that `done` does not show. */
 		atomic_store_explicit(&s->done, i + 1, memory_order_release);
 	}
+	/* A backend that sends its adds later (redis async, write-behind):
+	 * the worker's adds are done once they are applied. */
+	int rc = tally_flush(sh->t);
+	if (rc < 0 && atomic_load(&s->error) == 0 &&
+	    atomic_load(&s->unknown) == 0) {
+		snprintf(s->why, sizeof(s->why), "%s", tally_explain(rc));
+		atomic_store(&s->error, rc);
+	}
 	atomic_store(&s->end_ns, harness_now_ns());
 }
 

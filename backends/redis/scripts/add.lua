@@ -1,19 +1,23 @@
--- add.lua: one request of the exactly-once protocol (backends/redis/once.c).
+-- add.lua: one request of the exactly-once protocol (backends/redis/engine.c).
 -- Embedded at build time (cmake/embed.cmake); lines that begin with "--"
 -- are left out of what the server gets, so these comments cost it nothing.
 --
 -- KEYS[1] counter, KEYS[2] this client's record; ARGV[1] sequence number,
--- ARGV[2] delta, ARGV[3] record TTL in ms, ARGV[4] minus the delta (modulo
--- 2^64).  Answers {0, value} when it applied the delta, {1, value} for a
--- request already applied (value: as recorded), or INCRBY's error (wrong
--- type, not an integer).
+-- ARGV[2] delta (the sum of the adds the request carries), ARGV[3] record
+-- TTL in ms.  Answers {0, value} when it applied the delta (value: the
+-- counter just after), {1, value} for a request applied before (value: as
+-- recorded, the counter after the client's last applied request),
+-- "TALLYGAP last" when an earlier request of this client was not applied
+-- (nothing done: the client sends the earlier one again first),
+-- "TALLYTYPE type" when the key is not an integer counter (type: what TYPE
+-- says it holds; nothing done), or INCRBY's other errors.
 --
--- Two server calls on the common path: INCRBY, then SET ... GET writes the
--- new record and reads the old one.  Every attempt checks (a first attempt
--- delayed in the network may arrive after its resend); when the old record
--- says this request already ran, the delta is taken back and the record
--- restored, all in the same atomic step.  A server older than 6.2 refuses
--- SET ... GET: then GET and SET.
+-- Strict sequence: a request applies only when its number follows the
+-- record's by one, so requests in flight on one connection apply in order
+-- or not at all, and a copy that arrives late (a resend's first attempt,
+-- held up in the network) finds its number taken.  No record (a client's
+-- first request, or one idle past the TTL): it applies.  Three server calls
+-- on the common path: GET the record, INCRBY, SET the record.
 --
 -- INCRBY refuses to overflow, where every tally backend wraps modulo 2^64:
 -- that path adds in 32-bit halves (Lua 5.1 numbers are doubles, exact below
@@ -58,6 +62,11 @@ local function add(d)
   local r = redis.pcall('INCRBY', KEYS[1], d)
   if type(r) == 'table' and r.err then
     if string.find(r.err, 'overflow', 1, true) then return wrap(d) end
+    if string.find(r.err, 'WRONGTYPE', 1, true) or
+       string.find(r.err, 'not an integer', 1, true) then
+      return nil, redis.error_reply('TALLYTYPE ' ..
+                                    redis.call('TYPE', KEYS[1]).ok)
+    end
     return nil, r
   end
   if r > -9007199254740992 and r < 9007199254740992 then
@@ -65,20 +74,17 @@ local function add(d)
   end
   return redis.call('GET', KEYS[1])
 end
-local v, err = add(ARGV[2])
-if not v then return err end
-local rec = ARGV[1] .. ' ' .. v
-local old = redis.pcall('SET', KEYS[2], rec, 'PX', ARGV[3], 'GET')
-if type(old) == 'table' and old.err then
-  old = redis.call('GET', KEYS[2])
-  redis.call('SET', KEYS[2], rec, 'PX', ARGV[3])
-end
-if old then
-  local sp = string.find(old, ' ', 1, true)
-  if tonumber(string.sub(old, 1, sp - 1)) >= tonumber(ARGV[1]) then
-    add(ARGV[4])
-    redis.call('SET', KEYS[2], old, 'PX', ARGV[3])
-    return {1, string.sub(old, sp + 1)}
+local rec = redis.call('GET', KEYS[2])
+local seq = tonumber(ARGV[1])
+if rec then
+  local sp = string.find(rec, ' ', 1, true)
+  local last = tonumber(string.sub(rec, 1, sp - 1))
+  if seq <= last then return {1, string.sub(rec, sp + 1)} end
+  if seq > last + 1 then
+    return redis.error_reply('TALLYGAP ' .. string.sub(rec, 1, sp - 1))
   end
 end
+local v, err = add(ARGV[2])
+if not v then return err end
+redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. v, 'PX', ARGV[3])
 return {0, v}
