@@ -19,6 +19,17 @@
 
 #include <cmocka.h>
 
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
 static char spec[512];
 
 /* "redis:url=...,key=unit-PID-what" */
@@ -551,6 +562,13 @@ static void test_workloads_exact(void **state)
 	assert_non_null(res);
 	for (size_t c = 0; c < sizeof(contracts) / sizeof(contracts[0]); c++)
 		for (int m = 0; m < 2; m++) {
+			/* ThreadSanitizer cannot follow a thread started
+			 * in a process forked from one with threads (the
+			 * async and write-behind engines' own): those run
+			 * in the other builds. */
+			if (UNDER_TSAN && m == 1 && contracts[c][0] != '\0' &&
+			    strstr(contracts[c], "inflight") == NULL)
+				continue;
 			for (unsigned workers = 1; workers <= 4; workers *= 2) {
 				tally *t;
 

@@ -84,6 +84,17 @@ static void sleep_ms(uint64_t ms)
 		;
 }
 
+/* The registered client of s for lane, or NULL.  With the registry held. */
+static struct client *find(const struct redis_state *s, unsigned lane)
+{
+	struct client *cl;
+
+	for (cl = clients; cl != NULL; cl = cl->next)
+		if (cl->s == s && cl->state_id == s->id && cl->lane == lane)
+			break;
+	return cl;
+}
+
 /* This thread's client of s (one of s->connections per process, taken in
  * turn by threads), made on first use; NULL when out of memory. */
 struct client *tally__redis_client_of(const struct redis_state *s)
@@ -98,17 +109,24 @@ struct client *tally__redis_client_of(const struct redis_state *s)
 		lane_hint = (int)(atomic_fetch_add(&next_lane, 1) & 0xffff);
 	unsigned lane = (unsigned)lane_hint % (unsigned)s->connections;
 	registry_lock();
-	for (cl = clients; cl != NULL; cl = cl->next)
-		if (cl->s == s && cl->state_id == s->id && cl->lane == lane)
-			break;
-	if (cl == NULL) {
-		cl = tally__redis_client_new(s, lane);
-		if (cl != NULL) {
-			cl->next = clients;
-			clients = cl;
-		}
-	}
+	cl = find(s, lane);
 	registry_unlock();
+	if (cl == NULL) {
+		/* Made whole outside the registry's lock: a client starts
+		 * its engine (a thread, a percpu sum whose pool has a lock
+		 * that fork's handlers take before the registry's). */
+		struct client *mine = tally__redis_client_new(s, lane);
+		registry_lock();
+		cl = find(s, lane); /* another thread's, made meanwhile */
+		if (cl == NULL && mine != NULL) {
+			mine->next = clients;
+			clients = cl = mine;
+			mine = NULL;
+		}
+		registry_unlock();
+		if (mine != NULL)
+			tally__redis_client_free(mine);
+	}
 	if (cl != NULL) {
 		last.s = s;
 		last.state_id = s->id;
