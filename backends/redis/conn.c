@@ -404,9 +404,7 @@ int tally__redis_give_up(struct client *cl, int rc)
 	return rc;
 }
 
-/* Errors a server answers while it cannot serve yet (loading its append
- * file after a restart, a busy script): try again, as for a lost reply. */
-static int transient(const redisReply *r)
+int tally__redis_transient(const redisReply *r)
 {
 	return r->type == REDIS_REPLY_ERROR &&
 	       (strncmp(r->str, "LOADING", 7) == 0 ||
@@ -428,7 +426,7 @@ redisReply *tally__redis_until_deadline(struct client *cl, int argc,
 			cl, argc, argv, deadline > now ? deadline - now : 1,
 			&s);
 		*sent |= s;
-		if (r != NULL && !transient(r))
+		if (r != NULL && !tally__redis_transient(r))
 			return r;
 		int lost = r == NULL;
 		if (r != NULL)

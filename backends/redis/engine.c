@@ -531,15 +531,6 @@ static int starts(const redisReply *r, const char *word)
 	       strncmp(r->str, word, strlen(word)) == 0;
 }
 
-/* Errors a server answers while it cannot serve yet (loading its append
- * file after a restart, a busy script, a failover): the request was not
- * run; it is sent again after a pause, as for a lost reply. */
-static int transient(const redisReply *r)
-{
-	return starts(r, "LOADING") || starts(r, "BUSY") ||
-	       starts(r, "TRYAGAIN") || starts(r, "MASTERDOWN");
-}
-
 static void on_get(struct client *cl, struct request *q, const redisReply *r)
 {
 	const struct redis_state *s = cl->s;
@@ -582,11 +573,12 @@ static void on_add(struct client *cl, struct request *q, const redisReply *r,
 		q->done = 1;
 		return;
 	}
-	if (starts(r, "NOSCRIPT") || starts(r, "TALLYGAP") || transient(r)) {
+	if (starts(r, "NOSCRIPT") || starts(r, "TALLYGAP") ||
+	    tally__redis_transient(r)) {
 		/* Not run, and neither is anything behind it: all again,
 		 * after loading the script (SCRIPT FLUSH, a restart). */
 		snprintf(cl->why, sizeof(cl->why), "%s", r->str);
-		broken(cl, now, transient(r));
+		broken(cl, now, tally__redis_transient(r));
 		return;
 	}
 	if (starts(r, "TALLYTYPE") && strcmp(r->str + 10, "string") == 0)

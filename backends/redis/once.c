@@ -80,23 +80,6 @@ int tally__redis_wrong_type(struct client *cl, const char *type)
 {
 	const char *key = cl->s->key;
 
-	if (type == NULL) {
-		const char *argv[] = {"TYPE", key};
-		int sent;
-		redisReply *r = tally__redis_command(
-			cl, 2, argv, (uint64_t)cl->s->timeout_ms, &sent);
-		int known = r != NULL && r->type == REDIS_REPLY_STATUS;
-		if (known && strcmp(r->str, "string") != 0)
-			tally__explain_set(
-				TALLY_EWRONGTYPE,
-				"redis key '%s' holds a %s, not an integer counter",
-				key, r->str);
-		else
-			type = "string";
-		freeReplyObject(r);
-		if (type == NULL)
-			return TALLY_EWRONGTYPE;
-	}
 	if (strcmp(type, "string") == 0)
 		tally__explain_set(
 			TALLY_EWRONGTYPE,
@@ -120,13 +103,6 @@ int tally__redis_parse_i64(const char *str, int64_t *value)
 		return -1;
 	*value = v;
 	return 0;
-}
-
-int tally__redis_type_error(const redisReply *r)
-{
-	return r->type == REDIS_REPLY_ERROR &&
-	       (strncmp(r->str, "WRONGTYPE", 9) == 0 ||
-		strstr(r->str, "not an integer") != NULL);
 }
 
 int tally__redis_remote_error(struct client *cl, const redisReply *r)

@@ -212,15 +212,16 @@ int tally__redis_new_identity(struct client *cl);
  * that holds something else unless mode is "reset".  With cl->io held. */
 int tally__redis_initialize(struct client *cl, int64_t initial,
 			    const char *mode);
-/* What a reply means: an error of INCRBY or GET that says the key is not a
- * counter (type_error); naming what the key holds for tally_explain(), type
- * being TYPE's answer or NULL to ask the server (wrong_type, which returns
- * TALLY_EWRONGTYPE); any other error, explained (remote_error, which
- * returns TALLY_EREMOTE); a decimal 64-bit integer (parse_i64: 0 or -1). */
-int tally__redis_type_error(const redisReply *r);
+/* What a reply means: naming what the key holds for tally_explain(), type
+ * being TYPE's answer (wrong_type, which returns TALLY_EWRONGTYPE); any
+ * other error, explained (remote_error, which returns TALLY_EREMOTE); a
+ * decimal 64-bit integer (parse_i64: 0 or -1); an error the server answers
+ * while it cannot serve yet, so that the command is sent again after a
+ * pause (transient: LOADING, BUSY, TRYAGAIN, MASTERDOWN). */
 int tally__redis_wrong_type(struct client *cl, const char *type);
 int tally__redis_remote_error(struct client *cl, const redisReply *r);
 int tally__redis_parse_i64(const char *str, int64_t *value);
+int tally__redis_transient(const redisReply *r);
 
 /* scripts.c: the server scripts, scripts/add.lua and scripts/init.lua,
  * NUL-terminated. */
