@@ -57,6 +57,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* --- waiting and waking ---------------------------------------------- */
@@ -307,19 +308,40 @@ static uint64_t unsent(struct client *cl)
 	return atomic_load(&cl->acc);
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The flusher's next turn, flush_ms after the last on the same cadence
+ * (a late turn does not push every later one back), or flush_ms from now
+ * when it fell more than a whole period behind. */
+static void next_turn(struct client *cl, uint64_t now)
+{
+	uint64_t period = (uint64_t)cl->s->flush_ms * 1000u;
+
+	cl->next_flush_us += period;
+	if (cl->next_flush_us <= now)
+		cl->next_flush_us = now + period;
+}
+
 /* Whether a new generation is due: a waiter wants one, or adds wait (in
  * write-behind mode, only when the flusher's turn has come). */
-static int due(struct client *cl, uint64_t now)
+static int due(struct client *cl)
 {
 	if (atomic_load(&cl->want) > atomic_load(&cl->gen))
 		return 1;
 	if (cl->s->mode != REDIS_BEHIND)
 		return atomic_load(&cl->acc) != 0;
-	if (now < cl->next_flush_ms)
+	uint64_t now = now_us();
+	if (now < cl->next_flush_us)
 		return 0;
 	if (unsent(cl) != 0)
 		return 1;
-	cl->next_flush_ms = now + (uint64_t)cl->s->flush_ms; /* nothing new */
+	next_turn(cl, now); /* nothing new */
 	return 0;
 }
 
@@ -343,7 +365,9 @@ static void exchange(struct client *cl, uint64_t now)
 	if (cl->s->mode == REDIS_BEHIND) {
 		sum = unsent(cl);
 		cl->sent_local += sum;
-		cl->next_flush_ms = now + (uint64_t)cl->s->flush_ms;
+		uint64_t t = now_us();
+		if (t >= cl->next_flush_us)
+			next_turn(cl, t); /* the turn's (a flush's keeps it) */
 	} else {
 		sum = atomic_exchange(&cl->acc, 0);
 	}
@@ -387,7 +411,7 @@ static void fill(struct client *cl, uint64_t now)
 			r->ask = a;
 			r->sum = (uint64_t)a->delta;
 			cl->fetching = 1;
-		} else if (!fetch_waits && due(cl, now)) {
+		} else if (!fetch_waits && due(cl)) {
 			exchange(cl, now);
 		} else {
 			break;
@@ -685,20 +709,22 @@ static int limits(struct client *cl, uint64_t now)
 	}
 	if (!cl->piped && cl->pause_until > now && cl->pause_until < next)
 		next = cl->pause_until;
-	if (s->mode == REDIS_BEHIND && cl->next_flush_ms < next)
-		next = cl->next_flush_ms > now ? cl->next_flush_ms : now;
 	return (int)(next - now);
 }
 
-/* Wait for the connection, the doorbell or the next time limit, at most
- * max_ms, and handle what came. */
+/* Wait for the connection, the doorbell, the next time limit or (when a
+ * request could go) the flusher's turn, at most max_ms, and handle what
+ * came.  ppoll: the turn is kept to the microsecond, not rounded to a
+ * millisecond each period. */
 static void wait_io(struct client *cl, uint64_t now, int max_ms)
 {
 	struct pollfd p[2];
 	int np = 0, bell = -1, ms = limits(cl, now);
+	uint64_t us;
 
 	if (ms > max_ms)
 		ms = max_ms;
+	us = (uint64_t)ms * 1000u;
 	if (cl->piped) {
 		p[np].fd = cl->c->fd;
 		p[np].events = POLLIN;
@@ -709,14 +735,21 @@ static void wait_io(struct client *cl, uint64_t now, int max_ms)
 	/* Room for another request: let the next add ring. */
 	if (cl->n < (unsigned)cl->s->inflight && !cl->fetching) {
 		atomic_store(&cl->armed, 1);
-		if (due(cl, now) || asked(cl))
-			ms = 0;
+		if (due(cl) || asked(cl)) {
+			us = 0;
+		} else if (cl->s->mode == REDIS_BEHIND) {
+			uint64_t t = now_us();
+			if (cl->next_flush_us - t < us)
+				us = cl->next_flush_us - t; /* due() said > t */
+		}
 		bell = np;
 		p[np].fd = cl->doorbell;
 		p[np].events = POLLIN;
 		p[np++].revents = 0;
 	}
-	int n = ms > 0 ? poll(p, (nfds_t)np, ms) : 0;
+	struct timespec ts = {.tv_sec = (time_t)(us / 1000000u),
+			      .tv_nsec = (long)(us % 1000000u) * 1000};
+	int n = us > 0 ? ppoll(p, (nfds_t)np, &ts, NULL) : 0;
 	atomic_store(&cl->armed, 0);
 	if (n <= 0)
 		return;
@@ -881,7 +914,7 @@ static void *engine_thread(void *arg)
 	/* Stopping: what is still pending goes out, within the deadline. */
 	raise_want(cl, atomic_load(&cl->gen) + 1);
 	pthread_mutex_lock(&cl->io);
-	while (cl->n != 0 || due(cl, tally__redis_now_ms()))
+	while (cl->n != 0 || due(cl))
 		turn(cl, 100);
 	pthread_mutex_unlock(&cl->io);
 	return NULL;
@@ -911,7 +944,7 @@ int tally__redis_engine_start(struct client *cl)
 	if (s->mode == REDIS_BEHIND &&
 	    tally_create(&cl->local, "percpu", 0, 0) != 0)
 		goto fail;
-	cl->next_flush_ms = tally__redis_now_ms() + (uint64_t)s->flush_ms;
+	cl->next_flush_us = now_us() + (uint64_t)s->flush_ms * 1000u;
 	/* The thread takes no signal: they are the program's. */
 	sigset_t all, old;
 	sigfillset(&all);

@@ -159,7 +159,7 @@ struct client {
 	int doorbell;		/* eventfd: adds wake the engine's poll */
 	tally *local;		/* REDIS_BEHIND: this process's sum */
 	uint64_t sent_local;	/* of it, taken into requests so far */
-	uint64_t next_flush_ms; /* REDIS_BEHIND: the flusher's next turn */
+	uint64_t next_flush_us; /* REDIS_BEHIND: the flusher's next turn */
 	pthread_t thread;	/* REDIS_ASYNC, REDIS_BEHIND: the engine's */
 	int has_thread;
 	_Atomic int stop;
