@@ -820,6 +820,99 @@ redis)
 	wait $q
 	if [ $? = 3 ]; then ok; else bad "a participant whose partner was killed: not exit 3"; fi
 	contains err "participant [12] of 2 never finished" "never finished"
+	contains err "this participant \\([12] of 2, joint run [0-9]*\\) made [0-9]* adds, summing to [0-9]*, every one acknowledged" "a survivor's own sum"
+	# Adds of unknown outcome that the server did apply are no loss: the
+	# server paused (SIGSTOP) past the deadline with adds in flight, then
+	# resumed before the final read, which sees them applied.
+	"$T" run --backend "$r-unknown,timeout_ms=100,deadline_ms=400" --workload inc \
+		--workers 4 --iters 100000 --sleep-us 1000 --format json >"$TMP/out" 2>"$TMP/err" &
+	q=$!
+	sleep 0.5
+	kill -STOP "$(cat "$TALLY_TEST_REDIS_PIDFILE")"
+	sleep 0.5
+	kill -CONT "$(cat "$TALLY_TEST_REDIS_PIDFILE")"
+	wait $q
+	if [ $? = 3 ]; then ok; else bad "adds of unknown outcome: not exit 3"; fi
+	json "d['unknown'] >= 1 and d['lost'] == 0 and 0 <= d['actual'] - d['expected'] <= d['unknown_sum']"
+	# A plain run that joins a key (keep) judges its own adds: a key at
+	# 100 is no loss of 100, and two such runs at once are each exact,
+	# each saying how far the other moved the key; the server agrees.
+	redis-cli -u "$TALLY_TEST_REDIS_URL" set "cli-$$-keep" 100 >/dev/null
+	run 0 "$T" run --backend "$r-keep,keep" --workload inc --iters 100 --format json &&
+		json "d['start'] == 100 and d['actual'] == d['expected'] == 400 and d['lost'] is None and d['others'] == 0 and d['exact']" &&
+		contains err "the key moved by exactly this run's adds, to 400" "a keep run on its own"
+	"$T" run --backend "$r-keep,keep" --workload inc --iters 3000 --sleep-us 200 \
+		--format json >"$TMP/first" 2>"$TMP/first.err" &
+	p=$!
+	sleep 0.2
+	run 0 "$T" run --backend "$r-keep,keep" --workload inc --iters 3000 --sleep-us 200 --format json &&
+		json "d['lost'] is None and d['others'] > 0 and d['exact']" &&
+		contains err "the key also moved by [0-9]* beyond this run's adds, to [0-9]*: other writers" "two keep runs"
+	if wait $p; then ok; else bad "the first keep run: exit $?"; fi
+	if [ "$(redis-cli -u "$TALLY_TEST_REDIS_URL" get "cli-$$-keep")" = 18400 ]; then
+		ok
+	else
+		bad "two keep runs: the key is not 100 + 300 + 2 x 9000"
+	fi
+	# Joint runs agree on N: a run that asks for another N than the one
+	# forming is refused, naming both, and changes nothing.
+	"$T" run --backend "$r-n" --workload inc --iters 10 --participants 2 \
+		--join-timeout 30 >"$TMP/first" 2>"$TMP/first.err" &
+	p=$!
+	sleep 0.5
+	refused "joint run 0 on this key is forming with 2 participants, and this run asked for 3" \
+		run --backend "$r-n" --workload inc --iters 10 --participants 3
+	run 0 "$T" run --backend "$r-n" --workload inc --iters 10 --participants 2 --format json &&
+		json "d['participants'] == 2 and d['actual'] == d['expected'] == 60 and d['lost'] == 0"
+	if wait $p; then ok; else bad "the first of two participants: exit $?"; fi
+	# A participant killed at the barrier leaves nothing that breaks the
+	# next joint run: its lease runs out, and the next two join a new one.
+	"$T" run --backend "$r-dead" --workload inc --iters 10 --participants 2 >/dev/null 2>&1 &
+	p=$!
+	sleep 0.5
+	kill -KILL $p
+	wait $p 2>/dev/null
+	"$T" run --backend "$r-dead" --workload inc --iters 10 --participants 2 \
+		--format json >"$TMP/first" 2>"$TMP/first.err" &
+	p=$!
+	sleep 0.2
+	run 0 "$T" run --backend "$r-dead" --workload inc --iters 10 --participants 2 --format json &&
+		json "d['joint_run'] == 1 and d['actual'] == d['expected'] == 60 and d['lost'] == 0"
+	if wait $p; then ok; else bad "after a dead participant: exit $?"; fi
+	if grep -q "joint run 0 had 1 of 2 participants, none of them alive for 5 s; closing it" "$TMP/first.err" "$TMP/err"; then
+		ok
+	else
+		bad "the dead participant's joint run was not said to be closed"
+	fi
+	# After a joint run that timed out, a run of its own joins at once.
+	run 3 "$T" run --backend "$r-dead" --workload inc --iters 10 --participants 2 --join-timeout 0.3
+	run 0 "$T" run --backend "$r-dead" --workload inc --iters 10 --participants 1 --format json &&
+		json "d['joint_run'] == 3 and d['lost'] == 0"
+	# One joint run per key at a time: a third waits for the two under
+	# way, says so, then runs; in every mode, each verdict exact.
+	for m in "" ",mode=async" ",flush_ms=10"; do
+		for i in 1 2; do
+			"$T" run --backend "$r-one$m" --workload inc --iters 4000 --sleep-us 200 \
+				--participants 2 >"$TMP/p$i" 2>"$TMP/p$i.err" &
+			eval "p$i=\$!"
+		done
+		# Both have joined (a third asking for another N while the
+		# run forms would be refused), and run 1 s at least.
+		for _ in $(seq 1 100); do
+			cat "$TMP/p1.err" "$TMP/p2.err" | grep -c "participant [12] of 2" | grep -q 2 && break
+			sleep 0.1
+		done
+		run 0 "$T" run --backend "$r-one$m" --workload inc --iters 10 --participants 1 --format json &&
+			json "d['lost'] == 0 and d['actual'] == d['expected']" &&
+			contains err "joint run [0-9]* on this key \\(2 participants\\) is under way; waiting for it to end" "a third run waits ($m)"
+		# shellcheck disable=SC2154 # p1 and p2 are set by the eval above
+		if wait "$p1" && wait "$p2"; then ok; else bad "two participants$m: exit $?"; fi
+		if grep -q "joint verdict over 2 participants: adds sum to 24000, .*: exact" "$TMP/p1.err"; then
+			ok
+		else
+			bad "two participants$m: no exact joint verdict"
+		fi
+	done
 	# Backends with options hold commas: such a one takes the rest of its
 	# --backend, and --backend repeats.
 	run 0 "$T" bench --backend "atomic,$r-b1" --backend "$r-b2" --workers 2 \

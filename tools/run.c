@@ -6,6 +6,7 @@
 #include "run_core.h"
 #include "workload.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -128,6 +129,35 @@ static void explain_accounting(const struct wl_config *cfg,
 			: "they differ by more than the add in flight (lost updates)");
 }
 
+/* A joined run (`keep`): what it can say of its own adds, and of the
+ * others' (how far the key moved beyond its own). */
+static void explain_others(const struct wl_result *res)
+{
+	int64_t own = (int64_t)((uint64_t)res->expected - (uint64_t)res->start);
+
+	fprintf(stderr,
+		"tally run: this run joined the key at %" PRId64
+		" and judges only its own %" PRIu64 " adds, summing to %" PRId64
+		": %s\n",
+		res->start, res->total_ops, own,
+		res->verdict == HARNESS_EXACT
+			? "every one acknowledged, so applied once"
+			: "not every one was acknowledged (above)");
+	if (res->others == 0)
+		fprintf(stderr,
+			"tally run: the key moved by exactly this run's adds, to %" PRId64
+			"\n",
+			res->actual);
+	else
+		fprintf(stderr,
+			"tally run: the key also moved by %" PRId64
+			" beyond this run's adds, to %" PRId64
+			": other writers%s\n",
+			res->others, res->actual,
+			res->others < 0 ? " subtracting, or adds lost elsewhere"
+					: "");
+}
+
 /* Everything that went wrong with a run, on stderr, after its table. */
 static void explain_faults(const struct wl_config *cfg,
 			   const struct wl_result *res, const char *backend)
@@ -151,66 +181,100 @@ static void explain_faults(const struct wl_config *cfg,
 	explain_victim(cfg, res, backend, victim);
 	if (res->stalled)
 		explain_stall(cfg, backend, victim);
-	if (victim >= 0 && !res->unread)
+	if (victim >= 0 && !res->unread && !res->joined)
 		explain_accounting(cfg, res, victim);
+	if (res->joined && !res->unread)
+		explain_others(res);
 }
 
+/* The result as JSON: one object (DESIGN.md's fields and more). */
+static void print_json(const char *backend, const struct wl_config *cfg,
+		       const struct wl_result *res, const char *actual,
+		       const char *lost)
+{
+	double ns = res->total_ops ? res->seconds * 1e9 / (double)res->total_ops
+				   : 0.0;
+	char others[32] = "null";
+
+	if (res->joined && !res->unread)
+		fmt_i64(others, sizeof(others), res->others);
+	printf("{\"backend\": ");
+	json_string(stdout, backend);
+	printf(", \"workload\": \"%s\", \"mode\": \"%s\", \"workers\": %u, \"iters\": %llu, \"delta\": %lld, \"initial\": %lld, \"start\": %lld, \"sleep_us\": %llu, \"expected\": %lld, \"actual\": %s, \"lost\": %s, \"joined\": %s, \"others\": %s, \"seconds\": %.6f, \"ns_per_op\": %.2f, \"total_ops\": %llu, \"per_worker_ops\": [",
+	       wl_kind_name(cfg->kind), crew_mode_name(cfg->mode), cfg->workers,
+	       (unsigned long long)cfg->iters, (long long)cfg->delta,
+	       (long long)cfg->initial, (long long)res->start,
+	       (unsigned long long)cfg->sleep_us, (long long)res->expected,
+	       actual, lost, res->joined ? "true" : "false", others,
+	       res->seconds, ns, (unsigned long long)res->total_ops);
+	for (unsigned k = 0; k < cfg->workers; k++)
+		printf("%s%llu", k ? ", " : "",
+		       (unsigned long long)res->done[k]);
+	printf("], \"online_cpus\": %u, \"oversubscribed\": %s, \"interrupted\": %s, \"killed_worker\": %d, \"died_worker\": %d, \"failed_worker\": %d, \"recovered\": %u, \"stalled\": %s, \"unknown\": %llu, \"unknown_sum\": %lld, \"exact\": %s, \"path\": %s%s%s}\n",
+	       cli_online_cpus(),
+	       cfg->workers > cli_online_cpus() ? "true" : "false",
+	       res->interrupted ? "true" : "false", res->killed_worker,
+	       res->died_worker, res->failed_worker, res->recovered,
+	       res->stalled ? "true" : "false",
+	       (unsigned long long)res->unknown, (long long)res->unknown_sum,
+	       (res->joined ? res->verdict == HARNESS_EXACT
+			    : !res->unread && res->lost == 0 && !res->unknown)
+		       ? "true"
+		       : "false",
+	       res->path ? "\"" : "", res->path ? res->path : "null",
+	       res->path ? "\"" : "");
+}
+
+/*
+ * The result: a table, CSV or JSON on stdout.  A remote counter's table has
+ * an `unknown` column (adds of unknown outcome, never counted as lost); a
+ * joined run's `lost` is "-": it cannot tell, and says so on stderr.
+ */
 static void print_result(enum cli_format format, const char *backend,
-			 const struct wl_config *cfg,
+			 unsigned caps, const struct wl_config *cfg,
 			 const struct wl_result *res)
 {
 	double ns = res->total_ops ? res->seconds * 1e9 / (double)res->total_ops
 				   : 0.0;
-	int over = cfg->workers > cli_online_cpus();
-	char actual[32], lost[32]; /* "null" / "?" when the get failed */
+	char actual[32], lost[32]; /* "null" / "?" when unread, "-": joined */
+	const char *none = format == FORMAT_JSON ? "null" : "?";
 
+	fmt_i64(actual, 32, res->actual);
+	fmt_i64(lost, 32, res->lost);
 	if (res->unread) {
-		strcpy(actual, format == FORMAT_JSON ? "null" : "?");
-		strcpy(lost, actual);
-	} else {
-		fmt_i64(actual, 32, res->actual);
-		fmt_i64(lost, 32, res->lost);
+		strcpy(actual, none);
+		strcpy(lost, none);
+	} else if (res->joined) {
+		strcpy(lost, format == FORMAT_JSON ? "null" : "-");
 	}
 	if (format == FORMAT_JSON) {
-		printf("{\"backend\": ");
-		json_string(stdout, backend);
-		printf(", \"workload\": \"%s\", \"mode\": \"%s\", \"workers\": %u, \"iters\": %llu, \"delta\": %lld, \"initial\": %lld, \"sleep_us\": %llu, \"expected\": %lld, \"actual\": %s, \"lost\": %s, \"seconds\": %.6f, \"ns_per_op\": %.2f, \"total_ops\": %llu, \"per_worker_ops\": [",
-		       wl_kind_name(cfg->kind), crew_mode_name(cfg->mode),
-		       cfg->workers, (unsigned long long)cfg->iters,
-		       (long long)cfg->delta, (long long)cfg->initial,
-		       (unsigned long long)cfg->sleep_us,
-		       (long long)res->expected, actual, lost, res->seconds, ns,
-		       (unsigned long long)res->total_ops);
-		for (unsigned k = 0; k < cfg->workers; k++)
-			printf("%s%llu", k ? ", " : "",
-			       (unsigned long long)res->done[k]);
-		printf("], \"online_cpus\": %u, \"oversubscribed\": %s, \"interrupted\": %s, \"killed_worker\": %d, \"died_worker\": %d, \"failed_worker\": %d, \"recovered\": %u, \"stalled\": %s, \"unknown\": %llu, \"unknown_sum\": %lld, \"exact\": %s, \"path\": %s%s%s}\n",
-		       cli_online_cpus(), over ? "true" : "false",
-		       res->interrupted ? "true" : "false", res->killed_worker,
-		       res->died_worker, res->failed_worker, res->recovered,
-		       res->stalled ? "true" : "false",
-		       (unsigned long long)res->unknown,
-		       (long long)res->unknown_sum,
-		       !res->unread && res->lost == 0 && !res->unknown
-			       ? "true"
-			       : "false",
-		       res->path ? "\"" : "", res->path ? res->path : "null",
-		       res->path ? "\"" : "");
+		print_json(backend, cfg, res, actual, lost);
 		return;
 	}
 
 	char b[10][32];
-	static const char *const head[] = {
-		"backend",  "workload", "mode", "workers", "iters",
-		"expected", "actual",	"lost", "seconds", "ns/op"};
+	static const char *const head[] = {"backend", "workload", "mode",
+					   "workers", "iters",	  "expected",
+					   "actual",  "lost",	  "seconds",
+					   "ns/op",   "unknown"};
 	struct table t;
+	int remote = (caps & TALLY_CAP_REMOTE) != 0;
 
-	table_init(&t, 10, head, "lllrrrrrrr");
-	table_row(&t, backend, wl_kind_name(cfg->kind),
-		  crew_mode_name(cfg->mode), fmt_u64(b[0], 32, cfg->workers),
-		  fmt_u64(b[1], 32, cfg->iters),
-		  fmt_i64(b[2], 32, res->expected), actual, lost,
-		  fmt_f(b[5], 32, 3, res->seconds), fmt_f(b[6], 32, 1, ns));
+	table_init(&t, remote ? 11 : 10, head, "lllrrrrrrrr");
+	fmt_u64(b[0], 32, cfg->workers);
+	fmt_u64(b[1], 32, cfg->iters);
+	fmt_i64(b[2], 32, res->expected);
+	fmt_f(b[5], 32, 3, res->seconds);
+	fmt_f(b[6], 32, 1, ns);
+	fmt_u64(b[7], 32, res->unknown);
+	if (remote)
+		table_row(&t, backend, wl_kind_name(cfg->kind),
+			  crew_mode_name(cfg->mode), b[0], b[1], b[2], actual,
+			  lost, b[5], b[6], b[7]);
+	else
+		table_row(&t, backend, wl_kind_name(cfg->kind),
+			  crew_mode_name(cfg->mode), b[0], b[1], b[2], actual,
+			  lost, b[5], b[6]);
 	table_emit(&t, format, stdout);
 	table_free(&t);
 }
@@ -387,7 +451,7 @@ static int run(struct params *p)
 		return EXIT_RUNTIME;
 	int rc = run_one("run", p->backend, cfg, res);
 	if (rc == RUN_RAN) {
-		print_result(p->format, p->info.name, cfg, res);
+		print_result(p->format, p->info.name, p->info.caps, cfg, res);
 		explain_faults(cfg, res, p->info.name);
 		rc = run_verdict(res);
 		if (res->stalled && cfg->mode == CREW_THREADS) {

@@ -5,6 +5,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 static int stop_on_sigint(void *arg)
 {
@@ -43,10 +44,28 @@ int run_verdict(const struct wl_result *res)
 	}
 }
 
-int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
+/* Whether t is a counter that others write too: a remote one joined with
+ * `keep` (its options hold the word), which a run judges by its own adds. */
+static int joins_others(const tally *t)
+{
+	tally_handle_info d;
+
+	if (tally_describe(t, &d) != 0 || !(d.caps & TALLY_CAP_REMOTE))
+		return 0;
+	for (const char *p = d.options; *p != '\0';) {
+		size_t len = strcspn(p, ",");
+		if (len == 4 && strncmp(p, "keep", 4) == 0)
+			return 1;
+		p += len + (p[len] == ',');
+	}
+	return 0;
+}
+
+int run_one(const char *cmd, const char *backend, const struct wl_config *given,
 	    struct wl_result *res)
 {
 	tally *t;
+	struct wl_config cfg_copy = *given, *cfg = &cfg_copy;
 	unsigned flags = cfg->mode == CREW_PROCESSES ? TALLY_PSHARED : 0;
 	int rc = tally_create(&t, backend, cfg->initial, flags);
 
@@ -60,6 +79,7 @@ int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
 			       ? EXIT_USAGE
 			       : EXIT_RUNTIME;
 	}
+	cfg->joined = joins_others(t);
 	if (wl_run(t, cfg, res) == HARNESS_ERROR) {
 		cli_error(cmd, "%s", res->reason);
 		tally_destroy(t);

@@ -13,7 +13,8 @@ enum { RUN_RAN = 0 };
 
 /* Create the counter, run the workload on it, destroy it.  Returns RUN_RAN
  * with the result in *res (run_verdict() judges it), else the exit code
- * after printing why, prefixed by cmd. */
+ * after printing why, prefixed by cmd.  A remote counter joined with `keep`
+ * is run as wl_config's `joined` (judged by its own adds). */
 int run_one(const char *cmd, const char *backend, const struct wl_config *cfg,
 	    struct wl_result *res);
 /*

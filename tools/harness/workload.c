@@ -139,6 +139,7 @@ struct slot {
 	_Alignas(8) _Atomic uint64_t end_ns;
 	_Atomic unsigned recovered;
 	_Atomic int error;
+	_Atomic int flush_error; /* the final tally_flush()'s, or 0 */
 	/* Adds of unknown outcome (remote). */
 	_Alignas(8) _Atomic uint64_t unknown;
 	/* tally_explain() of the add that stopped this worker (an error or an
@@ -268,7 +269,7 @@ static void work(struct crew *c, unsigned k, void *arg)
 	if (rc < 0 && atomic_load(&s->error) == 0 &&
 	    atomic_load(&s->unknown) == 0) {
 		snprintf(s->why, sizeof(s->why), "%s", tally_explain(rc));
-		atomic_store(&s->error, rc);
+		atomic_store(&s->flush_error, rc);
 	}
 	atomic_store(&s->end_ns, harness_now_ns());
 }
@@ -388,11 +389,48 @@ static void note_deaths(const struct run *r, struct wl_result *res)
 	}
 }
 
+/*
+ * lost and others from expected and actual.  Adds of unknown outcome were
+ * each applied once or not at all, so the applied ones sum to something in
+ * [unknown_lo, unknown_hi]: a difference in that range is theirs, not a
+ * loss.  (wl_check()
+ * proved that every such sum fits, so the arithmetic modulo 2^64 is exact.)
+ */
+static void account(const struct wl_config *cfg, struct wl_result *res)
+{
+	int64_t lo = res->unknown_lo, hi = res->unknown_hi;
+	int64_t moved =
+		(int64_t)((uint64_t)res->actual - (uint64_t)res->expected);
+
+	res->lost = res->others = 0;
+	if (res->unread)
+		return;
+	if (cfg->joined)
+		res->others = moved;
+	else if (moved < lo)
+		res->lost = (int64_t)((uint64_t)lo - (uint64_t)moved);
+	else if (moved > hi)
+		res->lost = (int64_t)((uint64_t)hi - (uint64_t)moved);
+}
+
+/* A worker's u adds of unknown outcome, each of delta d: into the count,
+ * the sum, and what the applied ones among them can sum to, at least and
+ * at most (the negative deltas, the positive ones), modulo 2^64. */
+static void add_unknown(struct wl_result *res, uint64_t u, int64_t d)
+{
+	uint64_t sum = u * (uint64_t)d;
+	int64_t *side = d < 0 ? &res->unknown_lo : &res->unknown_hi;
+
+	res->unknown += u;
+	res->unknown_sum = (int64_t)((uint64_t)res->unknown_sum + sum);
+	*side = (int64_t)((uint64_t)*side + sum);
+}
+
 static void collect(struct run *r, tally *t, struct wl_result *res)
 {
 	const struct wl_config *cfg = r->cfg;
 	uint64_t end = r->t0;
-	int64_t expected = cfg->initial;
+	int64_t expected = res->start;
 
 	for (unsigned k = 0; k < cfg->workers; k++) {
 		struct slot *s = slot_of(r, k);
@@ -402,11 +440,10 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 		res->total_ops += n;
 		res->recovered += atomic_load(&s->recovered);
 		uint64_t u = atomic_load(&s->unknown);
-		res->unknown += u;
-		res->unknown_sum =
-			(int64_t)((uint64_t)res->unknown_sum +
-				  u * (uint64_t)wl_worker_delta(cfg, k));
+		add_unknown(res, u, wl_worker_delta(cfg, k));
 		int error = atomic_load(&s->error);
+		if (!error && (error = atomic_load(&s->flush_error)) != 0)
+			res->flush_failed = 1;
 		if (error && !res->add_error) {
 			res->add_error = error;
 			snprintf(res->add_error_why, sizeof(res->add_error_why),
@@ -438,7 +475,7 @@ static void collect(struct run *r, tally *t, struct wl_result *res)
 				 "%s", tally_explain(rc));
 		}
 	}
-	res->lost = (int64_t)((uint64_t)res->expected - (uint64_t)res->actual);
+	account(cfg, res);
 }
 
 int wl_faulted(const struct wl_result *res)
@@ -458,8 +495,13 @@ static enum harness_verdict judge(const struct wl_config *cfg,
 	int victim =
 		res->killed_worker >= 0 ? res->killed_worker : res->died_worker;
 
-	if (!res->unread && res->lost != 0 && victim < 0 && !res->stalled &&
-	    !res->unknown)
+	/* Adds that returned before they were sent, whose flush failed: the
+	 * count cannot be judged (the flush said how much it left). */
+	if (res->flush_failed)
+		return harness_say(why, HARNESS_FAULT,
+				   "the final flush failed: %s",
+				   tally_strerror(res->add_error));
+	if (!res->unread && res->lost != 0 && victim < 0 && !res->stalled)
 		return harness_say(
 			why, HARNESS_LOST,
 			"lost updates: the completed adds sum to %" PRId64
@@ -490,9 +532,32 @@ static enum harness_verdict judge(const struct wl_config *cfg,
 		return harness_say(why, HARNESS_FAULT,
 				   "interrupted after %" PRIu64 " adds",
 				   res->total_ops);
+	if (cfg->joined)
+		return harness_say(why, HARNESS_EXACT,
+				   "every add acknowledged: %" PRIu64
+				   " adds, final value %" PRId64
+				   " (the key moved by %" PRId64
+				   " beyond them)",
+				   res->total_ops, res->actual, res->others);
 	return harness_say(why, HARNESS_EXACT,
 			   "exact: %" PRIu64 " adds, final value %" PRId64,
 			   res->total_ops, res->actual);
+}
+
+/* The value the run starts from, read before any worker exists (for a
+ * joined run: whatever moves the key from here on is this run's adds or
+ * the others').  0, or -1 with the reason in res. */
+static int read_start(tally *t, const struct wl_config *cfg,
+		      struct wl_result *res)
+{
+	res->start = cfg->initial;
+	res->joined = cfg->joined;
+	int rc = cfg->joined ? tally_get(t, &res->start) : 0;
+	if (rc < 0)
+		harness_say(res->reason, HARNESS_ERROR,
+			    "cannot read the counter's starting value: %s",
+			    tally_explain(rc));
+	return rc < 0 ? -1 : 0;
 }
 
 enum harness_verdict wl_run(tally *t, const struct wl_config *cfg,
@@ -515,6 +580,8 @@ enum harness_verdict wl_run(tally *t, const struct wl_config *cfg,
 	res->killed_worker = res->died_worker = res->failed_worker = -1;
 	tally_handle_info d;
 	res->path = tally_describe(t, &d) == 0 ? d.path : NULL;
+	if (read_start(t, cfg, res) != 0)
+		return res->verdict = HARNESS_ERROR;
 	if (cfg->workers > WL_MAX_WORKERS || crew_create(&r.crew, &cc) != 0)
 		return res->verdict = harness_say(
 			       res->reason, HARNESS_ERROR,

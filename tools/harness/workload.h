@@ -33,6 +33,14 @@ struct wl_config {
 	uint64_t kill_after_ms; /* processes: SIGKILL worker 0 then; 0 = off */
 	double stall_timeout_s; /* no progress for this long: give up */
 	double time_limit_s;	/* stop the workers after this long; 0 = off */
+	/*
+	 * The counter is shared with writers outside this run (a remote
+	 * counter joined with `keep`): the run reads its value as the
+	 * workers start (res->start) and judges only its own adds, by their
+	 * answers: every add acknowledged is exact, whatever the others did,
+	 * and res->others says how far the key moved beyond this run's adds.
+	 */
+	int joined;
 
 	/*
 	 * The caller's hooks; either may be NULL.  The harness keeps no UI
@@ -61,9 +69,17 @@ struct wl_result {
 	 * (the workers could not start), with the reason in one sentence. */
 	enum harness_verdict verdict;
 	char reason[HARNESS_REASON_SIZE];
-	int64_t expected; /* initial + what the completed adds sum to */
+	int64_t start;	  /* the value the run started from: cfg->initial,
+			   * or (joined) the counter's as the workers started */
+	int64_t expected; /* start + what the completed adds sum to */
 	int64_t actual;	  /* the counter's final value */
-	int64_t lost;	  /* expected - actual (modulo 2^64) */
+	/* expected - actual (modulo 2^64), less what adds of unknown outcome
+	 * account for: 0 when the difference is a sum some of them make (each
+	 * was applied once or not at all), else how far beyond that it is.
+	 * 0 for a joined run, which cannot tell: see others. */
+	int64_t lost;
+	int joined;	/* cfg->joined: lost is not known, others is */
+	int64_t others; /* joined: actual - expected, the other writers' */
 	uint64_t done[WL_MAX_WORKERS]; /* adds each worker completed */
 	uint64_t total_ops;
 	double seconds;	   /* first start to last finish, monotonic */
@@ -79,6 +95,9 @@ struct wl_result {
 	unsigned recovered; /* adds that returned TALLY_RECOVERED */
 	int stalled;	    /* no progress for stall_timeout_s */
 	int add_error;	    /* first negative tally_add() result, or 0 */
+	/* add_error is a final tally_flush()'s: adds that had returned were
+	 * not all applied, and the flush's message says how many */
+	int flush_failed;
 	/* What tally_explain() said of add_error, in the worker that got it
 	 * (the server's own words: "redis server ...: NOPERM ..."), and of the
 	 * first add of unknown outcome; "" for none. */
@@ -95,6 +114,9 @@ struct wl_result {
 	 * lost; and their deltas, summed modulo 2^64. */
 	uint64_t unknown;
 	int64_t unknown_sum;
+	/* What the applied ones among them can sum to, at least and at most:
+	 * their negative deltas, their positive ones. */
+	int64_t unknown_lo, unknown_hi;
 };
 
 /* The lesson's defaults for a workload. */
