@@ -27,7 +27,7 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* Threads take the process's connections to a counter in turn. */
 static _Atomic unsigned next_lane;
-static _Thread_local int lane_hint = -1;
+static TALLY_THREAD_LOCAL int lane_hint = -1;
 
 /* Forks this process has been through (counted in the child, from the
  * first client on): tells a forked child's copy of `last` from its own. */
@@ -35,8 +35,10 @@ static unsigned forks;
 
 /* This thread's client, last used: no registry lookup (and no getpid()
  * system call) on the hot path.  A counter made later at the same address
- * has another id; a forked child another count of forks. */
-static _Thread_local struct {
+ * has another id; a forked child another count of forks.  Initial-exec
+ * (TALLY_THREAD_LOCAL): a __tls_get_addr() call per add was a third of a
+ * write-behind add's time. */
+static TALLY_THREAD_LOCAL struct {
 	const struct redis_state *s;
 	uint64_t state_id;
 	unsigned forks;
@@ -95,14 +97,12 @@ static struct client *find(const struct redis_state *s, unsigned lane)
 	return cl;
 }
 
-/* This thread's client of s (one of s->connections per process, taken in
- * turn by threads), made on first use; NULL when out of memory. */
-struct client *tally__redis_client_of(const struct redis_state *s)
+/* tally__redis_client_of() when this thread's last client is not s's: the
+ * registry, out of line so that the hot path saves no registers. */
+static TALLY_NOINLINE struct client *client_lookup(const struct redis_state *s)
 {
 	struct client *cl;
 
-	if (last.s == s && last.state_id == s->id && last.forks == forks)
-		return last.cl;
 	/* From here on, a fork counts (before any client is cached). */
 	pthread_once(&atfork_once, install_atfork);
 	if (lane_hint < 0)
@@ -134,6 +134,15 @@ struct client *tally__redis_client_of(const struct redis_state *s)
 		last.cl = cl;
 	}
 	return cl;
+}
+
+/* This thread's client of s (one of s->connections per process, taken in
+ * turn by threads), made on first use; NULL when out of memory. */
+struct client *tally__redis_client_of(const struct redis_state *s)
+{
+	if (last.s == s && last.state_id == s->id && last.forks == forks)
+		return last.cl;
+	return client_lookup(s);
 }
 
 /*

@@ -815,25 +815,32 @@ static void wait_for(struct client *cl, uint64_t target, const struct ask *a)
 	}
 }
 
+/* A sync add: into the sum, then wait for the generation that takes it. */
+static TALLY_NOINLINE int sync_add(struct client *cl, int64_t delta)
+{
+	uint64_t g0 = atomic_load(&cl->gen);
+	atomic_fetch_add(&cl->acc, (uint64_t)delta);
+	uint64_t g1 = atomic_load(&cl->gen);
+	raise_want(cl, g1 + 1);
+	ring_bell(cl);
+	wait_for(cl, g1 + 1, NULL);
+	return outcome(cl, g0 + 1, g1 + 1);
+}
+
+/* The modes that return at once first, with nothing to save: a
+ * write-behind add is the local sum's, a tail call. */
 int tally__redis_engine_add(struct client *cl, int64_t delta)
 {
-	switch (cl->s->mode) {
-	case REDIS_BEHIND:
+	int mode = cl->s->mode;
+
+	if (mode == REDIS_BEHIND)
 		return tally_add(cl->local, delta);
-	case REDIS_ASYNC:
+	if (mode == REDIS_ASYNC) {
 		atomic_fetch_add(&cl->acc, (uint64_t)delta);
 		ring_bell(cl);
 		return 0;
-	default: {
-		uint64_t g0 = atomic_load(&cl->gen);
-		atomic_fetch_add(&cl->acc, (uint64_t)delta);
-		uint64_t g1 = atomic_load(&cl->gen);
-		raise_want(cl, g1 + 1);
-		ring_bell(cl);
-		wait_for(cl, g1 + 1, NULL);
-		return outcome(cl, g0 + 1, g1 + 1);
 	}
-	}
+	return sync_add(cl, delta);
 }
 
 /* Queue an ask and wait for its answer. */
