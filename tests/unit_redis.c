@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -622,18 +623,26 @@ static void *kill_clients(void *arg)
 struct adder {
 	tally *t;
 	int n;
-	int rc;	       /* the first failed add's, told by the main thread */
-	char why[320]; /* and its words */
+	int rc;		   /* the first failed add's, told by the main thread */
+	char why[320];	   /* and its words */
+	_Atomic int *made; /* where given: the adds made, by all adders */
+	int paced;	   /* a 1 ms rest every 100 adds: async adds would
+			      otherwise all be made before a fault strikes */
 };
 
 static void *add_many(void *arg)
 {
 	struct adder *a = arg;
 
-	for (int i = 0; i < a->n && a->rc == 0; i++)
+	for (int i = 0; i < a->n && a->rc == 0; i++) {
 		if ((a->rc = tally_add(a->t, 1)) != 0)
 			snprintf(a->why, sizeof(a->why), "%s",
 				 tally_explain(a->rc));
+		else if (a->made != NULL)
+			atomic_fetch_add(a->made, 1);
+		if (a->paced && i % 100 == 99)
+			usleep(1000);
+	}
 	return NULL;
 }
 
@@ -693,6 +702,122 @@ static void test_connection_killed_mid_run_exact(void **state)
 	exact_through("ckill", ",inflight=16", kill_clients);
 	exact_through("ckill", ",mode=async", kill_clients);
 	exact_through("ckill", ",flush_ms=2", kill_clients);
+}
+
+/* What the server itself holds under unit-PID-what, read on a connection
+ * of the test's own: no engine, no unsent sum of this process. */
+static int64_t server_value(const char *what)
+{
+	char key[96];
+	redisContext *c = connect_test_server();
+
+	snprintf(key, sizeof(key), "unit-%ld-%s", (long)getpid(), what);
+	redisReply *r = redisCommand(c, "GET %s", key);
+	assert_true(r != NULL && r->type == REDIS_REPLY_STRING);
+	int64_t v = strtoll(r->str, NULL, 10);
+	freeReplyObject(r);
+	redisFree(c);
+	return v;
+}
+
+struct stop {
+	pid_t pid;
+	unsigned ms;	     /* how long the server stays stopped */
+	_Atomic int *made;   /* the adders' count */
+	int made_at_resume;  /* what it said as the server resumed */
+	_Atomic int resumed; /* set just before SIGCONT */
+};
+
+static void *resume_later(void *arg)
+{
+	struct stop *s = arg;
+	struct timespec ts = {.tv_sec = (time_t)(s->ms / 1000),
+			      .tv_nsec = (long)(s->ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+	s->made_at_resume = atomic_load(s->made);
+	atomic_store(&s->resumed, 1);
+	kill(s->pid, SIGCONT);
+	return NULL;
+}
+
+/* Four threads add; once a quarter of their adds are made, the server
+ * stops for PAUSE_MS (four reply timeouts, a tenth of the deadline) while
+ * they go on (sync: waiting).  The flush starts while it is stopped (sync:
+ * each add is its own flush, and they are still being made when it
+ * resumes); afterwards the server holds exactly what was added. */
+static void exact_through_pause(const char *contract)
+{
+	enum { THREADS = 4, EACH = 3000, PAUSE_MS = 400 };
+	int sync = strstr(contract, "mode=async") == NULL &&
+		   strstr(contract, "flush_ms") == NULL;
+	char extra[128];
+	pthread_t th[THREADS], r;
+	struct adder a[THREADS];
+	_Atomic int made = 0;
+	struct stop s = {.pid = server_pid(), .ms = PAUSE_MS, .made = &made};
+	tally *t;
+	int64_t v;
+
+	snprintf(extra, sizeof(extra), "%s,timeout_ms=100,deadline_ms=4000",
+		 contract);
+	assert_int_equal(tally_create(&t, backend("paused", extra), 0, 0), 0);
+	for (int i = 0; i < THREADS; i++) {
+		a[i] = (struct adder){
+			.t = t, .n = EACH, .made = &made, .paced = 1};
+		assert_int_equal(pthread_create(&th[i], NULL, add_many, &a[i]),
+				 0);
+	}
+	double t0 = now_s();
+	while (atomic_load(&made) < THREADS * EACH / 4 && now_s() - t0 < 5)
+		usleep(200);
+	kill(s.pid, SIGSTOP);
+	assert_int_equal(pthread_create(&r, NULL, resume_later, &s), 0);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	int flush_while_stopped = !atomic_load(&s.resumed);
+	int rc = tally_flush(t);
+	pthread_join(r, NULL);
+	for (int i = 0; i < THREADS; i++)
+		if (a[i].rc != 0)
+			fail_msg("paused%s: an add failed: %s", contract,
+				 a[i].why);
+	if (rc != 0)
+		fail_msg("paused%s: flush: %s", contract, tally_explain(rc));
+	if (sync && s.made_at_resume == THREADS * EACH)
+		fail_msg(
+			"paused%s: every add was made before the server resumed: the pause missed the run",
+			contract);
+	if (!sync && !flush_while_stopped)
+		fail_msg(
+			"paused%s: the flush started after the server resumed: the pause missed it",
+			contract);
+	v = server_value("paused");
+	if (v != THREADS * EACH)
+		fail_msg("paused%s: the server holds %lld, not %d", contract,
+			 (long long)v, THREADS * EACH);
+	assert_int_equal(tally_get(t, &v), 0);
+	assert_int_equal(v, THREADS * EACH);
+	tally_destroy(t);
+}
+
+/*
+ * The server stops (SIGSTOP) with requests in flight and resumes within
+ * the deadline.  Each request in flight loses its reply (the connection is
+ * given up after timeout_ms, and new ones get no answer while it is
+ * stopped); the server, resumed, runs the first copies still queued on
+ * the connections given up, and the client sends each again, with its
+ * number, on a new one: applied once.  In async and write-behind mode the
+ * flush waits through the pause.
+ */
+static void test_server_paused_mid_flush_exact(void **state)
+{
+	(void)state;
+	if (server_pid() <= 0)
+		skip();
+	exact_through_pause("");
+	exact_through_pause(",mode=async");
+	exact_through_pause(",flush_ms=2");
 }
 
 /* async: an add returns before it is applied, and a flush waits for it;
@@ -795,6 +920,7 @@ int main(void)
 		cmocka_unit_test(test_request_replayed_changes_nothing),
 		cmocka_unit_test(test_script_flush_mid_run_exact),
 		cmocka_unit_test(test_connection_killed_mid_run_exact),
+		cmocka_unit_test(test_server_paused_mid_flush_exact),
 		cmocka_unit_test(test_async_and_write_behind),
 		cmocka_unit_test(test_flush_tells_what_was_not_applied),
 	};
