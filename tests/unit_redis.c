@@ -15,6 +15,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -820,6 +823,200 @@ static void test_server_paused_mid_flush_exact(void **state)
 	exact_through_pause(",flush_ms=2");
 }
 
+/* What a child that adds until it is killed has done, in a page it shares
+ * with the test (the child writes, the test reads once it is dead). */
+struct ledger {
+	_Atomic int64_t added; /* every add it began, counted before */
+	_Atomic int64_t acked; /* those it was told are applied */
+	_Atomic int made;      /* its tally_create returned */
+	_Atomic int flushing;  /* inside tally_flush (sync: tally_add) */
+	_Atomic int rc;	       /* a create, add or flush that failed */
+	char why[320];	       /* and its words */
+};
+
+/*
+ * The child's life: it makes the counter (after the fork: a process has
+ * clients of its own), then adds, and flushes every 64 adds (sync: each
+ * add is its own flush), until it is killed -- 20 s at most.  The deltas
+ * shrink by one an add, so that a request applied twice adds more than
+ * every add still pending: in sync mode any double count shows as a
+ * server total above what was added.
+ */
+static void add_until_killed(struct ledger *l, const char *b, int sync)
+{
+	tally *t;
+	int rc;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	alarm(20);
+	if ((rc = tally_create(&t, b, 0, 0)) != 0)
+		goto fail;
+	atomic_store(&l->made, 1);
+	for (int64_t d = INT64_C(1) << 30;; d--) {
+		atomic_fetch_add(&l->added, d);
+		atomic_store(&l->flushing, sync);
+		if ((rc = tally_add(t, d)) != 0)
+			goto fail;
+		if (sync) {
+			atomic_fetch_add(&l->acked, d);
+			atomic_store(&l->flushing, 0);
+			continue;
+		}
+		if (d % 64 != 0)
+			continue;
+		int64_t before = atomic_load(&l->added);
+		atomic_store(&l->flushing, 1);
+		if ((rc = tally_flush(t)) != 0)
+			goto fail;
+		atomic_store(&l->acked, before);
+		atomic_store(&l->flushing, 0);
+	}
+fail:
+	snprintf(l->why, sizeof(l->why), "%s", tally_explain(rc));
+	atomic_store(&l->rc, rc);
+	_exit(3);
+}
+
+/* Until what holds, or the child fails, or s seconds pass: whether it
+ * held. */
+static int child_until(const struct ledger *l,
+		       int (*what)(const struct ledger *, int64_t), int64_t arg,
+		       double s)
+{
+	double t0 = now_s();
+
+	while (!what(l, arg) && atomic_load(&l->rc) == 0 && now_s() - t0 < s)
+		usleep(100);
+	return what(l, arg);
+}
+
+static int acked_over(const struct ledger *l, int64_t n)
+{
+	return atomic_load(&l->acked) > n;
+}
+
+static int in_flush(const struct ledger *l, int64_t n)
+{
+	(void)n;
+	return atomic_load(&l->flushing);
+}
+
+enum kill_when {
+	KILL_LIVE,    /* the server answers */
+	KILL_STOPPED, /* the server stopped past a reply timeout */
+	KILL_RESUMED, /* just after: its copies and resends answered */
+	KILL_WHENS
+};
+
+/* One round: a child adds, and is SIGKILLed in a flush; then the server
+ * holds at least what it was told was applied, and at most what it added.
+ * 0, or 1 when the kill missed the flush (the round is tried again). */
+static int kill_round(const char *b, int sync, enum kill_when when,
+		      unsigned delay_us, struct ledger *l)
+{
+	static const char *const name[] = {"live", "stopped", "resumed"};
+	pid_t spid = server_pid();
+	int status;
+
+	memset(l, 0, sizeof(*l));
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		add_until_killed(l, b, sync);
+	int ok = child_until(l, acked_over, 0, 5);
+	if (ok && when != KILL_LIVE) {
+		int64_t before = atomic_load(&l->acked);
+		kill(spid, SIGSTOP);
+		usleep(150000); /* its requests time out, and go again */
+		if (when == KILL_RESUMED) {
+			kill(spid, SIGCONT);
+			ok = child_until(l, acked_over, before, 3);
+		}
+	}
+	if (ok)
+		ok = child_until(l, in_flush, 0, 2);
+	if (ok) {
+		struct timespec ts = {.tv_nsec = (long)delay_us * 1000};
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	kill(spid, SIGCONT);
+	usleep(20000); /* what the child left queued runs */
+	if (atomic_load(&l->rc) != 0)
+		fail_msg("%s, %s: the child failed: %s", b, name[when], l->why);
+	if (!ok && !atomic_load(&l->made))
+		fail_msg(
+			"%s, %s: the child's tally_create did not return within 5 s",
+			b, name[when]);
+	if (!ok)
+		fail_msg(
+			"%s, %s: the child had nothing acknowledged, or no flush, within the time given",
+			b, name[when]);
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+		fail_msg("%s, %s: the child ended by itself", b, name[when]);
+	int64_t v = server_value("sigkill"), acked = atomic_load(&l->acked),
+		added = atomic_load(&l->added);
+	if (v < acked)
+		fail_msg(
+			"%s, %s: the server holds %lld, less than the %lld acknowledged",
+			b, name[when], (long long)v, (long long)acked);
+	if (v > added)
+		fail_msg(
+			"%s, %s: the server holds %lld, more than the %lld added: counted twice",
+			b, name[when], (long long)v, (long long)added);
+	return !atomic_load(&l->flushing);
+}
+
+/* Rounds of each kind for one contract, each tried until the kill lands
+ * in a flush (a few tries at most). */
+static void killed_mid_flush(const char *contract, struct ledger *l)
+{
+	int sync = strstr(contract, "mode=async") == NULL &&
+		   strstr(contract, "flush_ms") == NULL;
+	char extra[128];
+
+	snprintf(extra, sizeof(extra), "%s,timeout_ms=100,deadline_ms=4000",
+		 contract);
+	const char *b = backend("sigkill", extra);
+	for (int round = 0; round < 2 * KILL_WHENS; round++) {
+		enum kill_when when = (enum kill_when)(round % KILL_WHENS);
+		int tries = 0;
+
+		while (kill_round(b, sync, when, (unsigned)(round * 97 % 300),
+				  l) != 0)
+			if (++tries == 5)
+				fail_msg("%s: 5 kills missed the flush", b);
+	}
+}
+
+/*
+ * A client SIGKILLed in a flush, with requests in flight: the server ends
+ * up with at least every add the client was told is applied, and at most
+ * every add it made -- never one twice.  Kills land while the server
+ * answers, while it is stopped (the flush waiting, requests on the wire
+ * and timed out: the server runs them once it resumes), and just after it
+ * resumed (the timed-out requests both ran and went again: found applied).
+ */
+static void test_client_killed_mid_flush(void **state)
+{
+	struct ledger *l = mmap(NULL, sizeof(*l), PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	(void)state;
+	assert_true(l != MAP_FAILED);
+	if (server_pid() <= 0)
+		skip();
+	killed_mid_flush("", l);
+	/* A forked child's own engine thread: neither ThreadSanitizer nor
+	 * qemu-user follows it (see test_workloads_exact). */
+	if (!UNDER_TSAN && getenv("TALLY_TEST_EMULATOR") == NULL) {
+		killed_mid_flush(",mode=async", l);
+		killed_mid_flush(",flush_ms=2", l);
+	}
+	munmap(l, sizeof(*l));
+}
+
 /* async: an add returns before it is applied, and a flush waits for it;
  * write-behind: another reader sees the adds after a flush interval, not
  * before they are sent.  tally_get() counts this process's unsent sum. */
@@ -921,6 +1118,7 @@ int main(void)
 		cmocka_unit_test(test_script_flush_mid_run_exact),
 		cmocka_unit_test(test_connection_killed_mid_run_exact),
 		cmocka_unit_test(test_server_paused_mid_flush_exact),
+		cmocka_unit_test(test_client_killed_mid_flush),
 		cmocka_unit_test(test_async_and_write_behind),
 		cmocka_unit_test(test_flush_tells_what_was_not_applied),
 	};
