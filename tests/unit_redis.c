@@ -36,12 +36,19 @@
 
 static char spec[512];
 
-/* "redis:url=...,key=unit-PID-what" */
+/* "redis:url=URL,key=unit-PID-what" */
+static const char *backend_at(const char *url, const char *what,
+			      const char *extra)
+{
+	snprintf(spec, sizeof(spec), "redis:url=%s,key=unit-%ld-%s%s", url,
+		 (long)getpid(), what, extra);
+	return spec;
+}
+
+/* The same on the test server, as its default user. */
 static const char *backend(const char *what, const char *extra)
 {
-	snprintf(spec, sizeof(spec), "redis:url=%s,key=unit-%ld-%s%s",
-		 getenv("TALLY_TEST_REDIS_URL"), (long)getpid(), what, extra);
-	return spec;
+	return backend_at(getenv("TALLY_TEST_REDIS_URL"), what, extra);
 }
 
 /* A command on the test server, around tally (to plant keys of any type). */
@@ -67,6 +74,22 @@ static redisContext *connect_test_server(void)
 
 	assert_true(c != NULL && c->err == 0);
 	return c;
+}
+
+/* What the server itself holds under unit-PID-what, read on a connection
+ * of the test's own: no engine, no unsent sum of this process. */
+static int64_t server_value(const char *what)
+{
+	char key[96];
+	redisContext *c = connect_test_server();
+
+	snprintf(key, sizeof(key), "unit-%ld-%s", (long)getpid(), what);
+	redisReply *r = redisCommand(c, "GET %s", key);
+	assert_true(r != NULL && r->type == REDIS_REPLY_STRING);
+	int64_t v = strtoll(r->str, NULL, 10);
+	freeReplyObject(r);
+	redisFree(c);
+	return v;
 }
 
 /* Split MONITOR's line ('123.4 [0 ip:port] "EVALSHA" "sha" ...') into its
@@ -629,8 +652,7 @@ struct adder {
 	int rc;		   /* the first failed add's, told by the main thread */
 	char why[320];	   /* and its words */
 	_Atomic int *made; /* where given: the adds made, by all adders */
-	int paced;	   /* a 1 ms rest every 100 adds: async adds would
-			      otherwise all be made before a fault strikes */
+	int paced;	   /* a 1 ms rest every 100 adds */
 };
 
 static void *add_many(void *arg)
@@ -649,10 +671,13 @@ static void *add_many(void *arg)
 	return NULL;
 }
 
-/* Four threads add while fault() strikes; afterwards (a flush for the
- * modes that send later) the count is exact. */
-static void exact_through(const char *what, const char *contract,
-			  void *(*fault)(void *))
+/* Four threads add while fault() strikes, on the server at url (NULL: the
+ * test server's); afterwards (a flush for the modes that send later) the
+ * count is exact, and the server itself holds it.  The adders rest 1 ms
+ * every 100 adds, so that the fault lands while adds are still being made
+ * in every mode (unpaced, async adds are all made within a few ms). */
+static void exact_through_at(const char *url, const char *what,
+			     const char *contract, void *(*fault)(void *))
 {
 	enum { THREADS = 4, EACH = 3000 };
 	char extra[128];
@@ -661,10 +686,16 @@ static void exact_through(const char *what, const char *contract,
 	tally *t;
 	int64_t v;
 
-	snprintf(extra, sizeof(extra), "%s,timeout_ms=300", contract);
-	assert_int_equal(tally_create(&t, backend(what, extra), 0, 0), 0);
+	/* A fault the backend gets through costs it a few hundred ms; the
+	 * deadline only makes one it does not get through fail quickly. */
+	snprintf(extra, sizeof(extra), "%s,timeout_ms=300,deadline_ms=3000",
+		 contract);
+	if (url == NULL)
+		url = getenv("TALLY_TEST_REDIS_URL");
+	assert_int_equal(tally_create(&t, backend_at(url, what, extra), 0, 0),
+			 0);
 	for (int i = 0; i < THREADS; i++) {
-		a[i] = (struct adder){.t = t, .n = EACH};
+		a[i] = (struct adder){.t = t, .n = EACH, .paced = 1};
 		assert_int_equal(pthread_create(&th[i], NULL, add_many, &a[i]),
 				 0);
 	}
@@ -683,7 +714,17 @@ static void exact_through(const char *what, const char *contract,
 	if (v != THREADS * EACH)
 		fail_msg("%s%s: the counter holds %lld, not %d", what, contract,
 			 (long long)v, THREADS * EACH);
+	v = server_value(what);
+	if (v != THREADS * EACH)
+		fail_msg("%s%s: the server holds %lld, not %d", what, contract,
+			 (long long)v, THREADS * EACH);
 	tally_destroy(t);
+}
+
+static void exact_through(const char *what, const char *contract,
+			  void *(*fault)(void *))
+{
+	exact_through_at(NULL, what, contract, fault);
 }
 
 /* The script vanishes (SCRIPT FLUSH) while requests are in flight: each is
@@ -705,22 +746,6 @@ static void test_connection_killed_mid_run_exact(void **state)
 	exact_through("ckill", ",inflight=16", kill_clients);
 	exact_through("ckill", ",mode=async", kill_clients);
 	exact_through("ckill", ",flush_ms=2", kill_clients);
-}
-
-/* What the server itself holds under unit-PID-what, read on a connection
- * of the test's own: no engine, no unsent sum of this process. */
-static int64_t server_value(const char *what)
-{
-	char key[96];
-	redisContext *c = connect_test_server();
-
-	snprintf(key, sizeof(key), "unit-%ld-%s", (long)getpid(), what);
-	redisReply *r = redisCommand(c, "GET %s", key);
-	assert_true(r != NULL && r->type == REDIS_REPLY_STRING);
-	int64_t v = strtoll(r->str, NULL, 10);
-	freeReplyObject(r);
-	redisFree(c);
-	return v;
 }
 
 struct stop {
