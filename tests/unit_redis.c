@@ -748,6 +748,72 @@ static void test_connection_killed_mid_run_exact(void **state)
 	exact_through("ckill", ",flush_ms=2", kill_clients);
 }
 
+/* The ACL user of the next test, made before it and removed after it
+ * whatever it did. */
+static char nokill_user[64];
+
+static int make_nokill_user(void **state)
+{
+	redisContext *c = connect_test_server();
+
+	(void)state;
+	snprintf(nokill_user, sizeof(nokill_user), "unit-%ld-nokill",
+		 (long)getpid());
+	redisReply *r = redisCommand(
+		c, "ACL SETUSER %s reset on >pw ~* &* +@all -client|kill",
+		nokill_user);
+	int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+	freeReplyObject(r);
+	redisFree(c);
+	return ok ? 0 : -1;
+}
+
+static int remove_nokill_user(void **state)
+{
+	redisContext *c = connect_test_server();
+
+	(void)state;
+	redisReply *r = redisCommand(c, "ACL DELUSER %s", nokill_user);
+	freeReplyObject(r);
+	redisFree(c);
+	return 0;
+}
+
+/*
+ * A server that forbids CLIENT KILL (an ACL user without client|kill, as
+ * managed servers often have): the backend never fences an old connection,
+ * so the strict sequence is its only guard against a late copy, and that
+ * holds.  First the user is shown unable to CLIENT KILL; then, as that
+ * user, each mode stays exact through a connection reset (CLIENT KILL by
+ * the test's own admin connection) and through SCRIPT FLUSH.
+ */
+static void test_client_kill_forbidden_by_acl_exact(void **state)
+{
+	const char *url = getenv("TALLY_TEST_REDIS_URL");
+	static const char *const contracts[] = {"", ",mode=async",
+						",flush_ms=2"};
+	char as_user[300];
+	redisContext *c = connect_test_server();
+
+	(void)state;
+	redisReply *r = redisCommand(c, "AUTH %s pw", nokill_user);
+	assert_true(r != NULL && r->type == REDIS_REPLY_STATUS);
+	freeReplyObject(r);
+	r = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+	assert_true(r != NULL && r->type == REDIS_REPLY_ERROR);
+	if (strstr(r->str, "NOPERM") == NULL)
+		fail_msg("CLIENT KILL as %s: %s", nokill_user, r->str);
+	freeReplyObject(r);
+	redisFree(c);
+	snprintf(as_user, sizeof(as_user), "redis://%s:pw@%s", nokill_user,
+		 url + strlen("redis://"));
+	for (size_t i = 0; i < sizeof(contracts) / sizeof(contracts[0]); i++) {
+		exact_through_at(as_user, "nokill", contracts[i], kill_clients);
+		exact_through_at(as_user, "nokill", contracts[i],
+				 flush_scripts);
+	}
+}
+
 struct stop {
 	pid_t pid;
 	unsigned ms;	     /* how long the server stays stopped */
@@ -1142,6 +1208,9 @@ int main(void)
 		cmocka_unit_test(test_request_replayed_changes_nothing),
 		cmocka_unit_test(test_script_flush_mid_run_exact),
 		cmocka_unit_test(test_connection_killed_mid_run_exact),
+		cmocka_unit_test_setup_teardown(
+			test_client_kill_forbidden_by_acl_exact,
+			make_nokill_user, remove_nokill_user),
 		cmocka_unit_test(test_server_paused_mid_flush_exact),
 		cmocka_unit_test(test_client_killed_mid_flush),
 		cmocka_unit_test(test_async_and_write_behind),
