@@ -3,13 +3,16 @@
 # creates and joins with veth pairs (addresses only on those links):
 #   1. a joined run (--participants 2) across both hosts ends exact;
 #   2. a client's link down and up again within the deadline: exact;
-#   3. a client's link down past the deadline: exit 3, the add in flight
-#      reported as of unknown outcome, and the server agrees;
+#   3. a client's link down past the deadline: exit 3, the adds not
+#      applied and those of unknown outcome reported (sync: the add in
+#      flight; async, write-behind: the final flush's figures), and the
+#      server agrees;
 #   4. the server SIGKILLed and restarted (appendonly yes, appendfsync
-#      always) under a run: no acknowledged add lost, none doubled.
+#      always) under a run: no acknowledged add lost, none doubled;
+# each in sync, async (mode=async) and write-behind (flush_ms=10) mode.
 # Usage: redis_netns.sh PATH/TO/tally.  Needs root, ip(8) and redis-server;
-# otherwise it exits 77 (skipped) and says why.  Bounded: about 15 s (every
-# command has a time limit).
+# otherwise it exits 77 (skipped) and says why.  Bounded: about 30 s, 90 s
+# at most (every run has a time limit, see limit()).
 set -u
 T=$1
 skip() {
@@ -86,90 +89,162 @@ start_server
 
 url_a=redis://10.231.0.1:6379 url_b=redis://10.232.0.1:6379
 
+# A run's time limit: 30 s, and what is left of 90 s for the whole script
+# (CTest's limit is 120 s), so that runs that hang cannot add up.
+limit() {
+	local left=$((90 - SECONDS))
+	[ $left -gt 30 ] && left=30
+	[ $left -lt 1 ] && left=1
+	echo $left
+}
+
+# Each case runs in each contract: sync (the default), async (adds return
+# at once, the run's final flush waits) and write-behind (flush_ms=10): key
+# names end in the contract's tag.
+tag() {
+	case $1 in
+	*async*) echo -async ;;
+	*flush_ms*) echo -behind ;;
+	esac
+}
+
 # Every add is fsynced (appendfsync always): a few ms each, so few adds.
 # 1. One joined run across both hosts: 2 x 3 x 400 adds, one verdict.
-ip netns exec $A timeout 60 "$T" run --backend "redis:url=$url_a,key=joint" \
-	--workload inc --iters 400 --participants 2 --join-timeout 20 \
-	--format json >"$TMP/a.json" 2>"$TMP/a.err" &
-pa=$!
-ip netns exec $B timeout 60 "$T" run --backend "redis:url=$url_b,key=joint" \
-	--workload inc --iters 400 --participants 2 --join-timeout 20 \
-	--format json >"$TMP/out" 2>"$TMP/err"
-rb=$?
-wait $pa
-ra=$?
-if [ $ra = 0 ] && [ $rb = 0 ] &&
-	python3 -c "import json,sys; a=json.load(open('$TMP/a.json')); b=json.load(open('$TMP/out')); sys.exit(0 if a['lost'] == b['lost'] == 0 and a['actual'] == b['actual'] == 2400 else 1)" &&
-	[ "$(rcli get joint)" = 2400 ]; then
-	ok
-else
-	bad "joined run across two hosts: exits $ra and $rb"
-fi
+joint() {
+	local m=$1 k t ra rb
+	k=joint$(tag "$1")
+	ip netns exec "$A" timeout "$(limit)" "$T" run --workload inc --iters 400 \
+		--backend "redis:url=$url_a,key=$k$m" --participants 2 \
+		--join-timeout 20 --format json >"$TMP/a.json" 2>"$TMP/a.err" &
+	t=$!
+	ip netns exec "$B" timeout "$(limit)" "$T" run --workload inc --iters 400 \
+		--backend "redis:url=$url_b,key=$k$m" --participants 2 \
+		--join-timeout 20 --format json >"$TMP/out" 2>"$TMP/err"
+	rb=$?
+	wait $t
+	ra=$?
+	if [ $ra = 0 ] && [ $rb = 0 ] &&
+		python3 -c "import json,sys; a=json.load(open('$TMP/a.json')); b=json.load(open('$TMP/out')); sys.exit(0 if a['lost'] == b['lost'] == 0 and a['actual'] == b['actual'] == 2400 else 1)" &&
+		[ "$(rcli get "$k")" = 2400 ]; then
+		ok
+	else
+		bad "joined run across two hosts ($k): exits $ra and $rb"
+	fi
+}
 
-# 2. Host A's link goes down for 1.5 s mid-run, within an 8 s deadline.
-ip netns exec $A timeout 60 "$T" run --workload inc --workers 2 --iters 600 \
-	--sleep-us 4000 --format json \
-	--backend "redis:url=$url_a,key=flap,timeout_ms=300,deadline_ms=8000" \
-	>"$TMP/out" 2>"$TMP/err" &
-p=$!
-sleep 0.5
-ip -n $A link set v231c-$id down
-sleep 1.5
-ip -n $A link set v231c-$id up
-wait $p
-r=$?
-if [ $r = 0 ] && [ "$(rcli get flap)" = 1800 ] &&
-	python3 -c "import json,sys; d=json.load(open('$TMP/out')); sys.exit(0 if d['exact'] and d['actual'] == 1800 else 1)"; then
-	ok
-else
-	bad "link down and up within the deadline: exit $r, server $(rcli get flap)"
-fi
+# 2. Host A's link goes down for 1.5 s mid-run, within an 8 s deadline:
+# exact (async and write-behind: adds go on meanwhile, the final flush
+# waits for them).
+flap() {
+	local m=$1 k p r
+	k=flap$(tag "$1")
+	ip netns exec "$A" timeout "$(limit)" "$T" run --workload inc --workers 2 \
+		--iters 600 --sleep-us 4000 --format json \
+		--backend "redis:url=$url_a,key=$k,timeout_ms=300,deadline_ms=8000$m" \
+		>"$TMP/out" 2>"$TMP/err" &
+	p=$!
+	sleep 0.5
+	ip -n "$A" link set "v231c-$id" down
+	sleep 1.5
+	ip -n "$A" link set "v231c-$id" up
+	wait $p
+	r=$?
+	if [ $r = 0 ] && [ "$(rcli get "$k")" = 1800 ] &&
+		python3 -c "import json,sys; d=json.load(open('$TMP/out')); sys.exit(0 if d['exact'] and d['actual'] == 1800 else 1)"; then
+		ok
+	else
+		bad "link down and up within the deadline ($k): exit $r, server $(rcli get "$k")"
+	fi
+}
 
-# 3. Host A's link goes down for good, past a 1 s deadline: exit 3, the add
-# in flight is of unknown outcome (not lost), and the server holds the
-# completed adds plus that one add, or not.
-ip netns exec $A timeout 60 "$T" run --workload inc --workers 1 --iters 100000 \
-	--sleep-us 2000 --format json \
-	--backend "redis:url=$url_a,key=cut,timeout_ms=200,deadline_ms=1000" \
-	>"$TMP/out" 2>"$TMP/err" &
-p=$!
-sleep 0.5
-ip -n $A link set v231c-$id down
-wait $p
-r=$?
-ip -n $A link set v231c-$id up
-if [ $r = 3 ] && grep -q "1 add of unknown outcome" "$TMP/err" &&
-	python3 -c "
+# 3. Host A's link goes down for good, past a 1 s deadline: exit 3.  sync:
+# the add in flight is of unknown outcome (not lost), and the server holds
+# the completed adds plus that one add, or not.  async and write-behind (a
+# run of 1000 adds, 2 s): the final flush says how much was not applied
+# and how much is of unknown outcome, and the server holds the 1000 less
+# the first, less some part of the second.
+cut() {
+	local m=$1 k p r iters=100000
+	k=cut$(tag "$1")
+	[ -n "$m" ] && iters=1000
+	ip netns exec "$A" timeout "$(limit)" "$T" run --workload inc --workers 1 \
+		--iters $iters --sleep-us 2000 --format json \
+		--backend "redis:url=$url_a,key=$k,timeout_ms=200,deadline_ms=1000$m" \
+		>"$TMP/out" 2>"$TMP/err" &
+	p=$!
+	sleep 0.5
+	ip -n "$A" link set "v231c-$id" down
+	wait $p
+	r=$?
+	ip -n "$A" link set "v231c-$id" up
+	local check=unknown_add
+	[ -n "$m" ] && check=flush_says
+	if [ $r = 3 ] && "$check" "$k"; then
+		ok
+	else
+		bad "link down past the deadline ($k): exit $r, server $(rcli get "$k")"
+	fi
+}
+
+# sync: the run's JSON has the one add of unknown outcome, and the server
+# the completed adds plus that one, or not.
+unknown_add() {
+	grep -q "1 add of unknown outcome" "$TMP/err" && python3 -c "
 import json, sys
 d = json.load(open('$TMP/out'))
 server = int(sys.argv[1])
 done = d['per_worker_ops'][0]
-sys.exit(0 if d['unknown'] == 1 and d['actual'] is None and server in (done, done + 1) else 1)" "$(rcli get cut)"; then
-	ok
-else
-	bad "link down past the deadline: exit $r, server $(rcli get cut)"
-fi
+sys.exit(0 if d['unknown'] == 1 and d['actual'] is None and server in (done, done + 1) else 1)" "$(rcli get "$1")"
+}
+
+# async, write-behind: the final flush says what it could not deliver,
+# and the server holds 1000 less what was not applied, less some part of
+# what is of unknown outcome.
+flush_says() {
+	python3 -c "
+import re, sys
+err = open('$TMP/err').read()
+m = re.search(r'(\d+) requests? carrying (-?\d+) not applied, (\d+) carrying (-?\d+) of unknown outcome', err)
+if m is None:
+    sys.exit(1)
+server = int(sys.argv[1])
+lost, unknown = int(m.group(2)), int(m.group(4))
+sys.exit(0 if lost + unknown > 0 and 1000 - lost - unknown <= server <= 1000 - lost else 1)" "$(rcli get "$1")"
+}
 
 # 4. The server is SIGKILLed mid-run and restarted 0.5 s later from its
 # append-only file (fsynced before every reply): exact, no add lost or
 # doubled.
-ip netns exec $A timeout 60 "$T" run --workload inc --workers 4 --iters 300 \
-	--sleep-us 2000 --format json \
-	--backend "redis:url=$url_a,key=crash,timeout_ms=300,deadline_ms=10000" \
-	>"$TMP/out" 2>"$TMP/err" &
-p=$!
-sleep 0.4
-kill -KILL "$(cat "$TMP/pid")"
-sleep 0.5
-start_server
-wait $p
-r=$?
-if [ $r = 0 ] && [ "$(rcli get crash)" = 3000 ] &&
-	python3 -c "import json,sys; d=json.load(open('$TMP/out')); sys.exit(0 if d['exact'] and d['actual'] == 3000 else 1)"; then
-	ok
-else
-	bad "server SIGKILL and restart: exit $r, server $(rcli get crash)"
-fi
+crash() {
+	local m=$1 k p r
+	k=crash$(tag "$1")
+	ip netns exec "$A" timeout "$(limit)" "$T" run --workload inc --workers 4 \
+		--iters 300 --sleep-us 2000 --format json \
+		--backend "redis:url=$url_a,key=$k,timeout_ms=300,deadline_ms=10000$m" \
+		>"$TMP/out" 2>"$TMP/err" &
+	p=$!
+	sleep 0.4
+	kill -KILL "$(cat "$TMP/pid")"
+	sleep 0.5
+	start_server
+	wait $p
+	r=$?
+	if [ $r = 0 ] && [ "$(rcli get "$k")" = 3000 ] &&
+		python3 -c "import json,sys; d=json.load(open('$TMP/out')); sys.exit(0 if d['exact'] and d['actual'] == 3000 else 1)"; then
+		ok
+	else
+		bad "server SIGKILL and restart ($k): exit $r, server $(rcli get "$k")"
+	fi
+}
+
+for m in "" ",mode=async" ",flush_ms=10"; do
+	for c in joint flap cut crash; do
+		t0=$EPOCHREALTIME
+		"$c" "$m"
+		awk -v c="$c$(tag "$m")" -v a="$t0" -v b="$EPOCHREALTIME" \
+			'BEGIN { printf "redis_netns: %s: %.1f s\n", c, b - a }' 
+	done
+done
 
 echo "$passes passed, $fails failed"
 [ $fails = 0 ]
