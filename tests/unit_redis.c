@@ -646,6 +646,36 @@ static void *kill_clients(void *arg)
 	return NULL;
 }
 
+/*
+ * A CLIENT KILL that lands after the server ran the requests in flight and
+ * before their replies went out, the moment a reset costs the most: the
+ * server is stopped (for less than a reply timeout) while requests reach
+ * it, the kill is written behind them, and it resumes -- it runs what came
+ * first, the requests, then the kill, and their replies go with the
+ * connection.  Sent again, each must find its number taken.
+ */
+static void *kill_clients_behind_requests(void *arg)
+{
+	pid_t pid = server_pid();
+	redisContext *c = connect_test_server();
+	void *reply = NULL;
+	int done = 0;
+
+	(void)arg;
+	usleep(20000);
+	kill(pid, SIGSTOP);
+	usleep(20000); /* the requests in flight, and new ones, arrive */
+	redisAppendCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+	while (!done && redisBufferWrite(c, &done) == REDIS_OK)
+		;
+	usleep(20000);
+	kill(pid, SIGCONT);
+	if (redisGetReply(c, &reply) == REDIS_OK)
+		freeReplyObject(reply);
+	redisFree(c);
+	return NULL;
+}
+
 struct adder {
 	tally *t;
 	int n;
@@ -785,7 +815,9 @@ static int remove_nokill_user(void **state)
  * so the strict sequence is its only guard against a late copy, and that
  * holds.  First the user is shown unable to CLIENT KILL; then, as that
  * user, each mode stays exact through a connection reset (CLIENT KILL by
- * the test's own admin connection) and through SCRIPT FLUSH.
+ * the test's own admin connection: at a moment it happens to strike, and
+ * just after the server ran the requests in flight, their replies lost)
+ * and through SCRIPT FLUSH.
  */
 static void test_client_kill_forbidden_by_acl_exact(void **state)
 {
@@ -809,6 +841,8 @@ static void test_client_kill_forbidden_by_acl_exact(void **state)
 		 url + strlen("redis://"));
 	for (size_t i = 0; i < sizeof(contracts) / sizeof(contracts[0]); i++) {
 		exact_through_at(as_user, "nokill", contracts[i], kill_clients);
+		exact_through_at(as_user, "nokill", contracts[i],
+				 kill_clients_behind_requests);
 		exact_through_at(as_user, "nokill", contracts[i],
 				 flush_scripts);
 	}
