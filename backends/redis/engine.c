@@ -735,7 +735,9 @@ static void wait_io(struct client *cl, uint64_t now, int max_ms)
 	/* Room for another request: let the next add ring. */
 	if (cl->n < (unsigned)cl->s->inflight && !cl->fetching) {
 		atomic_store(&cl->armed, 1);
-		if (due(cl) || asked(cl)) {
+		/* After arming: a taker that found the bell unarmed is
+		 * seen here (both are sequentially consistent). */
+		if (due(cl) || asked(cl) || atomic_load(&cl->io_wanted)) {
 			us = 0;
 		} else if (cl->s->mode == REDIS_BEHIND) {
 			uint64_t t = now_us();
@@ -914,6 +916,11 @@ static void *engine_thread(void *arg)
 	/* io is taken a turn at a time: creating the counter talks to the
 	 * server alone, holding it. */
 	while (!atomic_load(&cl->stop)) {
+		if (atomic_load(&cl->io_wanted)) {
+			struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000};
+			nanosleep(&ts, NULL);
+			continue;
+		}
 		pthread_mutex_lock(&cl->io);
 		turn(cl, 1000);
 		pthread_mutex_unlock(&cl->io);
@@ -925,6 +932,19 @@ static void *engine_thread(void *arg)
 		turn(cl, 100);
 	pthread_mutex_unlock(&cl->io);
 	return NULL;
+}
+
+void tally__redis_take_io(struct client *cl)
+{
+	atomic_fetch_add(&cl->io_wanted, 1);
+	ring_bell(cl); /* out of its poll */
+	pthread_mutex_lock(&cl->io);
+}
+
+void tally__redis_give_io(struct client *cl)
+{
+	pthread_mutex_unlock(&cl->io);
+	atomic_fetch_sub(&cl->io_wanted, 1);
 }
 
 static pthread_once_t at_exit_once = PTHREAD_ONCE_INIT;

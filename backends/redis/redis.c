@@ -38,11 +38,11 @@ static int redis_init(void *state, int64_t initial, unsigned flags,
 	struct client *cl = tally__redis_client_of(s);
 	if (cl == NULL)
 		return TALLY_ENOMEM;
-	pthread_mutex_lock(&cl->io);
+	tally__redis_take_io(cl);
 	cl->creating = 1;
 	rc = tally__redis_initialize(cl, initial, mode);
 	cl->creating = 0;
-	pthread_mutex_unlock(&cl->io);
+	tally__redis_give_io(cl);
 	s->deadline_ms = deadline;
 	if (rc != 0)
 		tally__redis_forget(s);

@@ -163,6 +163,9 @@ struct client {
 	pthread_t thread;	/* REDIS_ASYNC, REDIS_BEHIND: the engine's */
 	int has_thread;
 	_Atomic int stop;
+	/* Callers outside the engine's thread waiting to take io (creating
+	 * the counter): the thread leaves it to them between turns. */
+	_Atomic int io_wanted;
 };
 
 /* options.c: s from the options, with the defaults for what they leave out;
@@ -249,6 +252,10 @@ void tally__redis_flush_process(void);
 int tally__redis_engine_start(struct client *cl);
 void tally__redis_engine_stop(struct client *cl);
 int tally__redis_engine_add(struct client *cl, int64_t delta);
+/* Take cl->io from outside the engine (its thread, if any, gives it up at
+ * once, between turns), and give it back. */
+void tally__redis_take_io(struct client *cl);
+void tally__redis_give_io(struct client *cl);
 int tally__redis_engine_fetch(struct client *cl, int64_t delta, int64_t *after);
 int tally__redis_engine_get(struct client *cl, int64_t *value);
 int tally__redis_engine_flush(struct client *cl);
