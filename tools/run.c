@@ -218,7 +218,8 @@ static void print_json(const char *backend, const struct wl_config *cfg,
 	       res->stalled ? "true" : "false",
 	       (unsigned long long)res->unknown, (long long)res->unknown_sum,
 	       (res->joined ? res->verdict == HARNESS_EXACT
-			    : !res->unread && res->lost == 0 && !res->unknown)
+			    : !res->unread && res->lost == 0 && !res->unknown &&
+				      !res->flush_failed)
 		       ? "true"
 		       : "false",
 	       res->path ? "\"" : "", res->path ? res->path : "null",

@@ -89,8 +89,10 @@
  * process's clients and talks to the server (connect, retry until the
  * deadline); once.c is the exactly-once protocol, over the server scripts in
  * scripts/ (embedded at build time by cmake/embed.cmake, see scripts.c);
- * combine.c joins concurrent adds into one request; redis.c is the ops
- * object and the counter's lifecycle.
+ * engine.c runs a client's requests (up to `inflight` on the wire, each
+ * carrying the sum of the adds pending when it went) in the three modes;
+ * slots.c routes keys over a Redis Cluster (not yet used by the rest);
+ * redis.c is the ops object and the counter's lifecycle.
  */
 
 /* A URL's user or password, %XX decoded (so that one may hold a comma,
