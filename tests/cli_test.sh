@@ -820,7 +820,7 @@ redis)
 	wait $q
 	if [ $? = 3 ]; then ok; else bad "a participant whose partner was killed: not exit 3"; fi
 	contains err "participant [12] of 2 never finished" "never finished"
-	contains err "this participant \\([12] of 2, joint run [0-9]*\\) made [0-9]* adds, summing to [0-9]*, every one acknowledged" "a survivor's own sum"
+	contains err "this participant \\([12] of 2, joint run [0-9]*\\) made [0-9]* adds, summing to [0-9]*: each acknowledged, 0 of unknown outcome" "a survivor's own sum"
 	# Adds of unknown outcome that the server did apply are no loss: the
 	# server paused (SIGSTOP) past the deadline with adds in flight, then
 	# resumed before the final read, which sees them applied.
@@ -884,6 +884,48 @@ redis)
 	else
 		bad "the dead participant's joint run was not said to be closed"
 	fi
+	# A forming joint run of another N whose participants died expires
+	# too: the next runs do not take its N for theirs, nor wait for ever.
+	"$T" run --backend "$r-deadn" --workload inc --iters 10 --participants 3 >/dev/null 2>&1 &
+	p=$!
+	sleep 0.5
+	kill -KILL $p
+	wait $p 2>/dev/null
+	"$T" run --backend "$r-deadn" --workload inc --iters 10 --participants 2 \
+		--format json >"$TMP/first" 2>"$TMP/first.err" &
+	p=$!
+	sleep 0.2
+	run 0 "$T" run --backend "$r-deadn" --workload inc --iters 10 --participants 2 --format json &&
+		json "d['joint_run'] == 1 and d['actual'] == d['expected'] == 60 and d['lost'] == 0"
+	if wait $p; then ok; else bad "after a dead run of another N: exit $?"; fi
+	# Participants stopped (SIGSTOP) past the lease are taken for dead:
+	# the run waiting for them closes their joint run and goes ahead;
+	# resumed, they find it closed, stop, and say so (exit 3).
+	for i in 1 2; do
+		"$T" run --backend "$r-frozen" --workload inc --iters 100000 --sleep-us 1000 \
+			--participants 2 >"$TMP/p$i" 2>"$TMP/p$i.err" &
+		eval "p$i=\$!"
+	done
+	for _ in $(seq 1 100); do
+		cat "$TMP/p1.err" "$TMP/p2.err" | grep -c "participant [12] of 2" | grep -q 2 && break
+		sleep 0.1
+	done
+	sleep 0.3
+	# shellcheck disable=SC2154 # p1 and p2 are set by the eval above
+	kill -STOP "$p1" "$p2"
+	run 0 "$T" run --backend "$r-frozen" --workload inc --iters 10 --participants 1 --format json &&
+		json "d['joint_run'] == 1 and d['lost'] == 0" &&
+		contains err "joint run 0 showed no sign of life for 5 s: its participants are gone; closing it" "a frozen run closed"
+	kill -CONT "$p1" "$p2"
+	for i in 1 2; do
+		eval "q=\$p$i"
+		if wait "$q"; then bad "a frozen participant: exit 0"; else ok; fi
+		if grep -q "joint run 0 was closed by another run while this one took part" "$TMP/p$i.err"; then
+			ok
+		else
+			bad "frozen participant $i did not say its run was closed"
+		fi
+	done
 	# After a joint run that timed out, a run of its own joins at once.
 	run 3 "$T" run --backend "$r-dead" --workload inc --iters 10 --participants 2 --join-timeout 0.3
 	run 0 "$T" run --backend "$r-dead" --workload inc --iters 10 --participants 1 --format json &&

@@ -36,6 +36,8 @@
  *             can sum to, at least and at most
  *   unjudged  participants whose count cannot be judged (a final flush
  *             failed, so an unknown part of their adds was never sent)
+ *   faulted   participants with a worker killed, dead or stalled: an add
+ *             it had in flight is in the count but in no sum
  *   finished  participants done adding (after adding to the above)
  *   mask      bit i for participant i+1 finished: who never did
  *   read      participants done reading the verdict; the last closes E
@@ -44,7 +46,7 @@
  * participants' adds sum to `sum`; lost = start + sum - actual, less what
  * the adds of unknown outcome account for.  One joint run per key at a
  * time: the next begins when one is closed.  Each joint run leaves its
- * counters on the server (fourteen small keys), as a log of who took part.
+ * counters on the server (fifteen small keys), as a log of who took part.
  */
 enum {
 	R_JOINED,
@@ -57,6 +59,7 @@ enum {
 	R_UNKLO,
 	R_UNKHI,
 	R_UNJUDGED,
+	R_FAULTED,
 	R_FIN,
 	R_MASK,
 	R_READ,
@@ -64,13 +67,16 @@ enum {
 	R_COUNT
 };
 static const char *const run_names[R_COUNT] = {
-	"joined",   "n",       "arrived",    "ready",	   "beat",
-	"sum",	    "unknown", "unknown_lo", "unknown_hi", "unjudged",
-	"finished", "mask",    "read",	     "closed"};
+	"joined",  "n",	       "arrived",    "ready",	   "beat",
+	"sum",	   "unknown",  "unknown_lo", "unknown_hi", "unjudged",
+	"faulted", "finished", "mask",	     "read",	   "closed"};
 
 /* How often a participant shows it lives, and how long a run that waits
- * for a joint run to end lets it go without a sign before closing it. */
-enum { BEAT_MS = 250, LEASE_MS = 5000 };
+ * for a joint run lets it go without a sign before closing it (a window
+ * that starts again whenever the server itself is slow to answer: a
+ * stalled server stalls the beats too).  A read slower than SLOW_MS is
+ * such a stall. */
+enum { BEAT_MS = 250, LEASE_MS = 5000, SLOW_MS = 1000 };
 
 struct joint {
 	const char *backend;
@@ -85,15 +91,20 @@ struct joint {
 	pthread_t beater;
 	int beating;
 	_Atomic int stop_beat;
+	/* E was closed while this participant took part (another took it for
+	 * dead): the beat saw it, the workers stop. */
+	_Atomic int evicted;
 };
 
 /* Whether the option at p (len bytes) is one a bookkeeping counter drops:
- * those make adds return before they are applied, and the barriers and
- * sums must be applied when their add returns (sync, the default). */
+ * mode= and flush_ms= make adds return before they are applied, and the
+ * barriers and sums must be applied when their add returns (sync, the
+ * default); reset contradicts the keep they are made with. */
 static int later_option(const char *p, size_t len)
 {
 	return (len > 5 && strncmp(p, "mode=", 5) == 0) ||
-	       (len > 9 && strncmp(p, "flush_ms=", 9) == 0);
+	       (len > 9 && strncmp(p, "flush_ms=", 9) == 0) ||
+	       (len == 5 && strncmp(p, "reset", 5) == 0);
 }
 
 /*
@@ -220,15 +231,28 @@ static void *beat(void *arg)
 	struct joint *j = arg;
 
 	while (!atomic_load(&j->stop_beat)) {
+		int64_t closed = 0;
 		tally_add(j->c[R_BEAT], 1);
+		if (tally_get(j->c[R_CLOSED], &closed) == 0 && closed != 0)
+			atomic_store(&j->evicted, 1);
 		pause_ms(BEAT_MS);
 	}
 	return NULL;
 }
 
-static void start_beat(struct joint *j)
+/* 0, or -1 (said): without its beat, the others would take this
+ * participant for dead. */
+static int start_beat(struct joint *j)
 {
-	j->beating = pthread_create(&j->beater, NULL, beat, j) == 0;
+	int rc = pthread_create(&j->beater, NULL, beat, j);
+
+	j->beating = rc == 0;
+	if (rc != 0)
+		cli_error(
+			"run",
+			"cannot start the thread that shows this participant lives: %s",
+			strerror(rc));
+	return rc == 0 ? 0 : -1;
 }
 
 static void stop_beat(struct joint *j)
@@ -245,11 +269,11 @@ static void stop_beat(struct joint *j)
 enum wait_end { W_REACHED, W_CLOSED, W_TIMEOUT, W_FAILED };
 
 /* Wait until counter i of E reaches at least `until`, E is closed, or
- * timeout_s passes; *seen is i's last value. */
-static enum wait_end wait_for(struct joint *j, int i, int64_t until,
-			      int64_t *seen)
+ * `seconds` pass; *seen is i's last value. */
+static enum wait_end wait_within(struct joint *j, int i, int64_t until,
+				 int64_t *seen, double seconds)
 {
-	uint64_t end = harness_now_ns() + (uint64_t)(j->timeout_s * 1e9);
+	uint64_t end = harness_now_ns() + (uint64_t)(seconds * 1e9);
 	int failed = 0;
 
 	for (;;) {
@@ -266,6 +290,43 @@ static enum wait_end wait_for(struct joint *j, int i, int64_t until,
 	}
 }
 
+static enum wait_end wait_for(struct joint *j, int i, int64_t until,
+			      int64_t *seen)
+{
+	return wait_within(j, i, until, seen, j->timeout_s);
+}
+
+/* A lease on joint run E, as a run outside it sees it: its beat and
+ * arrivals, and when they last moved (or the server last stalled). */
+struct lease {
+	int64_t beat, arrived;
+	uint64_t since;
+};
+
+static void lease_start(struct joint *j, struct lease *l, int *failed)
+{
+	l->beat = value(j, R_BEAT, failed);
+	l->arrived = value(j, R_ARRIVED, failed);
+	l->since = harness_now_ns();
+}
+
+/* Read E's signs of life again: whether LEASE_MS passed without one. */
+static int lease_expired(struct joint *j, struct lease *l, int *failed)
+{
+	uint64_t t0 = harness_now_ns();
+	int64_t b = value(j, R_BEAT, failed);
+	int64_t a = value(j, R_ARRIVED, failed);
+	uint64_t now = harness_now_ns();
+
+	if (b != l->beat || a != l->arrived ||
+	    now - t0 >= (uint64_t)SLOW_MS * 1000000) {
+		l->beat = b;
+		l->arrived = a;
+		l->since = now;
+	}
+	return !*failed && now - l->since >= (uint64_t)LEASE_MS * 1000000;
+}
+
 /*
  * Wait for joint run E, which this run cannot join, to end: until it is
  * closed, or until its participants show no sign of life for LEASE_MS
@@ -274,21 +335,18 @@ static enum wait_end wait_for(struct joint *j, int i, int64_t until,
 static int wait_out(struct joint *j, int64_t n, uint64_t end)
 {
 	int failed = 0;
-	int64_t last = value(j, R_BEAT, &failed);
-	uint64_t moved = harness_now_ns();
+	struct lease l;
 
+	lease_start(j, &l, &failed);
 	fprintf(stderr,
 		"tally run: joint run %llu on this key (%lld participants) is under way; waiting for it to end (at most %g s)\n",
 		(unsigned long long)j->run, (long long)n, j->timeout_s);
 	while (!failed) {
 		if (value(j, R_CLOSED, &failed) != 0)
 			return failed ? -1 : 0;
-		int64_t b = value(j, R_BEAT, &failed);
+		int expired = lease_expired(j, &l, &failed);
 		uint64_t now = harness_now_ns();
-		if (b != last) {
-			last = b;
-			moved = now;
-		} else if (now - moved >= (uint64_t)LEASE_MS * 1000000) {
+		if (expired) {
 			fprintf(stderr,
 				"tally run: joint run %llu showed no sign of life for %g s: its participants are gone; closing it\n",
 				(unsigned long long)j->run, LEASE_MS / 1e3);
@@ -309,23 +367,27 @@ static int wait_out(struct joint *j, int64_t n, uint64_t end)
 
 /*
  * Whether joint run E, forming with n participants, has live ones: those
- * that arrived beat, so its beat moves within BEAT_MS or so.  One that has
- * not moved for LEASE_MS is closed (its participants died at the barrier)
- * and 0 returned; 0 too when it is closed meanwhile.
+ * that arrived beat, and one that has taken a ticket arrives within
+ * moments, so a sign of life comes within BEAT_MS or so.  One without a
+ * sign for LEASE_MS is closed (its participants died at the barrier) and
+ * 0 returned; 0 too when it is closed meanwhile.  Full: 1 (join() sees).
  */
 static int forming_alive(struct joint *j, int64_t n, int *failed)
 {
-	int64_t arrived = value(j, R_ARRIVED, failed);
-	int64_t first = value(j, R_BEAT, failed);
-	uint64_t end = harness_now_ns() + (uint64_t)LEASE_MS * 1000000;
+	struct lease l;
 
-	if (*failed || arrived == 0 || arrived >= n)
-		return 1; /* nobody to check, or full: join() sees that */
-	while (harness_now_ns() < end && !cli_interrupted()) {
-		if (value(j, R_BEAT, failed) != first || *failed)
+	lease_start(j, &l, failed);
+	if (*failed || l.arrived >= n)
+		return 1;
+	int64_t first = l.beat, arrived = l.arrived;
+	while (!cli_interrupted()) {
+		int expired = lease_expired(j, &l, failed);
+		if (*failed || l.beat != first || l.arrived != arrived)
 			return 1;
 		if (value(j, R_CLOSED, failed) != 0)
 			return 0; /* closed meanwhile: on to the next */
+		if (expired)
+			break;
 		pause_ms(20);
 	}
 	if (cli_interrupted())
@@ -338,23 +400,25 @@ static int forming_alive(struct joint *j, int64_t n, int *failed)
 	return 0;
 }
 
-/* Wait until E's first joiner has recorded N; 0, or -1 (E then closed, if
- * nobody recorded it in time). */
+/* Wait until E's first joiner has recorded N (at most LEASE_MS: it may
+ * have died between its ticket and N); 0 with *n, or with 0 when E is
+ * closed (by this run, when nobody recorded N); -1 on an error. */
 static int recorded_n(struct joint *j, int64_t *n)
 {
-	switch (wait_for(j, R_N, 1, n)) {
+	switch (wait_within(j, R_N, 1, n, LEASE_MS / 1e3)) {
 	case W_REACHED:
 		return 0;
+	case W_TIMEOUT:
+		if (cli_interrupted())
+			return -1;
+		fprintf(stderr,
+			"tally run: joint run %llu's first participant never said how many take part (within %g s); closing it\n",
+			(unsigned long long)j->run, LEASE_MS / 1e3);
+		close_joint(j);
+		__attribute__((fallthrough)); /* on to the next */
 	case W_CLOSED:
 		*n = 0;
 		return 0;
-	case W_TIMEOUT:
-		close_joint(j);
-		cli_error(
-			"run",
-			"joint run %llu's first participant never said how many take part (within %g s)",
-			(unsigned long long)j->run, j->timeout_s);
-		return -1;
 	default:
 		return -1;
 	}
@@ -377,6 +441,10 @@ static int try_join(struct joint *j, uint64_t end)
 		return EXIT_RUNTIME;
 	if (n == 0)
 		return NEXT; /* closed meanwhile */
+	/* The first joiner recorded N and arrives at once; any other checks
+	 * that the run it joins lives (a dead one is closed: the next). */
+	if (ticket != 1 && !forming_alive(j, n, &failed))
+		return failed ? EXIT_RUNTIME : NEXT;
 	if (n != (int64_t)j->n) {
 		if (value(j, R_ARRIVED, &failed) >= n)
 			return failed		     ? EXIT_RUNTIME
@@ -390,8 +458,6 @@ static int try_join(struct joint *j, uint64_t end)
 			(unsigned long long)j->run, (long long)n, j->n);
 		return EXIT_USAGE;
 	}
-	if (!forming_alive(j, n, &failed))
-		return failed ? EXIT_RUNTIME : NEXT; /* dead: closed */
 	if (tally_add_fetch(j->c[R_ARRIVED], 1, &place) < 0)
 		return EXIT_RUNTIME;
 	if (place <= n) {
@@ -486,6 +552,11 @@ static int arrive(struct joint *j)
 	if (failed || add(j, R_READY, 1) != 0)
 		return barrier_failed(j, W_FAILED, "");
 	how = wait_for(j, R_READY, j->n, &seen);
+	/* Closed before anyone added (a joiner took it for dead): nothing
+	 * was done, join the next. */
+	if (how == W_CLOSED ||
+	    (how == W_REACHED && value(j, R_CLOSED, &failed) != 0 && !failed))
+		return 1;
 	if (how != W_REACHED)
 		return barrier_failed(j, how, "every participant to get ready");
 	return 0;
@@ -496,7 +567,8 @@ struct own {
 	int64_t sum;			/* of the acknowledged adds */
 	int64_t unknown_lo, unknown_hi; /* of the unknown ones, if applied */
 	uint64_t ops, unknown;
-	int unjudged;
+	int unjudged; /* a final flush failed, or the final read */
+	int faulted;  /* a worker killed, dead or stalled */
 };
 
 static struct own own_adds(const struct wl_result *res)
@@ -507,6 +579,8 @@ static struct own own_adds(const struct wl_result *res)
 		.ops = res->total_ops,
 		.unknown = res->unknown,
 		.unjudged = res->flush_failed || res->unread,
+		.faulted = res->killed_worker >= 0 || res->died_worker >= 0 ||
+			   res->stalled,
 		.unknown_lo = res->unknown_lo,
 		.unknown_hi = res->unknown_hi,
 	};
@@ -526,6 +600,7 @@ static int finish(struct joint *j, const struct own *o, int64_t *missing)
 	    add(j, R_UNKLO, o->unknown_lo) != 0 ||
 	    add(j, R_UNKHI, o->unknown_hi) != 0 ||
 	    add(j, R_UNJUDGED, o->unjudged) != 0 ||
+	    add(j, R_FAULTED, o->faulted) != 0 ||
 	    add(j, R_MASK, (int64_t)(1ull << j->index)) != 0 ||
 	    add(j, R_FIN, 1) != 0) {
 		cli_error("run", "cannot record what this participant added");
@@ -542,6 +617,10 @@ static int finish(struct joint *j, const struct own *o, int64_t *missing)
 			"run",
 			"joint run %llu was closed by another participant before every participant finished",
 			(unsigned long long)j->run);
+	else if (how == W_TIMEOUT && cli_interrupted())
+		cli_error(
+			"run",
+			"interrupted while waiting for the others to finish:");
 	else
 		cli_error(
 			"run",
@@ -552,10 +631,23 @@ static int finish(struct joint *j, const struct own *o, int64_t *missing)
 	return -1;
 }
 
+/* A participant left without a joint verdict still says what it did. */
+static void say_own(const struct joint *j, const struct own *o)
+{
+	fprintf(stderr,
+		"tally run: this participant (%u of %u, joint run %llu) made %" PRIu64
+		" adds, summing to %" PRId64 ": %s, %" PRIu64
+		" of unknown outcome\n",
+		j->index + 1, j->n, (unsigned long long)j->run, o->ops, o->sum,
+		o->unjudged ? "not all applied (its final flush failed)"
+			    : "each acknowledged",
+		o->unknown);
+}
+
 static void print_joint(const struct joint *j, const struct wl_config *cfg,
 			const struct own *o, double seconds,
 			enum cli_format format, int64_t sum, int64_t actual,
-			int64_t lost, int64_t unknown)
+			int64_t lost, int64_t unknown, int64_t unjudged)
 {
 	int64_t expected = (int64_t)((uint64_t)j->start + (uint64_t)sum);
 
@@ -568,12 +660,15 @@ static void print_joint(const struct joint *j, const struct wl_config *cfg,
 		       ", \"own_sum\": %" PRId64 ", \"own_ops\": %" PRIu64
 		       ", \"expected\": %" PRId64 ", \"actual\": %" PRId64
 		       ", \"lost\": %" PRId64 ", \"unknown\": %" PRId64
+		       ", \"unjudged\": %" PRId64
 		       ", \"seconds\": %.6f, \"ns_per_op\": %.2f, \"exact\": %s}\n",
 		       wl_kind_name(cfg->kind), crew_mode_name(cfg->mode),
 		       cfg->workers, cfg->iters, j->start, j->n, j->index + 1,
 		       j->run, o->sum, o->ops, expected, actual, lost, unknown,
-		       seconds, o->ops ? seconds * 1e9 / (double)o->ops : 0.0,
-		       lost == 0 && unknown == 0 ? "true" : "false");
+		       unjudged, seconds,
+		       o->ops ? seconds * 1e9 / (double)o->ops : 0.0,
+		       lost == 0 && unknown == 0 && unjudged == 0 ? "true"
+								  : "false");
 		return;
 	}
 	static const char *const head[] = {
@@ -603,10 +698,22 @@ static int verdict(struct joint *j, const struct wl_config *cfg,
 	int64_t lo = value(j, R_UNKLO, &failed);
 	int64_t hi = value(j, R_UNKHI, &failed);
 	int64_t unjudged = value(j, R_UNJUDGED, &failed);
+	int64_t faulted = value(j, R_FAULTED, &failed);
 	int64_t actual = 0;
 
 	if (tally_get(j->main, &actual) < 0 || failed) {
 		cli_error("run", "cannot read the joint result");
+		say_own(j, o);
+		return EXIT_RUNTIME;
+	}
+	/* Closed before its verdict: another run took a participant for dead
+	 * and may be adding to the key already. */
+	if (value(j, R_CLOSED, &failed) != 0 || failed) {
+		cli_error(
+			"run",
+			"joint run %llu was closed by another run before its verdict (a participant showed no sign of life for %g s): no joint verdict",
+			(unsigned long long)j->run, LEASE_MS / 1e3);
+		say_own(j, o);
 		return EXIT_RUNTIME;
 	}
 	int64_t expected = (int64_t)((uint64_t)j->start + (uint64_t)sum);
@@ -616,8 +723,8 @@ static int verdict(struct joint *j, const struct wl_config *cfg,
 	int64_t lost = moved < lo   ? (int64_t)((uint64_t)lo - (uint64_t)moved)
 		       : moved > hi ? (int64_t)((uint64_t)hi - (uint64_t)moved)
 				    : 0;
-	print_joint(j, cfg, o, res->seconds, format, sum, actual, lost,
-		    unknown);
+	print_joint(j, cfg, o, res->seconds, format, sum, actual, lost, unknown,
+		    unjudged);
 	fprintf(stderr,
 		"tally run: joint verdict over %u participant%s: adds sum to %" PRId64
 		", the counter went from %" PRId64 " to %" PRId64 ": %s\n",
@@ -628,8 +735,14 @@ static int verdict(struct joint *j, const struct wl_config *cfg,
 					    : "they differ");
 	if (unjudged) {
 		fprintf(stderr,
-			"tally run: %lld participant%s could not say what it added: a final flush failed (its message says how much it left unsent)\n",
+			"tally run: %lld participant%s could not say what it added: a final flush failed (its message says how much it left unsent), or the final read\n",
 			(long long)unjudged, unjudged == 1 ? "" : "s");
+		return EXIT_RUNTIME;
+	}
+	if (lost != 0 && faulted != 0) {
+		fprintf(stderr,
+			"tally run: %lld participant%s had a worker killed, dead or stalled, whose add in flight is in the count but in no sum: the difference may be that\n",
+			(long long)faulted, faulted == 1 ? "" : "s");
 		return EXIT_RUNTIME;
 	}
 	if (lost != 0)
@@ -644,19 +757,6 @@ static int verdict(struct joint *j, const struct wl_config *cfg,
 	/* This participant's own failures; its own "lost" is meaningless,
 	 * as the counter holds the others' adds too. */
 	return wl_faulted(res) ? EXIT_RUNTIME : EXIT_EXACT;
-}
-
-/* A participant left without a joint verdict still says what it did. */
-static void say_own(const struct joint *j, const struct own *o)
-{
-	fprintf(stderr,
-		"tally run: this participant (%u of %u, joint run %llu) made %" PRIu64
-		" adds, summing to %" PRId64 "%s; %" PRIu64
-		" of unknown outcome\n",
-		j->index + 1, j->n, (unsigned long long)j->run, o->ops, o->sum,
-		o->unjudged ? " (not all applied: its final flush failed)"
-			    : ", every one acknowledged",
-		o->unknown);
 }
 
 static int open_joint(struct joint *j, int64_t initial)
@@ -679,6 +779,17 @@ static void close_joint_handles(struct joint *j)
 	free(j->epoch_spec);
 }
 
+/* The joint run this process takes part in, for stop_joint(). */
+static struct joint *current;
+
+/* The workload's stop hook: Ctrl-C, or the joint run closed under it. */
+static int stop_joint(void *arg)
+{
+	(void)arg;
+	return cli_interrupted() ||
+	       (current != NULL && atomic_load(&current->evicted));
+}
+
 /* take_part()'s answer when the joint run closed before it began. */
 enum { RETRY = -1 };
 
@@ -692,9 +803,21 @@ static int take_part(struct joint *j, struct wl_config *cfg,
 
 	if (rc != 0)
 		return rc > 0 ? RETRY : EXIT_RUNTIME;
-	/* Each participant's own count starts from the joint start. */
+	/* Each participant's own count starts from the joint start; it
+	 * stops when Ctrl-C says so or E is closed under it. */
 	cfg->initial = j->start;
+	cfg->stop = stop_joint;
+	current = j;
 	int one = run_one("run", j->main_spec, cfg, res);
+	if (atomic_load(&j->evicted)) {
+		struct own o = own_adds(res);
+		cli_error(
+			"run",
+			"joint run %llu was closed by another run while this one took part (it saw no sign of life from this participant for %g s): its workers stopped, and what they added before may be counted in the next joint run",
+			(unsigned long long)j->run, LEASE_MS / 1e3);
+		say_own(j, &o);
+		return EXIT_RUNTIME;
+	}
 	if (one != RUN_RAN) {
 		/* Could not run: still finish, adding nothing, so that the
 		 * others are not kept waiting. */
