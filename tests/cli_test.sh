@@ -867,18 +867,31 @@ redis)
 	if wait $p; then ok; else bad "the first of two participants: exit $?"; fi
 	# A participant killed at the barrier leaves nothing that breaks the
 	# next joint run: its lease runs out, and the next two join a new one.
-	"$T" run --backend "$r-dead" --workload inc --iters 10 --participants 2 >/dev/null 2>&1 &
-	p=$!
-	sleep 0.5
-	kill -KILL $p
-	wait $p 2>/dev/null
-	"$T" run --backend "$r-dead" --workload inc --iters 10 --participants 2 \
-		--format json >"$TMP/first" 2>"$TMP/first.err" &
-	p=$!
-	sleep 0.2
-	run 0 "$T" run --backend "$r-dead" --workload inc --iters 10 --participants 2 --format json &&
-		json "d['joint_run'] == 1 and d['actual'] == d['expected'] == 60 and d['lost'] == 0"
-	if wait $p; then ok; else bad "after a dead participant: exit $?"; fi
+	# both_joined: wait (10 s at most) until the two participants whose
+	# stderr is $TMP/p1.err and p2.err have both joined their joint run.
+	both_joined() {
+		for _ in $(seq 1 100); do
+			cat "$TMP/p1.err" "$TMP/p2.err" | grep -c "participant [12] of 2" | grep -q 2 && break
+			sleep 0.1
+		done
+	}
+	# after_dead KEY N WHAT: a run of N participants killed at the barrier,
+	# then two of 2 join a new joint run (1) and end exact.
+	after_dead() {
+		"$T" run --backend "$r-$1" --workload inc --iters 10 --participants "$2" >/dev/null 2>&1 &
+		p=$!
+		sleep 0.5
+		kill -KILL $p
+		wait $p 2>/dev/null
+		"$T" run --backend "$r-$1" --workload inc --iters 10 --participants 2 \
+			--format json >"$TMP/first" 2>"$TMP/first.err" &
+		p=$!
+		sleep 0.2
+		run 0 "$T" run --backend "$r-$1" --workload inc --iters 10 --participants 2 --format json &&
+			json "d['joint_run'] == 1 and d['actual'] == d['expected'] == 60 and d['lost'] == 0"
+		if wait $p; then ok; else bad "after $3: exit $?"; fi
+	}
+	after_dead dead 2 "a dead participant"
 	if grep -q "joint run 0 had 1 of 2 participants, none of them alive for 5 s; closing it" "$TMP/first.err" "$TMP/err"; then
 		ok
 	else
@@ -886,18 +899,7 @@ redis)
 	fi
 	# A forming joint run of another N whose participants died expires
 	# too: the next runs do not take its N for theirs, nor wait for ever.
-	"$T" run --backend "$r-deadn" --workload inc --iters 10 --participants 3 >/dev/null 2>&1 &
-	p=$!
-	sleep 0.5
-	kill -KILL $p
-	wait $p 2>/dev/null
-	"$T" run --backend "$r-deadn" --workload inc --iters 10 --participants 2 \
-		--format json >"$TMP/first" 2>"$TMP/first.err" &
-	p=$!
-	sleep 0.2
-	run 0 "$T" run --backend "$r-deadn" --workload inc --iters 10 --participants 2 --format json &&
-		json "d['joint_run'] == 1 and d['actual'] == d['expected'] == 60 and d['lost'] == 0"
-	if wait $p; then ok; else bad "after a dead run of another N: exit $?"; fi
+	after_dead deadn 3 "a dead run of another N"
 	# Participants stopped (SIGSTOP) past the lease are taken for dead:
 	# the run waiting for them closes their joint run and goes ahead;
 	# resumed, they find it closed, stop, and say so (exit 3).
@@ -906,10 +908,7 @@ redis)
 			--participants 2 >"$TMP/p$i" 2>"$TMP/p$i.err" &
 		eval "p$i=\$!"
 	done
-	for _ in $(seq 1 100); do
-		cat "$TMP/p1.err" "$TMP/p2.err" | grep -c "participant [12] of 2" | grep -q 2 && break
-		sleep 0.1
-	done
+	both_joined
 	sleep 0.3
 	# shellcheck disable=SC2154 # p1 and p2 are set by the eval above
 	kill -STOP "$p1" "$p2"
@@ -940,10 +939,7 @@ redis)
 		done
 		# Both have joined (a third asking for another N while the
 		# run forms would be refused), and run 1 s at least.
-		for _ in $(seq 1 100); do
-			cat "$TMP/p1.err" "$TMP/p2.err" | grep -c "participant [12] of 2" | grep -q 2 && break
-			sleep 0.1
-		done
+		both_joined
 		run 0 "$T" run --backend "$r-one$m" --workload inc --iters 10 --participants 1 --format json &&
 			json "d['lost'] == 0 and d['actual'] == d['expected']" &&
 			contains err "joint run [0-9]* on this key \\(2 participants\\) is under way; waiting for it to end" "a third run waits ($m)"
