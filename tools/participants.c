@@ -718,11 +718,8 @@ static int verdict(struct joint *j, const struct wl_config *cfg,
 	}
 	int64_t expected = (int64_t)((uint64_t)j->start + (uint64_t)sum);
 	int64_t moved = (int64_t)((uint64_t)actual - (uint64_t)expected);
-	/* What the unknown adds account for is no loss (see account() in
-	 * tools/harness/workload.c). */
-	int64_t lost = moved < lo   ? (int64_t)((uint64_t)lo - (uint64_t)moved)
-		       : moved > hi ? (int64_t)((uint64_t)hi - (uint64_t)moved)
-				    : 0;
+	/* What the unknown adds account for is no loss. */
+	int64_t lost = wl_lost(moved, lo, hi);
 	print_joint(j, cfg, o, res->seconds, format, sum, actual, lost, unknown,
 		    unjudged);
 	fprintf(stderr,

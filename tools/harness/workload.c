@@ -396,9 +396,17 @@ static void note_deaths(const struct run *r, struct wl_result *res)
  * loss.  (wl_check()
  * proved that every such sum fits, so the arithmetic modulo 2^64 is exact.)
  */
+int64_t wl_lost(int64_t moved, int64_t lo, int64_t hi)
+{
+	if (moved < lo)
+		return (int64_t)((uint64_t)lo - (uint64_t)moved);
+	if (moved > hi)
+		return (int64_t)((uint64_t)hi - (uint64_t)moved);
+	return 0;
+}
+
 static void account(const struct wl_config *cfg, struct wl_result *res)
 {
-	int64_t lo = res->unknown_lo, hi = res->unknown_hi;
 	int64_t moved =
 		(int64_t)((uint64_t)res->actual - (uint64_t)res->expected);
 
@@ -407,10 +415,8 @@ static void account(const struct wl_config *cfg, struct wl_result *res)
 		return;
 	if (cfg->joined)
 		res->others = moved;
-	else if (moved < lo)
-		res->lost = (int64_t)((uint64_t)lo - (uint64_t)moved);
-	else if (moved > hi)
-		res->lost = (int64_t)((uint64_t)hi - (uint64_t)moved);
+	else
+		res->lost = wl_lost(moved, res->unknown_lo, res->unknown_hi);
 }
 
 /* A worker's u adds of unknown outcome, each of delta d: into the count,

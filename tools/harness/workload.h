@@ -145,6 +145,12 @@ int wl_check(const struct wl_config *cfg, char *msg, size_t size);
 enum harness_verdict wl_run(tally *t, const struct wl_config *cfg,
 			    struct wl_result *res);
 
+/* How far a count that moved by `moved` beyond the sure adds is from what
+ * adds of unknown outcome, whose applied part sums to somewhere in
+ * [lo, hi], can account for: 0 inside, else the signed distance (expected
+ * less actual, as res->lost). */
+int64_t wl_lost(int64_t moved, int64_t lo, int64_t hi);
+
 /* Whether anything but the count went wrong: what makes a run FAULT when
  * its count is exact (a joint run judges its count on its own). */
 int wl_faulted(const struct wl_result *res);
