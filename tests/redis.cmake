@@ -40,5 +40,5 @@ set_tests_properties(unit_redis cli_redis PROPERTIES FIXTURES_REQUIRED redis
 # root (CI runs as root); skipped, with the reason, otherwise.
 add_test(NAME redis_netns COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/redis_netns.sh
   ${TALLY_TEST_CLI})
-set_tests_properties(redis_netns PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120
+set_tests_properties(redis_netns PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120 LABELS netns
   RUN_SERIAL TRUE)
