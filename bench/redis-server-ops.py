@@ -152,8 +152,9 @@ def candidates(conn, script):
         assert sha[name] == hashlib.sha1(body.encode()).hexdigest()
     rec = "k.tally-id.bench"
     conn.call("SET", "k", "0")
-    # The current script: ARGV = seq, delta, ttl ms, delta again (tally's
-    # request layout, backends/redis).  Each request a new sequence number.
+    # The current script: ARGV = seq, delta, ttl ms, the client's sum so
+    # far (tally's request layout, backends/redis/scripts/add.lua).  Each
+    # request a new sequence number.
     return {
         "incrby": (lambda i: resp("INCRBY", "k", 1), 1, ("incrby",)),
         "return1": (lambda i: resp("EVALSHA", sha["return1"], 0), 1,
@@ -164,7 +165,7 @@ def candidates(conn, script):
                                   rec + "t", i + 1, 1, 600000), 1,
                    ("evalsha",)),
         "current": (lambda i: resp("EVALSHA", sha["current"], 2, "k",
-                                   rec + "c", i + 1, 1, 600000, -1), 1,
+                                   rec + "c", i + 1, 1, 600000, i + 1), 1,
                     ("evalsha",)),
         "multi": (lambda i: resp("MULTI") + resp("INCRBY", "k", 1) +
                   resp("SET", rec + "m", i + 1, "PX", 600000) +

@@ -151,11 +151,12 @@ static void test_request_replayed_changes_nothing(void **state)
 		freeReplyObject(r);
 	}
 	redisFree(mon);
-	/* EVALSHA sha 2 key record seq delta ttl */
-	assert_int_equal(argc[0], 8);
-	assert_int_equal(argc[1], 8);
+	/* EVALSHA sha 2 key record seq delta ttl sum-so-far */
+	assert_int_equal(argc[0], 9);
+	assert_int_equal(argc[1], 9);
 	assert_string_equal(argv[0][6], "10");
 	assert_string_equal(argv[1][6], "100");
+	assert_string_equal(argv[1][8], "110");
 
 	redisContext *c = connect_test_server();
 	for (int copy = 0; copy < 4; copy++) {

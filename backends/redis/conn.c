@@ -151,24 +151,62 @@ struct client *tally__redis_client_of(const struct redis_state *s)
  * hiredis writes, and taken back when this write raised it (not when one
  * was pending already).  The engine's own writes use send(MSG_NOSIGNAL).
  */
-redisReply *tally__redis_blocking(redisContext *c, int argc, const char **argv)
+struct pipe_hold {
+	sigset_t set, old;
+	int was;
+};
+
+static void hold_pipe(struct pipe_hold *h)
 {
-	sigset_t pipe_set, old, pending;
+	sigset_t pending;
+
+	sigemptyset(&h->set);
+	sigaddset(&h->set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &h->set, &h->old);
+	sigpending(&pending);
+	h->was = sigismember(&pending, SIGPIPE);
+}
+
+static void release_pipe(struct pipe_hold *h)
+{
+	sigset_t pending;
 	struct timespec zero = {0, 0};
 
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
 	sigpending(&pending);
-	int was = sigismember(&pending, SIGPIPE);
-	redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-	sigpending(&pending);
-	if (!was && sigismember(&pending, SIGPIPE))
-		while (sigtimedwait(&pipe_set, NULL, &zero) < 0 &&
-		       errno == EINTR)
+	if (!h->was && sigismember(&pending, SIGPIPE))
+		while (sigtimedwait(&h->set, NULL, &zero) < 0 && errno == EINTR)
 			;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_sigmask(SIG_SETMASK, &h->old, NULL);
+}
+
+redisReply *tally__redis_blocking(redisContext *c, int argc, const char **argv)
+{
+	struct pipe_hold h;
+
+	hold_pipe(&h);
+	redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+	release_pipe(&h);
 	return r;
+}
+
+int tally__redis_replies(redisContext *c, unsigned n, redisReply **out)
+{
+	struct pipe_hold h;
+	unsigned k = 0;
+
+	hold_pipe(&h);
+	for (; k < n; k++) {
+		void *r = NULL;
+		if (redisGetReply(c, &r) != REDIS_OK || r == NULL)
+			break;
+		out[k] = r;
+	}
+	release_pipe(&h);
+	if (k == n)
+		return 0;
+	while (k > 0)
+		freeReplyObject(out[--k]);
+	return -1;
 }
 
 void tally__redis_disconnect(struct client *cl)
@@ -186,20 +224,26 @@ static struct timeval tv_of(int ms)
 	return tv;
 }
 
-/* Why the connection failed, for the message the caller gives up with:
+/* Why a connection failed, for the message the caller gives up with:
  * `hard` when trying again at once would fail the same way (see struct
  * client). */
-static void failed(struct client *cl, int hard, const char *fmt, ...)
+static void failed(struct tally__redis_why *w, int hard, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void failed(struct client *cl, int hard, const char *fmt, ...)
+static void failed(struct tally__redis_why *w, int hard, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(cl->why, sizeof(cl->why), fmt, ap);
+	vsnprintf(w->text, w->size, fmt, ap);
 	va_end(ap);
-	cl->hard = hard;
+	*w->hard = hard;
+}
+
+static struct tally__redis_why why_of(struct client *cl)
+{
+	struct tally__redis_why w = {cl->why, sizeof(cl->why), &cl->hard};
+	return w;
 }
 
 /* One TCP connect to ai within ms: a connected, blocking socket, or -1 with
@@ -262,25 +306,25 @@ static void address_of(const struct addrinfo *ai, char *buf, size_t size)
 			 port);
 }
 
-/* A socket connected to s's host and port within ms, trying each address
- * the name resolves to; -1 with the reason (cl->why). */
-static int connect_to(struct client *cl, int ms)
+/* A socket connected to host:port within ms, trying each address the name
+ * resolves to; -1 with the reason. */
+static int connect_to(const char *name, int port_no, int ms,
+		      struct tally__redis_why *w)
 {
-	const struct redis_state *s = cl->s;
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
 				 .ai_socktype = SOCK_STREAM},
 			*res, *ai;
 	char port[8], addr[80], host[320];
 	int fd = -1, err = 0, rc;
 
-	snprintf(port, sizeof(port), "%d", s->port);
-	rc = getaddrinfo(s->host, port, &hints, &res);
+	snprintf(port, sizeof(port), "%d", port_no);
+	rc = getaddrinfo(name, port, &hints, &res);
 	if (rc != 0) {
-		failed(cl, 1, "cannot resolve the host name: %s",
+		failed(w, 1, "cannot resolve the host name: %s",
 		       rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 		return -1;
 	}
-	snprintf(host, sizeof(host), "%s:%d", s->host, s->port);
+	snprintf(host, sizeof(host), "%s:%d", name, port_no);
 	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
 		fd = dial(ai, ms, &err);
 		if (fd >= 0)
@@ -290,10 +334,10 @@ static int connect_to(struct client *cl, int ms)
 		 * one of several addresses). */
 		int same = strcmp(addr, host) == 0;
 		if (err == ETIMEDOUT)
-			failed(cl, 0, "no answer to connect%s%s within %d ms",
+			failed(w, 0, "no answer to connect%s%s within %d ms",
 			       same ? "" : " to ", same ? "" : addr, ms);
 		else
-			failed(cl, 1, "cannot connect%s%s: %s",
+			failed(w, 1, "cannot connect%s%s: %s",
 			       same ? "" : " to ", same ? "" : addr,
 			       strerror(err));
 	}
@@ -303,72 +347,73 @@ static int connect_to(struct client *cl, int ms)
 
 /* One command of the connection's own (AUTH, SELECT): 0, or -1 with the
  * reason, `hard` when the server refused it (an error reply). */
-static int setup(struct client *cl, int argc, const char **argv,
-		 const char *what)
+static int setup(redisContext *c, int argc, const char **argv,
+		 const char *what, struct tally__redis_why *w)
 {
-	redisReply *r = tally__redis_blocking(cl->c, argc, argv);
+	redisReply *r = tally__redis_blocking(c, argc, argv);
 	int rc = 0;
 
 	if (r == NULL) {
-		failed(cl, 0, "no reply to %s: %s", what, cl->c->errstr);
+		failed(w, 0, "no reply to %s: %s", what, c->errstr);
 		rc = -1;
 	} else if (r->type == REDIS_REPLY_ERROR) {
-		failed(cl, 2, "refused %s: %s", what, r->str);
+		failed(w, 2, "refused %s: %s", what, r->str);
 		rc = -1;
 	}
 	freeReplyObject(r);
 	return rc;
 }
 
-/* Connect (within ms), authenticate and select the database: 0, or -1 with
- * the reason. */
-static int open_connection(struct client *cl, int ms)
+redisContext *tally__redis_open(const struct redis_state *s, const char *host,
+				int port, int ms, struct tally__redis_why *w)
 {
-	const struct redis_state *s = cl->s;
-	int fd = connect_to(cl, ms);
+	int fd = connect_to(host, port, ms, w);
 	char what[200], db[16];
 
 	if (fd < 0)
-		return -1;
-	cl->c = redisConnectFd(fd);
-	if (cl->c == NULL) {
+		return NULL;
+	redisContext *c = redisConnectFd(fd);
+	if (c == NULL) {
 		close(fd);
-		failed(cl, 0, "out of memory");
-		return -1;
+		failed(w, 0, "out of memory");
+		return NULL;
 	}
-	if (cl->c->err ||
-	    redisSetTimeout(cl->c, tv_of(s->timeout_ms)) != REDIS_OK) {
-		failed(cl, 0, "%s", cl->c->errstr);
-		tally__redis_disconnect(cl);
-		return -1;
+	if (c->err || redisSetTimeout(c, tv_of(s->timeout_ms)) != REDIS_OK) {
+		failed(w, 0, "%s", c->errstr);
+		goto fail;
 	}
 	/* AUTH names the user, never the password. */
 	if (s->user[0] != '\0') {
 		const char *argv[] = {"AUTH", s->user, s->password};
 		snprintf(what, sizeof(what), "AUTH as user '%s'", s->user);
-		if (setup(cl, 3, argv, what) != 0)
+		if (setup(c, 3, argv, what, w) != 0)
 			goto fail;
 	} else if (s->password[0] != '\0') {
 		const char *argv[] = {"AUTH", s->password};
-		if (setup(cl, 2, argv, "AUTH (the URL's password)") != 0)
+		if (setup(c, 2, argv, "AUTH (the URL's password)", w) != 0)
 			goto fail;
 	}
 	if (s->db != 0) {
 		snprintf(db, sizeof(db), "%d", s->db);
 		snprintf(what, sizeof(what), "database %d (SELECT)", s->db);
 		const char *argv[] = {"SELECT", db};
-		if (setup(cl, 2, argv, what) != 0)
+		if (setup(c, 2, argv, what, w) != 0)
 			goto fail;
 	}
-	return 0;
+	return c;
 fail:
-	tally__redis_disconnect(cl);
-	return -1;
+	redisFree(c);
+	return NULL;
 }
 
+/* Connect cl to the node it talks to (within ms): 0, or -1 with the
+ * reason. */
 int tally__redis_connect(struct client *cl, int ms)
 {
-	return open_connection(cl, ms);
+	struct tally__redis_why w = why_of(cl);
+
+	cl->c = tally__redis_open(cl->s, cl->host, cl->port, ms, &w);
+	return cl->c != NULL ? 0 : -1;
 }
 
 redisReply *tally__redis_command(struct client *cl, int argc, const char **argv,
@@ -380,7 +425,7 @@ redisReply *tally__redis_command(struct client *cl, int argc, const char **argv,
 	if (cl->c == NULL) {
 		int ms = budget_ms < (uint64_t)s->timeout_ms ? (int)budget_ms
 							     : s->timeout_ms;
-		if (open_connection(cl, ms) != 0)
+		if (tally__redis_connect(cl, ms) != 0)
 			return NULL;
 	}
 	*sent = 1;
@@ -389,10 +434,11 @@ redisReply *tally__redis_command(struct client *cl, int argc, const char **argv,
 	if (r == NULL) {
 		/* SO_RCVTIMEO's EAGAIN reads as "Resource temporarily
 		 * unavailable": say what it means. */
+		struct tally__redis_why w = why_of(cl);
 		if (tally__redis_now_ms() - t0 + 5 >= (uint64_t)s->timeout_ms)
-			failed(cl, 0, "no reply within %d ms", s->timeout_ms);
+			failed(&w, 0, "no reply within %d ms", s->timeout_ms);
 		else
-			failed(cl, 0, "the connection failed: %s",
+			failed(&w, 0, "the connection failed: %s",
 			       cl->c->errstr);
 		tally__redis_disconnect(cl);
 	}
@@ -402,11 +448,12 @@ redisReply *tally__redis_command(struct client *cl, int argc, const char **argv,
 int tally__redis_give_up(struct client *cl, int rc)
 {
 	const struct redis_state *s = cl->s;
+	struct tally__redis_why w = why_of(cl);
 
 	if (cl->why[0] == '\0')
-		failed(cl, 0, "no answer within %d ms", s->deadline_ms);
+		failed(&w, 0, "no answer within %d ms", s->deadline_ms);
 	tally__explain_set(
-		rc, "redis server %s:%d: %s%s", s->host, s->port, cl->why,
+		rc, "redis server %s:%d: %s%s", cl->host, cl->port, cl->why,
 		rc == TALLY_EUNKNOWN
 			? "; the add may or may not have been applied"
 			: "");
@@ -438,8 +485,9 @@ redisReply *tally__redis_until_deadline(struct client *cl, int argc,
 		if (r != NULL && !tally__redis_transient(r))
 			return r;
 		int lost = r == NULL;
+		struct tally__redis_why w = why_of(cl);
 		if (r != NULL)
-			failed(cl, 0, "%s", r->str);
+			failed(&w, 0, "%s", r->str);
 		freeReplyObject(r);
 		now = tally__redis_now_ms();
 		/* A server that refuses the connection's own commands (AUTH,

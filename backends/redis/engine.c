@@ -40,6 +40,7 @@
  * find its number taken or its sequence broken.
  */
 #include "redis_int.h"
+#include "slots.h"
 
 #ifdef TALLY_HAVE_HIREDIS
 #include <hiredis/sds.h>
@@ -189,15 +190,23 @@ static struct request *push(struct client *cl, enum req_kind kind, uint64_t now)
 	return r;
 }
 
-/* The first request on the wire that has no answer yet: the next reply's. */
+/* The first request on the wire with replies still to come: the next
+ * reply's. */
 static struct request *awaiting(struct client *cl)
 {
 	for (unsigned i = 0; i < cl->n; i++) {
 		struct request *r = at(cl, i);
-		if (r->sent_ms != 0 && !r->done)
+		if (r->sent_ms != 0 && r->got < r->nsteps)
 			return r;
 	}
 	return NULL;
+}
+
+/* Answered, and no reply of its still to come (a WAIT after an EVALSHA
+ * that failed). */
+static int finished(const struct request *r)
+{
+	return r->done && (r->sent_ms == 0 || r->got >= r->nsteps);
 }
 
 /* An asker's answer (its caller may return as soon as done is set). */
@@ -214,13 +223,20 @@ static void answer(struct client *cl, struct ask *a, int rc, int64_t value,
 /* Settle the answered requests at the head of the ring, in order. */
 static void pop_done(struct client *cl)
 {
-	while (cl->n != 0 && at(cl, 0)->done) {
+	while (cl->n != 0 && finished(at(cl, 0))) {
 		struct request *r = at(cl, 0);
 
 		if (r->kind == REQ_FETCH)
 			cl->fetching = 0;
 		if (r->ask != NULL)
 			answer(cl, r->ask, r->rc, r->ask->value, r->why);
+		if (r->kind != REQ_GET && r->rc == 0 && r->seq != 0) {
+			/* Acknowledged: counted, in case the server
+			 * forgets it. */
+			cl->acked_seq = r->seq;
+			cl->cum_acked = r->cum;
+			cl->last_ack_ms = tally__redis_now_ms();
+		}
 		cl->head = (cl->head + 1) % MAX_INFLIGHT;
 		cl->n--;
 		/* A fetch carries no generation of its own; a GET carries
@@ -255,11 +271,12 @@ static int renumber(struct client *cl)
 		return -1;
 	for (unsigned i = 0; i < cl->n; i++) {
 		struct request *r = at(cl, i);
+		if (r->sent_ms != 0 && r->got < r->nsteps) {
+			cl->discard += r->nsteps - r->got;
+			r->got = r->nsteps;
+		}
 		if (r->done)
 			continue;
-		if (r->sent_ms != 0)
-			cl->discard +=
-				r->kind == REQ_GET && !r->got_type ? 2u : 1u;
 		r->sent_ms = 0;
 		r->seq = 0;
 	}
@@ -272,22 +289,21 @@ static int renumber(struct client *cl)
  * a hole, so the client takes a new identity and connection. */
 static void give_up(struct client *cl, const char *why)
 {
-	const struct redis_state *s = cl->s;
-
 	for (unsigned i = 0; i < cl->n; i++) {
 		struct request *r = at(cl, i);
+		r->sent_ms = 0; /* the connection goes */
 		if (r->done)
 			continue;
 		if (r->kind == REQ_GET)
-			say(r, TALLY_EREMOTE, "redis server %s:%d: %s", s->host,
-			    s->port, why);
+			say(r, TALLY_EREMOTE, "redis server %s:%d: %s", cl->host,
+			    cl->port, why);
 		else if (r->ever_sent)
 			say(r, TALLY_EUNKNOWN,
 			    "redis server %s:%d: %s; the add may or may not have been applied",
-			    s->host, s->port, why);
+			    cl->host, cl->port, why);
 		else
-			say(r, TALLY_EREMOTE, "redis server %s:%d: %s", s->host,
-			    s->port, why);
+			say(r, TALLY_EREMOTE, "redis server %s:%d: %s", cl->host,
+			    cl->port, why);
 	}
 	tally__redis_disconnect(cl);
 	cl->discard = 0;
@@ -443,6 +459,15 @@ static void broken(struct client *cl, uint64_t now, int pause)
 		backoff(cl, now);
 }
 
+/* A cluster node's connection failed: the next connect reads the slot map
+ * first (the slot may have failed over). */
+static void lost_node(struct client *cl, uint64_t now, int pause)
+{
+	if (cl->cluster != NULL)
+		cl->stale = 1;
+	broken(cl, now, pause);
+}
+
 /* Connected, the add script loaded and the socket non-blocking: 0, or -1
  * (cl->why says why; cl->hard == 2 when the server refuses us for good). */
 static int ready(struct client *cl, uint64_t now)
@@ -453,7 +478,11 @@ static int ready(struct client *cl, uint64_t now)
 		return 0;
 	if (now < cl->pause_until)
 		return -1;
-	if (cl->c == NULL && tally__redis_connect(cl, s->timeout_ms) != 0) {
+	if (cl->c == NULL &&
+	    ((cl->cluster != NULL && tally__redis_cluster_target(cl) != 0) ||
+	     tally__redis_connect(cl, s->timeout_ms) != 0)) {
+		if (cl->cluster != NULL)
+			cl->stale = 1;
 		backoff(cl, now);
 		return -1;
 	}
@@ -477,6 +506,8 @@ static int ready(struct client *cl, uint64_t now)
 	if (!ok || flags < 0 ||
 	    fcntl(cl->c->fd, F_SETFL, flags | O_NONBLOCK) != 0) {
 		tally__redis_disconnect(cl);
+		if (cl->cluster != NULL && cl->hard != 2)
+			cl->stale = 1;
 		backoff(cl, now);
 		return -1;
 	}
@@ -511,39 +542,68 @@ static int write_out(struct client *cl)
 	return 0;
 }
 
+/* On a connection to an -ASK target, each command goes after ASKING
+ * (which holds for one command). */
+static void asking(struct client *cl, struct request *r)
+{
+	if (cl->asking) {
+		const char *argv[] = {"ASKING"};
+		redisAppendCommandArgv(cl->c, 1, argv, NULL);
+		r->steps[r->nsteps++] = STEP_ASKING;
+	}
+}
+
 /* Write the requests not yet on this connection, in ring order. */
 static void send_new(struct client *cl, uint64_t now)
 {
 	const struct redis_state *s = cl->s;
-	char seq[24], sum[24], ttl[24];
+	char seq[24], sum[24], ttl[24], cum[24], replicas[16], wait[16];
 
 	snprintf(ttl, sizeof(ttl), "%d",
 		 RECORD_TTL_MS > 2 * s->deadline_ms ? RECORD_TTL_MS
 						    : 2 * s->deadline_ms);
+	snprintf(replicas, sizeof(replicas), "%d", s->replicas);
+	snprintf(wait, sizeof(wait), "%d", s->wait_ms);
 	for (unsigned i = 0; i < cl->n; i++) {
 		struct request *r = at(cl, i);
 		if (r->sent_ms != 0 || r->done)
 			continue;
+		r->nsteps = r->got = 0;
+		r->applied = 0;
 		if (r->kind == REQ_GET) {
-			const char *type[] = {"TYPE", s->key};
-			const char *get[] = {"GET", s->key};
+			const char *type[] = {"TYPE", cl->key};
+			const char *get[] = {"GET", cl->key};
+			asking(cl, r);
 			redisAppendCommandArgv(cl->c, 2, type, NULL);
+			r->steps[r->nsteps++] = STEP_TYPE;
+			asking(cl, r);
 			redisAppendCommandArgv(cl->c, 2, get, NULL);
-			r->got_type = 0;
+			r->steps[r->nsteps++] = STEP_GET;
 		} else {
-			if (r->seq == 0)
+			if (r->seq == 0) {
 				r->seq = cl->next_seq++;
+				r->cum = cl->cum_sent += r->sum;
+			}
 			snprintf(seq, sizeof(seq), "%" PRIu64, r->seq);
 			snprintf(sum, sizeof(sum), "%" PRId64, (int64_t)r->sum);
-			const char *argv[] = {"EVALSHA",  cl->sha, "2", s->key,
-					      cl->record, seq,	   sum, ttl};
-			redisAppendCommandArgv(cl->c, 8, argv, NULL);
+			snprintf(cum, sizeof(cum), "%" PRIu64, r->cum);
+			const char *argv[] = {"EVALSHA", cl->sha, "2",
+					      cl->key,	 cl->record, seq,
+					      sum,	 ttl,	     cum};
+			asking(cl, r);
+			redisAppendCommandArgv(cl->c, 9, argv, NULL);
+			r->steps[r->nsteps++] = STEP_EVAL;
+			if (s->replicas > 0) {
+				const char *w[] = {"WAIT", replicas, wait};
+				redisAppendCommandArgv(cl->c, 3, w, NULL);
+				r->steps[r->nsteps++] = STEP_WAIT;
+			}
 		}
 		r->sent_ms = now;
 		r->ever_sent = 1;
 	}
 	if (write_out(cl) != 0)
-		broken(cl, now, 1);
+		lost_node(cl, now, 1);
 }
 
 /* --- replies ----------------------------------------------------------------
@@ -557,7 +617,6 @@ static int starts(const redisReply *r, const char *word)
 
 static void on_get(struct client *cl, struct request *q, const redisReply *r)
 {
-	const struct redis_state *s = cl->s;
 	int64_t v = 0;
 
 	if (r->type == REDIS_REPLY_NIL ||
@@ -570,23 +629,52 @@ static void on_get(struct client *cl, struct request *q, const redisReply *r)
 	} else if (r->type == REDIS_REPLY_STRING) {
 		say(q, TALLY_EWRONGTYPE,
 		    "redis key '%s' holds a string that is not a 64-bit integer",
-		    s->key);
+		    cl->key);
 	} else if (starts(r, "WRONGTYPE")) {
 		say(q, TALLY_EWRONGTYPE,
-		    "redis key '%s' holds a %s, not an integer counter", s->key,
+		    "redis key '%s' holds a %s, not an integer counter", cl->key,
 		    q->type);
 	} else {
-		say(q, TALLY_EREMOTE, "redis server %s:%d: %s", s->host,
-		    s->port,
+		say(q, TALLY_EREMOTE, "redis server %s:%d: %s", cl->host,
+		    cl->port,
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	}
+}
+
+/* The server holds this client's requests only up to number last, whose
+ * sum its record gives as cum (text, "?" when it does not know), or with
+ * no record none at all (the record and the counter change in one script,
+ * which replicas get whole), though it acknowledged those up to
+ * acked_seq: it lost them (a failover to a replica they had not reached,
+ * a restart without them).  The next flush tells; the requests in the
+ * ring were not applied (the sequence stops at the hole) and go again
+ * under a new identity. */
+static void forgotten(struct client *cl, uint64_t last, const char *cum)
+{
+	uint64_t n = cl->acked_seq > last ? cl->acked_seq - last : 0;
+	char *end;
+
+	errno = 0;
+	uint64_t had = strtoull(cum, &end, 10);
+	int known = errno == 0 && end != cum && *end == '\0';
+	pthread_mutex_lock(&cl->q);
+	cl->forgot_n += n;
+	if (known)
+		cl->forgot_sum += cl->cum_acked - had;
+	else
+		cl->forgot_more = 1;
+	snprintf(cl->forgot_why, sizeof(cl->forgot_why),
+		 "redis server %s:%d holds this client's requests up to number %" PRIu64
+		 " of the %" PRIu64
+		 " it acknowledged (a failover to a replica they had not reached, or a restart without them)",
+		 cl->host, cl->port, last, cl->acked_seq);
+	pthread_mutex_unlock(&cl->q);
 }
 
 /* An add's reply: applied (now or before), or why not. */
 static void on_add(struct client *cl, struct request *q, const redisReply *r,
 		   uint64_t now)
 {
-	const struct redis_state *s = cl->s;
 	int64_t v;
 
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -594,8 +682,29 @@ static void on_add(struct client *cl, struct request *q, const redisReply *r,
 	    tally__redis_parse_i64(r->element[1]->str, &v) == 0) {
 		if (q->ask != NULL)
 			q->ask->value = v;
-		q->done = 1;
+		cl->redirects = 0;
+		/* 2: applied, but there was no record, though this client had
+		 * one (acknowledged requests) not long ago: it was lost. */
+		if (r->element[0]->type == REDIS_REPLY_INTEGER &&
+		    r->element[0]->integer == 2 && cl->acked_seq != 0 &&
+		    now - cl->last_ack_ms < RECORD_TTL_MS / 2)
+			forgotten(cl, 0, "0");
+		/* With WAIT to come, it is done once replicas confirm it. */
+		if (q->got < q->nsteps)
+			q->applied = 1;
+		else
+			q->done = 1;
 		return;
+	}
+	if (starts(r, "TALLYGAP")) {
+		char *cum;
+		uint64_t last = strtoull(r->str + 9, &cum, 10);
+		if (last < cl->acked_seq) {
+			forgotten(cl, last, *cum == ' ' ? cum + 1 : "?");
+			if (renumber(cl) != 0)
+				give_up(cl, "no randomness for a new client id");
+			return;
+		}
 	}
 	if (starts(r, "NOSCRIPT") || starts(r, "TALLYGAP") ||
 	    tally__redis_transient(r)) {
@@ -608,18 +717,66 @@ static void on_add(struct client *cl, struct request *q, const redisReply *r,
 	if (starts(r, "TALLYTYPE") && strcmp(r->str + 10, "string") == 0)
 		say(q, TALLY_EWRONGTYPE,
 		    "redis key '%s' holds a string that is not a 64-bit integer",
-		    s->key);
+		    cl->key);
 	else if (starts(r, "TALLYTYPE"))
 		say(q, TALLY_EWRONGTYPE,
-		    "redis key '%s' holds a %s, not an integer counter", s->key,
+		    "redis key '%s' holds a %s, not an integer counter", cl->key,
 		    r->str + 10);
 	else
-		say(q, TALLY_EREMOTE, "redis server %s:%d: %s", s->host,
-		    s->port,
+		say(q, TALLY_EREMOTE, "redis server %s:%d: %s", cl->host,
+		    cl->port,
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	/* Refused: not applied, a hole in the sequence. */
 	if (renumber(cl) != 0)
 		give_up(cl, "no randomness for a new client id");
+}
+
+/* WAIT's reply after an add applied: done when enough replicas confirmed
+ * it, else reported: applied on the primary, which a failover may lose. */
+static void on_wait(struct client *cl, struct request *q, const redisReply *r)
+{
+	const struct redis_state *s = cl->s;
+
+	if (!q->applied)
+		return; /* the add failed, and said why */
+	if (r->type == REDIS_REPLY_INTEGER && r->integer >= s->replicas)
+		q->done = 1;
+	else if (r->type == REDIS_REPLY_INTEGER)
+		say(q, TALLY_EUNKNOWN,
+		    "redis server %s:%d applied the add, but %lld of the %d replicas asked for confirmed it within %d ms (durability=replicas:%d): a failover may lose it",
+		    cl->host, cl->port, (long long)r->integer, s->replicas,
+		    s->wait_ms, s->replicas);
+	else
+		say(q, TALLY_EUNKNOWN,
+		    "redis server %s:%d applied the add, but refused WAIT: %s",
+		    cl->host, cl->port,
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+}
+
+/* -MOVED or -ASK from a cluster node: nothing on the connection ran (every
+ * request of a client names one slot), so all of it goes again, with the
+ * same numbers, where the node said; after a few in a row, a pause. */
+static int redirected(struct client *cl, const redisReply *r, uint64_t now)
+{
+	struct tally__redis_redirect rd;
+
+	if (cl->cluster == NULL || r->type != REDIS_REPLY_ERROR ||
+	    tally__redis_redirect_parse(r->str, r->len, &rd) ==
+		    TALLY__REDIS_NO_REDIRECT)
+		return 0;
+	const char *host = rd.host[0] != '\0' ? rd.host : cl->host;
+	if (rd.kind == TALLY__REDIS_ASK) {
+		snprintf(cl->ask_host, sizeof(cl->ask_host), "%s", host);
+		cl->ask_port = rd.port;
+		cl->ask_next = 1;
+	} else {
+		memmove(cl->host, host, strlen(host) + 1);
+		cl->port = rd.port;
+		cl->stale = 0;
+	}
+	snprintf(cl->why, sizeof(cl->why), "%s", r->str);
+	broken(cl, now, ++cl->redirects > 2);
+	return 1;
 }
 
 static void on_reply(struct client *cl, const redisReply *r, uint64_t now)
@@ -635,14 +792,31 @@ static void on_reply(struct client *cl, const redisReply *r, uint64_t now)
 		broken(cl, now, 0);
 		return;
 	}
-	if (q->kind == REQ_GET && !q->got_type) {
+	enum req_step step = q->steps[q->got++];
+	if (step != STEP_WAIT && redirected(cl, r, now))
+		return;
+	switch (step) {
+	case STEP_ASKING:
+		if (r->type == REDIS_REPLY_ERROR) {
+			snprintf(cl->why, sizeof(cl->why), "refused ASKING: %s",
+				 r->str);
+			broken(cl, now, 1);
+		}
+		break;
+	case STEP_TYPE:
 		snprintf(q->type, sizeof(q->type), "%s",
 			 r->type == REDIS_REPLY_STATUS ? r->str : "?");
-		q->got_type = 1;
-	} else if (q->kind == REQ_GET)
+		break;
+	case STEP_GET:
 		on_get(cl, q, r);
-	else
+		break;
+	case STEP_EVAL:
 		on_add(cl, q, r, now);
+		break;
+	case STEP_WAIT:
+		on_wait(cl, q, r);
+		break;
+	}
 }
 
 static void read_replies(struct client *cl, uint64_t now)
@@ -652,7 +826,7 @@ static void read_replies(struct client *cl, uint64_t now)
 	if (redisBufferRead(cl->c) != REDIS_OK) {
 		snprintf(cl->why, sizeof(cl->why), "the connection failed: %s",
 			 cl->c->errstr);
-		broken(cl, now, 1);
+		lost_node(cl, now, 1);
 		return;
 	}
 	while (cl->piped) {
@@ -701,7 +875,7 @@ static int limits(struct client *cl, uint64_t now)
 		if (now >= end) {
 			snprintf(cl->why, sizeof(cl->why),
 				 "no reply within %d ms", s->timeout_ms);
-			broken(cl, now, 0);
+			lost_node(cl, now, 0);
 			return 0;
 		}
 		if (end < next)
@@ -763,7 +937,7 @@ static void wait_io(struct client *cl, uint64_t now, int max_ms)
 	now = tally__redis_now_ms();
 	if (cl->piped && (p[0].revents & POLLOUT)) {
 		if (write_out(cl) != 0)
-			broken(cl, now, 1);
+			lost_node(cl, now, 1);
 	}
 	if (cl->piped && (p[0].revents & (POLLIN | POLLERR | POLLHUP)))
 		read_replies(cl, now);
@@ -869,13 +1043,21 @@ int tally__redis_engine_fetch(struct client *cl, int64_t delta, int64_t *after)
 	return rc;
 }
 
+/* The value: this client's key read in its pipeline (behind its own
+ * requests), and on a cluster every other shard's beside it. */
 int tally__redis_engine_get(struct client *cl, int64_t *value)
 {
 	struct ask a = {.kind = ASK_GET};
+	int64_t rest = 0;
 	int rc = ask(cl, &a);
 
+	if (rc == 0 && cl->cluster != NULL && cl->s->shards > 1)
+		rc = tally__redis_cluster_sum(
+			cl,
+			tally__redis_now_ms() + (uint64_t)cl->s->deadline_ms,
+			&rest);
 	if (rc == 0)
-		*value = a.value;
+		*value = (int64_t)((uint64_t)a.value + (uint64_t)rest);
 	return rc;
 }
 
@@ -883,14 +1065,26 @@ int tally__redis_engine_flush(struct client *cl)
 {
 	int rc = 0;
 
-	if (cl->s->mode == REDIS_SYNC)
-		return 0; /* every add was applied when it returned */
-	uint64_t target = atomic_load(&cl->gen) + 1;
-	raise_want(cl, target);
-	ring_bell(cl);
-	wait_for(cl, target, NULL);
+	/* sync: every add was applied (or failed) when it returned. */
+	if (cl->s->mode != REDIS_SYNC) {
+		uint64_t target = atomic_load(&cl->gen) + 1;
+		raise_want(cl, target);
+		ring_bell(cl);
+		wait_for(cl, target, NULL);
+	}
 	pthread_mutex_lock(&cl->q);
-	if (cl->unknown_n != 0 || cl->lost_n != 0) {
+	if (cl->forgot_n != 0 || cl->forgot_more) {
+		rc = TALLY_EREMOTE;
+		tally__explain_set(
+			rc,
+			"%s%" PRIu64 " acknowledged request%s carrying %" PRId64
+			" lost by the server: %s",
+			cl->forgot_more ? "at least " : "", cl->forgot_n,
+			cl->forgot_n == 1 ? "" : "s", (int64_t)cl->forgot_sum,
+			cl->forgot_why);
+		cl->forgot_n = cl->forgot_sum = 0;
+		cl->forgot_more = 0;
+	} else if (cl->unknown_n != 0 || cl->lost_n != 0) {
 		rc = cl->unknown_n != 0 ? TALLY_EUNKNOWN : TALLY_EREMOTE;
 		tally__explain_set(
 			rc,

@@ -35,9 +35,10 @@ int tally__redis_new_identity(struct client *cl)
 {
 	if (random_id(cl->id) != 0)
 		return -1;
-	snprintf(cl->record, sizeof(cl->record), "%s.tally-id.%s", cl->s->key,
+	snprintf(cl->record, sizeof(cl->record), "%s.tally-id.%s", cl->key,
 		 cl->id);
 	cl->next_seq = 1;
+	cl->cum_sent = cl->cum_acked = cl->acked_seq = 0; /* start again */
 	return 0;
 }
 
@@ -55,10 +56,20 @@ struct client *tally__redis_client_new(const struct redis_state *s,
 	cl->lane = lane;
 	cl->asks_tail = &cl->asks;
 	cl->doorbell = -1;
+	snprintf(cl->key, sizeof(cl->key), "%s", s->key);
+	if (s->nseeds == 0) {
+		snprintf(cl->host, sizeof(cl->host), "%s", s->host);
+		cl->port = s->port;
+	}
 	pthread_mutex_init(&cl->q, NULL);
 	pthread_mutex_init(&cl->io, NULL);
+	/* On a cluster the first id picks the shard, whose key the record
+	 * names: a second id, with that record. */
 	if (tally__redis_new_identity(cl) != 0 ||
+	    (s->nseeds != 0 && (tally__redis_cluster_attach(cl) != 0 ||
+				tally__redis_new_identity(cl) != 0)) ||
 	    tally__redis_engine_start(cl) != 0) {
+		tally__redis_cluster_detach(cl);
 		pthread_mutex_destroy(&cl->q);
 		pthread_mutex_destroy(&cl->io);
 		free(cl);
@@ -71,14 +82,14 @@ void tally__redis_client_free(struct client *cl)
 {
 	tally__redis_engine_stop(cl);
 	tally__redis_disconnect(cl);
+	tally__redis_cluster_detach(cl);
 	pthread_mutex_destroy(&cl->q);
 	pthread_mutex_destroy(&cl->io);
 	free(cl);
 }
 
-int tally__redis_wrong_type(struct client *cl, const char *type)
+int tally__redis_wrong_type(const char *key, const char *type)
 {
-	const char *key = cl->s->key;
 
 	if (strcmp(type, "string") == 0)
 		tally__explain_set(
@@ -110,9 +121,62 @@ int tally__redis_remote_error(struct client *cl, const redisReply *r)
 	/* Also the reason a later give-up names (cl->why). */
 	snprintf(cl->why, sizeof(cl->why), "%s",
 		 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-	tally__explain_set(TALLY_EREMOTE, "redis server %s:%d: %s", cl->s->host,
-			   cl->s->port, cl->why);
+	tally__explain_set(TALLY_EREMOTE, "redis server %s:%d: %s", cl->host,
+			   cl->port, cl->why);
 	return TALLY_EREMOTE;
+}
+
+/* What init.lua answered for key: 0, or why not. */
+static int initialized(struct client *cl, const char *key, const redisReply *r)
+{
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER &&
+	    r->element[1]->type == REDIS_REPLY_STRING)
+		return r->element[0]->integer == 1
+			       ? 0
+			       : tally__redis_wrong_type(key,
+							 r->element[1]->str);
+	return tally__redis_remote_error(cl, r);
+}
+
+/* A cluster's counter: every shard made (or joined), the first holding
+ * the initial value and the others 0, each on the node that serves it. */
+static int initialize_shards(struct client *cl, int64_t initial,
+			     const char *mode)
+{
+	const struct redis_state *s = cl->s;
+	uint64_t deadline = tally__redis_now_ms() + (uint64_t)s->deadline_ms;
+	char key[300], value[24], why[320];
+
+	for (unsigned i = 0; i < (unsigned)s->shards; i++) {
+		tally__redis_shard_key(s, i, key, sizeof(key));
+		snprintf(value, sizeof(value), "%lld",
+			 i == 0 ? (long long)initial : 0LL);
+		const char *argv[] = {
+			"EVAL", tally__redis_init_script, "1", key, value, mode};
+		redisReply *r = tally__redis_cluster_call(
+			cl, key, 6, argv, deadline, why, sizeof(why));
+		if (r == NULL) {
+			tally__explain_set(TALLY_EREMOTE,
+					   "redis cluster: making shard '%s': %s",
+					   key, why);
+			return TALLY_EREMOTE;
+		}
+		if (r->type == REDIS_REPLY_ERROR &&
+		    strncmp(r->str, "NOAUTH", 6) == 0) {
+			tally__explain_set(
+				TALLY_EOPTION,
+				"redis cluster: making shard '%s': %s (this build gives cluster nodes no password)",
+				key, r->str);
+			freeReplyObject(r);
+			return TALLY_EOPTION;
+		}
+		int rc = initialized(cl, key, r);
+		freeReplyObject(r);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
 }
 
 int tally__redis_initialize(struct client *cl, int64_t initial,
@@ -121,6 +185,8 @@ int tally__redis_initialize(struct client *cl, int64_t initial,
 	char value[24];
 	int rc = 0;
 
+	if (cl->cluster != NULL)
+		return initialize_shards(cl, initial, mode);
 	snprintf(value, sizeof(value), "%lld", (long long)initial);
 	const char *argv[] = {
 		"EVAL", tally__redis_init_script, "1", cl->s->key, value, mode};
@@ -142,14 +208,7 @@ int tally__redis_initialize(struct client *cl, int64_t initial,
 		freeReplyObject(r);
 		return TALLY_EOPTION;
 	}
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-	    r->element[0]->type == REDIS_REPLY_INTEGER &&
-	    r->element[1]->type == REDIS_REPLY_STRING)
-		rc = r->element[0]->integer == 1
-			     ? 0
-			     : tally__redis_wrong_type(cl, r->element[1]->str);
-	else
-		rc = tally__redis_remote_error(cl, r);
+	rc = initialized(cl, cl->key, r);
 	freeReplyObject(r);
 	return rc;
 }

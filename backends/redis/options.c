@@ -6,6 +6,7 @@
 #ifdef TALLY_HAVE_HIREDIS
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,19 @@
  *                                  in this process, which its flusher
  *                                  sends every N ms (1 to 3600000); not
  *                                  with mode=
+ *   cluster=HOST:PORT[;HOST:PORT...]
+ *                                  a Redis Cluster, through these seed
+ *                                  nodes (up to MAX_SEEDS; [V6ADDR]:PORT
+ *                                  for an IPv6 address); not with url=
+ *   shards=N                       on a cluster, the counter is N keys,
+ *                                  {KEY#0}..{KEY#N-1}, spread over the
+ *                                  primaries; 1 to MAX_SHARDS, default 1
+ *   durability=primary|replicas:N  primary (default): a request is applied
+ *                                  once its server answers; replicas:N
+ *                                  (1 to 16): once N replicas confirmed it
+ *                                  (WAIT), else the add is reported
+ *   confirm_ms=N                   how long WAIT waits for them, less than
+ *                                  timeout_ms; default half of it
  *   keep                           join an existing counter: set it to the
  *                                  initial value only if the key is absent
  *   reset                          overwrite the key even when it holds
@@ -91,8 +105,9 @@
  * scripts/ (embedded at build time by cmake/embed.cmake, see scripts.c);
  * engine.c runs a client's requests (up to `inflight` on the wire, each
  * carrying the sum of the adds pending when it went) in the three modes;
- * slots.c routes keys over a Redis Cluster (not yet used by the rest);
- * redis.c is the ops object and the counter's lifecycle.
+ * cluster.c spreads one counter over a Redis Cluster's shards, routed by
+ * slots.c (CRC16, the slot map, -MOVED and -ASK); redis.c is the ops
+ * object and the counter's lifecycle.
  */
 
 /* A URL's user or password, %XX decoded (so that one may hold a comma,
@@ -173,6 +188,89 @@ static int parse_url(struct redis_state *s, const char *url, size_t len)
 	return 0;
 }
 
+static int refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int refuse(const char *fmt, ...)
+{
+	char text[300];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	tally__explain_set(TALLY_EOPTION, "invalid backend option: %s", text);
+	return TALLY_EOPTION;
+}
+
+/* cluster=HOST:PORT[;HOST:PORT...]: the seeds, each checked. */
+static int parse_seeds(struct redis_state *s, const char *v, size_t vlen)
+{
+	static const char form[] =
+		"cluster= takes HOST:PORT[;HOST:PORT...] (up to 8 nodes, [ADDR]:PORT for IPv6, ports 1-65535)";
+
+	s->nseeds = 0;
+	while (vlen > 0) {
+		size_t len = 0, hlen;
+		while (len < vlen && v[len] != ';')
+			len++;
+		const char *colon = NULL, *host = v;
+		char *end;
+		for (size_t i = 0; i < len; i++)
+			if (v[i] == ':')
+				colon = v + i;
+		if (s->nseeds == MAX_SEEDS || colon == NULL)
+			return refuse("%s", form);
+		hlen = (size_t)(colon - v);
+		if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+			host++;
+			hlen -= 2;
+		}
+		char port[8];
+		size_t plen = len - (size_t)(colon - v) - 1;
+		if (hlen == 0 || hlen >= sizeof(s->seeds[0].host) || plen == 0 ||
+		    plen >= sizeof(port) ||
+		    strspn(colon + 1, "0123456789") < plen)
+			return refuse("%s", form);
+		memcpy(port, colon + 1, plen);
+		port[plen] = '\0';
+		long p = strtol(port, &end, 10);
+		if (p < 1 || p > 65535)
+			return refuse("%s", form);
+		for (size_t i = 0; i < hlen; i++)
+			if (host[i] <= ' ' || host[i] > '~' || host[i] == ';')
+				return refuse("%s", form);
+		memcpy(s->seeds[s->nseeds].host, host, hlen);
+		s->seeds[s->nseeds].host[hlen] = '\0';
+		s->seeds[s->nseeds++].port = (int)p;
+		v += len;
+		vlen -= len;
+		if (vlen > 0) { /* the ';' */
+			v++;
+			vlen--;
+			if (vlen == 0)
+				return refuse("%s", form);
+		}
+	}
+	return s->nseeds > 0 ? 0 : refuse("%s", form);
+}
+
+/* durability=primary or replicas:N. */
+static int parse_durability(struct redis_state *s, const char *v, size_t vlen)
+{
+	if (v != NULL && vlen == 7 && strncmp(v, "primary", 7) == 0) {
+		s->replicas = 0;
+		return 0;
+	}
+	if (v != NULL && vlen > 9 && vlen <= 11 &&
+	    strncmp(v, "replicas:", 9) == 0 &&
+	    strspn(v + 9, "0123456789") == vlen - 9) {
+		s->replicas = atoi(v + 9);
+		if (s->replicas >= 1 && s->replicas <= 16)
+			return 0;
+	}
+	return refuse(
+		"durability= takes primary (applied once the server answers) or replicas:N, N from 1 to 16 (once N replicas confirmed it)");
+}
+
 /* A number option: 1 to 9999999. */
 static int parse_ms(const char *v, size_t vlen, int *out)
 {
@@ -216,11 +314,37 @@ static int set_contract(struct redis_state *s, int mode, int *given)
 	return 0;
 }
 
+/* What the options say together: a cluster's, and WAIT's time. */
+static int agree(struct redis_state *s, int url)
+{
+	if (url && s->nseeds > 0)
+		return refuse(
+			"url= names one server, cluster= the nodes of a cluster: give one");
+	if (s->shards != 0 && s->nseeds == 0)
+		return refuse(
+			"shards= spreads a counter over the nodes of a cluster: it needs cluster=");
+	if (s->nseeds > 0 && strpbrk(s->key, "{}") != NULL)
+		return refuse(
+			"on a cluster, key= may not hold '{' or '}': the shards' keys are {KEY#i}, whose braces choose the slot");
+	if (s->shards == 0)
+		s->shards = 1;
+	if (s->wait_ms != 0 && s->replicas == 0)
+		return refuse(
+			"confirm_ms= is how long replicas have to confirm a request: it needs durability=replicas:N");
+	if (s->replicas != 0 && s->wait_ms == 0)
+		s->wait_ms = s->timeout_ms / 2 > 0 ? s->timeout_ms / 2 : 1;
+	if (s->wait_ms >= s->timeout_ms)
+		return refuse(
+			"confirm_ms=%d must be less than timeout_ms=%d: the reply waits for WAIT",
+			s->wait_ms, s->timeout_ms);
+	return 0;
+}
+
 /* Parse "k=v,k=v,flag" into s; *mode set by `keep` and `reset`. */
 static int parse_options(struct redis_state *s, const char *opt,
 			 const char **mode)
 {
-	int contract = 0;
+	int contract = 0, url = 0;
 
 	while (opt != NULL && *opt != '\0') {
 		size_t len = strcspn(opt, ",");
@@ -230,8 +354,22 @@ static int parse_options(struct redis_state *s, const char *opt,
 		size_t vlen = eq ? len - klen - 1 : 0;
 		int rc = 0;
 
-		if (is(opt, klen, "url") && v)
+		if (is(opt, klen, "url") && v) {
 			rc = parse_url(s, v, vlen);
+			url = 1;
+		} else if (is(opt, klen, "cluster") && v) {
+			rc = parse_seeds(s, v, vlen);
+		} else if (is(opt, klen, "shards")) {
+			rc = parse_ms(v, vlen, &s->shards) == 0 &&
+					     s->shards <= MAX_SHARDS
+				     ? 0
+				     : refuse("shards= takes 1 to %d",
+					      MAX_SHARDS);
+		} else if (is(opt, klen, "durability")) {
+			rc = parse_durability(s, v, vlen);
+		} else if (is(opt, klen, "confirm_ms")) {
+			rc = parse_ms(v, vlen, &s->wait_ms);
+		}
 		else if (is(opt, klen, "key") && v && vlen > 0 &&
 			 vlen < sizeof(s->key) - 64)
 			snprintf(s->key, sizeof(s->key), "%.*s", (int)vlen, v);
@@ -274,7 +412,7 @@ static int parse_options(struct redis_state *s, const char *opt,
 	}
 	if (s->deadline_ms < s->timeout_ms)
 		s->deadline_ms = s->timeout_ms;
-	return 0;
+	return agree(s, url);
 }
 
 int tally__redis_parse(struct redis_state *s, const char *options,

@@ -12,6 +12,17 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/* Connections per process and counter (see bench/results/redis.md for the
+ * measurements). */
+#define DEFAULT_CONNECTIONS 1
+/* Requests in flight on one connection: Redis runs one connection's
+ * commands in order, so several may be on the wire at once. */
+#define DEFAULT_INFLIGHT 4
+#define MAX_INFLIGHT	 64
+/* A cluster's seed nodes, and its shards of one counter, at most. */
+#define MAX_SEEDS  8
+#define MAX_SHARDS 1024
+
 /*
  * The counter's configuration, parsed from the options (options.c).  It
  * holds nothing else, so it can sit in shared memory; each process makes
@@ -29,6 +40,17 @@ struct redis_state {
 	int mode;     /* REDIS_SYNC, REDIS_ASYNC or REDIS_BEHIND */
 	int flush_ms; /* REDIS_BEHIND: how often the flusher sends */
 	int inflight; /* requests in flight per connection, 1..MAX_INFLIGHT */
+	/* durability=replicas:N: every request is followed by WAIT N wait_ms,
+	 * and counts as applied only when N replicas confirmed it. */
+	int replicas, wait_ms;
+	/* A Redis Cluster (cluster=): its seed nodes, "HOST:PORT" each, and
+	 * the shards of the one logical counter, keys {KEY#0}..{KEY#N-1}.
+	 * nseeds 0: one server (host, port). */
+	int nseeds, shards;
+	struct {
+		char host[256];
+		int port;
+	} seeds[MAX_SEEDS];
 	uint64_t id; /* tells this counter from an earlier one at its address */
 };
 
@@ -39,13 +61,6 @@ enum redis_mode {
 	REDIS_BEHIND, /* a local per-CPU sum, sent every flush_ms */
 };
 
-/* Connections per process and counter (see bench/results/redis.md for the
- * measurements). */
-#define DEFAULT_CONNECTIONS 1
-/* Requests in flight on one connection: Redis runs one connection's
- * commands in order, so several may be on the wire at once. */
-#define DEFAULT_INFLIGHT 4
-#define MAX_INFLIGHT	 64
 
 /* How long a client's record outlives its last request: far longer than any
  * deadline, so that a retry always finds it; then it goes by itself. */
@@ -67,10 +82,17 @@ struct ask {
 
 /* One request in the ring of a client's engine (engine.c). */
 enum req_kind { REQ_ADD, REQ_FETCH, REQ_GET };
+/* The commands a request is sent as, whose replies come in this order:
+ * an add (or fetch) is [ASKING] EVALSHA [WAIT], a read [ASKING] TYPE
+ * [ASKING] GET (ASKING: on a connection to an -ASK target; WAIT: with
+ * durability=replicas:N). */
+enum req_step { STEP_ASKING, STEP_TYPE, STEP_GET, STEP_EVAL, STEP_WAIT };
+#define MAX_STEPS 4
 struct request {
 	enum req_kind kind;
 	uint64_t seq;	  /* 0: not numbered yet (numbered when sent) */
 	uint64_t sum;	  /* the deltas it carries, modulo 2^64 */
+	uint64_t cum;	  /* the client's sum up to it, once numbered */
 	uint64_t gen;	  /* settles every generation of adds up to this */
 	uint64_t born_ms; /* made: its deadline counts from here */
 	uint64_t sent_ms; /* on the current connection since; 0: not on it */
@@ -78,9 +100,12 @@ struct request {
 	int done;	  /* answered (rc, why) */
 	int rc;
 	uint64_t unsent; /* REQ_GET: this process's adds not yet sent */
-	/* REQ_GET: sent as TYPE then GET, so that a key of another type is
-	 * named with its type; got_type: the first reply came. */
-	int got_type;
+	/* Its commands on the current connection, and how many replies came
+	 * (a read is TYPE then GET, so that a key of another type is named
+	 * with its type).  applied: EVALSHA said so, and WAIT is to come. */
+	unsigned char steps[MAX_STEPS];
+	unsigned nsteps, got;
+	int applied;
 	char type[24];
 	struct ask *ask; /* REQ_FETCH, REQ_GET */
 	char why[320];
@@ -122,7 +147,17 @@ struct client {
 	unsigned lane; /* which of the process's connections */
 	struct client *next;
 	char id[33];	  /* random, hex */
-	char record[300]; /* KEY.tally-id.ID */
+	char record[360]; /* KEY.tally-id.ID */
+	/* The key its adds go to: the counter's, or on a cluster its shard's
+	 * ({KEY#i}, whose hash tag its record shares: both live in one slot,
+	 * and move together). */
+	char key[300];
+	unsigned shard;
+	/* The server it talks to: the counter's, or on a cluster the node
+	 * that serves its key (cluster.c routes it). */
+	char host[256];
+	int port;
+	struct cluster *cluster; /* NULL: one server */
 
 	/* q guards the asks, the failures and the totals below. */
 	pthread_mutex_t q;
@@ -133,6 +168,13 @@ struct client {
 	 * tells, since it last told: sums not applied, of unknown outcome. */
 	uint64_t lost_sum, lost_n, unknown_sum, unknown_n;
 	char lost_why[320];
+	/* Any mode: requests the server acknowledged and then lost (a
+	 * failover to a replica they had not reached, a restart without
+	 * them), since a flush last told; forgot_more: more than these, of
+	 * sums not known. */
+	uint64_t forgot_sum, forgot_n;
+	int forgot_more;
+	char forgot_why[600];
 
 	/* io: held by whoever runs the engine (a waiting add in sync mode,
 	 * the client's thread otherwise), or talks to the server alone
@@ -166,6 +208,26 @@ struct client {
 	/* Callers outside the engine's thread waiting to take io (creating
 	 * the counter): the thread leaves it to them between turns. */
 	_Atomic int io_wanted;
+	/* On a cluster: the connection is to an -ASK target (ASKING before
+	 * each command); the next one goes to ask_host:ask_port; the slot map
+	 * is to be read again before the next connect; redirects in a row. */
+	int asking, ask_next, stale;
+	char ask_host[256];
+	int ask_port;
+	unsigned redirects;
+	/* This identity's requests: the sum of those numbered so far, and of
+	 * those the server acknowledged (up to acked_seq), and when the last
+	 * came: what it lost, if it forgets them (its record holds the sum
+	 * it has). */
+	uint64_t cum_sent, cum_acked, acked_seq, last_ack_ms;
+};
+
+/* Where a connection's failure is written: words, and how hard it is (see
+ * struct client's `hard`). */
+struct tally__redis_why {
+	char *text;
+	size_t size;
+	int *hard;
 };
 
 /* options.c: s from the options, with the defaults for what they leave out;
@@ -215,13 +277,13 @@ int tally__redis_new_identity(struct client *cl);
  * that holds something else unless mode is "reset".  With cl->io held. */
 int tally__redis_initialize(struct client *cl, int64_t initial,
 			    const char *mode);
-/* What a reply means: naming what the key holds for tally_explain(), type
+/* What a reply means: naming what key holds for tally_explain(), type
  * being TYPE's answer (wrong_type, which returns TALLY_EWRONGTYPE); any
  * other error, explained (remote_error, which returns TALLY_EREMOTE); a
  * decimal 64-bit integer (parse_i64: 0 or -1); an error the server answers
  * while it cannot serve yet, so that the command is sent again after a
  * pause (transient: LOADING, BUSY, TRYAGAIN, MASTERDOWN). */
-int tally__redis_wrong_type(struct client *cl, const char *type);
+int tally__redis_wrong_type(const char *key, const char *type);
 int tally__redis_remote_error(struct client *cl, const redisReply *r);
 int tally__redis_parse_i64(const char *str, int64_t *value);
 int tally__redis_transient(const redisReply *r);
@@ -231,12 +293,17 @@ int tally__redis_transient(const redisReply *r);
 extern const char *const tally__redis_add_script;
 extern const char *const tally__redis_init_script;
 
-/* conn.c: a connection to the server, authenticated, its database
- * selected (blocking, within ms): 0, or -1 with cl->why and cl->hard;
- * dropping it. */
+/* conn.c: a blocking connection to host:port, authenticated, its database
+ * selected (within ms), or NULL with why; cl's to the server it talks to
+ * (cl->host, cl->port): 0, or -1 with cl->why and cl->hard; dropping it. */
+redisContext *tally__redis_open(const struct redis_state *s, const char *host,
+				int port, int ms, struct tally__redis_why *w);
 int tally__redis_connect(struct client *cl, int ms);
-/* conn.c: one command on a blocking connection, never dying of SIGPIPE. */
+/* conn.c: one command on a blocking connection, never dying of SIGPIPE;
+ * n replies to commands appended before (0, or -1 with none kept: the
+ * connection failed). */
 redisReply *tally__redis_blocking(redisContext *c, int argc, const char **argv);
+int tally__redis_replies(redisContext *c, unsigned n, redisReply **out);
 void tally__redis_disconnect(struct client *cl);
 /* conn.c: every client of s in this process (n of them at most, into
  * out): the connections of one counter; and tally_flush() of every client
@@ -259,6 +326,26 @@ void tally__redis_give_io(struct client *cl);
 int tally__redis_engine_fetch(struct client *cl, int64_t delta, int64_t *after);
 int tally__redis_engine_get(struct client *cl, int64_t *value);
 int tally__redis_engine_flush(struct client *cl);
+
+/* cluster.c: a Redis Cluster's side of a client.  attach: the shard, key
+ * and slot map of a new client (0, or -1 out of memory); detach frees
+ * them.  target: cl->host and cl->port from the map, read again first when
+ * cl->stale (with cl->io held; 0, or -1 with cl->why).  The shard key i
+ * of s.  call: one command on key's node, blocking, following -MOVED and
+ * -ASK, resent after a lost connection until the deadline (NULL with why:
+ * the node and what went wrong).  sum: the other shards' values, read
+ * pipelined per node (0, or a tally error code explained). */
+int tally__redis_cluster_attach(struct client *cl);
+void tally__redis_cluster_detach(struct client *cl);
+int tally__redis_cluster_target(struct client *cl);
+void tally__redis_shard_key(const struct redis_state *s, unsigned i, char *out,
+			    size_t size);
+redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
+				      int argc, const char **argv,
+				      uint64_t deadline, char *why,
+				      size_t whylen);
+int tally__redis_cluster_sum(struct client *cl, uint64_t deadline,
+			     int64_t *sum);
 #endif /* TALLY_HAVE_HIREDIS */
 
 #endif /* TALLY_REDIS_INT_H */

@@ -4,13 +4,18 @@
 --
 -- KEYS[1] counter, KEYS[2] this client's record; ARGV[1] sequence number,
 -- ARGV[2] delta (the sum of the adds the request carries), ARGV[3] record
--- TTL in ms.  Answers {0, value} when it applied the delta (value: the
--- counter just after), {1, value} for a request applied before (value: as
--- recorded, the counter after the client's last applied request),
--- "TALLYGAP last" when an earlier request of this client was not applied
--- (nothing done: the client sends the earlier one again first),
--- "TALLYTYPE type" when the key is not an integer counter (type: what TYPE
--- says it holds; nothing done), or INCRBY's other errors.
+-- TTL in ms, ARGV[4] the sum of the client's requests up to this one
+-- (modulo 2^64, as the client counts it).  The record is "SEQ VALUE SUM".
+-- Answers {0, value} when it applied the delta (value: the counter just
+-- after), {2, value} when it did so finding no record though SEQ is past 1
+-- (the record expired, or the server lost it), {1, value} for a request
+-- applied before (value: as recorded, the counter after the client's last
+-- applied request), "TALLYGAP last sum" when an earlier request of this
+-- client was not applied (nothing done; last and sum: the record's, so
+-- that a client whose acknowledged requests the server lost knows how
+-- many and how much), "TALLYTYPE type" when the key is not an integer
+-- counter (type: what TYPE says it holds; nothing done), or INCRBY's
+-- other errors.
 --
 -- Strict sequence: a request applies only when its number follows the
 -- record's by one, so requests in flight on one connection apply in order
@@ -78,13 +83,20 @@ local rec = redis.call('GET', KEYS[2])
 local seq = tonumber(ARGV[1])
 if rec then
   local sp = string.find(rec, ' ', 1, true)
-  local last = tonumber(string.sub(rec, 1, sp - 1))
-  if seq <= last then return {1, string.sub(rec, sp + 1)} end
-  if seq > last + 1 then
-    return redis.error_reply('TALLYGAP ' .. string.sub(rec, 1, sp - 1))
+  local last = string.sub(rec, 1, sp - 1)
+  local value, cum = string.sub(rec, sp + 1), '?'
+  local sp2 = string.find(value, ' ', 1, true)
+  if sp2 then
+    cum = string.sub(value, sp2 + 1)
+    value = string.sub(value, 1, sp2 - 1)
+  end
+  if seq <= tonumber(last) then return {1, value} end
+  if seq > tonumber(last) + 1 then
+    return redis.error_reply('TALLYGAP ' .. last .. ' ' .. cum)
   end
 end
 local v, err = add(ARGV[2])
 if not v then return err end
-redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. v, 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. v .. ' ' .. ARGV[4], 'PX', ARGV[3])
+if not rec and seq > 1 then return {2, v} end
 return {0, v}
