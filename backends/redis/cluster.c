@@ -90,12 +90,12 @@ int tally__redis_cluster_attach(struct client *cl)
 	pthread_mutex_init(&k->rd, NULL);
 	/* Its shard, from its random id: clients on many hosts spread
 	 * evenly, with nothing to agree on. */
-	cl->shard = (unsigned)(strtoul((char[9]){cl->id[0], cl->id[1],
-						 cl->id[2], cl->id[3],
-						 cl->id[4], cl->id[5],
-						 cl->id[6], cl->id[7], '\0'},
-				       NULL, 16) %
-			       (unsigned long)s->shards);
+	cl->shard =
+		(unsigned)(strtoul((char[9]){cl->id[0], cl->id[1], cl->id[2],
+					     cl->id[3], cl->id[4], cl->id[5],
+					     cl->id[6], cl->id[7], '\0'},
+				   NULL, 16) %
+			   (unsigned long)s->shards);
 	tally__redis_shard_key(s, cl->shard, cl->key, sizeof(cl->key));
 	cl->cluster = k;
 	cl->stale = 1;
@@ -162,8 +162,8 @@ static int refresh(const struct redis_state *s, struct cluster *k, char *why,
 		pthread_mutex_unlock(&k->lock);
 		if (!ok)
 			continue;
-		redisContext *c =
-			tally__redis_open(s, at.host, at.port, s->timeout_ms, &w);
+		redisContext *c = tally__redis_open(s, at.host, at.port,
+						    s->timeout_ms, &w);
 		if (c == NULL) {
 			snprintf(why, whylen, "node %s:%d: %s", at.host,
 				 at.port, text);
@@ -174,17 +174,19 @@ static int refresh(const struct redis_state *s, struct cluster *k, char *why,
 		struct tally__redis_slotmap m;
 		int rc = -1;
 		if (r == NULL)
-			snprintf(why, whylen, "node %s:%d: no reply to CLUSTER SLOTS: %s",
+			snprintf(why, whylen,
+				 "node %s:%d: no reply to CLUSTER SLOTS: %s",
 				 at.host, at.port, c->errstr);
 		else if (r->type == REDIS_REPLY_ERROR)
-			snprintf(why, whylen, "node %s:%d: %s (is it a cluster node?)",
+			snprintf(why, whylen,
+				 "node %s:%d: %s (is it a cluster node?)",
 				 at.host, at.port, r->str);
 		else
 			rc = tally__redis_slotmap_build(&m, r, at.host, text,
 							sizeof(text));
 		if (r != NULL && r->type != REDIS_REPLY_ERROR && rc != 0)
-			snprintf(why, whylen, "node %s:%d: %s", at.host, at.port,
-				 text);
+			snprintf(why, whylen, "node %s:%d: %s", at.host,
+				 at.port, text);
 		freeReplyObject(r);
 		redisFree(c);
 		if (rc != 0)
@@ -206,9 +208,8 @@ static int refresh(const struct redis_state *s, struct cluster *k, char *why,
 
 /* The primary that serves slot, by the map (read first when there is none
  * or it is stale): 0, or -1 with why. */
-static int route(const struct redis_state *s, struct cluster *k,
-		 unsigned slot, int force, struct node_conn *out, char *why,
-		 size_t whylen)
+static int route(const struct redis_state *s, struct cluster *k, unsigned slot,
+		 int force, struct node_conn *out, char *why, size_t whylen)
 {
 	pthread_mutex_lock(&k->lock);
 	int need = force || !k->have_map || k->stale;
@@ -228,9 +229,10 @@ static int route(const struct redis_state *s, struct cluster *k,
 		out->port = k->map.nodes[i].port;
 	} else {
 		k->stale = 1;
-		snprintf(why, whylen,
-			 "no node of the cluster serves slot %u (CLUSTER SLOTS leaves it out: the cluster is down or being changed)",
-			 slot);
+		snprintf(
+			why, whylen,
+			"no node of the cluster serves slot %u (CLUSTER SLOTS leaves it out: the cluster is down or being changed)",
+			slot);
 	}
 	pthread_mutex_unlock(&k->lock);
 	return i >= 0 ? 0 : -1;
@@ -397,9 +399,9 @@ redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
 		}
 		pthread_mutex_unlock(&k->rd);
 		return r;
-lost:
+	lost:
 		force = 1; /* the node may have failed over */
-again:;
+	again:;
 		uint64_t now = tally__redis_now_ms();
 		if (now >= deadline)
 			break;
@@ -432,9 +434,10 @@ static int add_shard(const char *key, const redisReply *r, uint64_t *sum)
 	}
 	if (r->type == REDIS_REPLY_ERROR &&
 	    strncmp(r->str, "WRONGTYPE", 9) == 0) {
-		tally__explain_set(TALLY_EWRONGTYPE,
-				   "redis key '%s' is not an integer counter: %s",
-				   key, r->str);
+		tally__explain_set(
+			TALLY_EWRONGTYPE,
+			"redis key '%s' is not an integer counter: %s", key,
+			r->str);
 		return TALLY_EWRONGTYPE;
 	}
 	return 1;
@@ -529,17 +532,19 @@ int tally__redis_cluster_sum(struct client *cl, uint64_t deadline,
 		redisReply *r = tally__redis_cluster_call(
 			cl, key, 2, argv, deadline, why, sizeof(why));
 		if (r == NULL) {
-			tally__explain_set(TALLY_EREMOTE,
-					   "redis cluster: reading shard '%s': %s",
-					   key, why);
+			tally__explain_set(
+				TALLY_EREMOTE,
+				"redis cluster: reading shard '%s': %s", key,
+				why);
 			rc = TALLY_EREMOTE;
 			break;
 		}
 		int one = add_shard(key, r, &sum);
 		if (one == 1) {
-			tally__explain_set(TALLY_EREMOTE,
-					   "redis cluster: reading shard '%s': %s",
-					   key, r->str);
+			tally__explain_set(
+				TALLY_EREMOTE,
+				"redis cluster: reading shard '%s': %s", key,
+				r->str);
 			rc = TALLY_EREMOTE;
 		} else {
 			rc = one;

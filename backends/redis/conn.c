@@ -347,8 +347,8 @@ static int connect_to(const char *name, int port_no, int ms,
 
 /* One command of the connection's own (AUTH, SELECT): 0, or -1 with the
  * reason, `hard` when the server refused it (an error reply). */
-static int setup(redisContext *c, int argc, const char **argv,
-		 const char *what, struct tally__redis_why *w)
+static int setup(redisContext *c, int argc, const char **argv, const char *what,
+		 struct tally__redis_why *w)
 {
 	redisReply *r = tally__redis_blocking(c, argc, argv);
 	int rc = 0;

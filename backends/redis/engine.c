@@ -295,15 +295,15 @@ static void give_up(struct client *cl, const char *why)
 		if (r->done)
 			continue;
 		if (r->kind == REQ_GET)
-			say(r, TALLY_EREMOTE, "redis server %s:%d: %s", cl->host,
-			    cl->port, why);
+			say(r, TALLY_EREMOTE, "redis server %s:%d: %s",
+			    cl->host, cl->port, why);
 		else if (r->ever_sent)
 			say(r, TALLY_EUNKNOWN,
 			    "redis server %s:%d: %s; the add may or may not have been applied",
 			    cl->host, cl->port, why);
 		else
-			say(r, TALLY_EREMOTE, "redis server %s:%d: %s", cl->host,
-			    cl->port, why);
+			say(r, TALLY_EREMOTE, "redis server %s:%d: %s",
+			    cl->host, cl->port, why);
 	}
 	tally__redis_disconnect(cl);
 	cl->discard = 0;
@@ -587,7 +587,7 @@ static void send_new(struct client *cl, uint64_t now)
 			snprintf(seq, sizeof(seq), "%" PRIu64, r->seq);
 			snprintf(sum, sizeof(sum), "%" PRId64, (int64_t)r->sum);
 			snprintf(cum, sizeof(cum), "%" PRIu64, r->cum);
-			const char *argv[] = {"EVALSHA", cl->sha, "2",
+			const char *argv[] = {"EVALSHA", cl->sha,    "2",
 					      cl->key,	 cl->record, seq,
 					      sum,	 ttl,	     cum};
 			asking(cl, r);
@@ -632,8 +632,8 @@ static void on_get(struct client *cl, struct request *q, const redisReply *r)
 		    cl->key);
 	} else if (starts(r, "WRONGTYPE")) {
 		say(q, TALLY_EWRONGTYPE,
-		    "redis key '%s' holds a %s, not an integer counter", cl->key,
-		    q->type);
+		    "redis key '%s' holds a %s, not an integer counter",
+		    cl->key, q->type);
 	} else {
 		say(q, TALLY_EREMOTE, "redis server %s:%d: %s", cl->host,
 		    cl->port,
@@ -663,11 +663,12 @@ static void forgotten(struct client *cl, uint64_t last, const char *cum)
 		cl->forgot_sum += cl->cum_acked - had;
 	else
 		cl->forgot_more = 1;
-	snprintf(cl->forgot_why, sizeof(cl->forgot_why),
-		 "redis server %s:%d holds this client's requests up to number %" PRIu64
-		 " of the %" PRIu64
-		 " it acknowledged (a failover to a replica they had not reached, or a restart without them)",
-		 cl->host, cl->port, last, cl->acked_seq);
+	snprintf(
+		cl->forgot_why, sizeof(cl->forgot_why),
+		"redis server %s:%d holds this client's requests up to number %" PRIu64
+		" of the %" PRIu64
+		" it acknowledged (a failover to a replica they had not reached, or a restart without them)",
+		cl->host, cl->port, last, cl->acked_seq);
 	pthread_mutex_unlock(&cl->q);
 }
 
@@ -702,7 +703,8 @@ static void on_add(struct client *cl, struct request *q, const redisReply *r,
 		if (last < cl->acked_seq) {
 			forgotten(cl, last, *cum == ' ' ? cum + 1 : "?");
 			if (renumber(cl) != 0)
-				give_up(cl, "no randomness for a new client id");
+				give_up(cl,
+					"no randomness for a new client id");
 			return;
 		}
 	}
@@ -720,8 +722,8 @@ static void on_add(struct client *cl, struct request *q, const redisReply *r,
 		    cl->key);
 	else if (starts(r, "TALLYTYPE"))
 		say(q, TALLY_EWRONGTYPE,
-		    "redis key '%s' holds a %s, not an integer counter", cl->key,
-		    r->str + 10);
+		    "redis key '%s' holds a %s, not an integer counter",
+		    cl->key, r->str + 10);
 	else
 		say(q, TALLY_EREMOTE, "redis server %s:%d: %s", cl->host,
 		    cl->port,
@@ -1075,13 +1077,13 @@ int tally__redis_engine_flush(struct client *cl)
 	pthread_mutex_lock(&cl->q);
 	if (cl->forgot_n != 0 || cl->forgot_more) {
 		rc = TALLY_EREMOTE;
-		tally__explain_set(
-			rc,
-			"%s%" PRIu64 " acknowledged request%s carrying %" PRId64
-			" lost by the server: %s",
-			cl->forgot_more ? "at least " : "", cl->forgot_n,
-			cl->forgot_n == 1 ? "" : "s", (int64_t)cl->forgot_sum,
-			cl->forgot_why);
+		tally__explain_set(rc,
+				   "%s%" PRIu64
+				   " acknowledged request%s carrying %" PRId64
+				   " lost by the server: %s",
+				   cl->forgot_more ? "at least " : "",
+				   cl->forgot_n, cl->forgot_n == 1 ? "" : "s",
+				   (int64_t)cl->forgot_sum, cl->forgot_why);
 		cl->forgot_n = cl->forgot_sum = 0;
 		cl->forgot_more = 0;
 	} else if (cl->unknown_n != 0 || cl->lost_n != 0) {

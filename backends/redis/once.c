@@ -152,14 +152,16 @@ static int initialize_shards(struct client *cl, int64_t initial,
 		tally__redis_shard_key(s, i, key, sizeof(key));
 		snprintf(value, sizeof(value), "%lld",
 			 i == 0 ? (long long)initial : 0LL);
-		const char *argv[] = {
-			"EVAL", tally__redis_init_script, "1", key, value, mode};
+		const char *argv[] = {"EVAL", tally__redis_init_script,
+				      "1",    key,
+				      value,  mode};
 		redisReply *r = tally__redis_cluster_call(
 			cl, key, 6, argv, deadline, why, sizeof(why));
 		if (r == NULL) {
-			tally__explain_set(TALLY_EREMOTE,
-					   "redis cluster: making shard '%s': %s",
-					   key, why);
+			tally__explain_set(
+				TALLY_EREMOTE,
+				"redis cluster: making shard '%s': %s", key,
+				why);
 			return TALLY_EREMOTE;
 		}
 		if (r->type == REDIS_REPLY_ERROR &&

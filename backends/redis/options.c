@@ -226,8 +226,8 @@ static int parse_seeds(struct redis_state *s, const char *v, size_t vlen)
 		}
 		char port[8];
 		size_t plen = len - (size_t)(colon - v) - 1;
-		if (hlen == 0 || hlen >= sizeof(s->seeds[0].host) || plen == 0 ||
-		    plen >= sizeof(port) ||
+		if (hlen == 0 || hlen >= sizeof(s->seeds[0].host) ||
+		    plen == 0 || plen >= sizeof(port) ||
 		    strspn(colon + 1, "0123456789") < plen)
 			return refuse("%s", form);
 		memcpy(port, colon + 1, plen);
@@ -369,9 +369,8 @@ static int parse_options(struct redis_state *s, const char *opt,
 			rc = parse_durability(s, v, vlen);
 		} else if (is(opt, klen, "confirm_ms")) {
 			rc = parse_ms(v, vlen, &s->wait_ms);
-		}
-		else if (is(opt, klen, "key") && v && vlen > 0 &&
-			 vlen < sizeof(s->key) - 64)
+		} else if (is(opt, klen, "key") && v && vlen > 0 &&
+			   vlen < sizeof(s->key) - 64)
 			snprintf(s->key, sizeof(s->key), "%.*s", (int)vlen, v);
 		else if (is(opt, klen, "timeout_ms"))
 			rc = parse_ms(v, vlen, &s->timeout_ms);

@@ -61,7 +61,6 @@ enum redis_mode {
 	REDIS_BEHIND, /* a local per-CPU sum, sent every flush_ms */
 };
 
-
 /* How long a client's record outlives its last request: far longer than any
  * deadline, so that a retry always finds it; then it goes by itself. */
 #define RECORD_TTL_MS 3600000
