@@ -386,7 +386,8 @@ TALLY_API int64_t tally_wait_limit(const tally *t);
  * see the same *after for a non-zero delta, so it can hand out tickets.
  * Errors: those of tally_add(), and TALLY_EINVAL (after NULL),
  * TALLY_EUNSUPPORTED (the backend has no such operation: today only the
- * remote backend, redis, has it).
+ * remote backend, redis, has it, and not on a counter of several shards,
+ * shards=N, whose sum no one call can fetch atomically).
  */
 TALLY_API int tally_add_fetch(tally *t, int64_t delta, int64_t *after);
 

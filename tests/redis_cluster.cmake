@@ -50,3 +50,19 @@ set_tests_properties(redis_cluster_stop PROPERTIES
 add_test(NAME unit_slots_live COMMAND unit_slots live)
 set_tests_properties(unit_slots_live PROPERTIES FIXTURES_REQUIRED redis_cluster
   ENVIRONMENT "TALLY_TEST_CLUSTER_PORT=${TALLY_CLUSTER_PORT}" TIMEOUT 60)
+
+# The backend over a cluster, end to end through the command line
+# (redis_cluster_test.sh: sharded counters in every mode, a slot migrated,
+# the cluster stopped, failovers with and without durability=replicas:1).
+# It starts its own clusters, three primaries then three plus three
+# replicas, on a second block of six ports (the same derivation, half the
+# range further on), and stops them on exit.  Run in the release and asan
+# builds (the label keeps it out of the other presets, which would run the
+# same cases again on the same code paths).
+math(EXPR TALLY_CLUSTER_PORT2 "14100 + ((0x${_tally_hash} + 490) % 980) * 6"
+  OUTPUT_FORMAT DECIMAL)
+add_test(NAME redis_cluster_cli
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/redis_cluster_test.sh ${TALLY_TEST_CLI}
+          ${TALLY_CLUSTER_PORT2} ${CMAKE_CURRENT_BINARY_DIR}/redis-cluster-cli)
+set_tests_properties(redis_cluster_cli PROPERTIES LABELS cluster TIMEOUT 300
+  SKIP_RETURN_CODE 77)

@@ -265,7 +265,7 @@ static void explain_manager(void)
 	tally_backend_info remote;
 
 	if (tally_backend_find("redis", &remote) == 0 && remote.built_in)
-		printf("- The lesson's Manager (a server process, shareable across machines) is\n  the 'redis' backend: run 'tally run --workload inc --iters 10000 --participants 2\n  --backend redis:url=redis://HOST:6379,key=NAME' on two machines: one joint verdict.\n");
+		printf("- The lesson's Manager (a server process, shareable across machines) is\n  the 'redis' backend: run 'tally run --workload inc --iters 10000 --participants 2\n  --backend redis:url=redis://HOST:6379,key=NAME' on two machines: one joint verdict.\n  A counter too hot for one server spreads over a Redis Cluster's primaries\n  (redis:cluster=HOST:PORT;HOST:PORT,key=NAME,shards=3, quoted for the shell),\n  and durability=replicas:1 keeps every acknowledged add through a failover.\n");
 	else
 		printf("- The lesson's Manager (a server process, shareable across machines) is\n  the 'redis' backend, not built into this tally (hiredis was missing).\n");
 }

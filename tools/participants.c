@@ -99,11 +99,14 @@ struct joint {
 /* Whether the option at p (len bytes) is one a bookkeeping counter drops:
  * mode= and flush_ms= make adds return before they are applied, and the
  * barriers and sums must be applied when their add returns (sync, the
- * default); reset contradicts the keep they are made with. */
+ * default); shards= would split one into keys whose sum no fetch-and-add
+ * reads atomically (a participant's number is one); reset contradicts the
+ * keep they are made with. */
 static int later_option(const char *p, size_t len)
 {
 	return (len > 5 && strncmp(p, "mode=", 5) == 0) ||
 	       (len > 9 && strncmp(p, "flush_ms=", 9) == 0) ||
+	       (len > 7 && strncmp(p, "shards=", 7) == 0) ||
 	       (len == 5 && strncmp(p, "reset", 5) == 0);
 }
 

@@ -59,6 +59,15 @@ static int redis_add(void *state, int64_t delta, const struct tally__knobs *k)
 
 static int redis_add_fetch(void *state, int64_t delta, int64_t *after)
 {
+	const struct redis_state *s = state;
+
+	if (s->shards > 1) {
+		tally__explain_set(
+			TALLY_EUNSUPPORTED,
+			"redis counter '%s' is %d shards: a fetch-and-add over them would not be atomic (two calls could see one value); tickets need shards=1",
+			s->key, s->shards);
+		return TALLY_EUNSUPPORTED;
+	}
 	struct client *cl = tally__redis_client_of(state);
 
 	return cl != NULL ? tally__redis_engine_fetch(cl, delta, after)
