@@ -90,12 +90,28 @@ wait_for() {
 	return 1
 }
 is_master() { redis-cli -p "$1" role 2>/dev/null | head -n 1 | grep -qx master; }
-# A run in the background, its pid in $run.
+# A run in the background, its pid in $run; finish_run waits for it, at
+# most 120 s (a run that hangs fails the case, and is killed), its exit
+# status in $rc.
 start_run() {
 	"$T" run "$@" --format json >"$dir/out" 2>"$dir/err" &
 	run=$!
 	bg="$bg $run"
 }
+finish_run() {
+	n=1200
+	while kill -0 "$run" 2>/dev/null && [ "$n" -gt 0 ]; do
+		sleep 0.1
+		n=$((n - 1))
+	done
+	if [ "$n" -eq 0 ]; then
+		kill -9 "$run" 2>/dev/null || true
+		fail "the run did not end within 120 s"
+	fi
+	rc=0
+	wait "$run" || rc=$?
+}
+
 # A key whose shard 0 is on one of its primary's first 50 slots (those a
 # reshard of 50 slots moves), found by trying names.
 low_key() {
@@ -195,8 +211,7 @@ case_reshard() {
 			fail "$m: reshard failed: $(tail -n 3 "$dir/reshard")"
 		kill -0 "$run" 2>/dev/null || fail "$m: the run ended before the reshard did"
 		[ "$(owner "$slot")" -eq "$to" ] || fail "$m: slot $slot did not move"
-		rc=0
-		wait "$run" || rc=$?
+		finish_run
 		{ [ "$rc" -eq 0 ] && [ "$(field "$dir/out" exact)" = true ]; } ||
 			fail "$m: reshard mid-run: exit $rc, not exact"
 		[ "$(total "$key" 1)" -eq 500 ] || fail "$m: reshard: the server holds $(total "$key" 1)"
@@ -238,8 +253,7 @@ case_migrate() {
 			redis-cli -p $((base + p)) cluster setslot "$slot" node "$tid" >/dev/null
 		done
 		kill -0 "$run" 2>/dev/null || fail "$m: the run ended before the migration did"
-		rc=0
-		wait "$run" || rc=$?
+		finish_run
 		{ [ "$rc" -eq 0 ] && [ "$(field "$dir/out" exact)" = true ]; } ||
 			fail "$m: slot migrated by hand mid-run: exit $rc, not exact"
 		asked=$(redis-cli -p "$to" info commandstats | sed -n 's/^cmdstat_asking:calls=\([0-9]*\).*/\1/p')
@@ -256,8 +270,7 @@ case_down() {
 	sleep 0.5
 	for p in 0 1 2; do kill -STOP "$(pid_of "$c3" $((base + p)))"; done
 	t0=$(date +%s)
-	rc=0
-	wait "$run" || rc=$?
+	finish_run
 	took=$(($(date +%s) - t0))
 	for p in 0 1 2; do kill -CONT "$(pid_of "$c3" $((base + p)))"; done
 	[ "$rc" -eq 3 ] || fail "cluster stopped: exit $rc, not 3"
@@ -280,8 +293,7 @@ case_failover() {
 		redis-cli -p "$repl" cluster failover >/dev/null
 		wait_for "is_master $repl" 100 || fail "$m: $repl was not promoted"
 		kill -0 "$run" 2>/dev/null || fail "$m: the run ended before the failover did"
-		rc=0
-		wait "$run" || rc=$?
+		finish_run
 		{ [ "$rc" -eq 0 ] && [ "$(field "$dir/out" exact)" = true ]; } ||
 			fail "$m: CLUSTER FAILOVER mid-run: exit $rc, not exact"
 	done
@@ -302,8 +314,7 @@ case_pause() {
 		wait_for "is_master $repl" 200 || fail "$m: $repl was not promoted"
 		kill -CONT "$(pid_of "$c6" "$prim")"
 		kill -0 "$run" 2>/dev/null || fail "$m: the run ended before the failover"
-		rc=0
-		wait "$run" || rc=$?
+		finish_run
 		{ [ "$rc" -eq 0 ] && [ "$(field "$dir/out" exact)" = true ]; } ||
 			fail "$m: primary paused past the node timeout, replicas:1: exit $rc, not exact"
 	done
@@ -339,8 +350,7 @@ behind() {
 	kill -CONT "$(pid_of "$c6" "$prim")"
 	sleep 1
 	kill -INT "$run" 2>/dev/null || true
-	rc=0
-	wait "$run" || rc=$?
+	finish_run
 }
 
 case_lag() {
