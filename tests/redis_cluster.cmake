@@ -66,3 +66,14 @@ add_test(NAME redis_cluster_cli
           ${TALLY_CLUSTER_PORT2} ${CMAKE_CURRENT_BINARY_DIR}/redis-cluster-cli)
 set_tests_properties(redis_cluster_cli PROPERTIES LABELS cluster TIMEOUT 300
   SKIP_RETURN_CODE 77)
+
+# The backend over the fixture's cluster through the public API: threads
+# in every contract (under ThreadSanitizer too), tickets, a shard of
+# another type, keep, replicas that are not there.
+add_executable(unit_cluster ${CMAKE_CURRENT_SOURCE_DIR}/unit_cluster.c)
+target_link_libraries(unit_cluster PRIVATE tally PkgConfig::CMOCKA
+  PkgConfig::HIREDIS Threads::Threads)
+add_test(NAME unit_cluster COMMAND unit_cluster)
+set_tests_properties(unit_cluster PROPERTIES FIXTURES_REQUIRED redis_cluster
+  ENVIRONMENT "TALLY_TEST_CLUSTER_PORT=${TALLY_CLUSTER_PORT}" TIMEOUT 120
+  LABELS tsan)
