@@ -56,9 +56,9 @@ set_tests_properties(unit_slots_live PROPERTIES FIXTURES_REQUIRED redis_cluster
 # the cluster stopped, failovers with and without durability=replicas:1).
 # It starts its own clusters, three primaries then three plus three
 # replicas, on a second block of six ports (the same derivation, half the
-# range further on), and stops them on exit.  Run in the release and asan
-# builds (the label keeps it out of the other presets, which would run the
-# same cases again on the same code paths).
+# range further on), and stops them on exit.  Run in the release build
+# only (the label keeps it out of the other presets, which would run the
+# same cases again on the same code paths; unit_cluster runs in all).
 math(EXPR TALLY_CLUSTER_PORT2 "14100 + ((0x${_tally_hash} + 490) % 980) * 6"
   OUTPUT_FORMAT DECIMAL)
 add_test(NAME redis_cluster_cli
