@@ -1,8 +1,9 @@
 /*
  * redis: one counter over a Redis Cluster (cluster=HOST:PORT;...,shards=N).
  *
- * The counter is N keys, {KEY#0} .. {KEY#N-1}: the hash tag puts each on a
- * slot of its own choosing, so the shards spread over the primaries.  Each
+ * The counter is N keys, {KEY#0} .. {KEY#N-1} (shard i's is {KEY#i.J}
+ * with the first J, if any, that puts it in the i-th N-th of the slots:
+ * N shards land on N primaries that split the slots evenly).  Each
  * client (one per process and connection) adds to one shard, picked from
  * its random id, and keeps its exactly-once record beside it ({KEY#i}
  * .tally-id.ID: the same tag, so the same slot): a request and its record
@@ -26,6 +27,7 @@
 #ifdef TALLY_HAVE_HIREDIS
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,10 +56,45 @@ struct cluster {
 	unsigned *slots; /* each shard key's slot */
 };
 
+/* This process's first shard, drawn once (0: not yet; bit 31 set once
+ * drawn), and in which of its forks. */
+static _Atomic unsigned shard_base, shard_forks;
+
 void tally__redis_shard_key(const struct redis_state *s, unsigned i, char *out,
 			    size_t size)
 {
-	snprintf(out, size, "{%s#%u}", s->key, i);
+	unsigned j = i < MAX_SHARDS ? s->spread[i] : 0;
+
+	if (j == 0)
+		snprintf(out, size, "{%s#%u}", s->key, i);
+	else
+		snprintf(out, size, "{%s#%u.%u}", s->key, i, j);
+}
+
+void tally__redis_spread(struct redis_state *s)
+{
+	unsigned n = (unsigned)s->shards;
+	char tag[300];
+
+	for (unsigned i = 0; i < n; i++) {
+		unsigned lo = i * TALLY__REDIS_NSLOTS / n,
+			 hi = (i + 1) * TALLY__REDIS_NSLOTS / n;
+		s->spread[i] = 0;
+		/* A name lands in the range with odds 1/n: 64n tries miss
+		 * it with odds e^-64.  (None found: 0, placed by chance.) */
+		for (unsigned j = 0; j <= 64 * n && j < 65536; j++) {
+			int len = j == 0 ? snprintf(tag, sizeof(tag), "%s#%u",
+						    s->key, i)
+					 : snprintf(tag, sizeof(tag),
+						    "%s#%u.%u", s->key, i, j);
+			unsigned slot = tally__redis_crc16(tag, (size_t)len) %
+					TALLY__REDIS_NSLOTS;
+			if (slot >= lo && slot < hi) {
+				s->spread[i] = (uint16_t)j;
+				break;
+			}
+		}
+	}
 }
 
 static void sleep_ms(uint64_t ms)
@@ -88,14 +125,20 @@ int tally__redis_cluster_attach(struct client *cl)
 	}
 	pthread_mutex_init(&k->lock, NULL);
 	pthread_mutex_init(&k->rd, NULL);
-	/* Its shard, from its random id: clients on many hosts spread
-	 * evenly, with nothing to agree on. */
-	cl->shard =
-		(unsigned)(strtoul((char[9]){cl->id[0], cl->id[1], cl->id[2],
-					     cl->id[3], cl->id[4], cl->id[5],
-					     cl->id[6], cl->id[7], '\0'},
-				   NULL, 16) %
-			   (unsigned long)s->shards);
+	/* Its shard: a random one for the process (from the first client's
+	 * random id; a forked child draws again), then one each for its
+	 * connections in turn.  Clients on many hosts spread evenly, with
+	 * nothing to agree on, and a process with connections=N spreads its
+	 * threads over N shards. */
+	unsigned base = atomic_load(&shard_base);
+	if (base == 0 || atomic_load(&shard_forks) != tally__redis_forks()) {
+		char hex[8] = {cl->id[0], cl->id[1], cl->id[2], cl->id[3],
+			       cl->id[4], cl->id[5], cl->id[6], '\0'};
+		base = (unsigned)strtoul(hex, NULL, 16) | 1u << 31;
+		atomic_store(&shard_base, base);
+		atomic_store(&shard_forks, tally__redis_forks());
+	}
+	cl->shard = ((base & ~(1u << 31)) + cl->lane) % (unsigned)s->shards;
 	tally__redis_shard_key(s, cl->shard, cl->key, sizeof(cl->key));
 	cl->cluster = k;
 	cl->stale = 1;

@@ -69,6 +69,11 @@ static void install_atfork(void)
 	pthread_atfork(registry_lock, registry_unlock, registry_child);
 }
 
+unsigned tally__redis_forks(void)
+{
+	return forks;
+}
+
 uint64_t tally__redis_now_ms(void)
 {
 	struct timespec ts;

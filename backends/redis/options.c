@@ -44,8 +44,10 @@
  *                                  nodes (up to MAX_SEEDS; [V6ADDR]:PORT
  *                                  for an IPv6 address); not with url=
  *   shards=N                       on a cluster, the counter is N keys,
- *                                  {KEY#0}..{KEY#N-1}, spread over the
- *                                  primaries; 1 to MAX_SHARDS, default 1
+ *                                  {KEY#0}..{KEY#N-1} (or {KEY#i.J}, one
+ *                                  in each N-th of the slots), spread
+ *                                  over the primaries; 1 to MAX_SHARDS,
+ *                                  default 1
  *   durability=primary|replicas:N  primary (default): a request is applied
  *                                  once its server answers; replicas:N
  *                                  (1 to 16): once N replicas confirmed it

@@ -30,6 +30,8 @@ static int redis_init(void *state, int64_t initial, unsigned flags,
 	rc = tally__redis_parse(s, options, &mode);
 	if (rc != 0)
 		return rc;
+	if (s->nseeds != 0)
+		tally__redis_spread(s);
 	s->id = ((uint64_t)getpid() << 32) ^ atomic_fetch_add(&next_id, 1);
 	/* Creating never waits out a whole deadline for a server that is not
 	 * there: one attempt per timeout, as a plain connect would. */

@@ -44,13 +44,18 @@ struct redis_state {
 	 * and counts as applied only when N replicas confirmed it. */
 	int replicas, wait_ms;
 	/* A Redis Cluster (cluster=): its seed nodes, "HOST:PORT" each, and
-	 * the shards of the one logical counter, keys {KEY#0}..{KEY#N-1}.
+	 * the shards of the one logical counter, keys {KEY#0}..{KEY#N-1}
+	 * (see spread).
 	 * nseeds 0: one server (host, port). */
 	int nseeds, shards;
 	struct {
 		char host[256];
 		int port;
 	} seeds[MAX_SEEDS];
+	/* Shard i's key is {KEY#i} (spread[i] 0) or {KEY#i.J} (J): the first
+	 * whose slot is in the i-th N-th of the slots, so that the shards
+	 * spread evenly over primaries that split the slots evenly. */
+	uint16_t spread[MAX_SHARDS];
 	uint64_t id; /* tells this counter from an earlier one at its address */
 };
 
@@ -239,8 +244,10 @@ int tally__redis_parse(struct redis_state *s, const char *options,
 struct client *tally__redis_client_of(const struct redis_state *s);
 void tally__redis_forget(struct redis_state *s);
 
-/* conn.c: monotonic milliseconds. */
+/* conn.c: monotonic milliseconds; how many forks this process is from the
+ * one that made its first client. */
 uint64_t tally__redis_now_ms(void);
+unsigned tally__redis_forks(void);
 
 /* conn.c: one command on cl's connection (connecting first, within
  * budget_ms for the connect); NULL when the server is unreachable or the
@@ -339,6 +346,9 @@ void tally__redis_cluster_detach(struct client *cl);
 int tally__redis_cluster_target(struct client *cl);
 void tally__redis_shard_key(const struct redis_state *s, unsigned i, char *out,
 			    size_t size);
+/* cluster.c: s->spread, from its key and shards (once, when the counter is
+ * made). */
+void tally__redis_spread(struct redis_state *s);
 redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
 				      int argc, const char **argv,
 				      uint64_t deadline, char *why,
