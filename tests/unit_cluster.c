@@ -234,8 +234,9 @@ static void test_keep_joins_every_shard(void **unused)
 }
 
 /* durability=replicas:1 where no primary has a replica: each add is
- * applied, but not confirmed, so it is reported (of unknown outcome), with
- * how many replicas confirmed it. */
+ * applied, but not confirmed however often it asks until its deadline, so
+ * it is reported (of unknown outcome), with how many replicas confirmed
+ * it. */
 static void test_unconfirmed_add_reported(void **unused)
 {
 	tally *t;
@@ -243,10 +244,11 @@ static void test_unconfirmed_add_reported(void **unused)
 
 	(void)unused;
 	assert_int_equal(
-		tally_create(
-			&t,
-			spec("uc-wait", ",durability=replicas:1,confirm_ms=20"),
-			0, 0),
+		tally_create(&t,
+			     spec("uc-wait",
+				  ",durability=replicas:1,confirm_ms=20,"
+				  "timeout_ms=200,deadline_ms=500"),
+			     0, 0),
 		0);
 	assert_int_equal(tally_add(t, 3), TALLY_EUNKNOWN);
 	assert_non_null(

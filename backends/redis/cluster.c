@@ -184,9 +184,10 @@ static int candidate(const struct redis_state *s, const struct cluster *k,
 
 /* Read the slot map again from the first node that answers, starting
  * after the one asked last (a node that stopped is not asked first every
- * time): 0, or -1 with why. */
-static int refresh(const struct redis_state *s, struct cluster *k, char *why,
-		   size_t whylen)
+ * time), asking no more once the deadline (monotonic ms) has passed: 0, or
+ * -1 with why. */
+static int refresh(const struct redis_state *s, struct cluster *k,
+		   uint64_t deadline, char *why, size_t whylen)
 {
 	pthread_mutex_lock(&k->lock);
 	unsigned n = (k->have_map ? k->map.nnodes : 0) + (unsigned)s->nseeds;
@@ -200,13 +201,25 @@ static int refresh(const struct redis_state *s, struct cluster *k, char *why,
 		int hard = 0;
 		struct tally__redis_why w = {text, sizeof(text), &hard};
 
+		uint64_t now = tally__redis_now_ms();
+		if (t > 0 && now >= deadline)
+			break;
+		int ms = deadline > now && deadline - now <
+						   (uint64_t)s->timeout_ms
+				 ? (int)(deadline - now)
+				 : s->timeout_ms;
 		pthread_mutex_lock(&k->lock);
 		int ok = candidate(s, k, (start + t) % n, &at) == 0;
 		pthread_mutex_unlock(&k->lock);
 		if (!ok)
 			continue;
-		redisContext *c = tally__redis_open(s, at.host, at.port,
-						    s->timeout_ms, &w);
+		redisContext *c =
+			tally__redis_open(s, at.host, at.port, ms, &w);
+		if (c != NULL && ms < s->timeout_ms) {
+			struct timeval tv = {.tv_sec = ms / 1000,
+					     .tv_usec = (ms % 1000) * 1000};
+			redisSetTimeout(c, tv);
+		}
 		if (c == NULL) {
 			snprintf(why, whylen, "node %s:%d: %s", at.host,
 				 at.port, text);
@@ -249,15 +262,16 @@ static int refresh(const struct redis_state *s, struct cluster *k, char *why,
 	return -1;
 }
 
-/* The primary that serves slot, by the map (read first when there is none
- * or it is stale): 0, or -1 with why. */
+/* The primary that serves slot, by the map (read first, until deadline,
+ * when there is none or it is stale): 0, or -1 with why. */
 static int route(const struct redis_state *s, struct cluster *k, unsigned slot,
-		 int force, struct node_conn *out, char *why, size_t whylen)
+		 int force, uint64_t deadline, struct node_conn *out, char *why,
+		 size_t whylen)
 {
 	pthread_mutex_lock(&k->lock);
 	int need = force || !k->have_map || k->stale;
 	pthread_mutex_unlock(&k->lock);
-	if (need && refresh(s, k, why, whylen) != 0) {
+	if (need && refresh(s, k, deadline, why, whylen) != 0) {
 		pthread_mutex_lock(&k->lock);
 		int have = k->have_map;
 		pthread_mutex_unlock(&k->lock);
@@ -281,7 +295,7 @@ static int route(const struct redis_state *s, struct cluster *k, unsigned slot,
 	return i >= 0 ? 0 : -1;
 }
 
-int tally__redis_cluster_target(struct client *cl)
+int tally__redis_cluster_target(struct client *cl, uint64_t deadline)
 {
 	struct cluster *k = cl->cluster;
 	struct node_conn at;
@@ -297,8 +311,8 @@ int tally__redis_cluster_target(struct client *cl)
 	cl->asking = 0;
 	if (cl->host[0] != '\0' && !cl->stale)
 		return 0; /* as it was, or where -MOVED said */
-	if (route(cl->s, k, k->slots[cl->shard], cl->stale, &at, cl->why,
-		  sizeof(cl->why)) != 0) {
+	if (route(cl->s, k, k->slots[cl->shard], cl->stale, deadline, &at,
+		  cl->why, sizeof(cl->why)) != 0) {
 		cl->hard = 0;
 		return -1;
 	}
@@ -384,7 +398,8 @@ redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
 			next.port = 0;
 		} else {
 			asking = 0;
-			if (route(s, k, slot, force, &at, why, whylen) != 0)
+			if (route(s, k, slot, force, deadline, &at, why,
+				  whylen) != 0)
 				goto again;
 		}
 		force = 0;
@@ -489,7 +504,8 @@ static int add_shard(const char *key, const redisReply *r, uint64_t *sum)
 /* The first pass of a sum: every other shard's GET, appended to its node's
  * connection, then the replies node by node; done[i] for those read.  A
  * node whose connection fails leaves its shards to the second pass. */
-static int sum_pipelined(struct client *cl, unsigned char *done, uint64_t *sum)
+static int sum_pipelined(struct client *cl, unsigned char *done,
+			 uint64_t deadline, uint64_t *sum)
 {
 	const struct redis_state *s = cl->s;
 	struct cluster *k = cl->cluster;
@@ -504,8 +520,8 @@ static int sum_pipelined(struct client *cl, unsigned char *done, uint64_t *sum)
 	for (unsigned i = 0; i < n; i++) {
 		struct node_conn at;
 		node[i] = MAX_CONNS;
-		if (done[i] ||
-		    route(s, k, k->slots[i], 0, &at, why, sizeof(why)) != 0)
+		if (done[i] || route(s, k, k->slots[i], 0, deadline, &at, why,
+				     sizeof(why)) != 0)
 			continue;
 		redisContext *c = conn_of(s, k, &at, 0, why, sizeof(why));
 		if (c == NULL)
@@ -564,7 +580,7 @@ int tally__redis_cluster_sum(struct client *cl, uint64_t deadline,
 	if (done == NULL)
 		return TALLY_ENOMEM;
 	done[cl->shard] = 1; /* read in the client's own pipeline */
-	int rc = sum_pipelined(cl, done, &sum);
+	int rc = sum_pipelined(cl, done, deadline, &sum);
 	/* What the first pass could not read, one by one: redirects, lost
 	 * connections, a map being read again. */
 	for (unsigned i = 0; i < n && rc == 0; i++) {

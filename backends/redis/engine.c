@@ -478,9 +478,13 @@ static int ready(struct client *cl, uint64_t now)
 		return 0;
 	if (now < cl->pause_until)
 		return -1;
-	if (cl->c == NULL &&
-	    ((cl->cluster != NULL && tally__redis_cluster_target(cl) != 0) ||
-	     tally__redis_connect(cl, s->timeout_ms) != 0)) {
+	/* A map read again gives up when the oldest request does. */
+	uint64_t until = cl->n != 0
+				 ? at(cl, 0)->born_ms + (uint64_t)s->deadline_ms
+				 : now + (uint64_t)s->timeout_ms;
+	if (cl->c == NULL && ((cl->cluster != NULL &&
+			       tally__redis_cluster_target(cl, until) != 0) ||
+			      tally__redis_connect(cl, s->timeout_ms) != 0)) {
 		if (cl->cluster != NULL)
 			cl->stale = 1;
 		backoff(cl, now);
@@ -711,9 +715,16 @@ static void on_add(struct client *cl, struct request *q, const redisReply *r,
 	if (starts(r, "NOSCRIPT") || starts(r, "TALLYGAP") ||
 	    tally__redis_transient(r)) {
 		/* Not run, and neither is anything behind it: all again,
-		 * after loading the script (SCRIPT FLUSH, a restart). */
+		 * after loading the script (SCRIPT FLUSH, a restart).  A
+		 * slot being migrated (TRYAGAIN: some of its keys moved, not
+		 * all) is a matter of milliseconds: again after 10, not the
+		 * backoff that grows to half a second for a server that
+		 * cannot serve. */
 		snprintf(cl->why, sizeof(cl->why), "%s", r->str);
-		broken(cl, now, tally__redis_transient(r));
+		int again = starts(r, "TRYAGAIN");
+		broken(cl, now, tally__redis_transient(r) && !again);
+		if (again)
+			cl->pause_until = now + 10;
 		return;
 	}
 	if (starts(r, "TALLYTYPE") && strcmp(r->str + 10, "string") == 0)
@@ -741,9 +752,26 @@ static void on_wait(struct client *cl, struct request *q, const redisReply *r)
 
 	if (!q->applied)
 		return; /* the add failed, and said why */
-	if (r->type == REDIS_REPLY_INTEGER && r->integer >= s->replicas)
+	if (r->type == REDIS_REPLY_INTEGER && r->integer >= s->replicas) {
 		q->done = 1;
-	else if (r->type == REDIS_REPLY_INTEGER)
+		return;
+	}
+	uint64_t now = tally__redis_now_ms();
+	if (r->type == REDIS_REPLY_INTEGER &&
+	    now + (uint64_t)s->wait_ms <
+		    q->born_ms + (uint64_t)s->deadline_ms) {
+		/* Asked again until the deadline (a replica that rejoins
+		 * after a failover confirms it): sent again, the request
+		 * finds its number taken, renews its record (a write, so
+		 * that WAIT waits for it) and WAITs anew. */
+		snprintf(
+			q->why, sizeof(q->why),
+			"%lld of the %d replicas asked for confirmed the add within %d ms (durability=replicas:%d), asked until the deadline",
+			(long long)r->integer, s->replicas, s->wait_ms,
+			s->replicas);
+		copy_why(cl->why, sizeof(cl->why), q->why);
+		broken(cl, now, 1);
+	} else if (r->type == REDIS_REPLY_INTEGER)
 		say(q, TALLY_EUNKNOWN,
 		    "redis server %s:%d applied the add, but %lld of the %d replicas asked for confirmed it within %d ms (durability=replicas:%d): a failover may lose it",
 		    cl->host, cl->port, (long long)r->integer, s->replicas,
@@ -862,6 +890,10 @@ static int limits(struct client *cl, uint64_t now)
 			char why[220];
 			if (!cl->piped && cl->why[0])
 				snprintf(why, sizeof(why), "%s", cl->why);
+			else if (at(cl, 0)->why[0]) /* replicas that did not
+						       confirm it */
+				snprintf(why, sizeof(why), "%s",
+					 at(cl, 0)->why);
 			else
 				snprintf(why, sizeof(why),
 					 "no answer within %d ms",

@@ -336,14 +336,15 @@ int tally__redis_engine_flush(struct client *cl);
 /* cluster.c: a Redis Cluster's side of a client.  attach: the shard, key
  * and slot map of a new client (0, or -1 out of memory); detach frees
  * them.  target: cl->host and cl->port from the map, read again first when
- * cl->stale (with cl->io held; 0, or -1 with cl->why).  The shard key i
+ * cl->stale, asking nodes until deadline (with cl->io held; 0, or -1 with
+ * cl->why).  The shard key i
  * of s.  call: one command on key's node, blocking, following -MOVED and
  * -ASK, resent after a lost connection until the deadline (NULL with why:
  * the node and what went wrong).  sum: the other shards' values, read
  * pipelined per node (0, or a tally error code explained). */
 int tally__redis_cluster_attach(struct client *cl);
 void tally__redis_cluster_detach(struct client *cl);
-int tally__redis_cluster_target(struct client *cl);
+int tally__redis_cluster_target(struct client *cl, uint64_t deadline);
 void tally__redis_shard_key(const struct redis_state *s, unsigned i, char *out,
 			    size_t size);
 /* cluster.c: s->spread, from its key and shards (once, when the counter is

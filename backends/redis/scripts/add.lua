@@ -90,7 +90,12 @@ if rec then
     cum = string.sub(value, sp2 + 1)
     value = string.sub(value, 1, sp2 - 1)
   end
-  if seq <= tonumber(last) then return {1, value} end
+  if seq <= tonumber(last) then
+    -- A write (the record's TTL renewed), so that a WAIT after this
+    -- answer waits for the replicas to hold everything up to it.
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    return {1, value}
+  end
   if seq > tonumber(last) + 1 then
     return redis.error_reply('TALLYGAP ' .. last .. ' ' .. cum)
   end
