@@ -37,7 +37,7 @@ trap 'exit 1' HUP INT TERM
 
 fail() {
 	echo "FAIL: $*" >&2
-	for f in "$dir"/err "$dir"/out; do
+	for f in "$dir"/err "$dir"/out "$dir"/e1 "$dir"/e2; do
 		[ -s "$f" ] && { echo "--- $f" >&2; cat "$f" >&2; }
 	done
 	exit 1
@@ -65,16 +65,26 @@ replica_of() {
 		split($2, a, "[:@]"); print a[2]; exit }'
 }
 pid_of() { cat "$1/$2/pid"; }
-# Three primaries, each with a replica, none failed: a primary resumed
-# after a failover takes a moment to rejoin as a replica.  Waited for (30 s
-# at most) before each failover.
+# Three primaries, each with a replica, none failed, and every node of
+# the same view of who serves what: a primary resumed after a failover
+# takes a moment to rejoin as a replica and to learn the new map (asked
+# first, it would name itself).  Waited for (30 s at most) before each
+# failover.
+view() {
+	redis-cli -p "$1" cluster nodes 2>/dev/null |
+		awk '{ sub(/myself,/, "", $3); print $1, $3, $4, $9, $10, $11 }' | sort
+}
 replicated() {
-	redis-cli -p "$base" cluster nodes >"$dir/nodes" 2>/dev/null || return 1
+	view "$base" >"$dir/nodes"
+	[ -s "$dir/nodes" ] || return 1
 	grep -q fail "$dir/nodes" && return 1
 	[ "$(grep -c master "$dir/nodes")" -eq 3 ] || return 1
 	[ "$(grep -c slave "$dir/nodes")" -eq 3 ] || return 1
+	for p in $(seq "$base" $((base + 5))); do
+		[ "$(view "$p")" = "$(cat "$dir/nodes")" ] || return 1
+	done
 	# shellcheck disable=SC2013 # a port per line, one word each
-	for p in $(awk '/master/ { split($2, a, "[:@]"); print a[2] }' "$dir/nodes"); do
+	for p in $(redis-cli -p "$base" cluster nodes | awk '/master/ { split($2, a, "[:@]"); print a[2] }'); do
 		[ -n "$(replica_of "$p")" ] || return 1
 	done
 }
@@ -431,5 +441,6 @@ for c in ${TALLY_CLUSTER_CASES:-options absent both reshard migrate down failove
 		fi
 		up=$want
 	fi
+	rm -f "$dir/out" "$dir/err" "$dir/e1" "$dir/e2" "$dir/p1" "$dir/p2"
 	"case_$c"
 done
