@@ -10,7 +10,7 @@ needs.
 Starts a private three-primary cluster on loopback (tests/redis_cluster.sh,
 ports from --base-port) and, for each mode (sync, async, write-behind
 flush_ms=N) and each shard count (1, 3), runs `tally run --workload
-addsub --sleep-us U` (paced adds, as hosts make them) with --workers
+inc --sleep-us U` (paced adds, as hosts make them) with --workers
 threads over 3 connections (each connection a client of its
 own, pinned to a shard: with shards=3 the three clients take one shard
 each).  Around each run it resets and reads every node's INFO commandstats
@@ -87,7 +87,7 @@ def one_run(a, ports, mode, shards, key, idle):
     cpu0 = {p: server_cpu(p) for p in ports}
     iters = a.adds // a.workers
     t0 = time.monotonic()
-    r = subprocess.run([a.tally, "run", "--workload", "addsub", "--workers",
+    r = subprocess.run([a.tally, "run", "--workload", "inc", "--workers",
                         str(a.workers), "--iters", str(iters), "--sleep-us",
                         str(a.sleep_us), "--backend", backend, "--format",
                         "json"], capture_output=True, text=True)
@@ -139,7 +139,7 @@ def tables(d):
         f"{c['loadavg_after']:.2f} after"
         + (f"; {c['label']}" if c.get("label") else "") + ".",
         "",
-        f"`tally run --workload addsub --workers {d['workers']} "
+        f"`tally run --workload inc --workers {d['workers']} "
         f"--sleep-us {d['sleep_us']}` over 3 connections (3 clients; "
         f"write-behind flush_ms={d['flush_ms']}), {d['adds']} adds a run, "
         f"{d['repeats']} repeats interleaved; medians, with min-max. "
