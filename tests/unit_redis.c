@@ -1195,6 +1195,71 @@ static void test_async_and_write_behind(void **state)
 
 /* An unreachable server: async adds return at once, and the flush says
  * how much was not applied, by the server's address and reason. */
+/* This client's record key on the test server (the only one under KEY),
+ * or with forget, every record under KEY deleted. */
+static void record_of(const char *key, char *out, size_t size, int forget)
+{
+	redisContext *c = connect_test_server();
+	redisReply *r = redisCommand(c, "KEYS %s.tally-id.*", key);
+
+	assert_true(r != NULL && r->type == REDIS_REPLY_ARRAY &&
+		    r->elements >= 1);
+	if (!forget) {
+		assert_int_equal(r->elements, 1);
+		snprintf(out, size, "%s", r->element[0]->str);
+	}
+	for (size_t i = 0; forget && i < r->elements; i++)
+		freeReplyObject(redisCommand(c, "DEL %s", r->element[i]->str));
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+/*
+ * A server that forgets what it acknowledged is told, exactly.  The state
+ * of a replica three requests behind is planted (counter and record as
+ * they were after request 7 of 10: a failover to it); the next add finds
+ * the hole (TALLYGAP), goes in under a new identity, and the next flush
+ * (sync: nothing else to wait for) says that 3 requests carrying 27 were
+ * lost, once.  Then the server forgets the counter and the record whole (a
+ * restart without persistence): the same, with all this identity had.
+ */
+static void test_server_forgetting_is_told(void **state)
+{
+	char key[128], rec[256];
+	tally *t;
+	int64_t v;
+
+	(void)state;
+	snprintf(key, sizeof(key), "unit-%ld-forget", (long)getpid());
+	assert_int_equal(tally_create(&t, backend("forget", ""), 0, 0), 0);
+	for (int i = 1; i <= 10; i++)
+		assert_int_equal(tally_add(t, i), 0);
+	record_of(key, rec, sizeof(rec), 0);
+	redisContext *c = connect_test_server();
+	freeReplyObject(redisCommand(c, "SET %s 28", key));
+	freeReplyObject(redisCommand(c, "SET %s %s", rec, "7 28 28"));
+	assert_int_equal(tally_add(t, 100), 0);
+	assert_int_equal(tally_flush(t), TALLY_EREMOTE);
+	assert_non_null(strstr(tally_explain(TALLY_EREMOTE),
+			       "3 acknowledged requests carrying 27 lost"));
+	assert_int_equal(tally_flush(t), 0); /* told once */
+	assert_int_equal(tally_get(t, &v), 0);
+	assert_true(v == 128);
+
+	assert_int_equal(tally_add(t, 1), 0);
+	assert_int_equal(tally_add(t, 1), 0);
+	record_of(key, rec, sizeof(rec), 1);
+	freeReplyObject(redisCommand(c, "DEL %s", key));
+	assert_int_equal(tally_add(t, 5), 0);
+	assert_int_equal(tally_flush(t), TALLY_EREMOTE);
+	assert_non_null(strstr(tally_explain(TALLY_EREMOTE),
+			       "3 acknowledged requests carrying 102 lost"));
+	assert_int_equal(tally_get(t, &v), 0);
+	assert_true(v == 5);
+	redisFree(c);
+	tally_destroy(t);
+}
+
 static void test_flush_tells_what_was_not_applied(void **state)
 {
 	tally *t;
@@ -1258,6 +1323,7 @@ int main(void)
 		cmocka_unit_test(test_client_killed_mid_flush),
 		cmocka_unit_test(test_async_and_write_behind),
 		cmocka_unit_test(test_flush_tells_what_was_not_applied),
+		cmocka_unit_test(test_server_forgetting_is_told),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
