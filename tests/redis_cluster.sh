@@ -9,7 +9,13 @@
 # until each is gone and removes DIR.  Exit 77 (CTest's skip) without
 # redis-server or redis-cli.  $TALLY_CLUSTER_NODE_TIMEOUT (ms, default
 # 3000): how long a node may be silent before the others count it failed.
+# $TALLY_CLUSTER_PASSWORD, when set: every node requires it (requirepass,
+# and masterauth for its replicas), and this script's redis-cli gives it.
 set -eu
+pw=${TALLY_CLUSTER_PASSWORD:-}
+if [ -n "$pw" ]; then
+	export REDISCLI_AUTH="$pw" # every redis-cli below, --cluster too
+fi
 usage() {
 	echo "usage: redis_cluster.sh start DIR BASEPORT PRIMARIES REPLICAS | stop DIR" >&2
 	exit 2
@@ -101,6 +107,7 @@ start() {
 			--cluster-node-timeout "${TALLY_CLUSTER_NODE_TIMEOUT:-3000}" \
 			--repl-ping-replica-period 1 --repl-diskless-sync-delay 0 \
 			--save '' --appendonly no --daemonize yes \
+			${pw:+--requirepass "$pw" --masterauth "$pw"} \
 			--pidfile "$dir/$port/pid" --logfile "$dir/$port/log" \
 			--dir "$dir/$port"
 		ports="$ports $port" addrs="$addrs 127.0.0.1:$port"

@@ -21,11 +21,11 @@ for p in redis-server redis-cli python3; do
 	fi
 done
 mkdir -p "$dir"
-c3=$dir/c3 c6=$dir/c6
+c3=$dir/c3 c6=$dir/c6 ca=$dir/ca
 bg=""
 cleanup() {
 	for p in $bg; do kill -CONT "$p" 2>/dev/null || true; done
-	for d in "$c3" "$c6"; do
+	for d in "$c3" "$c6" "$ca"; do
 		for f in "$d"/*/pid; do
 			[ -f "$f" ] && kill -CONT "$(cat "$f")" 2>/dev/null
 		done
@@ -302,6 +302,33 @@ case_migrate() {
 	ok "a shard's slot migrated by hand, key by key, every mode: -ASK, TRYAGAIN and -MOVED followed, exact"
 }
 
+# --- a cluster whose nodes require a password ------------------------------
+# Given in cluster=redis://:PASSWORD@...: exact, and the password in no
+# output; a wrong one, or none, is bad input (exit 2), said.
+case_auth() {
+	pw=s3cret-pw
+	b="redis:cluster=redis://:$pw@127.0.0.1:$base;127.0.0.1:$((base + 1)),key=auth,shards=3"
+	for m in $modes; do
+		start_run --workload inc --workers 4 --iters 500 --participants 1 \
+			--backend "$b$(opts_of "$m")"
+		finish_run
+		{ [ "$rc" -eq 0 ] && [ "$(field "$dir/out" exact)" = true ]; } ||
+			fail "auth, $m: exit $rc, not exact"
+		if grep -q "$pw" "$dir/out" "$dir/err"; then
+			fail "auth, $m: the password is shown"
+		fi
+		grep -q '\*\*\*@' "$dir/out" || fail "auth, $m: the spec is not shown redacted"
+	done
+	for bad in "redis://:wrong@127.0.0.1:$base" "127.0.0.1:$base"; do
+		rc=0
+		"$T" run --workload inc --iters 1 --backend "redis:cluster=$bad,key=auth-bad" \
+			>/dev/null 2>"$dir/err" || rc=$?
+		[ "$rc" -eq 2 ] || fail "auth: cluster=$bad: exit $rc, not 2"
+		grep -q "WRONGPASS\|NOAUTH" "$dir/err" || fail "auth: cluster=$bad: no reason given"
+	done
+	ok "a cluster that requires a password: exact in every mode, the password never shown; a wrong one or none refused (exit 2)"
+}
+
 # --- the whole cluster stopped mid-run: a bounded failure -----------------
 case_down() {
 	start_run --workload inc --workers 2 --iters 100000000 \
@@ -440,10 +467,11 @@ case_lag_replicas() {
 # $TALLY_CLUSTER_CASES (default: all of them, in this order) names the
 # cases to run, each started with the cluster it needs.
 up=""
-for c in ${TALLY_CLUSTER_CASES:-options absent both reshard migrate down failover pause lag lag_replicas}; do
+for c in ${TALLY_CLUSTER_CASES:-options absent both reshard migrate down auth failover pause lag lag_replicas}; do
 	case $c in
 	options | absent) want="" ;;
 	both | reshard | migrate | down) want=c3 ;;
+	auth) want=ca ;;
 	failover | pause | lag | lag_replicas) want=c6 ;;
 	*) fail "no case '$c'" ;;
 	esac
@@ -451,6 +479,8 @@ for c in ${TALLY_CLUSTER_CASES:-options absent both reshard migrate down failove
 		[ -n "$up" ] && "$cluster" stop "$dir/$up"
 		if [ "$want" = c3 ]; then
 			"$cluster" start "$c3" "$base" 3 0
+		elif [ "$want" = ca ]; then
+			TALLY_CLUSTER_PASSWORD=s3cret-pw "$cluster" start "$ca" "$base" 3 0
 		else
 			"$cluster" start "$c6" "$base" 3 1
 		fi

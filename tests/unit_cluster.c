@@ -241,15 +241,11 @@ static void test_unconfirmed_add_reported(void **unused)
 {
 	tally *t;
 	int64_t v;
+	const char *opts =
+		",durability=replicas:1,confirm_ms=20,timeout_ms=200,deadline_ms=500";
 
 	(void)unused;
-	assert_int_equal(
-		tally_create(&t,
-			     spec("uc-wait",
-				  ",durability=replicas:1,confirm_ms=20,"
-				  "timeout_ms=200,deadline_ms=500"),
-			     0, 0),
-		0);
+	assert_int_equal(tally_create(&t, spec("uc-wait", opts), 0, 0), 0);
 	assert_int_equal(tally_add(t, 3), TALLY_EUNKNOWN);
 	assert_non_null(
 		strstr(tally_explain(TALLY_EUNKNOWN), "0 of the 1 replicas"));

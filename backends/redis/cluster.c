@@ -54,6 +54,9 @@ struct cluster {
 	struct node_conn conns[MAX_CONNS];
 	unsigned nconns;
 	unsigned *slots; /* each shard key's slot */
+	/* The last call gave up because a node refused the connection's
+	 * AUTH (or SELECT) for good: trying again would fail the same way. */
+	_Atomic int refused;
 };
 
 /* This process's first shard, drawn once (0: not yet; bit 31 set once
@@ -195,6 +198,7 @@ static int refresh(const struct redis_state *s, struct cluster *k,
 	pthread_mutex_unlock(&k->lock);
 
 	snprintf(why, whylen, "no node of the cluster answered");
+	k->refused = 0;
 	for (unsigned t = 0; t < n; t++) {
 		struct node_conn at;
 		char text[200];
@@ -223,6 +227,10 @@ static int refresh(const struct redis_state *s, struct cluster *k,
 		if (c == NULL) {
 			snprintf(why, whylen, "node %s:%d: %s", at.host,
 				 at.port, text);
+			if (hard == 2) { /* every node has the same users */
+				k->refused = 1;
+				break;
+			}
 			continue;
 		}
 		const char *argv[] = {"CLUSTER", "SLOTS"};
@@ -233,7 +241,14 @@ static int refresh(const struct redis_state *s, struct cluster *k,
 			snprintf(why, whylen,
 				 "node %s:%d: no reply to CLUSTER SLOTS: %s",
 				 at.host, at.port, c->errstr);
-		else if (r->type == REDIS_REPLY_ERROR)
+		else if (r->type == REDIS_REPLY_ERROR &&
+			 strncmp(r->str, "NOAUTH", 6) == 0) {
+			snprintf(
+				why, whylen,
+				"node %s:%d: %s (cluster= gives no password: cluster=redis://[USER]:PASSWORD@HOST:PORT;...)",
+				at.host, at.port, r->str);
+			k->refused = 1;
+		} else if (r->type == REDIS_REPLY_ERROR)
 			snprintf(why, whylen,
 				 "node %s:%d: %s (is it a cluster node?)",
 				 at.host, at.port, r->str);
@@ -245,6 +260,8 @@ static int refresh(const struct redis_state *s, struct cluster *k,
 				 at.port, text);
 		freeReplyObject(r);
 		redisFree(c);
+		if (k->refused)
+			break;
 		if (rc != 0)
 			continue;
 		pthread_mutex_lock(&k->lock);
@@ -313,7 +330,7 @@ int tally__redis_cluster_target(struct client *cl, uint64_t deadline)
 		return 0; /* as it was, or where -MOVED said */
 	if (route(cl->s, k, k->slots[cl->shard], cl->stale, deadline, &at,
 		  cl->why, sizeof(cl->why)) != 0) {
-		cl->hard = 0;
+		cl->hard = k->refused ? 2 : 0; /* AUTH refused: for good */
 		return -1;
 	}
 	cl->stale = 0;
@@ -350,6 +367,7 @@ static redisContext *conn_of(const struct redis_state *s, struct cluster *k,
 	if (c == NULL) {
 		snprintf(why, whylen, "node %s:%d: %s", at->host, at->port,
 			 text);
+		k->refused = hard == 2;
 		return NULL;
 	}
 	struct node_conn *nc = &k->conns[k->nconns++];
@@ -391,6 +409,7 @@ redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
 	uint64_t pause = 20;
 
 	pthread_mutex_lock(&k->rd);
+	k->refused = 0;
 	for (;;) {
 		redisReply *r = NULL;
 		if (next.port != 0) {
@@ -399,11 +418,16 @@ redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
 		} else {
 			asking = 0;
 			if (route(s, k, slot, force, deadline, &at, why,
-				  whylen) != 0)
+				  whylen) != 0) {
+				if (k->refused)
+					break; /* AUTH refused */
 				goto again;
+			}
 		}
 		force = 0;
 		redisContext *c = conn_of(s, k, &at, 1, why, whylen);
+		if (c == NULL && k->refused)
+			break; /* AUTH refused: again would be the same */
 		if (c == NULL)
 			goto lost;
 		if (asking) {
@@ -567,6 +591,11 @@ static int sum_pipelined(struct client *cl, unsigned char *done,
 	pthread_mutex_unlock(&k->rd);
 	free(node);
 	return rc;
+}
+
+int tally__redis_cluster_refused(struct client *cl)
+{
+	return cl->cluster != NULL && cl->cluster->refused;
 }
 
 int tally__redis_cluster_sum(struct client *cl, uint64_t deadline,

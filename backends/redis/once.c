@@ -158,17 +158,21 @@ static int initialize_shards(struct client *cl, int64_t initial,
 		redisReply *r = tally__redis_cluster_call(
 			cl, key, 6, argv, deadline, why, sizeof(why));
 		if (r == NULL) {
+			/* A password or user the nodes refuse: the options
+			 * were wrong, not the cluster. */
+			int rc = tally__redis_cluster_refused(cl)
+					 ? TALLY_EOPTION
+					 : TALLY_EREMOTE;
 			tally__explain_set(
-				TALLY_EREMOTE,
-				"redis cluster: making shard '%s': %s", key,
+				rc, "redis cluster: making shard '%s': %s", key,
 				why);
-			return TALLY_EREMOTE;
+			return rc;
 		}
 		if (r->type == REDIS_REPLY_ERROR &&
 		    strncmp(r->str, "NOAUTH", 6) == 0) {
 			tally__explain_set(
 				TALLY_EOPTION,
-				"redis cluster: making shard '%s': %s (this build gives cluster nodes no password)",
+				"redis cluster: making shard '%s': %s (cluster= gives no password: cluster=redis://[USER]:PASSWORD@HOST:PORT;...)",
 				key, r->str);
 			freeReplyObject(r);
 			return TALLY_EOPTION;

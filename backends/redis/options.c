@@ -39,10 +39,12 @@
  *                                  in this process, which its flusher
  *                                  sends every N ms (1 to 3600000); not
  *                                  with mode=
- *   cluster=HOST:PORT[;HOST:PORT...]
+ *   cluster=[redis://[USER][:PASSWORD]@]HOST:PORT[;HOST:PORT...]
  *                                  a Redis Cluster, through these seed
  *                                  nodes (up to MAX_SEEDS; [V6ADDR]:PORT
- *                                  for an IPv6 address); not with url=
+ *                                  for an IPv6 address), each node given
+ *                                  the credentials as url= would; not
+ *                                  with url=
  *   shards=N                       on a cluster, the counter is N keys,
  *                                  {KEY#0}..{KEY#N-1} (or {KEY#i.J}, one
  *                                  in each N-th of the slots), spread
@@ -139,6 +141,21 @@ static int decode(char *out, size_t size, const char *in)
 	return 0;
 }
 
+/* USER[:PASSWORD] (in place, NUL-terminated), split at its first ':',
+ * each %XX decoded. */
+static int parse_auth(struct redis_state *s, char *auth)
+{
+	char *colon = strchr(auth, ':');
+
+	if (colon != NULL)
+		*colon = '\0';
+	if (decode(s->user, sizeof(s->user), auth) != 0 ||
+	    (colon != NULL &&
+	     decode(s->password, sizeof(s->password), colon + 1) != 0))
+		return TALLY_EOPTION;
+	return 0;
+}
+
 /* redis://[[USER][:PASSWORD]@]HOST[:PORT][/DB].  What comes before the last
  * '@' is USER:PASSWORD (split at its first ':'), so a password may hold
  * ':', '/' and '@' as they are. */
@@ -155,12 +172,7 @@ static int parse_url(struct redis_state *s, const char *url, size_t len)
 	if (at != NULL) {
 		*at = '\0';
 		host = at + 1;
-		colon = strchr(buf, ':');
-		if (colon != NULL)
-			*colon = '\0';
-		if (decode(s->user, sizeof(s->user), buf) != 0 ||
-		    (colon != NULL &&
-		     decode(s->password, sizeof(s->password), colon + 1) != 0))
+		if (parse_auth(s, buf) != 0)
 			return TALLY_EOPTION;
 	}
 	slash = strchr(host, '/');
@@ -203,13 +215,36 @@ static int refuse(const char *fmt, ...)
 	return TALLY_EOPTION;
 }
 
-/* cluster=HOST:PORT[;HOST:PORT...]: the seeds, each checked. */
+/* cluster=[redis://[USER][:PASSWORD]@]HOST:PORT[;HOST:PORT...]: the
+ * credentials every node is given (what comes before the last '@', as in
+ * url=), and the seeds, each checked. */
 static int parse_seeds(struct redis_state *s, const char *v, size_t vlen)
 {
 	static const char form[] =
-		"cluster= takes HOST:PORT[;HOST:PORT...] (up to 8 nodes, [ADDR]:PORT for IPv6, ports 1-65535)";
+		"cluster= takes [redis://[USER][:PASSWORD]@]HOST:PORT[;HOST:PORT...] (up to 8 nodes, [ADDR]:PORT for IPv6, ports 1-65535; %2C for a comma in the password)";
 
 	s->nseeds = 0;
+	if (vlen > 8 && strncmp(v, "redis://", 8) == 0) {
+		const char *at = NULL;
+		char auth[400];
+		for (size_t i = 8; i < vlen; i++)
+			if (v[i] == '@')
+				at = v + i;
+		if (at != NULL) {
+			size_t alen = (size_t)(at - v) - 8;
+			if (alen >= sizeof(auth))
+				return refuse("%s", form);
+			memcpy(auth, v + 8, alen);
+			auth[alen] = '\0';
+			if (parse_auth(s, auth) != 0)
+				return refuse("%s", form);
+			vlen -= (size_t)(at + 1 - v);
+			v = at + 1;
+		} else {
+			v += 8;
+			vlen -= 8;
+		}
+	}
 	while (vlen > 0) {
 		size_t len = 0, hlen;
 		while (len < vlen && v[len] != ';')

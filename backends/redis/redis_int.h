@@ -356,6 +356,9 @@ redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
 				      size_t whylen);
 int tally__redis_cluster_sum(struct client *cl, uint64_t deadline,
 			     int64_t *sum);
+/* cluster.c: whether the last call gave up because a node refused the
+ * connection's AUTH for good. */
+int tally__redis_cluster_refused(struct client *cl);
 #endif /* TALLY_HAVE_HIREDIS */
 
 #endif /* TALLY_REDIS_INT_H */
