@@ -1221,7 +1221,8 @@ static void record_of(const char *key, char *out, size_t size, int forget)
  * the hole (TALLYGAP), goes in under a new identity, and the next flush
  * (sync: nothing else to wait for) says that 3 requests carrying 27 were
  * lost, once.  Then the server forgets the counter and the record whole (a
- * restart without persistence): the same, with all this identity had.
+ * restart without persistence): the same, with all this identity had; and
+ * again, with only what came since.
  */
 static void test_server_forgetting_is_told(void **state)
 {
@@ -1256,6 +1257,18 @@ static void test_server_forgetting_is_told(void **state)
 			       "3 acknowledged requests carrying 102 lost"));
 	assert_int_equal(tally_get(t, &v), 0);
 	assert_true(v == 5);
+	/* Forgotten whole again: only what came since is told (5, 1, 1),
+	 * not the first loss a second time. */
+	assert_int_equal(tally_add(t, 1), 0);
+	assert_int_equal(tally_add(t, 1), 0);
+	record_of(key, rec, sizeof(rec), 1);
+	freeReplyObject(redisCommand(c, "DEL %s", key));
+	assert_int_equal(tally_add(t, 2), 0);
+	assert_int_equal(tally_flush(t), TALLY_EREMOTE);
+	assert_non_null(strstr(tally_explain(TALLY_EREMOTE),
+			       "3 acknowledged requests carrying 7 lost"));
+	assert_int_equal(tally_get(t, &v), 0);
+	assert_true(v == 2);
 	redisFree(c);
 	tally_destroy(t);
 }

@@ -54,9 +54,9 @@ struct cluster {
 	struct node_conn conns[MAX_CONNS];
 	unsigned nconns;
 	unsigned *slots; /* each shard key's slot */
-	/* The last call gave up because a node refused the connection's
-	 * AUTH (or SELECT) for good: trying again would fail the same way. */
-	_Atomic int refused;
+	/* The last tally__redis_cluster_call() gave up because a node refused
+	 * the connection's AUTH for good (with rd held; read by its caller). */
+	int refused;
 };
 
 /* This process's first shard, drawn once (0: not yet; bit 31 set once
@@ -190,15 +190,18 @@ static int candidate(const struct redis_state *s, const struct cluster *k,
  * time), asking no more once the deadline (monotonic ms) has passed: 0, or
  * -1 with why. */
 static int refresh(const struct redis_state *s, struct cluster *k,
-		   uint64_t deadline, char *why, size_t whylen)
+		   uint64_t deadline, int *refused, char *why, size_t whylen)
 {
 	pthread_mutex_lock(&k->lock);
 	unsigned n = (k->have_map ? k->map.nnodes : 0) + (unsigned)s->nseeds;
 	unsigned start = k->cursor;
 	pthread_mutex_unlock(&k->lock);
 
-	snprintf(why, whylen, "no node of the cluster answered");
-	k->refused = 0;
+	/* Past the deadline no node is asked, and why keeps what the last
+	 * one said. */
+	if (why[0] == '\0')
+		snprintf(why, whylen, "no node of the cluster answered");
+	*refused = 0;
 	for (unsigned t = 0; t < n; t++) {
 		struct node_conn at;
 		char text[200];
@@ -206,7 +209,7 @@ static int refresh(const struct redis_state *s, struct cluster *k,
 		struct tally__redis_why w = {text, sizeof(text), &hard};
 
 		uint64_t now = tally__redis_now_ms();
-		if (t > 0 && now >= deadline)
+		if (now >= deadline)
 			break;
 		int ms = deadline > now && deadline - now <
 						   (uint64_t)s->timeout_ms
@@ -228,7 +231,7 @@ static int refresh(const struct redis_state *s, struct cluster *k,
 			snprintf(why, whylen, "node %s:%d: %s", at.host,
 				 at.port, text);
 			if (hard == 2) { /* every node has the same users */
-				k->refused = 1;
+				*refused = 1;
 				break;
 			}
 			continue;
@@ -247,7 +250,7 @@ static int refresh(const struct redis_state *s, struct cluster *k,
 				why, whylen,
 				"node %s:%d: %s (cluster= gives no password: cluster=redis://[USER]:PASSWORD@HOST:PORT;...)",
 				at.host, at.port, r->str);
-			k->refused = 1;
+			*refused = 1;
 		} else if (r->type == REDIS_REPLY_ERROR)
 			snprintf(why, whylen,
 				 "node %s:%d: %s (is it a cluster node?)",
@@ -260,7 +263,7 @@ static int refresh(const struct redis_state *s, struct cluster *k,
 				 at.port, text);
 		freeReplyObject(r);
 		redisFree(c);
-		if (k->refused)
+		if (*refused)
 			break;
 		if (rc != 0)
 			continue;
@@ -282,13 +285,14 @@ static int refresh(const struct redis_state *s, struct cluster *k,
 /* The primary that serves slot, by the map (read first, until deadline,
  * when there is none or it is stale): 0, or -1 with why. */
 static int route(const struct redis_state *s, struct cluster *k, unsigned slot,
-		 int force, uint64_t deadline, struct node_conn *out, char *why,
-		 size_t whylen)
+		 int force, uint64_t deadline, int *refused,
+		 struct node_conn *out, char *why, size_t whylen)
 {
 	pthread_mutex_lock(&k->lock);
 	int need = force || !k->have_map || k->stale;
 	pthread_mutex_unlock(&k->lock);
-	if (need && refresh(s, k, deadline, why, whylen) != 0) {
+	*refused = 0;
+	if (need && refresh(s, k, deadline, refused, why, whylen) != 0) {
 		pthread_mutex_lock(&k->lock);
 		int have = k->have_map;
 		pthread_mutex_unlock(&k->lock);
@@ -328,9 +332,10 @@ int tally__redis_cluster_target(struct client *cl, uint64_t deadline)
 	cl->asking = 0;
 	if (cl->host[0] != '\0' && !cl->stale)
 		return 0; /* as it was, or where -MOVED said */
-	if (route(cl->s, k, k->slots[cl->shard], cl->stale, deadline, &at,
-		  cl->why, sizeof(cl->why)) != 0) {
-		cl->hard = k->refused ? 2 : 0; /* AUTH refused: for good */
+	int refused;
+	if (route(cl->s, k, k->slots[cl->shard], cl->stale, deadline, &refused,
+		  &at, cl->why, sizeof(cl->why)) != 0) {
+		cl->hard = refused ? 2 : 0; /* AUTH refused: for good */
 		return -1;
 	}
 	cl->stale = 0;
@@ -344,8 +349,9 @@ int tally__redis_cluster_target(struct client *cl, uint64_t deadline)
  * k->rd held. */
 static redisContext *conn_of(const struct redis_state *s, struct cluster *k,
 			     const struct node_conn *at, int may_close,
-			     char *why, size_t whylen)
+			     int *refused, char *why, size_t whylen)
 {
+	*refused = 0;
 	for (unsigned i = 0; i < k->nconns; i++)
 		if (k->conns[i].port == at->port &&
 		    strcmp(k->conns[i].host, at->host) == 0)
@@ -367,7 +373,7 @@ static redisContext *conn_of(const struct redis_state *s, struct cluster *k,
 	if (c == NULL) {
 		snprintf(why, whylen, "node %s:%d: %s", at->host, at->port,
 			 text);
-		k->refused = hard == 2;
+		*refused = hard == 2;
 		return NULL;
 	}
 	struct node_conn *nc = &k->conns[k->nconns++];
@@ -408,8 +414,9 @@ redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
 	unsigned redirects = 0;
 	uint64_t pause = 20;
 
+	int refused = 0;
+
 	pthread_mutex_lock(&k->rd);
-	k->refused = 0;
 	for (;;) {
 		redisReply *r = NULL;
 		if (next.port != 0) {
@@ -417,16 +424,16 @@ redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
 			next.port = 0;
 		} else {
 			asking = 0;
-			if (route(s, k, slot, force, deadline, &at, why,
-				  whylen) != 0) {
-				if (k->refused)
+			if (route(s, k, slot, force, deadline, &refused, &at,
+				  why, whylen) != 0) {
+				if (refused)
 					break; /* AUTH refused */
 				goto again;
 			}
 		}
 		force = 0;
-		redisContext *c = conn_of(s, k, &at, 1, why, whylen);
-		if (c == NULL && k->refused)
+		redisContext *c = conn_of(s, k, &at, 1, &refused, why, whylen);
+		if (c == NULL && refused)
 			break; /* AUTH refused: again would be the same */
 		if (c == NULL)
 			goto lost;
@@ -479,6 +486,7 @@ redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
 			freeReplyObject(r);
 			goto again;
 		}
+		k->refused = 0;
 		pthread_mutex_unlock(&k->rd);
 		return r;
 	lost:
@@ -491,6 +499,7 @@ redisReply *tally__redis_cluster_call(struct client *cl, const char *key,
 		if (pause < 500)
 			pause *= 2;
 	}
+	k->refused = refused;
 	pthread_mutex_unlock(&k->rd);
 	return NULL;
 }
@@ -535,21 +544,30 @@ static int sum_pipelined(struct client *cl, unsigned char *done,
 	struct cluster *k = cl->cluster;
 	unsigned n = (unsigned)s->shards, *node = calloc(n, sizeof(*node));
 	unsigned count[MAX_CONNS] = {0};
-	char key[300], why[320];
+	char key[300], why[320] = "";
 	int rc = 0;
 
 	if (node == NULL)
 		return TALLY_ENOMEM;
+	int refused, failed = 0;
+
 	pthread_mutex_lock(&k->rd);
 	for (unsigned i = 0; i < n; i++) {
 		struct node_conn at;
 		node[i] = MAX_CONNS;
-		if (done[i] || route(s, k, k->slots[i], 0, deadline, &at, why,
-				     sizeof(why)) != 0)
+		/* A node that cannot be reached, or the deadline: the rest
+		 * to the second pass, which tries each until the deadline
+		 * once. */
+		if (done[i] || failed || tally__redis_now_ms() >= deadline ||
+		    route(s, k, k->slots[i], 0, deadline, &refused, &at, why,
+			  sizeof(why)) != 0)
 			continue;
-		redisContext *c = conn_of(s, k, &at, 0, why, sizeof(why));
-		if (c == NULL)
+		redisContext *c =
+			conn_of(s, k, &at, 0, &refused, why, sizeof(why));
+		if (c == NULL) {
+			failed = 1;
 			continue;
+		}
 		unsigned j = 0;
 		while (k->conns[j].c != c)
 			j++;
@@ -604,7 +622,7 @@ int tally__redis_cluster_sum(struct client *cl, uint64_t deadline,
 	unsigned n = (unsigned)cl->s->shards;
 	unsigned char *done = calloc(n, 1);
 	uint64_t sum = 0;
-	char key[300], why[320];
+	char key[300], why[320] = "";
 
 	if (done == NULL)
 		return TALLY_ENOMEM;
@@ -617,8 +635,13 @@ int tally__redis_cluster_sum(struct client *cl, uint64_t deadline,
 			continue;
 		tally__redis_shard_key(cl->s, i, key, sizeof(key));
 		const char *argv[] = {"GET", key};
-		redisReply *r = tally__redis_cluster_call(
-			cl, key, 2, argv, deadline, why, sizeof(why));
+		redisReply *r = NULL;
+		if (tally__redis_now_ms() >= deadline)
+			snprintf(why, sizeof(why), "no answer within %d ms",
+				 cl->s->deadline_ms);
+		else
+			r = tally__redis_cluster_call(
+				cl, key, 2, argv, deadline, why, sizeof(why));
 		if (r == NULL) {
 			tally__explain_set(
 				TALLY_EREMOTE,
@@ -632,7 +655,9 @@ int tally__redis_cluster_sum(struct client *cl, uint64_t deadline,
 			tally__explain_set(
 				TALLY_EREMOTE,
 				"redis cluster: reading shard '%s': %s", key,
-				r->str);
+				r->type == REDIS_REPLY_ERROR
+					? r->str
+					: "unexpected reply");
 			rc = TALLY_EREMOTE;
 		} else {
 			rc = one;

@@ -471,7 +471,8 @@ int tally__redis_transient(const redisReply *r)
 	       (strncmp(r->str, "LOADING", 7) == 0 ||
 		strncmp(r->str, "BUSY", 4) == 0 ||
 		strncmp(r->str, "TRYAGAIN", 8) == 0 ||
-		strncmp(r->str, "MASTERDOWN", 10) == 0);
+		strncmp(r->str, "MASTERDOWN", 10) == 0 ||
+		strncmp(r->str, "CLUSTERDOWN", 11) == 0);
 }
 
 redisReply *tally__redis_until_deadline(struct client *cl, int argc,

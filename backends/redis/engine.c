@@ -230,7 +230,8 @@ static void pop_done(struct client *cl)
 			cl->fetching = 0;
 		if (r->ask != NULL)
 			answer(cl, r->ask, r->rc, r->ask->value, r->why);
-		if (r->kind != REQ_GET && r->rc == 0 && r->seq != 0) {
+		if (r->kind != REQ_GET && r->rc == 0 && r->seq != 0 &&
+		    r->epoch == cl->epoch) {
 			/* Acknowledged: counted, in case the server
 			 * forgets it. */
 			cl->acked_seq = r->seq;
@@ -277,8 +278,11 @@ static int renumber(struct client *cl)
 		}
 		if (r->done)
 			continue;
+		/* Copies of the old identity can never apply (the
+		 * sequence has a hole): a fresh request. */
 		r->sent_ms = 0;
 		r->seq = 0;
+		r->resent = 0;
 	}
 	return 0;
 }
@@ -453,8 +457,18 @@ static void broken(struct client *cl, uint64_t now, int pause)
 {
 	tally__redis_disconnect(cl);
 	cl->discard = 0;
-	for (unsigned i = 0; i < cl->n; i++)
-		at(cl, i)->sent_ms = 0;
+	for (unsigned i = 0; i < cl->n; i++) {
+		struct request *r = at(cl, i);
+		if (r->sent_ms != 0)
+			r->resent = 1;
+		r->sent_ms = 0;
+	}
+	/* A connection to an -ASK target was for one migration step: the
+	 * next goes where the map says. */
+	if (cl->asking) {
+		cl->asking = 0;
+		cl->stale = 1;
+	}
 	if (pause)
 		backoff(cl, now);
 }
@@ -587,6 +601,7 @@ static void send_new(struct client *cl, uint64_t now)
 			if (r->seq == 0) {
 				r->seq = cl->next_seq++;
 				r->cum = cl->cum_sent += r->sum;
+				r->epoch = cl->epoch;
 			}
 			snprintf(seq, sizeof(seq), "%" PRIu64, r->seq);
 			snprintf(sum, sizeof(sum), "%" PRId64, (int64_t)r->sum);
@@ -655,16 +670,36 @@ static void on_get(struct client *cl, struct request *q, const redisReply *r)
  * under a new identity. */
 static void forgotten(struct client *cl, uint64_t last, const char *cum)
 {
-	uint64_t n = cl->acked_seq > last ? cl->acked_seq - last : 0;
 	char *end;
 
 	errno = 0;
 	uint64_t had = strtoull(cum, &end, 10);
 	int known = errno == 0 && end != cum && *end == '\0';
+	/* What an earlier loss told already. */
+	if (last < cl->base_seq) {
+		last = cl->base_seq;
+		had = cl->base_cum;
+		known = 1;
+	}
+	uint64_t n = cl->acked_seq > last ? cl->acked_seq - last : 0;
+	uint64_t sum = cl->cum_acked - had;
+	/* Adds WAIT left unconfirmed were told already, as of unknown
+	 * outcome. */
+	unsigned have =
+		cl->nunconfirmed < FAILURES ? cl->nunconfirmed : FAILURES;
+	for (unsigned i = 0; i < have; i++)
+		if (cl->unconfirmed[i].epoch == cl->epoch &&
+		    cl->unconfirmed[i].seq > last &&
+		    cl->unconfirmed[i].seq <= cl->acked_seq) {
+			n--;
+			sum -= cl->unconfirmed[i].sum;
+		}
+	if (cl->nunconfirmed > FAILURES)
+		known = 0; /* more than remembered */
 	pthread_mutex_lock(&cl->q);
 	cl->forgot_n += n;
 	if (known)
-		cl->forgot_sum += cl->cum_acked - had;
+		cl->forgot_sum += sum;
 	else
 		cl->forgot_more = 1;
 	snprintf(
@@ -674,6 +709,35 @@ static void forgotten(struct client *cl, uint64_t last, const char *cum)
 		" it acknowledged (a failover to a replica they had not reached, or a restart without them)",
 		cl->host, cl->port, last, cl->acked_seq);
 	pthread_mutex_unlock(&cl->q);
+	cl->base_seq = cl->acked_seq;
+	cl->base_cum = cl->cum_acked;
+}
+
+/* Whether a request in the ring, other than q and not done, holds a number
+ * between last and q's: sent again, it fills the hole below q. */
+static int fills(struct client *cl, uint64_t last, const struct request *q)
+{
+	for (unsigned i = 0; i < cl->n; i++) {
+		const struct request *r = at(cl, i);
+		if (r != q && !r->done && r->seq > last && r->seq < q->seq)
+			return 1;
+	}
+	return 0;
+}
+
+/* Whether q or a request behind it was sent before, on an earlier
+ * connection, where it may have been applied. */
+static int sent_before(struct client *cl, const struct request *q)
+{
+	int behind = 0;
+
+	for (unsigned i = 0; i < cl->n; i++) {
+		const struct request *r = at(cl, i);
+		behind |= r == q;
+		if (behind && r->resent)
+			return 1;
+	}
+	return 0;
 }
 
 /* An add's reply: applied (now or before), or why not. */
@@ -704,8 +768,13 @@ static void on_add(struct client *cl, struct request *q, const redisReply *r,
 	if (starts(r, "TALLYGAP")) {
 		char *cum;
 		uint64_t last = strtoull(r->str + 9, &cum, 10);
-		if (last < cl->acked_seq) {
+		if (last < cl->acked_seq)
 			forgotten(cl, last, *cum == ' ' ? cum + 1 : "?");
+		/* A hole no request in the ring fills (what the server
+		 * lost, or one WAIT left unconfirmed and a failover lost):
+		 * q and those behind it were not applied, and go again
+		 * under a new identity. */
+		if (!fills(cl, last, q)) {
 			if (renumber(cl) != 0)
 				give_up(cl,
 					"no randomness for a new client id");
@@ -727,6 +796,16 @@ static void on_add(struct client *cl, struct request *q, const redisReply *r,
 			cl->pause_until = now + 10;
 		return;
 	}
+	/* Refused.  Not applied, unless it (or one behind it) was sent
+	 * before on another connection, where it may have been: then
+	 * again, until the deadline says its outcome is unknown. */
+	if (sent_before(cl, q)) {
+		snprintf(cl->why, sizeof(cl->why), "%s",
+			 r->type == REDIS_REPLY_ERROR ? r->str
+						      : "unexpected reply");
+		broken(cl, now, 1);
+		return;
+	}
 	if (starts(r, "TALLYTYPE") && strcmp(r->str + 10, "string") == 0)
 		say(q, TALLY_EWRONGTYPE,
 		    "redis key '%s' holds a string that is not a 64-bit integer",
@@ -739,7 +818,7 @@ static void on_add(struct client *cl, struct request *q, const redisReply *r,
 		say(q, TALLY_EREMOTE, "redis server %s:%d: %s", cl->host,
 		    cl->port,
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-	/* Refused: not applied, a hole in the sequence. */
+	/* Not applied: a hole in the sequence. */
 	if (renumber(cl) != 0)
 		give_up(cl, "no randomness for a new client id");
 }
@@ -771,6 +850,7 @@ static void on_wait(struct client *cl, struct request *q, const redisReply *r)
 			s->replicas);
 		copy_why(cl->why, sizeof(cl->why), q->why);
 		broken(cl, now, 1);
+		return;
 	} else if (r->type == REDIS_REPLY_INTEGER)
 		say(q, TALLY_EUNKNOWN,
 		    "redis server %s:%d applied the add, but %lld of the %d replicas asked for confirmed it within %d ms (durability=replicas:%d): a failover may lose it",
@@ -781,6 +861,12 @@ static void on_wait(struct client *cl, struct request *q, const redisReply *r)
 		    "redis server %s:%d applied the add, but refused WAIT: %s",
 		    cl->host, cl->port,
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	/* Told of unknown outcome: should the server lose it, no loss to
+	 * tell again. */
+	unsigned i = cl->nunconfirmed++ % FAILURES;
+	cl->unconfirmed[i].seq = q->seq;
+	cl->unconfirmed[i].sum = q->sum;
+	cl->unconfirmed[i].epoch = cl->epoch;
 }
 
 /* -MOVED or -ASK from a cluster node: nothing on the connection ran (every
@@ -806,6 +892,8 @@ static int redirected(struct client *cl, const redisReply *r, uint64_t now)
 	}
 	snprintf(cl->why, sizeof(cl->why), "%s", r->str);
 	broken(cl, now, ++cl->redirects > 2);
+	if (rd.kind == TALLY__REDIS_MOVED)
+		cl->stale = 0; /* where it said, not the map read again */
 	return 1;
 }
 
@@ -823,6 +911,7 @@ static void on_reply(struct client *cl, const redisReply *r, uint64_t now)
 		return;
 	}
 	enum req_step step = q->steps[q->got++];
+	cl->last_reply_ms = now;
 	if (step != STEP_WAIT && redirected(cl, r, now))
 		return;
 	switch (step) {
@@ -905,7 +994,12 @@ static int limits(struct client *cl, uint64_t now)
 	}
 	struct request *q = cl->piped ? awaiting(cl) : NULL;
 	if (q != NULL) {
-		uint64_t end = q->sent_ms + (uint64_t)s->timeout_ms;
+		/* From its sending, or the reply before it (WAITs in a
+		 * pipeline run one after another). */
+		uint64_t from = q->sent_ms > cl->last_reply_ms
+					? q->sent_ms
+					: cl->last_reply_ms;
+		uint64_t end = from + (uint64_t)s->timeout_ms;
 		if (now >= end) {
 			snprintf(cl->why, sizeof(cl->why),
 				 "no reply within %d ms", s->timeout_ms);

@@ -39,6 +39,8 @@ int tally__redis_new_identity(struct client *cl)
 		 cl->id);
 	cl->next_seq = 1;
 	cl->cum_sent = cl->cum_acked = cl->acked_seq = 0; /* start again */
+	cl->base_seq = cl->base_cum = 0;
+	cl->epoch++;
 	return 0;
 }
 
@@ -146,7 +148,7 @@ static int initialize_shards(struct client *cl, int64_t initial,
 {
 	const struct redis_state *s = cl->s;
 	uint64_t deadline = tally__redis_now_ms() + (uint64_t)s->deadline_ms;
-	char key[300], value[24], why[320];
+	char key[300], value[24], why[320] = "";
 
 	for (unsigned i = 0; i < (unsigned)s->shards; i++) {
 		tally__redis_shard_key(s, i, key, sizeof(key));

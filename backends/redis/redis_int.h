@@ -97,6 +97,8 @@ struct request {
 	uint64_t seq;	  /* 0: not numbered yet (numbered when sent) */
 	uint64_t sum;	  /* the deltas it carries, modulo 2^64 */
 	uint64_t cum;	  /* the client's sum up to it, once numbered */
+	unsigned epoch;	  /* the client's identity it was numbered under */
+	int resent;	  /* sent before, on an earlier connection */
 	uint64_t gen;	  /* settles every generation of adds up to this */
 	uint64_t born_ms; /* made: its deadline counts from here */
 	uint64_t sent_ms; /* on the current connection since; 0: not on it */
@@ -224,6 +226,17 @@ struct client {
 	 * came: what it lost, if it forgets them (its record holds the sum
 	 * it has). */
 	uint64_t cum_sent, cum_acked, acked_seq, last_ack_ms;
+	/* Its identities so far; what a loss told already covered (up to
+	 * base_seq, summing to base_cum); the last requests WAIT left
+	 * unconfirmed (reported of unknown outcome: no loss to tell again). */
+	unsigned epoch;
+	uint64_t base_seq, base_cum;
+	struct {
+		uint64_t seq, sum;
+		unsigned epoch;
+	} unconfirmed[FAILURES];
+	unsigned nunconfirmed;
+	uint64_t last_reply_ms; /* the current connection's last reply */
 };
 
 /* Where a connection's failure is written: words, and how hard it is (see
@@ -288,7 +301,7 @@ int tally__redis_initialize(struct client *cl, int64_t initial,
  * other error, explained (remote_error, which returns TALLY_EREMOTE); a
  * decimal 64-bit integer (parse_i64: 0 or -1); an error the server answers
  * while it cannot serve yet, so that the command is sent again after a
- * pause (transient: LOADING, BUSY, TRYAGAIN, MASTERDOWN). */
+ * pause (transient: LOADING, BUSY, TRYAGAIN, MASTERDOWN, CLUSTERDOWN). */
 int tally__redis_wrong_type(const char *key, const char *type);
 int tally__redis_remote_error(struct client *cl, const redisReply *r);
 int tally__redis_parse_i64(const char *str, int64_t *value);
