@@ -163,6 +163,10 @@ struct tally_backend {
  * err that the call in progress is about to return (tally_explain()). */
 void tally__explain_set(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* src/tally.c: TALLY_EOPTION, explained as "invalid backend option: " and
+ * the text (what was wrong, and what is allowed). */
+int tally__refuse_option(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
 
 /* src/registry.c */
 const struct tally_backend *tally__backend_lookup(const char *name, size_t len);

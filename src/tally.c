@@ -144,11 +144,9 @@ int tally__resolve(const char *spec, const struct tally_backend **ops,
 /* The longest wait_ms (and tally_add_wait() bound): a day. */
 #define WAIT_MS_MAX 86400000u
 
-static int refuse_option(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-static int refuse_option(const char *fmt, ...)
+int tally__refuse_option(const char *fmt, ...)
 {
-	char text[256];
+	char text[300];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -179,11 +177,11 @@ static int wait_option(const struct tally_backend *ops,
 	unsigned ms;
 
 	if (!(ops->caps & TALLY_CAP_LOCKED))
-		return refuse_option(
+		return tally__refuse_option(
 			"the %s backend has no lock to wait for: wait_ms has no effect on it",
 			ops->name);
 	if (tally__opt_uint(o, 0, WAIT_MS_MAX, &ms) != 0)
-		return refuse_option(
+		return tally__refuse_option(
 			"wait_ms takes whole milliseconds, 0 (no bound) to %u",
 			WAIT_MS_MAX);
 	k->wait_ns = ms == 0 ? -1 : (int64_t)ms * 1000000;
@@ -205,8 +203,9 @@ int tally__split_options(const struct tally_backend *ops, const char *options,
 	*counter = NULL;
 	while (tally__opt_next(&walk, &o)) {
 		if (given_before(options, &o))
-			return refuse_option("the option %.*s is given twice",
-					     (int)o.klen, o.key);
+			return tally__refuse_option(
+				"the option %.*s is given twice", (int)o.klen,
+				o.key);
 		if (tally__opt_is(&o, "wait_ms")) {
 			if ((rc = wait_option(ops, &o, k)) != 0)
 				return rc;
@@ -260,7 +259,7 @@ static int resolve_for(const char *backend, unsigned flags,
 	if ((flags & TALLY_PSHARED) && !((*ops)->caps & TALLY_CAP_PSHARED))
 		return TALLY_EUNSUPPORTED;
 	if (all != NULL && strlen(all) >= size)
-		return refuse_option(
+		return tally__refuse_option(
 			"backend options of at most %zu characters", size - 1);
 	rc = tally__split_options(*ops, all, k, buf, size, options);
 	if (rc != 0)

@@ -6,7 +6,6 @@
 #ifdef TALLY_HAVE_HIREDIS
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,19 +201,6 @@ static int parse_url(struct redis_state *s, const char *url, size_t len)
 	return 0;
 }
 
-static int refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int refuse(const char *fmt, ...)
-{
-	char text[300];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	tally__explain_set(TALLY_EOPTION, "invalid backend option: %s", text);
-	return TALLY_EOPTION;
-}
-
 /* cluster=[redis://[USER][:PASSWORD]@]HOST:PORT[;HOST:PORT...]: the
  * credentials every node is given (what comes before the last '@', as in
  * url=), and the seeds, each checked. */
@@ -233,11 +219,11 @@ static int parse_seeds(struct redis_state *s, const char *v, size_t vlen)
 		if (at != NULL) {
 			size_t alen = (size_t)(at - v) - 8;
 			if (alen >= sizeof(auth))
-				return refuse("%s", form);
+				return tally__refuse_option("%s", form);
 			memcpy(auth, v + 8, alen);
 			auth[alen] = '\0';
 			if (parse_auth(s, auth) != 0)
-				return refuse("%s", form);
+				return tally__refuse_option("%s", form);
 			vlen -= (size_t)(at + 1 - v);
 			v = at + 1;
 		} else {
@@ -255,7 +241,7 @@ static int parse_seeds(struct redis_state *s, const char *v, size_t vlen)
 			if (v[i] == ':')
 				colon = v + i;
 		if (s->nseeds == MAX_SEEDS || colon == NULL)
-			return refuse("%s", form);
+			return tally__refuse_option("%s", form);
 		hlen = (size_t)(colon - v);
 		if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
 			host++;
@@ -266,15 +252,15 @@ static int parse_seeds(struct redis_state *s, const char *v, size_t vlen)
 		if (hlen == 0 || hlen >= sizeof(s->seeds[0].host) ||
 		    plen == 0 || plen >= sizeof(port) ||
 		    strspn(colon + 1, "0123456789") < plen)
-			return refuse("%s", form);
+			return tally__refuse_option("%s", form);
 		memcpy(port, colon + 1, plen);
 		port[plen] = '\0';
 		long p = strtol(port, &end, 10);
 		if (p < 1 || p > 65535)
-			return refuse("%s", form);
+			return tally__refuse_option("%s", form);
 		for (size_t i = 0; i < hlen; i++)
 			if (host[i] <= ' ' || host[i] > '~' || host[i] == ';')
-				return refuse("%s", form);
+				return tally__refuse_option("%s", form);
 		memcpy(s->seeds[s->nseeds].host, host, hlen);
 		s->seeds[s->nseeds].host[hlen] = '\0';
 		s->seeds[s->nseeds++].port = (int)p;
@@ -284,10 +270,10 @@ static int parse_seeds(struct redis_state *s, const char *v, size_t vlen)
 			v++;
 			vlen--;
 			if (vlen == 0)
-				return refuse("%s", form);
+				return tally__refuse_option("%s", form);
 		}
 	}
-	return s->nseeds > 0 ? 0 : refuse("%s", form);
+	return s->nseeds > 0 ? 0 : tally__refuse_option("%s", form);
 }
 
 /* durability=primary or replicas:N. */
@@ -304,7 +290,7 @@ static int parse_durability(struct redis_state *s, const char *v, size_t vlen)
 		if (s->replicas >= 1 && s->replicas <= 16)
 			return 0;
 	}
-	return refuse(
+	return tally__refuse_option(
 		"durability= takes primary (applied once the server answers) or replicas:N, N from 1 to 16 (once N replicas confirmed it)");
 }
 
@@ -355,23 +341,23 @@ static int set_contract(struct redis_state *s, int mode, int *given)
 static int agree(struct redis_state *s, int url)
 {
 	if (url && s->nseeds > 0)
-		return refuse(
+		return tally__refuse_option(
 			"url= names one server, cluster= the nodes of a cluster: give one");
 	if (s->shards != 0 && s->nseeds == 0)
-		return refuse(
+		return tally__refuse_option(
 			"shards= spreads a counter over the nodes of a cluster: it needs cluster=");
 	if (s->nseeds > 0 && strpbrk(s->key, "{}") != NULL)
-		return refuse(
+		return tally__refuse_option(
 			"on a cluster, key= may not hold '{' or '}': the shards' keys are {KEY#i}, whose braces choose the slot");
 	if (s->shards == 0)
 		s->shards = 1;
 	if (s->wait_ms != 0 && s->replicas == 0)
-		return refuse(
+		return tally__refuse_option(
 			"confirm_ms= is how long replicas have to confirm a request: it needs durability=replicas:N");
 	if (s->replicas != 0 && s->wait_ms == 0)
 		s->wait_ms = s->timeout_ms / 2 > 0 ? s->timeout_ms / 2 : 1;
 	if (s->wait_ms >= s->timeout_ms)
-		return refuse(
+		return tally__refuse_option(
 			"confirm_ms=%d must be less than timeout_ms=%d: the reply waits for WAIT",
 			s->wait_ms, s->timeout_ms);
 	return 0;
@@ -400,8 +386,9 @@ static int parse_options(struct redis_state *s, const char *opt,
 			rc = parse_ms(v, vlen, &s->shards) == 0 &&
 					     s->shards <= MAX_SHARDS
 				     ? 0
-				     : refuse("shards= takes 1 to %d",
-					      MAX_SHARDS);
+				     : tally__refuse_option(
+					       "shards= takes 1 to %d",
+					       MAX_SHARDS);
 		} else if (is(opt, klen, "durability")) {
 			rc = parse_durability(s, v, vlen);
 		} else if (is(opt, klen, "confirm_ms")) {
