@@ -48,7 +48,11 @@ stop() {
 		done
 		kill -9 "$pid" 2>/dev/null || true
 	done
-	rm -rf "$dir"
+	# A file a node was still writing as it went: once more.
+	rm -rf "$dir" 2>/dev/null || {
+		sleep 0.5
+		rm -rf "$dir"
+	}
 }
 
 # Each node's log, for a start that failed.
