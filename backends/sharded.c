@@ -115,7 +115,11 @@ static int sharded_add(void *state, int64_t delta, const struct tally__knobs *k)
 {
 	(void)k; /* no lock to wait for */
 	struct sharded_state *s = state;
-	unsigned i = mine.state == s ? mine.slot : pick_slot(s);
+	/* The slot is checked against this counter's count: another counter
+	 * mapped later at the same address (a named one reopened) may have
+	 * fewer slots than the one the slot was picked in. */
+	unsigned i = mine.state == s && mine.slot < s->slots ? mine.slot
+							     : pick_slot(s);
 
 	atomic_fetch_add_explicit(&s->slot[i].value, (uint64_t)delta,
 				  memory_order_acq_rel);
